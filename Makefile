@@ -1,0 +1,33 @@
+# The two commands of the README:  `make run`  (main job)  and  `make test`  (test suite).
+# Both create .venv on first use, install tfxfer into it, and use ../shared's offline kit when it
+# exists (so they work with no internet).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KIT := ../shared/kit/prepare.sh
+# GPU machines get the CUDA-capable `tensorflow`; everything else gets `tensorflow-cpu`.
+TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo tf || echo cpu)
+WITH_KIT := if [ -x $(KIT) ]; then eval "$$($(KIT))"; fi;
+PYTEST_ARGS ?=
+
+.PHONY: install run test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(TF_EXTRA),test]"
+	touch $@
+
+run: install
+	@$(WITH_KIT) $(PY) -m tfxfer.recipes.small_similar --output runs/small_similar --overwrite
+
+test: install
+	@$(WITH_KIT) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; fi; \
+	exit $$rc
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

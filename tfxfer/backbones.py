@@ -1,0 +1,227 @@
+"""Registry of Keras Applications backbones, each with what transfer learning needs to know.
+
+Every :class:`BackboneSpec` carries the family's input scaling (applied *inside* the model, so a
+tfxfer model always takes raw 0-255 RGB pixels), its default and minimum input size, its feature
+width, and its block boundaries.
+
+Blocks are defined the same way on every family: block ``b`` (1..5) holds the layers whose output
+is at stride ``2**b`` (the stem and anything at full resolution fold into block 1). So "freeze the
+first 3 blocks" always means "freeze everything up to stride 8". The boundaries are stored as
+indices into ``backbone.layers`` (auto-generated layer names such as ``conv2d_3`` are not stable)
+and are re-derived from the graph when a Keras version lays a family out differently.
+
+Example:
+    >>> from tfxfer import backbones
+    >>> spec = backbones.get("MobileNetV2")
+    >>> spec.default_size, spec.feature_width, spec.preprocess
+    (224, 1280, 'tf')
+    >>> net = backbones.build("MobileNetV2", image_size=64, weights=None)
+    >>> len(backbones.block_boundaries(net, "MobileNetV2"))
+    4
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import keras
+
+from tfxfer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+NUM_BLOCKS = 5
+PREPROCESS_MODES = ("tf", "torch", "caffe", "none")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What tfxfer knows about one backbone.
+
+    Attributes:
+        name: Registry name (the Keras Applications class name, or a variant of it).
+        constructor: Name of the ``keras.applications`` function.
+        preprocess: Input scaling the family was trained with: ``tf`` ([-1, 1]), ``torch``
+            (ImageNet mean/std), ``caffe`` (BGR, mean-subtracted) or ``none`` (the Keras model
+            already rescales 0-255 input itself).
+        default_size: The size the ImageNet weights were trained at.
+        min_size: The smallest input Keras Applications accepts for this family.
+        feature_width: Channels of the last feature map (the head's input width).
+        boundaries: Indices into ``backbone.layers`` where blocks 2..5 start.
+        num_layers: ``len(backbone.layers)`` when ``boundaries`` were derived.
+        default_freeze: Blocks frozen by default in ``partial`` phases (``small_different``).
+        kwargs: Extra constructor arguments (e.g. ``alpha`` for width variants).
+    """
+
+    name: str
+    constructor: str
+    preprocess: str
+    default_size: int
+    feature_width: int
+    boundaries: tuple[int, int, int, int]
+    num_layers: int
+    min_size: int = 32
+    default_freeze: int = 3
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _spec(name, ctor, prep, size, width, bounds, n_layers, **extra) -> BackboneSpec:
+    return BackboneSpec(name=name, constructor=ctor, preprocess=prep, default_size=size,
+                        feature_width=width, boundaries=bounds, num_layers=n_layers, **extra)
+
+
+# Boundaries derived with Keras 3.15.1 by `derive_boundaries` (the test suite re-checks them).
+_SPECS = [
+    _spec("MobileNet", "MobileNet", "tf", 224, 1024, (11, 24, 37, 74), 86),
+    _spec("MobileNet025", "MobileNet", "tf", 224, 256, (11, 24, 37, 74), 86,
+          kwargs={"alpha": 0.25}),
+    _spec("MobileNetV2", "MobileNetV2", "tf", 224, 1280, (13, 31, 58, 120), 154),
+    _spec("MobileNetV3Small", "MobileNetV3Small", "none", 224, 576, (6, 21, 39, 113), 157),
+    _spec("MobileNetV3Large", "MobileNetV3Large", "none", 224, 960, (15, 33, 78, 143), 187),
+    _spec("EfficientNetB0", "EfficientNetB0", "none", 224, 1280, (21, 50, 79, 166), 237),
+    _spec("EfficientNetB1", "EfficientNetB1", "none", 240, 1280, (33, 77, 121, 238), 339),
+    _spec("EfficientNetB2", "EfficientNetB2", "none", 260, 1408, (33, 77, 121, 238), 339),
+    _spec("EfficientNetB3", "EfficientNetB3", "none", 300, 1536, (33, 77, 121, 268), 384),
+    _spec("EfficientNetV2B0", "EfficientNetV2B0", "none", 224, 1280, (9, 21, 36, 152), 270),
+    _spec("EfficientNetV2B1", "EfficientNetV2B1", "none", 240, 1280, (14, 33, 55, 201), 334),
+    _spec("EfficientNetV2B2", "EfficientNetV2B2", "none", 260, 1408, (14, 33, 55, 201), 349),
+    _spec("EfficientNetV2B3", "EfficientNetV2B3", "none", 300, 1536, (14, 33, 55, 231), 409),
+    _spec("EfficientNetV2S", "EfficientNetV2S", "none", 384, 1280, (14, 40, 69, 290), 513),
+    _spec("ResNet50", "ResNet50", "caffe", 224, 2048, (6, 39, 81, 143), 175),
+    _spec("ResNet50V2", "ResNet50V2", "tf", 224, 2048, (4, 34, 80, 148), 190),
+    _spec("DenseNet121", "DenseNet121", "torch", 224, 1024, (6, 52, 140, 312), 427),
+    _spec("ConvNeXtTiny", "ConvNeXtTiny", "none", 224, 768, (2, 24, 46, 110), 133),
+    _spec("Xception", "Xception", "tf", 299, 2048, (12, 22, 32, 122), 132, min_size=71),
+    _spec("InceptionV3", "InceptionV3", "tf", 299, 2048, (10, 17, 93, 241), 311, min_size=75),
+    _spec("NASNetMobile", "NASNetMobile", "tf", 224, 1056, (10, 67, 304, 541), 769),
+    _spec("VGG16", "VGG16", "caffe", 224, 512, (6, 10, 14, 18), 19, default_freeze=4),
+]
+REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
+
+
+def names() -> list[str]:
+    """All registered backbone names, in registry order."""
+    return list(REGISTRY)
+
+
+def get(name: str) -> BackboneSpec:
+    """Returns the spec of ``name``, or raises a :class:`UserError` listing the valid names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        close = [n for n in REGISTRY if n.lower() == str(name).lower()]
+        hint = f"did you mean {close[0]}?" if close else "pick one of the valid names"
+        raise UserError("backbone must be a registered name", valid=names(), got=name,
+                        fix=f"{hint} (--backbone NAME)") from None
+
+
+def resolve_size(name: str, image_size: int | None) -> int:
+    """The input size to use: ``image_size`` checked against the family minimum, or its default."""
+    spec = get(name)
+    if image_size is None:
+        return spec.default_size
+    if image_size < spec.min_size:
+        raise UserError(f"image_size must be >= {spec.min_size} for {name}", got=image_size,
+                        fix=f"pass --image-size {spec.min_size} or more "
+                            f"(the ImageNet weights were trained at {spec.default_size})")
+    return image_size
+
+
+def build(name: str, image_size: int | None = None, weights: str | None = "imagenet") -> keras.Model:
+    """Builds the backbone without its classifier (``include_top=False``), named ``backbone``.
+
+    Args:
+        name: A registered name (see :func:`names`).
+        image_size: Square input size; None uses the family default.
+        weights: ``"imagenet"`` (Keras cache, downloaded when missing), a weights file path, or
+            None for random initialisation.
+
+    Returns:
+        A functional ``keras.Model`` mapping preprocessed images to the last feature map.
+    """
+    spec = get(name)
+    size = resolve_size(name, image_size)
+    ctor: Callable[..., keras.Model] = getattr(keras.applications, spec.constructor)
+    path = None
+    if weights is not None and weights != "imagenet":
+        path = os.path.expanduser(weights)
+        if not os.path.isfile(path):
+            raise UserError("weights must be 'imagenet', None or an existing weights file",
+                            got=weights, fix="check the path, or pass --weights imagenet/none")
+        weights = None
+    try:
+        net = ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **spec.kwargs)
+    except ValueError as exc:  # Keras' own checks on size/weights combinations
+        raise UserError(f"Keras cannot build {name} at {size}px with weights={weights!r}",
+                        got=str(exc).splitlines()[0],
+                        fix=f"use --image-size {spec.default_size} or --weights none") from None
+    except Exception as exc:  # a failed download of the ImageNet weights
+        if weights != "imagenet":
+            raise
+        raise UserError(f"ImageNet weights for {name} could not be loaded (no network, and not "
+                        "in the Keras cache $KERAS_HOME/models)", got=f"{type(exc).__name__}: {exc}",
+                        fix="connect once to download them, pre-seed $KERAS_HOME, or pass "
+                            "--weights PATH to a weights file") from None
+    if path is not None:
+        _load_weights_file(net, path, name)
+    net.name = "backbone"
+    return net
+
+
+def _load_weights_file(net: keras.Model, path: str, name: str) -> None:
+    try:
+        net.load_weights(path)
+    except Exception as exc:  # noqa: BLE001 - any mismatch is the user's file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"weights file must fit {name} without its top "
+                        f"({len(net.weights)} tensors, {net.count_params():,} parameters)",
+                        got=f"{path} ({first})",
+                        fix="pass the no-top weights of this backbone, or choose the backbone "
+                            "the file was saved from") from None
+
+
+def block_boundaries(net: keras.Model, name: str) -> tuple[int, ...]:
+    """Indices into ``net.layers`` where blocks 2..5 start (block 1 starts at 0).
+
+    Uses the registry's values when the layer count matches the one they were derived on, and
+    re-derives them from the graph otherwise.
+    """
+    spec = get(name)
+    if len(net.layers) == spec.num_layers:
+        return spec.boundaries
+    log.warning("%s has %d layers here (registry: %d); deriving block boundaries from strides",
+                name, len(net.layers), spec.num_layers)
+    # Derive on an unweighted copy at the default size, where only real stages (never the 1x1
+    # squeeze-excite maps) have spatial size > 1. The layer order does not depend on the size.
+    ctor = getattr(keras.applications, spec.constructor)
+    size = spec.default_size
+    probe = ctor(include_top=False, weights=None, input_shape=(size, size, 3), **spec.kwargs)
+    return derive_boundaries(probe)
+
+
+def derive_boundaries(net: keras.Model) -> tuple[int, ...]:
+    """First layer index whose output is at stride 4, 8, 16, 32: the block rule, from the graph.
+
+    ``net`` must be built at an input size where the stride-32 map is larger than 1x1 (the
+    default sizes all are), so that 1x1 squeeze-excite maps are never mistaken for a stage.
+    """
+    size = net.input.shape[1]
+    firsts: dict[int, int] = {}
+    for i, layer in enumerate(net.layers):
+        shape = layer.output.shape
+        if len(shape) != 4 or not shape[1] or shape[1] == 1:
+            continue
+        stage = round(math.log2(size / shape[1])) if shape[1] <= size else 0
+        if 2 <= stage <= NUM_BLOCKS and stage not in firsts:
+            firsts[stage] = i
+    return tuple(firsts.get(s, len(net.layers)) for s in range(2, NUM_BLOCKS + 1))
+
+
+def block_of_layers(net: keras.Model, name: str) -> list[int]:
+    """The block number (1..5) of every layer of ``net``, in ``net.layers`` order."""
+    bounds = block_boundaries(net, name)
+    return [1 + sum(i >= b for b in bounds) for i in range(len(net.layers))]

@@ -1,0 +1,138 @@
+"""Command line shared by every recipe: ``python -m tfxfer.recipes.<name> [options]``.
+
+Precedence, lowest first: the recipe's defaults, ``--config FILE``, the named flags, then each
+``--set key=value`` in order. Every user mistake ends in a one-line ``error:`` message and exit
+status 2, never a traceback.
+
+Example:
+    >>> from tfxfer.cli import resolve_config
+    >>> from tfxfer.recipes.small_similar import CONFIG
+    >>> resolve_config(CONFIG, ["--epochs", "3", "--set", "head_dropout=0.5"]).phases[0].epochs
+    3
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from tfxfer import backbones
+from tfxfer.config import Config
+from tfxfer.errors import UserError
+
+EPILOG = """\
+batch size and scaling: --batch-size is the GLOBAL batch. Under a distribution strategy with N
+replicas each replica gets batch_size/N examples per step. The learning rate is used as given;
+when you scale the global batch by k, the usual rule is to scale lr by k (linear rule, SGD) or
+by sqrt(k) (Adam), e.g. --set phases.0.lr=2e-3.
+
+any config key can be set with --set KEY=VALUE (dotted for phases: --set phases.1.lr=1e-5);
+values parse as JSON (numbers, true/false, null, [lists]). Unknown keys are rejected.
+backbones: """
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other user error
+        raise UserError(f"invalid command line: {message}", fix=f"see {self.prog} --help")
+
+
+def build_parser(defaults: Config, prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=f"tfxfer recipe '{defaults.recipe}': {_describe(defaults)}",
+                epilog=EPILOG + ", ".join(backbones.names()),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of config keys")
+    p.add_argument("--data", help=f"directory, tfds:NAME, or built-in (default {defaults.data})")
+    p.add_argument("--backbone", help=f"registered backbone (default {defaults.backbone})")
+    p.add_argument("--weights", help="imagenet, none, or a weights file path "
+                                     f"(default {defaults.weights})")
+    p.add_argument("--image-size", type=int, help="square input size (default: backbone's)")
+    p.add_argument("--epochs", type=int, help="epochs of every phase")
+    p.add_argument("--batch-size", type=int, help=f"global batch size (default {defaults.batch_size})")
+    p.add_argument("--freeze-blocks", type=int, help="blocks (0-5) frozen in partial phases")
+    p.add_argument("--strategy", help="auto|default|mirrored|multiworker|tpu (default auto)")
+    p.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
+    p.add_argument("--output", help=f"output directory (default {defaults.output})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output directory that holds a different run")
+    p.add_argument("--no-cache-features", action="store_true",
+                   help="train head-only phases on images instead of cached backbone features")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable)")
+    return p
+
+
+def _describe(cfg: Config) -> str:
+    phases = " -> ".join(f"{p.name}[{p.trainable}, {p.epochs} ep, {p.optimizer} {p.lr:g}]"
+                         for p in cfg.phases)
+    return f"{cfg.backbone} on {cfg.data}; phases: {phases}"
+
+
+_FLAG_KEYS = {"data": "data", "backbone": "backbone", "weights": "weights",
+              "image_size": "image_size", "batch_size": "batch_size",
+              "freeze_blocks": "freeze_blocks", "strategy": "strategy", "seed": "seed",
+              "output": "output"}
+
+
+def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer") -> Config:
+    """Applies a command line to a recipe's default config."""
+    args = build_parser(defaults, prog).parse_args(argv)
+    cfg = Config.load(args.config, base=defaults) if args.config else defaults
+    changes = {key: getattr(args, attr) for attr, key in _FLAG_KEYS.items()
+               if getattr(args, attr) is not None}
+    if args.overwrite:
+        changes["overwrite"] = True
+    if args.no_cache_features:
+        changes["cache_features"] = False
+    if changes:
+        cfg = cfg.replace(**changes)
+    if args.epochs is not None:
+        cfg = cfg.with_epochs(args.epochs)
+    return cfg.override(args.set) if args.set else cfg
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def main(defaults: Config, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Runs a recipe from the command line; returns the process exit status."""
+    prog = prog or f"python -m tfxfer.recipes.{defaults.recipe}"
+    _quiet_tensorflow()
+    try:
+        cfg = resolve_config(defaults, argv, prog)
+        from tfxfer import train  # heavy imports only once the arguments are valid
+
+        result = train.run(cfg)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; completed epochs are in the output's checkpoints/",
+              file=sys.stderr)
+        return 130
+    print(result.summary())
+    return 0
+
+
+def entry(argv: list[str] | None = None) -> int:
+    """``tfxfer RECIPE [options]``: the console script."""
+    import importlib
+
+    from tfxfer.recipes import RECIPES
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(RECIPES)}; "
+              "tfxfer RECIPE --help for options)")
+        return 0
+    if argv[0] not in RECIPES:
+        print(f"tfxfer: error: recipe must be one of the known recipes; valid: "
+              f"{', '.join(RECIPES)}; got {argv[0]!r}. Fix: run e.g. tfxfer small_similar",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"tfxfer.recipes.{argv[0]}")
+    return main(module.CONFIG, argv[1:], prog=f"tfxfer {argv[0]}")

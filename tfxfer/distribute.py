@@ -1,0 +1,89 @@
+"""Choosing a ``tf.distribute`` strategy: ``auto``, ``default``, ``mirrored``, ``multiworker``, ``tpu``.
+
+``auto`` picks, in order: a TPU when a TPU cluster resolver finds one (Colab TPU);
+``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker;
+``MirroredStrategy`` with more than one GPU; the default strategy otherwise. It logs what it chose
+and why. The config's ``batch_size`` is the global batch: each of the N replicas gets
+``batch_size / N`` examples per step; the learning rate is not rescaled automatically.
+
+Example:
+    >>> from tfxfer import distribute
+    >>> strategy, why = distribute.resolve("default")
+    >>> strategy.num_replicas_in_sync, why
+    (1, 'requested: default')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+from tfxfer.config import STRATEGIES
+from tfxfer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _tpu_resolver():
+    try:
+        return tf.distribute.cluster_resolver.TPUClusterResolver()
+    except (ValueError, KeyError, RuntimeError):
+        return None
+
+
+def _tpu_strategy(resolver):
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _num_workers() -> int:
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except json.JSONDecodeError:
+        raise UserError("TF_CONFIG must be valid JSON", got=os.environ.get("TF_CONFIG"),
+                        fix="see the README's scaling section for the format") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
+    """Returns ``(strategy, reason)`` for a ``--strategy`` value."""
+    if name not in STRATEGIES:
+        raise UserError("strategy must be a known name", valid=STRATEGIES, got=name,
+                        fix="pass --strategy auto")
+    if name == "default":
+        return tf.distribute.get_strategy(), "requested: default"
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(), "requested: mirrored"
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy(), "requested: multiworker"
+    if name == "tpu":
+        resolver = _tpu_resolver()
+        if resolver is None:
+            raise UserError("--strategy tpu needs a TPU, and no TPU cluster resolver found one",
+                            got="tpu", fix="run on a TPU runtime, or pass --strategy auto")
+        return _tpu_strategy(resolver), "requested: tpu"
+    resolver = _tpu_resolver()
+    if resolver is not None:
+        return _tpu_strategy(resolver), "auto: a TPU cluster resolver found a TPU"
+    workers = _num_workers()
+    if workers > 1:
+        return (tf.distribute.MultiWorkerMirroredStrategy(),
+                f"auto: TF_CONFIG names {workers} workers")
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy(), f"auto: {len(gpus)} GPUs"
+    return tf.distribute.get_strategy(), f"auto: default strategy ({len(gpus)} GPU)"
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes outputs (always true off multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker"
+                                             and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())

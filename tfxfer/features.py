@@ -1,0 +1,108 @@
+"""Cached backbone features for head-only phases.
+
+When a phase trains only the head, the backbone is a fixed function, so recomputing it every
+epoch is wasted work. :func:`extract` runs the backbone once per image and view, and
+:func:`feature_dataset` trains the head on the cached, pooled features.
+
+Augmentation is kept through ``views``: view 0 is the clean image, views 1..K-1 are independent
+draws of the model's augmenter. Each epoch every image contributes one randomly drawn view.
+Batch-level MixUp/CutMix act on pixels and do not apply to cached features.
+
+Train features are stored as float16 (pooled activations lose nothing that matters to a linear
+head at that precision), validation features as float32; both go through
+:func:`tfxfer.storage.allocate`, so they live in memory or on disk by size.
+
+Example:
+    >>> from tfxfer import features  # see tests/test_features.py for a full run
+    >>> features.FeatureCache.__dataclass_fields__.keys()
+    dict_keys(['train', 'train_labels', 'val', 'val_labels'])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from tfxfer import storage
+from tfxfer.pipeline import AUTOTUNE, _options, image_dataset, index_batches
+
+log = logging.getLogger(__name__)
+
+EXTRACT_BATCH = 64
+
+
+@dataclass
+class FeatureCache:
+    """Pooled backbone features: ``train`` is ``(views, N, C)``, ``val`` is ``(N_val, C)``."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    val: np.ndarray
+    val_labels: np.ndarray
+
+
+def _predict(fn, ds: tf.data.Dataset, out: np.ndarray) -> None:
+    start = 0
+    for batch in ds:
+        feats = fn(batch)
+        out[start:start + len(feats)] = np.asarray(feats)
+        start += len(feats)
+
+
+def extract(tm, data, views: int, image_size: int) -> FeatureCache:
+    """Computes the pooled features of every train image (``views`` times) and val image once.
+
+    Args:
+        tm: A :class:`tfxfer.model.TransferModel`.
+        data: The :class:`tfxfer.data.ImageData` of the run.
+        views: Number of views per training image (1 = clean only).
+        image_size: Model input size.
+    """
+    t0 = time.perf_counter()
+    views = views if tm.augmenter is not None else 1
+    width = tm.head_model.input.shape[-1]
+    infer = tf.function(lambda x: tm.feature_model(x, training=False), reduce_retracing=True)
+    augment = tm.augmenter
+
+    def images_only(split, view):
+        ds = image_dataset(split, data.num_classes, image_size, EXTRACT_BATCH)
+        ds = ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE)
+        if view > 0:
+            ds = ds.map(lambda x: augment(x, training=True), num_parallel_calls=AUTOTUNE)
+        return ds.prefetch(AUTOTUNE)
+
+    train = storage.allocate((views, len(data.train), width), "float16")
+    for v in range(views):
+        _predict(infer, images_only(data.train, v), train[v])
+    val = storage.allocate((len(data.val), width), "float32")
+    _predict(infer, images_only(data.val, 0), val)
+    n = views * len(data.train) + len(data.val)
+    elapsed = time.perf_counter() - t0
+    log.info("cached features: %d images x views in %.1fs (%.0f images/s)", n, elapsed,
+             n / max(elapsed, 1e-9))
+    return FeatureCache(train, data.train.labels, val, data.val.labels)
+
+
+def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, train: bool,
+                    seed: int | None = None) -> tf.data.Dataset:
+    """(features, one-hot) batches; in training each sample draws one of its cached views."""
+    feats = cache.train if train else cache.val[None]
+    labels = np.asarray(cache.train_labels if train else cache.val_labels, np.int32)
+    views = feats.shape[0]
+
+    def gather(idx, view):
+        return np.asarray(feats[view, idx], np.float32)
+
+    def load(idx):
+        view = (tf.random.uniform(tf.shape(idx), 0, views, tf.int64, seed=seed) if views > 1
+                else tf.zeros_like(idx))
+        x = tf.numpy_function(gather, [idx, view], tf.float32, stateful=False)
+        x.set_shape((None, feats.shape[-1]))
+        return x, tf.one_hot(tf.gather(labels, idx), num_classes)
+
+    ds = index_batches(len(labels), batch_size, shuffle=train, seed=seed)
+    return ds.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE).with_options(_options())

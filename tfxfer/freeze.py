@@ -1,0 +1,86 @@
+"""``trainable`` control: freeze all, unfreeze all, unfreeze from block k, BatchNorm kept frozen.
+
+Keras 3.15 does not honour ``backbone(x, training=False)`` once the backbone is unfrozen
+(keras#20285), so calling the backbone in inference mode is not enough to protect the BatchNorm
+moving statistics. Here every BatchNormalization layer of a (partly) trainable backbone is set
+``trainable=False`` explicitly, which in Keras 3 both stops its updates and runs it in inference
+mode. ``train_bn=True`` opts out.
+
+A ``trainable`` change only takes effect after ``compile``: the training core always recompiles
+after calling :func:`apply_scope`.
+
+Example:
+    >>> from tfxfer import model, freeze
+    >>> tm = model.build("MobileNetV2", num_classes=2, image_size=64, weights=None)
+    >>> freeze.unfreeze_from(tm.backbone, "MobileNetV2", 4)
+    >>> freeze.summary(tm.backbone, "MobileNetV2")["trainable_blocks"]
+    [5]
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfxfer import backbones
+from tfxfer.errors import UserError
+
+
+def _is_bn(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def freeze_all(backbone: keras.Model) -> None:
+    """Freezes every backbone layer (feature extraction)."""
+    backbone.trainable = False
+
+
+def unfreeze_all(backbone: keras.Model, train_bn: bool = False) -> None:
+    """Makes every backbone layer trainable, BatchNorm excepted unless ``train_bn``."""
+    backbone.trainable = True
+    if not train_bn:
+        for layer in backbone.layers:
+            if _is_bn(layer):
+                layer.trainable = False
+
+
+def unfreeze_from(backbone: keras.Model, family: str, block: int, train_bn: bool = False) -> None:
+    """Freezes blocks ``1..block`` and trains blocks ``block+1..5`` (BatchNorm stays frozen).
+
+    Args:
+        backbone: The backbone built by :func:`tfxfer.backbones.build`.
+        family: Its registry name (for the block boundaries).
+        block: Number of leading blocks to freeze, 0 (train all) to 5 (freeze all).
+        train_bn: Also train BatchNorm layers in the unfrozen blocks.
+    """
+    if not 0 <= block <= backbones.NUM_BLOCKS:
+        raise UserError(f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} "
+                        f"({family} has {backbones.NUM_BLOCKS} blocks)", got=block,
+                        fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}")
+    backbone.trainable = True
+    for layer, b in zip(backbone.layers, backbones.block_of_layers(backbone, family)):
+        layer.trainable = b > block and (train_bn or not _is_bn(layer))
+
+
+def apply_scope(backbone: keras.Model, family: str, scope: str, freeze_blocks: int | None = None,
+                train_bn: bool = False) -> None:
+    """Sets trainable flags for a phase scope: ``head``, ``partial`` or ``all``."""
+    if scope == "head":
+        freeze_all(backbone)
+    elif scope == "all":
+        unfreeze_all(backbone, train_bn)
+    else:
+        k = backbones.get(family).default_freeze if freeze_blocks is None else freeze_blocks
+        unfreeze_from(backbone, family, k, train_bn)
+
+
+def summary(backbone: keras.Model, family: str) -> dict:
+    """Which blocks have trainable weights, and how many weights are trainable."""
+    blocks = backbones.block_of_layers(backbone, family)
+    trainable_blocks = sorted({b for layer, b in zip(backbone.layers, blocks)
+                               if layer.trainable_weights})
+    return {
+        "trainable_blocks": trainable_blocks,
+        "trainable_params": sum(int(w.numpy().size) for w in backbone.trainable_weights),
+        "frozen_params": sum(int(w.numpy().size) for w in backbone.non_trainable_weights),
+        "bn_trainable": any(l.trainable for l in backbone.layers if _is_bn(l)),
+    }

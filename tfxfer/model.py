@@ -1,0 +1,155 @@
+"""The transfer model: raw images -> augmentation -> family preprocessing -> backbone -> head.
+
+:func:`build` returns a :class:`TransferModel` holding the training graph and its parts. The
+parts share their variables, so the same weights serve three graphs:
+
+- ``model``: the training graph, ``float32`` 0-255 images -> logits, augmentation included
+  (inert at inference). This is what is saved as ``.keras``.
+- ``head_model``: pooled features -> logits, used to train the head on cached features.
+- :meth:`TransferModel.serving_model`: ``uint8`` images -> logits, with no augmentation layer at
+  all. This is what is exported as a SavedModel.
+
+Example:
+    >>> from tfxfer import model
+    >>> tm = model.build("MobileNetV2", num_classes=3, image_size=64, weights=None)
+    >>> tm.model.output.shape, tm.head_model.input.shape
+    ((None, 3), (None, 1280))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import keras
+from keras import ops
+
+from tfxfer import augment as augment_lib
+from tfxfer import backbones
+
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="tfxfer")
+class Preprocess(keras.layers.Layer):
+    """A backbone family's input scaling as a layer: raw 0-255 RGB in, what the family expects out.
+
+    Replaces ``keras.applications.<family>.preprocess_input`` inside the graph (a Lambda layer
+    would not load with ``safe_mode=True``). Any input dtype is accepted and cast first, so the
+    serving graph can take ``uint8``.
+
+    Args:
+        mode: ``tf`` (scale to [-1, 1]), ``torch`` (ImageNet mean/std), ``caffe`` (RGB->BGR and
+            ImageNet mean subtracted) or ``none`` (identity: the backbone rescales itself).
+    """
+
+    def __init__(self, mode: str = "tf", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in backbones.PREPROCESS_MODES:
+            raise ValueError(f"mode must be one of {backbones.PREPROCESS_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_TORCH_MEAN, self.compute_dtype)
+            std = ops.convert_to_tensor(_TORCH_STD, self.compute_dtype)
+            return (x / 255.0 - mean) / std
+        if self.mode == "caffe":
+            return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR, self.compute_dtype)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@dataclass
+class TransferModel:
+    """A built transfer model and its shared parts.
+
+    Attributes:
+        model: Training graph (float32 images -> logits).
+        backbone: The Keras Applications backbone (``include_top=False``), named ``backbone``.
+        head: ``keras.Sequential`` of dropout / hidden Dense / ``logits`` layers.
+        head_model: Pooled features -> logits (shares ``head``).
+        feature_model: Images -> pooled features, without augmentation.
+        augmenter: The in-model augmentation, or None.
+        family: Registry name of the backbone.
+        image_size: Square input size.
+    """
+
+    model: keras.Model
+    backbone: keras.Model
+    head: keras.Sequential
+    head_model: keras.Model
+    feature_model: keras.Model
+    augmenter: keras.Sequential | None
+    family: str
+    image_size: int
+
+    def serving_model(self) -> keras.Model:
+        """``uint8`` images -> logits, with no augmentation: what a server runs."""
+        inputs = keras.Input((self.image_size, self.image_size, 3), dtype="uint8", name="image")
+        x = self.model.get_layer("preprocess")(inputs)
+        x = self.backbone(x, training=False)
+        x = self.model.get_layer("pool")(x)
+        return keras.Model(inputs, self.head(x, training=False), name="serving")
+
+
+def build(family: str, num_classes: int, image_size: int | None = None,
+          weights: str | None = "imagenet", augment: str = "light",
+          extra_augment: Sequence[keras.layers.Layer] = (), pooling: str = "avg",
+          dropout: float = 0.2, hidden: Sequence[int] = (), seed: int | None = None
+          ) -> TransferModel:
+    """Builds a backbone from the registry with a new classification head.
+
+    Args:
+        family: Registered backbone name.
+        num_classes: Number of output logits.
+        image_size: Square input size (None: the family default).
+        weights: ``"imagenet"``, a weights file, or None.
+        augment: Augmentation preset (see :mod:`tfxfer.augment`).
+        extra_augment: Extra Keras layers appended to the augmenter.
+        pooling: ``avg`` or ``max`` global pooling.
+        dropout: Dropout before each Dense layer of the head.
+        hidden: Widths of hidden ReLU layers in the head.
+        seed: Seed for augmentation and dropout.
+
+    Returns:
+        A :class:`TransferModel`. Its backbone starts frozen (``trainable=False``).
+    """
+    size = backbones.resolve_size(family, image_size)
+    spec = backbones.get(family)
+    backbone = backbones.build(family, size, weights)
+    backbone.trainable = False
+    augmenter = augment_lib.build(augment, extra_augment, seed)
+
+    head_layers: list[keras.layers.Layer] = []
+    for i, width in enumerate(hidden):
+        head_layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}"),
+                        keras.layers.Dense(width, activation="relu", name=f"hidden_{i}")]
+    head_layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{len(hidden)}"),
+                    keras.layers.Dense(num_classes, dtype="float32", name="logits")]
+    head = keras.Sequential(head_layers, name="head")
+    pool_cls = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    pool = pool_cls(name="pool")
+    preprocess = Preprocess(spec.preprocess, name="preprocess")
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = augmenter(inputs) if augmenter is not None else inputs
+    features = pool(backbone(preprocess(x), training=False))
+    model = keras.Model(inputs, head(features), name=f"tfxfer_{family}")
+
+    feat_in = keras.Input((size, size, 3), name="image")
+    feature_model = keras.Model(feat_in, pool(backbone(preprocess(feat_in), training=False)),
+                                name="features")
+    head_in = keras.Input((spec.feature_width,), name="features")
+    head_model = keras.Model(head_in, head(head_in), name="head_only")
+    return TransferModel(model, backbone, head, head_model, feature_model, augmenter, family, size)

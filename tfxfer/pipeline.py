@@ -1,0 +1,91 @@
+"""``tf.data`` pipelines over decoded ``uint8`` arrays: shuffle, gather, resize, mix, prefetch.
+
+Images are decoded and resized once (:mod:`tfxfer.data`); each epoch only shuffles indices,
+gathers a batch of ``uint8`` rows, casts it to float32 0-255 (resizing and greyscale->RGB on the
+fly for small native images such as Fashion-MNIST) and one-hot encodes the labels. Everything
+after the cache runs in parallel with training and is prefetched.
+
+Example:
+    >>> import numpy as np
+    >>> from tfxfer.data import Split
+    >>> from tfxfer.pipeline import image_dataset
+    >>> split = Split(np.zeros((10, 28, 28, 1), np.uint8), np.arange(10) % 2)
+    >>> x, y = next(iter(image_dataset(split, 2, 32, batch_size=4)))
+    >>> x.shape, y.shape
+    (TensorShape([4, 32, 32, 3]), TensorShape([4, 2]))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    # Index datasets shard cleanly by element; FILE sharding would fail (there are no files).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return options
+
+
+def index_batches(n: int, batch_size: int, *, shuffle: bool, seed: int | None,
+                  drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of row indices, reshuffled every epoch when ``shuffle``."""
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def gather_rows(array: np.ndarray, idx: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """``array[idx]`` for a numpy array (or disk memmap) inside a ``tf.data`` map."""
+    rows = tf.numpy_function(lambda i: np.asarray(array[i]),
+                             [idx], dtype, stateful=False)
+    rows.set_shape((None,) + tuple(array.shape[1:]))
+    return rows
+
+
+def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:
+    """uint8 batch at any size/channels -> float32 0-255 RGB at ``image_size``."""
+    x = tf.cast(images, tf.float32)
+    if images.shape[-1] == 1:
+        x = tf.image.grayscale_to_rgb(x)
+    if images.shape[1] != image_size or images.shape[2] != image_size:
+        x = tf.clip_by_value(tf.image.resize(x, (image_size, image_size), antialias=True), 0, 255)
+    return x
+
+
+def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
+                  shuffle: bool = False, seed: int | None = None,
+                  mixer: Callable | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+    """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.Split`.
+
+    Args:
+        split: Decoded images and labels.
+        num_classes: Width of the one-hot labels.
+        image_size: Model input size (rows are resized when they differ).
+        batch_size: Global batch size.
+        shuffle: Reshuffle each epoch (training) or keep order (evaluation).
+        seed: Shuffle seed.
+        mixer: Optional batch-level MixUp/CutMix from :func:`tfxfer.augment.batch_mixer`.
+        drop_remainder: Drop the last partial batch (needed by some strategies and by MixUp).
+    """
+    images, labels = split.images, np.asarray(split.labels, np.int32)
+    img_dtype = tf.as_dtype(images.dtype)
+
+    def load(idx):
+        x = to_model_input(gather_rows(images, idx, img_dtype), image_size)
+        y = tf.one_hot(tf.gather(labels, idx), num_classes)
+        return x, y
+
+    ds = index_batches(len(labels), batch_size, shuffle=shuffle, seed=seed,
+                       drop_remainder=drop_remainder)
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if mixer is not None:
+        ds = ds.map(mixer, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE).with_options(_options())

@@ -1,0 +1,70 @@
+"""PNG plots of a run: training curves (with phase boundaries) and the confusion matrix.
+
+Both functions return the matplotlib Figure, so a notebook can show it inline, and write a PNG
+when given a path.
+
+Example:
+    >>> from tfxfer.plots import confusion_figure
+    >>> fig = confusion_figure([[5, 1], [0, 6]], ["ants", "bees"])
+    >>> fig.axes[0].get_title()
+    'Confusion matrix (validation)'
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline",):
+    matplotlib.use("Agg")  # headless unless a notebook already chose its inline backend
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def curves_figure(history: list[dict], path: str | None = None):
+    """Loss and accuracy per epoch across phases. ``history`` is ``history.json``'s list."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    epoch = 0
+    for phase in history:
+        n = len(phase["history"].get("loss", []))
+        xs = np.arange(epoch + 1, epoch + n + 1)
+        for ax, key in zip(axes, ("loss", "accuracy")):
+            for prefix, style in (("", "-"), ("val_", "--")):
+                values = phase["history"].get(prefix + key)
+                if values:
+                    ax.plot(xs, values, style, marker="o", ms=3,
+                            label=f"{phase['phase']} {'val' if prefix else 'train'}")
+        if epoch:
+            for ax in axes:
+                ax.axvline(epoch + 0.5, color="grey", lw=0.8, ls=":")
+        epoch += n
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def confusion_figure(confusion, class_names: list[str], path: str | None = None):
+    """Confusion matrix (rows: true class, columns: predicted class) with counts."""
+    cm = np.asarray(confusion)
+    k = len(class_names)
+    size = min(10, 2.5 + 0.5 * k)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix (validation)")
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=100)
+    return fig

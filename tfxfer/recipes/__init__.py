@@ -1,0 +1,16 @@
+"""The four transfer-learning scenarios, each a default config plus a three-line ``main``.
+
+| data size | similar to ImageNet | recipe | what trains |
+|---|---|---|---|
+| small | yes | ``small_similar`` | the head only (frozen feature extractor) |
+| small | no | ``small_different`` | blocks after the first k, at a low learning rate |
+| large | no | ``large_different`` | everything (``--weights none``: from scratch) |
+| large | yes | ``large_similar`` | head warm-up, then everything at a small learning rate |
+
+Example:
+    >>> from tfxfer.recipes import small_similar
+    >>> small_similar.CONFIG.phases[0].trainable
+    'head'
+"""
+
+RECIPES = ("small_similar", "small_different", "large_different", "large_similar")

@@ -1,0 +1,36 @@
+"""Large data, similar to ImageNet: warm the new head up, then fine-tune everything gently.
+
+The warm-up trains the head on cached features so that the randomly initialised head does not
+send large gradients into the pretrained backbone; then the whole backbone trains at a small
+learning rate with BatchNorm kept in inference mode.
+
+Example:
+    >>> from tfxfer.recipes import large_similar
+    >>> [p.trainable for p in large_similar.CONFIG.phases]
+    ['head', 'all']
+"""
+
+from tfxfer import cli, train
+from tfxfer.config import Config, Phase
+
+CONFIG = Config(
+    recipe="large_similar", data="cats_and_dogs_filtered", backbone="MobileNetV2",
+    weights="imagenet", augment="light", batch_size=32,
+    phases=(Phase(name="warmup", trainable="head", epochs=5, optimizer="adam", lr=1e-3),
+            Phase(name="finetune", trainable="all", epochs=5, optimizer="adam", lr=1e-5,
+                  schedule="cosine")),
+    output="runs/large_similar",
+)
+
+
+def run(config: Config = CONFIG, **overrides) -> train.RunResult:
+    """Runs the recipe with ``config`` (plus any config-key ``overrides``)."""
+    return train.run(config.replace(**overrides) if overrides else config)
+
+
+def main(argv=None) -> int:
+    return cli.main(CONFIG, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
