@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -174,7 +175,10 @@ def build(name: str, image_size: int | None = None, weights: str | None = "image
 
 def _load_weights_file(net: keras.Model, path: str, name: str) -> None:
     try:
-        net.load_weights(path)
+        with warnings.catch_warnings():
+            # Keras warns, then keeps random weights, for layers a file does not cover: refuse.
+            warnings.filterwarnings("error", message=".*(Skipping|retain|mismatch).*")
+            net.load_weights(path)
     except Exception as exc:  # noqa: BLE001 - any mismatch is the user's file
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"weights file must fit {name} without its top "
@@ -225,3 +229,13 @@ def block_of_layers(net: keras.Model, name: str) -> list[int]:
     """The block number (1..5) of every layer of ``net``, in ``net.layers`` order."""
     bounds = block_boundaries(net, name)
     return [1 + sum(i >= b for b in bounds) for i in range(len(net.layers))]
+
+
+def markdown_table() -> str:
+    """The README's table of supported backbones, generated from the registry."""
+    rows = ["| backbone | input scaling | default size | min size | feature width | "
+            "default frozen blocks |", "|---|---|---:|---:|---:|---:|"]
+    for spec in REGISTRY.values():
+        rows.append(f"| {spec.name} | {spec.preprocess} | {spec.default_size} | {spec.min_size} "
+                    f"| {spec.feature_width} | {spec.default_freeze} |")
+    return "\n".join(rows)

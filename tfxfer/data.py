@@ -3,7 +3,8 @@
 A ``--data`` value is one of:
 
 - a directory in ``split/label/image`` layout (``train`` plus ``val``/``validation``/``valid``/
-  ``test``) or ``label/image`` layout (a stratified validation split is drawn with the run's seed);
+  ``test``) or ``label/image`` layout (a stratified validation split is drawn with the run's seed;
+  every class of 2+ images gets at least one validation and one training image);
 - ``tfds:NAME`` (TensorFlow Datasets; ``manual_dir`` in the config points at pre-downloaded files);
 - a built-in name: ``hymenoptera``, ``cats_and_dogs_filtered`` or ``fashion_mnist``. Each resolves
   to ``$TFXFER_DATA_DIR/<folder>`` when that variable is set (an air-gapped mirror) and is
@@ -217,7 +218,9 @@ def _split_files(classes: dict[str, list[str]], val_split: float, seed: int):
     train, val = {}, {}
     for name, files in classes.items():
         order = rng.permutation(len(files))
-        n_val = int(round(len(files) * val_split)) if len(files) > 1 else 0
+        # a class of 2+ files keeps at least one image on each side, however small val_split is
+        n_val = (min(len(files) - 1, max(1, int(round(len(files) * val_split))))
+                 if len(files) > 1 else 0)
         val[name] = sorted(files[j] for j in order[:n_val])
         train[name] = sorted(files[j] for j in order[n_val:])
     return train, val

@@ -37,10 +37,8 @@ def freeze_all(backbone: keras.Model) -> None:
 def unfreeze_all(backbone: keras.Model, train_bn: bool = False) -> None:
     """Makes every backbone layer trainable, BatchNorm excepted unless ``train_bn``."""
     backbone.trainable = True
-    if not train_bn:
-        for layer in backbone.layers:
-            if _is_bn(layer):
-                layer.trainable = False
+    for layer in backbone.layers:  # explicit: the container setter skips unchanged values
+        layer.trainable = train_bn or not _is_bn(layer)
 
 
 def unfreeze_from(backbone: keras.Model, family: str, block: int, train_bn: bool = False) -> None:

@@ -3,7 +3,8 @@
 Rules (documented in the README's data section):
 
 - Greyscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; 16-bit samples keep
-  their top 8 bits. Transparent images are composited over white.
+  their top 8 bits (a 32-bit integer image counts as 16-bit only if a value exceeds 255, else as
+  8-bit). Transparent images are composited over white.
 - The EXIF orientation tag is applied, so a phone photo is upright.
 - An animated GIF (or any multi-frame file) is decoded as its first frame.
 - Large JPEGs are decoded at reduced scale first (libjpeg's DCT scaling), then resized.
@@ -38,7 +39,9 @@ class UnreadableImage(Exception):
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im).astype(np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
+        # I;16 is 16-bit by definition (a dark one is not 8-bit data); a 32-bit "I" image
+        # has no declared depth, so it is read as 16-bit only when a value exceeds 255.
+        top = 65535.0 if im.mode != "I" or arr.max() > 255 else 255.0
         im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif im.mode == "F":
         arr = np.asarray(im)

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny synthetic image folders, and the kit marker's skip rule."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+KIT_REASON = ("needs ../shared's offline kit: run `eval \"$(../shared/kit/prepare.sh)\"` "
+              "(make test does) so that TFXFER_DATA_DIR and KERAS_HOME are set")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("TFXFER_DATA_DIR"):
+        return
+    skip = pytest.mark.skip(reason=KIT_REASON)
+    for item in items:
+        if "kit" in item.keywords:
+            item.add_marker(skip)
+
+
+def write_class_images(root: Path, counts: dict[str, int], size: int = 24, seed: int = 0) -> Path:
+    """Writes ``counts[label]`` JPEGs per class; each class has its own dominant colour."""
+    rng = np.random.default_rng(seed)
+    colours = [(220, 40, 40), (40, 40, 220), (40, 200, 40), (200, 200, 40)]
+    for c, (label, n) in enumerate(sorted(counts.items())):
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            base = np.array(colours[c % len(colours)], np.float32)
+            img = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"{label}_{i}.jpg", quality=95)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """``train/{a,b}`` and ``val/{a,b}`` with 12 / 6 images per class."""
+    write_class_images(tmp_path / "data" / "train", {"a": 12, "b": 12})
+    write_class_images(tmp_path / "data" / "val", {"a": 6, "b": 6}, seed=1)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def flat_folder(tmp_path) -> Path:
+    """``{a,b,c}/`` with 10 images per class and no split."""
+    return write_class_images(tmp_path / "flat", {"a": 10, "b": 10, "c": 10})

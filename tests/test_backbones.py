@@ -1,0 +1,106 @@
+import keras
+import numpy as np
+import pytest
+
+from tfxfer import backbones
+from tfxfer.errors import UserError
+from tfxfer.model import Preprocess
+
+REQUIRED = ["MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0",
+            "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetV2B0",
+            "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
+            "ResNet50", "ResNet50V2", "DenseNet121", "ConvNeXtTiny", "Xception", "InceptionV3",
+            "NASNetMobile", "VGG16"]
+
+# The family module whose preprocess_input each registry mode must reproduce.
+FAMILY_MODULES = {
+    "MobileNetV2": keras.applications.mobilenet_v2, "ResNet50": keras.applications.resnet50,
+    "ResNet50V2": keras.applications.resnet_v2, "DenseNet121": keras.applications.densenet,
+    "VGG16": keras.applications.vgg16, "Xception": keras.applications.xception,
+    "InceptionV3": keras.applications.inception_v3, "NASNetMobile": keras.applications.nasnet,
+    "EfficientNetB0": keras.applications.efficientnet,
+    "EfficientNetV2B0": keras.applications.efficientnet_v2,
+    "MobileNetV3Small": keras.applications.mobilenet_v3,
+    "ConvNeXtTiny": keras.applications.convnext,
+}
+
+
+def test_registry_has_every_required_family():
+    assert set(REQUIRED) <= set(backbones.names())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_MODULES))
+def test_in_graph_preprocessing_equals_the_family_preprocess_input(family):
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    ours = np.asarray(Preprocess(backbones.get(family).preprocess)(x))
+    theirs = np.asarray(FAMILY_MODULES[family].preprocess_input(x.copy()))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", backbones.names())
+def test_registry_boundaries_width_and_size_match_the_real_graph(family):
+    spec = backbones.get(family)
+    net = backbones.build(family, spec.default_size, weights=None)
+    assert len(net.layers) == spec.num_layers
+    assert net.output.shape[-1] == spec.feature_width
+    assert backbones.derive_boundaries(net) == spec.boundaries
+    blocks = backbones.block_of_layers(net, family)
+    assert blocks[0] == 1 and blocks[-1] == 5 and blocks == sorted(blocks)
+    keras.backend.clear_session()
+
+
+def test_blocks_mean_output_stride_on_two_different_families():
+    for family, size in (("MobileNetV2", 64), ("ResNet50", 64)):
+        net = backbones.build(family, size, weights=None)
+        starts = backbones.block_boundaries(net, family)
+        for block, idx in enumerate(starts, start=2):
+            assert size // net.layers[idx].output.shape[1] == 2 ** block
+            assert size // net.layers[idx - 1].output.shape[1] < 2 ** block
+
+
+def test_unknown_name_lists_the_valid_names_and_suggests_the_spelling():
+    with pytest.raises(UserError, match=r"valid: MobileNet, .*VGG16; got 'mobilenetv2'.*did you mean MobileNetV2"):
+        backbones.get("mobilenetv2")
+
+
+def test_image_size_below_minimum_names_the_minimum():
+    with pytest.raises(UserError, match="image_size must be >= 75 for InceptionV3; got 64"):
+        backbones.resolve_size("InceptionV3", 64)
+    assert backbones.resolve_size("MobileNetV2", None) == 224
+
+
+def test_weights_file_path_loads_and_a_mismatched_file_is_refused(tmp_path):
+    src = backbones.build("MobileNet025", 32, weights=None)
+    path = tmp_path / "m025.weights.h5"
+    src.save_weights(path)
+    same = backbones.build("MobileNet025", 32, weights=str(path))
+    for a, b in zip(src.weights, same.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(UserError, match="weights file must fit MobileNetV2 without its top"):
+        backbones.build("MobileNetV2", 32, weights=str(path))
+    with pytest.raises(UserError, match="existing weights file"):
+        backbones.build("MobileNetV2", 32, weights=str(tmp_path / "missing.h5"))
+
+
+@pytest.mark.kit
+def test_imagenet_weights_load_through_the_keras_cache():
+    """The real code path: weights="imagenet" resolved by Keras from $KERAS_HOME/models."""
+    net = backbones.build("MobileNetV2", 224, weights="imagenet")
+    random = backbones.build("MobileNetV2", 224, weights=None)
+    first = net.get_layer("Conv1").kernel
+    assert not np.allclose(np.asarray(first), np.asarray(random.get_layer("Conv1").kernel))
+    bn = net.get_layer("bn_Conv1")
+    assert float(np.abs(np.asarray(bn.moving_mean)).sum()) > 0  # trained statistics, not init
+
+
+@pytest.mark.kit
+def test_kit_weights_file_by_path_loads_at_a_non_default_size():
+    import os
+
+    path = os.path.join(os.environ["KERAS_HOME"], "models",
+                        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")
+    by_path = backbones.build("MobileNetV2", 96, weights=path)
+    by_name = backbones.build("MobileNetV2", 224, weights="imagenet")
+    for a, b in zip(by_path.weights, by_name.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from tfxfer.config import Config, Phase
+from tfxfer.errors import UserError
+
+
+def test_defaults_round_trip_through_dict_and_file(tmp_path):
+    cfg = Config(head_hidden=(64, 32), phases=(Phase(epochs=2), Phase(name="ft", trainable="all")))
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    cfg.save(tmp_path / "c.json")
+    assert Config.load(tmp_path / "c.json") == cfg
+
+
+def test_partial_toml_file_fills_in_from_base(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('backbone = "ResNet50"\n[[phases]]\nepochs = 7\nlr = 0.01\n')
+    cfg = Config.load(path, base=Config(batch_size=8))
+    assert (cfg.backbone, cfg.batch_size, cfg.phases[0].epochs, cfg.phases[0].lr) == (
+        "ResNet50", 8, 7, 0.01)
+    assert cfg.phases[0].optimizer == "adam"  # unspecified phase keys take Phase defaults
+
+
+def test_unknown_key_is_rejected_with_the_valid_keys():
+    with pytest.raises(UserError, match="unknown config key.*valid:.*backbone.*got 'backbon'"):
+        Config().replace(backbon="x")
+    with pytest.raises(UserError, match="unknown config key"):
+        Config().override(["phases.0.learning_rate=1"])
+    with pytest.raises(UserError, match="unknown config key"):
+        Config.from_dict({"phases": [{"epoch": 3}]})
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("batch_size=abc", "batch_size must be an integer"),
+    ("batch_size=1.5", "batch_size must be an integer"),
+    ("head_dropout=high", "head_dropout must be a number"),
+    ("train_bn=1", "train_bn must be true or false"),
+    ("head_hidden=5", "head_hidden must be a list"),
+    ("batch_size=0", "batch_size must be >= 1"),
+    ("phases.0.epochs=0", "epochs .* must be >= 1"),
+    ("phases.0.epochs=-3", "epochs .* must be >= 1"),
+    ("strategy=cluster", "strategy must be one of"),
+    ("augment=extreme", "augment must be one of"),
+    ("phases.3.lr=1", "index in 'phases.3.lr' must name an existing entry"),
+    ("nonsense", "--set takes key=value"),
+])
+def test_wrong_values_are_rejected_with_the_rule(assignment, message):
+    with pytest.raises(UserError, match=message):
+        Config().override([assignment])
+
+
+def test_set_overrides_parse_json_values_and_dotted_paths():
+    cfg = Config(phases=(Phase(), Phase(name="ft"))).override(
+        ["phases.1.lr=1e-5", "head_hidden=[128]", "weights=none", "train_bn=true",
+         "data=/some/dir"])
+    assert cfg.phases[1].lr == 1e-5 and cfg.phases[0].lr == 1e-3
+    assert cfg.head_hidden == (128,) and cfg.weights is None and cfg.train_bn is True
+    assert cfg.data == "/some/dir"
+
+
+def test_config_is_frozen_and_with_epochs_sets_every_phase():
+    cfg = Config(phases=(Phase(epochs=2), Phase(name="ft", epochs=9)))
+    with pytest.raises(Exception):
+        cfg.batch_size = 3  # type: ignore[misc]
+    assert [p.epochs for p in cfg.with_epochs(4).phases] == [4, 4]
+
+
+def test_saved_json_is_plain_json(tmp_path):
+    Config().save(tmp_path / "c.json")
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["phases"][0]["trainable"] == "head" and isinstance(data["head_hidden"], list)

@@ -1,0 +1,85 @@
+"""Each recipe end to end on a tiny synthetic folder, starting from a known weights file."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfxfer import backbones
+from tfxfer.recipes import RECIPES
+from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def start_weights(tmp_path_factory):
+    """A random MobileNetV2 backbone saved to a file, so every run starts from known weights.
+
+    Its BatchNorm statistics are recalibrated on one batch (momentum 0, one training-mode pass),
+    as pretrained weights would have them; with init statistics, frozen BN lets activations
+    blow up and saturate ReLU6, and whole layers get exactly-zero gradients.
+    """
+    import keras
+
+    path = tmp_path_factory.mktemp("w") / "start.weights.h5"
+    net = backbones.build("MobileNetV2", SIZE, weights=None)
+    bns = [l for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
+    for bn in bns:
+        bn.momentum = 0.0
+    x = np.random.default_rng(0).uniform(-1, 1, (32, SIZE, SIZE, 3)).astype("float32")
+    net(x, training=True)
+    for bn in bns:
+        bn.momentum = 0.99
+    net.save_weights(path)
+    return str(path), layer_states(net)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
+        recipe, image_folder, tmp_path, start_weights):
+    import importlib
+
+    module = importlib.import_module(f"tfxfer.recipes.{recipe}")
+    path, initial = start_weights
+    cfg = module.CONFIG.replace(data=str(image_folder), image_size=SIZE, weights=path,
+                                output=str(tmp_path / "out"), batch_size=8, feature_views=2,
+                                train_per_class=None, verbose=0).with_epochs(2)
+    result = module.run(cfg)
+    out = Path(cfg.output)
+    for name in OUTPUT_FILES:
+        assert (out / name).exists(), name
+    assert json.loads((out / "config.json").read_text()) == cfg.to_dict()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == result.metrics and metrics["num_val"] == 12
+    assert np.array(metrics["confusion_matrix"]).sum() == 12
+    history = json.loads((out / "history.json").read_text())
+    assert [h["phase"] for h in history] == [p.name for p in cfg.phases]
+    assert all(len(h["history"]["loss"]) == 2 for h in history)
+    # Random start weights: frozen variables must be bit-identical; trained ones mostly move (the
+    # kit test, from ImageNet weights, requires every trained variable to move).
+    tally = assert_expected_changes(initial, str(out / "model.keras"), cfg,
+                                    every_trained_changes=False)
+    if recipe == "small_similar":
+        assert tally["changed"] == tally["trainable_unchanged"] == 0
+    else:
+        assert tally["changed"] > 3 * tally["trainable_unchanged"]
+        assert (tally["identical"] == 0) == (recipe == "large_different")  # train_bn there
+
+
+def test_saved_model_serves_uint8_and_reproduces_the_run_accuracy(image_folder, tmp_path):
+    from tfxfer import data
+    from tfxfer.recipes import small_similar
+
+    cfg = small_similar.CONFIG.replace(data=str(image_folder), image_size=SIZE, weights=None,
+                                       output=str(tmp_path / "o"), verbose=0).with_epochs(3)
+    result = small_similar.run(cfg)
+    served = tf.saved_model.load(result.paths["saved_model"])
+    val = data.load(str(image_folder), SIZE).val
+    logits = served.serve(tf.constant(val.images)).numpy()
+    assert (logits.argmax(1) == val.labels).mean() == pytest.approx(
+        result.metrics["val_accuracy"], abs=1e-4)
+    with pytest.raises((TypeError, ValueError)):
+        served.serve(tf.constant(val.images.astype("float32")))
