@@ -1,0 +1,100 @@
+"""User mistakes through the real CLI, in subprocesses: one line, exit 2, no traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_class_images
+
+
+def run_cli(args, cwd, module="tfxfer.recipes.small_similar", timeout=120):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = [l for l in proc.stderr.splitlines() if "error:" in l]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Fix:" in lines[0] or "--help" in lines[0]
+
+
+@pytest.fixture
+def good_folder(tmp_path):
+    return write_class_images(tmp_path / "good", {"a": 6, "b": 6})
+
+
+CASES = {
+    "unknown backbone": (["--backbone", "ResNet51"], ["backbone must be a registered name",
+                                                       "MobileNetV2", "ResNet51"]),
+    "missing data path": (["--data", "/no/such/dir"], ["data must be an existing directory",
+                                                       "/no/such/dir"]),
+    "image size below minimum": (["--backbone", "Xception", "--image-size", "32"],
+                                 ["image_size must be >= 71 for Xception"]),
+    "unknown config key": (["--set", "learning_rate=0.1"], ["unknown config key",
+                                                            "learning_rate"]),
+    "wrong type": (["--set", "batch_size=big"], ["batch_size must be an integer", "big"]),
+    "zero epochs": (["--epochs", "0"], ["must be >= 1", "got 0"]),
+    "negative batch": (["--batch-size", "-4"], ["batch_size must be >= 1"]),
+    "freeze beyond depth": (["--freeze-blocks", "9", "--set", "phases.0.trainable=partial",
+                             "--weights", "none", "--image-size", "32"],
+                            ["freeze_blocks must be between 0 and 5"]),
+    "bad strategy": (["--strategy", "magic"], ["strategy must be one of", "mirrored"]),
+    "not a flag": (["--epoch", "3", "--bogus"], ["invalid command line"]),
+    "weights file that does not fit": (["--weights", "__WRONG__", "--image-size", "32"],
+                                       ["weights file must fit MobileNetV2"]),
+    "missing config file": (["--config", "/no/such.toml"], ["config file must exist"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_argument_gives_one_line_error(case, tmp_path, good_folder):
+    args, fragments = CASES[case]
+    if "__WRONG__" in args:
+        import keras
+
+        wrong = tmp_path / "wrong.weights.h5"
+        keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25,
+                                     input_shape=(32, 32, 3)).save_weights(wrong)
+        args = [str(wrong) if a == "__WRONG__" else a for a in args]
+    base = ["--data", str(good_folder), "--output", str(tmp_path / "out")]
+    assert_one_line_error(run_cli(base + args, tmp_path), *fragments)
+
+
+def test_data_folder_with_one_class_is_refused(tmp_path):
+    folder = write_class_images(tmp_path / "one", {"only": 5})
+    proc = run_cli(["--data", str(folder), "--output", str(tmp_path / "o")], tmp_path)
+    assert_one_line_error(proc, "at least 2 classes")
+
+
+def test_unknown_recipe_through_the_console_entry(tmp_path):
+    code = "import sys; from tfxfer.cli import entry; sys.exit(entry(['tiny_similar']))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert_one_line_error(proc, "recipe must be one of", "small_similar", "tiny_similar")
+
+
+def test_output_dir_with_a_different_run_is_refused_unless_overwrite(tmp_path, good_folder):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"recipe": "other", "data": "elsewhere"}))
+    base = ["--data", str(good_folder), "--output", str(out), "--weights", "none",
+            "--image-size", "32", "--epochs", "1"]
+    assert_one_line_error(run_cli(base, tmp_path), "already holds a different run",
+                          "--overwrite")
+    ok = run_cli(base + ["--overwrite"], tmp_path, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "val_accuracy=" in ok.stdout and "exported SavedModel" in ok.stdout
+
+
+def test_help_lists_backbones_and_the_global_batch_rule(tmp_path):
+    proc = run_cli(["--help"], tmp_path)
+    assert proc.returncode == 0
+    assert "GLOBAL batch" in proc.stdout and "EfficientNetV2S" in proc.stdout

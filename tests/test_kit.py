@@ -1,0 +1,74 @@
+"""Real data and real ImageNet weights from ../shared, through the code paths a user takes."""
+
+import importlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tfxfer import backbones
+from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
+
+pytestmark = pytest.mark.kit
+
+
+def test_main_job_small_similar_on_hymenoptera_reaches_092_and_the_savedmodel_agrees(tmp_path):
+    """README command 1: the default recipe, ImageNet MobileNetV2, real hymenoptera."""
+    from tfxfer.recipes import small_similar
+
+    cfg = small_similar.CONFIG.replace(output=str(tmp_path / "run"), verbose=0)
+    result = small_similar.run(cfg)
+    assert result.metrics["val_accuracy"] >= 0.92, result.metrics
+    assert result.metrics["num_val"] == 153
+    # A fresh process that never imports tfxfer serves the SavedModel on the validation images.
+    script = textwrap.dedent(f"""
+        import glob, json, os, numpy as np, tensorflow as tf
+        from PIL import Image
+        served = tf.saved_model.load({result.paths['saved_model']!r})
+        root = os.path.join(os.environ["TFXFER_DATA_DIR"], "hymenoptera_data", "val")
+        correct = total = 0
+        for label, name in enumerate(sorted(os.listdir(root))):
+            for f in sorted(glob.glob(os.path.join(root, name, "*"))):
+                img = Image.open(f); img.draft("RGB", (224, 224))
+                x = np.asarray(img.convert("RGB").resize((224, 224), Image.BILINEAR))[None]
+                correct += int(served.serve(tf.constant(x)).numpy().argmax() == label)
+                total += 1
+        print(json.dumps({{"correct": correct, "total": total}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert served["total"] == 153
+    assert served["correct"] == result.metrics["correct"]  # the exported model agrees exactly
+
+
+SMALL = {
+    "small_similar": dict(train_per_class=20, val_per_class=20, feature_views=2),
+    "small_different": dict(train_per_class=12, val_per_class=10, image_size=64),
+    "large_different": dict(train_per_class=12, val_per_class=10, image_size=64),
+    "large_similar": dict(train_per_class=12, val_per_class=10, feature_views=1),
+}
+
+
+@pytest.mark.parametrize("recipe", list(SMALL))
+def test_each_recipe_on_kit_data_from_imagenet_changes_exactly_the_weights_it_trains(
+        recipe, tmp_path):
+    module = importlib.import_module(f"tfxfer.recipes.{recipe}")
+    cfg = module.CONFIG.replace(output=str(tmp_path / recipe), verbose=0, batch_size=8,
+                                **SMALL[recipe]).with_epochs(1)
+    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
+    initial = layer_states(backbones.build(cfg.backbone, size, weights="imagenet"))
+    result = module.run(cfg)
+    for name in OUTPUT_FILES:
+        assert (Path(cfg.output) / name).exists(), name
+    tally = assert_expected_changes(initial, result.paths["keras"], cfg)
+    expected_frozen = {"small_similar": True, "small_different": True, "large_different": False,
+                       "large_similar": True}[recipe]
+    assert (tally["identical"] > 0) == expected_frozen
+    assert (tally["changed"] > 0) == (recipe != "small_similar")
+    assert result.metrics["num_val"] == 10 * len(result.metrics["class_names"]) or \
+        recipe == "small_similar"
