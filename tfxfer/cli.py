@@ -92,6 +92,15 @@ def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer
     return cfg.override(args.set) if args.set else cfg
 
 
+def run(cfg: Config, extra_augment=()):
+    """Trains, evaluates and writes every artefact: what each recipe's ``run`` calls."""
+    from tfxfer import export, train  # heavy imports only when a run starts
+
+    result = train.run(cfg, extra_augment)
+    export.save_run(result, cfg)
+    return result
+
+
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -104,9 +113,7 @@ def main(defaults: Config, argv: list[str] | None = None, prog: str | None = Non
     _quiet_tensorflow()
     try:
         cfg = resolve_config(defaults, argv, prog)
-        from tfxfer import train  # heavy imports only once the arguments are valid
-
-        result = train.run(cfg)
+        result = run(cfg)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

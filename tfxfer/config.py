@@ -33,6 +33,7 @@ SCHEDULES = ("constant", "cosine")
 AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 POOLINGS = ("avg", "max")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -111,6 +112,7 @@ class Config:
         mixup: MixUp alpha; 0 turns it off.
         cutmix: CutMix factor; 0 turns it off.
         label_smoothing: Label smoothing of the cross-entropy loss.
+        class_weight: ``none``, or ``balanced`` (each class weighted by N / (K * n_class)).
         train_bn: Train BatchNorm layers when the backbone is (partly) trainable. The default,
             False, keeps BN in inference mode, which is right for small batches and small data.
         freeze_blocks: Blocks frozen in ``partial`` phases; None uses the backbone's default.
@@ -142,6 +144,7 @@ class Config:
     mixup: float = 0.0
     cutmix: float = 0.0
     label_smoothing: float = 0.0
+    class_weight: str = "none"
     train_bn: bool = False
     freeze_blocks: int | None = None
     phases: tuple[Phase, ...] = field(default_factory=lambda: (Phase(),))
@@ -161,6 +164,7 @@ class Config:
         _check_choice("head_pooling", self.head_pooling, POOLINGS)
         _check_choice("augment", self.augment, AUGMENT_PRESETS)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         if not 0.0 < self.val_split < 1.0:
             raise UserError("val_split must be strictly between 0 and 1", got=self.val_split,
                             fix="pass e.g. --set val_split=0.2")

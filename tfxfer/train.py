@@ -7,8 +7,12 @@
 3. builds the model in the strategy's scope;
 4. runs each phase: sets the ``trainable`` scope, **recompiles** (a ``trainable`` change only
    takes effect after ``compile``), and fits, on cached backbone features when only the head
-   trains (``cache_features``) or on images otherwise; a checkpoint is written every epoch;
-5. evaluates on the validation split and writes every artefact (see :mod:`tfxfer.export`).
+   trains (``cache_features``) or on images otherwise. Every completed epoch is checkpointed
+   (:mod:`tfxfer.checkpoint`): re-running the same command after a crash skips completed phases
+   and resumes the running one from its last completed epoch. A NaN/Inf loss stops the run
+   with a message naming the phase and epoch;
+5. evaluates on the validation split. Writing the artefacts is :func:`tfxfer.export.save_run`'s
+   job (the recipes' ``run`` does both).
 
 Example:
     >>> from tfxfer.config import Config, Phase
@@ -22,17 +26,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import keras
 import numpy as np
 
-from tfxfer import backbones, distribute, evaluate, export, features, freeze, pipeline
+from tfxfer import backbones, distribute, evaluate, features, freeze, pipeline
 from tfxfer import augment as augment_lib
 from tfxfer import data as data_lib
 from tfxfer import model as model_lib
+from tfxfer.checkpoint import RunState, history_from_epochs, prepare_output_dir
 from tfxfer.config import Config, Phase
 from tfxfer.errors import UserError
 
@@ -45,27 +49,36 @@ class TrainingDiverged(UserError):
 
 @dataclass
 class RunResult:
-    """What a run produced: final metrics, artefact paths, per-phase history."""
+    """What a run produced: the trained model, metrics, per-phase history, artefact paths.
+
+    ``output`` is None on a non-chief worker; ``paths`` is filled by
+    :func:`tfxfer.export.save_run`.
+    """
 
     metrics: dict
-    paths: dict
     history: list
     seconds: float
+    model: model_lib.TransferModel
+    data_report: dict
+    output: str | None
+    paths: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         m = self.metrics
-        return (f"val_accuracy={m['val_accuracy']:.4f} ({m['correct']}/{m['num_val']})  "
-                f"val_loss={m['val_loss']:.4f}  time={self.seconds:.0f}s\n"
-                f"exported SavedModel: {self.paths['saved_model']}\n"
-                f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
+        text = (f"val_accuracy={m['val_accuracy']:.4f} ({m['correct']}/{m['num_val']})  "
+                f"val_loss={m['val_loss']:.4f}  time={self.seconds:.0f}s")
+        if self.paths:
+            text += (f"\nexported SavedModel: {self.paths['saved_model']}\n"
+                     f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
+        return text
 
 
 class _EpochGuard(keras.callbacks.Callback):
-    """Stops on a non-finite loss, and checkpoints the full model after every good epoch."""
+    """Stops on a non-finite loss, and checkpoints the full model after every finite epoch."""
 
-    def __init__(self, tm, phase: Phase, index: int, ckpt_dir: Path | None):
+    def __init__(self, tm, phase: Phase, index: int, state: RunState):
         super().__init__()
-        self.tm, self.phase, self.index, self.ckpt_dir = tm, phase, index, ckpt_dir
+        self.tm, self.phase, self.index, self.state = tm, phase, index, state
         self.diverged_at: int | None = None
         self.epoch = 0
 
@@ -79,14 +92,12 @@ class _EpochGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.diverged_at is None and self.ckpt_dir is not None:
-            final = self.ckpt_dir / "last.weights.h5"
-            tmp = self.ckpt_dir / ".last.tmp.weights.h5"
-            self.tm.model.save_weights(str(tmp))
-            tmp.replace(final)
-            export.write_json(self.ckpt_dir / "last.json",
-                              {"phase_index": self.index, "phase": self.phase.name,
-                               "epoch": epoch + 1})
+        logs = logs or {}
+        if self.diverged_at is None and not all(math.isfinite(float(v)) for v in logs.values()):
+            self.diverged_at = epoch + 1
+            self.model.stop_training = True
+        if self.diverged_at is None:
+            self.state.log_epoch(self.tm.model, self.index, epoch, logs)
 
 
 def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -113,7 +124,14 @@ def compile_for(target: keras.Model, phase: Phase, steps_per_epoch: int, cfg: Co
     )
 
 
-def _fit_phase(tm, cfg: Config, index: int, data, cache, strategy, out: Path | None) -> dict:
+def _class_weight(cfg: Config, labels: np.ndarray, num_classes: int) -> dict | None:
+    if cfg.class_weight == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    return {i: float(len(labels) / (num_classes * max(c, 1.0))) for i, c in enumerate(counts)}
+
+
+def _fit_phase(tm, cfg: Config, index: int, data, cache, strategy, state: RunState) -> dict:
     phase = cfg.phases[index]
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, phase.trainable, cfg.freeze_blocks,
@@ -138,34 +156,35 @@ def _fit_phase(tm, cfg: Config, index: int, data, cache, strategy, out: Path | N
                                           cfg.batch_size, shuffle=True, seed=cfg.seed + index,
                                           mixer=mixer, drop_remainder=mixer is not None)
         val_ds = pipeline.image_dataset(data.val, data.num_classes, tm.image_size, cfg.batch_size)
-    ckpt = None
-    if out is not None:
-        ckpt = out / "checkpoints"
-        ckpt.mkdir(exist_ok=True)
-    guard = _EpochGuard(tm, phase, index, ckpt)
-    callbacks: list[keras.callbacks.Callback] = [guard]
+    guard = _EpochGuard(tm, phase, index, state)
+    callbacks = [c for c in (state.backup(index), guard) if c is not None]
     if phase.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
-    hist = target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs,
-                      callbacks=callbacks, verbose=cfg.verbose)
+    done_before = len(state.epochs(index))
+    if done_before:
+        log.info("resuming phase %r after its completed epoch %d", phase.name, done_before)
+    hist = target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, callbacks=callbacks,
+                      verbose=cfg.verbose,
+                      class_weight=_class_weight(cfg, data.train.labels, data.num_classes))
     if guard.diverged_at is not None:
         raise TrainingDiverged(f"the loss became NaN or infinite in phase {phase.name!r} "
-                               f"(#{index + 1}), epoch {guard.diverged_at}; the last good "
-                               f"checkpoint is kept in {ckpt}",
+                               f"(#{index + 1}), epoch {guard.diverged_at}; training stopped and "
+                               f"the last good checkpoint is kept in {state.dir}",
                                fix=f"lower phases.{index}.lr (now {phase.lr:g})")
-    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    recorded = history_from_epochs(state.epochs(index))
+    return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
 def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunResult:
-    """Runs a whole recipe from a config; see the module docstring for the steps.
+    """Trains and evaluates a whole recipe from a config; see the module docstring.
 
     Args:
         cfg: The resolved configuration.
         extra_augment: Extra Keras augmentation layers (e.g. keras-cv) appended to the preset.
 
     Returns:
-        A :class:`RunResult` with the validation metrics and the paths of every artefact.
+        A :class:`RunResult`; pass it to :func:`tfxfer.export.save_run` to write the artefacts.
     """
     t0 = time.perf_counter()
     if cfg.mixed_precision:
@@ -175,10 +194,8 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
     strategy, why = distribute.resolve(cfg.strategy)
     log.info("strategy: %s (%s), %d replica(s), global batch %d", type(strategy).__name__, why,
              strategy.num_replicas_in_sync, cfg.batch_size)
-    chief = distribute.is_chief(strategy)
-    out = export.prepare_output_dir(cfg) if chief else None
-    if out is not None:
-        export.write_json(out / "config.json", cfg.to_dict())
+    out = prepare_output_dir(cfg) if distribute.is_chief(strategy) else None
+    state = RunState(out)
     data = data_lib.load(cfg.data, size, val_split=cfg.val_split, seed=cfg.seed,
                          train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
                          manual_dir=cfg.manual_dir)
@@ -190,15 +207,23 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
     history, cache = [], None
     for index, phase in enumerate(cfg.phases):
         start = time.perf_counter()
+        done = state.completed(index)
+        if done is not None:
+            state.restore_completed(tm.model, index)
+            log.info("phase %r was completed by an earlier run: weights restored", phase.name)
+            history.append(done)
+            cache = None
+            continue
         use_cache = phase.trainable == "head" and cfg.cache_features
         if use_cache and cache is None:
             cache = features.extract(tm, data, cfg.feature_views, size)
-        hist = _fit_phase(tm, cfg, index, data, cache if use_cache else None, strategy, out)
+        hist = _fit_phase(tm, cfg, index, data, cache if use_cache else None, strategy, state)
         if not use_cache:
             cache = None  # the backbone may have changed: cached features are stale
-        history.append({"phase": phase.name, "trainable": phase.trainable,
-                        "cached_features": use_cache, "seconds": round(time.perf_counter() - start, 2),
-                        "history": hist})
+        record = {"phase": phase.name, "trainable": phase.trainable, "cached_features": use_cache,
+                  "seconds": round(time.perf_counter() - start, 2), "history": hist}
+        state.mark_completed(tm.model, index, record)
+        history.append(record)
     if cache is not None:
         logits = tm.head_model.predict(cache.val, batch_size=256, verbose=0)
     else:
@@ -206,5 +231,5 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
         logits = tm.model.predict(val_ds.map(lambda x, y: x), verbose=0)
     metrics = evaluate.metrics_from_logits(logits, data.val.labels, data.class_names)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    paths = export.write_run(tm, cfg, out, history, metrics, data.report()) if out else {}
-    return RunResult(metrics, paths, history, time.perf_counter() - t0)
+    return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(),
+                     None if out is None else str(out))

@@ -11,7 +11,7 @@ Example:
     True
 """
 
-from tfxfer import cli, train
+from tfxfer import cli
 from tfxfer.config import Config, Phase
 
 CONFIG = Config(
@@ -23,9 +23,9 @@ CONFIG = Config(
 )
 
 
-def run(config: Config = CONFIG, **overrides) -> train.RunResult:
+def run(config: Config = CONFIG, **overrides) -> "tfxfer.train.RunResult":
     """Runs the recipe with ``config`` (plus any config-key ``overrides``)."""
-    return train.run(config.replace(**overrides) if overrides else config)
+    return cli.run(config.replace(**overrides) if overrides else config)
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,7 @@ Example:
     >>> result = small_similar.run(cfg)  # doctest: +SKIP
 """
 
-from tfxfer import cli, train
+from tfxfer import cli
 from tfxfer.config import Config, Phase
 
 CONFIG = Config(
@@ -20,10 +20,10 @@ CONFIG = Config(
 )
 
 
-def run(config: Config = CONFIG, **overrides) -> train.RunResult:
+def run(config: Config = CONFIG, **overrides) -> "tfxfer.train.RunResult":
     """Runs the recipe; ``overrides`` are config keys (``run(epochs=...)`` is not one: use
     ``CONFIG.with_epochs(n)``)."""
-    return train.run(config.replace(**overrides) if overrides else config)
+    return cli.run(config.replace(**overrides) if overrides else config)
 
 
 def main(argv=None) -> int:

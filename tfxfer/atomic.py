@@ -1,0 +1,57 @@
+"""Atomic file writes: write to a hidden temporary name in the same folder, then rename.
+
+A rename within one filesystem is atomic, so a reader (or a run killed with SIGKILL) only ever
+sees the old complete file or the new complete file.
+
+Example:
+    >>> import json, os, tempfile
+    >>> from tfxfer.atomic import write_json
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.json"); write_json(p, {"a": 1})
+    >>> json.load(open(p))
+    {'a': 1}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+
+def temp_name(path: Path, suffix: str = "") -> Path:
+    """Hidden temporary sibling of ``path`` (removed as stale by the next run if left behind)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Writes JSON to a temporary name, then renames it over ``path``."""
+    path = Path(path)
+    tmp = temp_name(path)
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_with(path: str | Path, writer: Callable[[str], None], suffix: str = "") -> None:
+    """Calls ``writer(tmp_path)`` and renames the result over ``path`` (file or directory).
+
+    ``suffix`` keeps an extension a writer insists on (``.keras``, ``.weights.h5``, ``.png``).
+    """
+    path = Path(path)
+    tmp = temp_name(path, suffix)
+    writer(str(tmp))
+    if path.is_dir():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def remove_stale(folder: Path) -> None:
+    """Deletes temporary files and folders left in ``folder`` by a killed run."""
+    for p in folder.iterdir():
+        if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

@@ -1,0 +1,138 @@
+"""Checkpoints and resumption: a killed run re-run with the same command continues where it was.
+
+Layout of ``<output>/checkpoints/``:
+
+- ``last.weights.h5``: the full model after the last completed, finite epoch (kept on NaN).
+- ``phase<i>.backup/``: ``keras.callbacks.BackupAndRestore`` state of the running phase (model
+  and optimizer variables, epoch), removed when the phase completes.
+- ``phase<i>.epochs.json``: per-epoch metrics of phase ``i`` so far, by epoch number.
+- ``phase<i>.weights.h5`` + ``phase<i>.done.json``: the model after phase ``i`` completed, and
+  its record; a re-run loads these instead of training the phase again.
+
+Every file is written to a temporary name and renamed into place, so a SIGKILL at any moment
+leaves either the previous or the new version, never half of one. Stale temporary files from a
+killed run are removed at the next start.
+
+:func:`prepare_output_dir` decides whether a run may use a directory: one that holds a
+*different* run (its ``config.json`` differs in a key that changes what is computed) is refused
+unless ``overwrite=True``; the same config may be re-run into it, which is how a run resumes.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> state = RunState(Path(tempfile.mkdtemp()))
+    >>> state.completed(0) is None
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import keras
+
+from tfxfer.atomic import remove_stale, write_json, write_with
+from tfxfer.config import Config
+from tfxfer.errors import UserError
+
+# Keys that do not change what a run computes, so they may differ on a re-run into the same dir.
+_RUN_NEUTRAL_KEYS = ("overwrite", "verbose", "output", "strategy")
+
+
+def _comparable(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in _RUN_NEUTRAL_KEYS}
+
+
+def prepare_output_dir(cfg: Config) -> Path:
+    """Creates the output directory, refusing one that holds a different run.
+
+    With ``overwrite=True`` the previous run's checkpoints are discarded, so nothing resumes.
+    """
+    out = Path(cfg.output)
+    previous = out / "config.json"
+    if previous.is_file():
+        try:
+            old = json.loads(previous.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        new = _comparable(cfg.to_dict())
+        changed = sorted(k for k in new if old.get(k) != new[k])
+        if changed and not cfg.overwrite:
+            raise UserError("output directory already holds a different run",
+                            got=f"{out} (differs in: {', '.join(changed[:5])})",
+                            fix="pass --overwrite to replace it, or choose another --output")
+        if changed:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg.to_dict())
+    return out
+
+
+class _FiniteBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that never backs up an epoch whose metrics are NaN or infinite."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if all(math.isfinite(float(v)) for v in (logs or {}).values()):
+            super().on_epoch_end(epoch, logs)
+
+
+class RunState:
+    """Checkpoint files of one run directory (``out=None``: a non-chief worker, no files)."""
+
+    def __init__(self, out: Path | None):
+        self.dir = None if out is None else out / "checkpoints"
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            remove_stale(out)
+            remove_stale(self.dir)
+
+    def completed(self, index: int) -> dict | None:
+        """The record of phase ``index`` if a previous run completed it, else None."""
+        if self.dir is None or not (self.dir / f"phase{index}.done.json").is_file():
+            return None
+        return json.loads((self.dir / f"phase{index}.done.json").read_text())
+
+    def restore_completed(self, model: keras.Model, index: int) -> None:
+        model.load_weights(str(self.dir / f"phase{index}.weights.h5"))
+
+    def mark_completed(self, model: keras.Model, index: int, record: dict) -> None:
+        if self.dir is None:
+            return
+        self._save_weights(model, self.dir / f"phase{index}.weights.h5")
+        write_json(self.dir / f"phase{index}.done.json", record)
+        shutil.rmtree(self.dir / f"phase{index}.backup", ignore_errors=True)
+
+    def backup(self, index: int) -> keras.callbacks.Callback | None:
+        """Keras's BackupAndRestore for phase ``index`` (model + optimizer + epoch)."""
+        if self.dir is None:
+            return None
+        return _FiniteBackup(str(self.dir / f"phase{index}.backup"), delete_checkpoint=False)
+
+    def epochs(self, index: int) -> dict[str, dict]:
+        path = None if self.dir is None else self.dir / f"phase{index}.epochs.json"
+        return json.loads(path.read_text()) if path is not None and path.is_file() else {}
+
+    def log_epoch(self, model: keras.Model, index: int, epoch: int, logs: dict) -> None:
+        """Records a completed finite epoch and checkpoints the full model."""
+        if self.dir is None:
+            return
+        self._save_weights(model, self.dir / "last.weights.h5")
+        record = self.epochs(index)
+        record[str(epoch + 1)] = {k: float(v) for k, v in logs.items()}
+        write_json(self.dir / f"phase{index}.epochs.json", record)
+
+    @staticmethod
+    def _save_weights(model: keras.Model, path: Path) -> None:
+        write_with(path, model.save_weights, suffix=".weights.h5")
+
+
+def history_from_epochs(epochs: dict[str, dict]) -> dict[str, list[float]]:
+    """Keras-style history (metric -> list) from the per-epoch records, in epoch order."""
+    history: dict[str, list[float]] = {}
+    for _, logs in sorted(epochs.items(), key=lambda kv: int(kv[0])):
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+    return history
