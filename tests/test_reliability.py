@@ -1,0 +1,152 @@
+"""Crashes, NaNs, safe loading and reproducibility, on real subprocesses where it matters."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_class_images
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def cli(args, cwd, **kw):
+    return subprocess.Popen([sys.executable, "-m", "tfxfer.recipes.large_similar", *args],
+                            cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kw)
+
+
+def _args(data, out, epochs):
+    return ["--data", str(data), "--output", str(out), "--weights", "none", "--image-size", "32",
+            "--batch-size", "4", "--seed", "3", "--set", "phases.0.epochs=1",
+            "--set", f"phases.1.epochs={epochs}", "--set", "phases.1.lr=0.001",
+            "--set", "verbose=2"]
+
+
+def _no_half_written_files(out: Path) -> None:
+    for path in out.rglob("*.json"):
+        if not path.name.startswith("."):
+            json.loads(path.read_text())  # every visible JSON file parses
+
+
+@pytest.fixture
+def folder(tmp_path):
+    write_class_images(tmp_path / "d" / "train", {"a": 24, "b": 24})
+    write_class_images(tmp_path / "d" / "val", {"a": 8, "b": 8}, seed=1)
+    return tmp_path / "d"
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(folder, tmp_path):
+    epochs = 5
+    out = tmp_path / "killed"
+    proc = cli(_args(folder, out, epochs), tmp_path)
+    log = out / "checkpoints" / "phase1.epochs.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(json.loads(log.read_text())) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stdout.read()
+    time.sleep(0.4)  # into the next epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _no_half_written_files(out)
+    killed_at = len(json.loads(log.read_text()))
+    assert 2 <= killed_at < epochs
+    assert not (out / "metrics.json").exists()
+
+    resumed = cli(_args(folder, out, epochs), tmp_path)
+    text, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, text[-3000:]
+    assert "phase 'warmup' was completed by an earlier run" in text
+    assert f"resuming phase 'finetune' after its completed epoch {killed_at}" in text
+    history = json.loads((out / "history.json").read_text())
+    assert len(history[1]["history"]["loss"]) == epochs  # every epoch accounted for, once
+    _no_half_written_files(out)
+
+    clean = cli(_args(folder, tmp_path / "clean", epochs), tmp_path)
+    clean_text, _ = clean.communicate(timeout=300)
+    assert clean.returncode == 0, clean_text[-3000:]
+    a = json.loads((out / "metrics.json").read_text())["val_accuracy"]
+    b = json.loads((tmp_path / "clean" / "metrics.json").read_text())["val_accuracy"]
+    assert abs(a - b) <= 0.02 + 1e-9, (a, b)
+
+
+def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_checkpoint(
+        folder, tmp_path):
+    out = tmp_path / "nan"
+    args = _args(folder, out, 3) + ["--set", "phases.1.lr=1e35", "--set",
+                                    "phases.1.optimizer=sgd"]
+    proc = cli(args, tmp_path)
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, text[-3000:]
+    assert "Traceback" not in text
+    line = [l for l in text.splitlines() if "error:" in l]
+    assert len(line) == 1 and "NaN or infinite in phase 'finetune' (#2), epoch 1" in line[0]
+    assert "lower phases.1.lr" in line[0]
+    import keras
+
+    from tfxfer import model
+
+    tm = model.build("MobileNetV2", 2, 32, weights=None)
+    tm.model.load_weights(str(out / "checkpoints" / "last.weights.h5"))  # the warm-up's weights
+    assert all(np.isfinite(np.asarray(w)).all() for w in tm.model.weights)
+    assert keras.backend.backend() == "tensorflow"
+
+
+def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_path):
+    from tfxfer.recipes import small_similar
+
+    cfg = small_similar.CONFIG.replace(data=str(folder), image_size=32, weights=None,
+                                       output=str(tmp_path / "o"), verbose=0).with_epochs(1)
+    result = small_similar.run(cfg)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, keras, tensorflow as tf
+        import tfxfer.model  # registers tfxfer's one custom layer; no training code
+        assert "tfxfer.train" not in sys.modules and "tfxfer.recipes" not in sys.modules
+        m = keras.saving.load_model({result.paths['keras']!r}, safe_mode=True)
+        x = np.zeros((2, 32, 32, 3), np.uint8)
+        served = tf.saved_model.load({result.paths['saved_model']!r})
+        a = served.serve(tf.constant(x)).numpy()
+        b = m(x.astype("float32"), training=False).numpy()
+        assert np.allclose(a, b, atol=1e-5), (a, b)
+        for bad in (x.astype("float32"), np.zeros((2, 48, 48, 3), np.uint8)):
+            try:
+                served.serve(tf.constant(bad))
+            except (TypeError, ValueError) as exc:
+                assert "uint8" in str(exc) or "32, 32, 3" in str(exc), str(exc)[:300]
+            else:
+                raise SystemExit("serve accepted a wrong input")
+        print("OK")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-3000:]
+
+
+def test_same_seed_same_data_gives_the_same_accuracy(folder, tmp_path):
+    from tfxfer.recipes import small_different
+
+    accs = []
+    for i in range(2):
+        cfg = small_different.CONFIG.replace(
+            data=str(folder), image_size=32, weights=None, train_per_class=None,
+            val_per_class=None, output=str(tmp_path / f"r{i}"), verbose=0, seed=7).with_epochs(2)
+        accs.append(small_different.run(cfg).metrics)
+    assert abs(accs[0]["correct"] - accs[1]["correct"]) <= 1, accs
+
+
+def test_balanced_class_weight_weights_rare_classes_up(tmp_path):
+    from tfxfer.config import Config
+    from tfxfer.train import _class_weight
+
+    weights = _class_weight(Config(class_weight="balanced"), np.array([0] * 12 + [1] * 3), 2)
+    assert weights == pytest.approx({0: 15 / 24, 1: 15 / 6})
+    assert _class_weight(Config(), np.array([0, 1]), 2) is None
