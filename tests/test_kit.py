@@ -23,6 +23,11 @@ def test_main_job_small_similar_on_hymenoptera_reaches_092_and_the_savedmodel_ag
     result = small_similar.run(cfg)
     assert result.metrics["val_accuracy"] >= 0.92, result.metrics
     assert result.metrics["num_val"] == 153
+    # Documented rule: the GIF placeholder train/ants/imageNotFound.gif is decoded as its first
+    # frame and kept (as keras.utils.image_dataset_from_directory does): 124 ants, none skipped.
+    report = json.loads(Path(result.paths["data_report"]).read_text())
+    assert report["counts"]["train"] == {"ants": 124, "bees": 121}
+    assert report["skipped_unreadable"] == []
     # A fresh process that never imports tfxfer serves the SavedModel on the validation images.
     script = textwrap.dedent(f"""
         import glob, json, os, numpy as np, tensorflow as tf

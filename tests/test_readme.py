@@ -38,3 +38,14 @@ def test_readme_has_exactly_two_make_commands_and_ci_calls_the_test_one():
     commands = [l.split("#")[0].strip() for l in block.strip().splitlines()]
     assert commands == ["make run", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_test_named_in_the_reliability_table_exists():
+    import re
+
+    table = (ROOT / "tests" / "README.md").read_text()
+    refs = re.findall(r"`(test_\w+\.py)::(test_\w+)", table)
+    assert len(refs) >= 30
+    for filename, name in refs:
+        source = (ROOT / "tests" / filename).read_text()
+        assert f"def {name}(" in source, f"tests/README.md names a missing test {filename}::{name}"
