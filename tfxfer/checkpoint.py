@@ -64,8 +64,8 @@ def prepare_output_dir(cfg: Config) -> Path:
             raise UserError("output directory already holds a different run",
                             got=f"{out} (differs in: {', '.join(changed[:5])})",
                             fix="pass --overwrite to replace it, or choose another --output")
-        if changed:
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if cfg.overwrite:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_dict())
     return out

@@ -55,7 +55,8 @@ def build_parser(defaults: Config, prog: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
     p.add_argument("--output", help=f"output directory (default {defaults.output})")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an output directory that holds a different run")
+                   help="start afresh in --output even if it holds another run (without it, "
+                        "a different run is refused and the same config resumes)")
     p.add_argument("--no-cache-features", action="store_true",
                    help="train head-only phases on images instead of cached backbone features")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

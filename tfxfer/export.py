@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from tfxfer import plots
 from tfxfer.atomic import write_json, write_with
 from tfxfer.config import Config
@@ -42,7 +40,6 @@ def save_keras(tm, path: str | Path) -> Path:
 
 def _save_figure(fig, path: Path) -> None:
     write_with(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
-    plt.close(fig)
 
 
 def save_run(result, cfg: Config) -> dict[str, str]:

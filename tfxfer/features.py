@@ -65,7 +65,10 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
     t0 = time.perf_counter()
     views = views if tm.augmenter is not None else 1
     width = tm.head_model.input.shape[-1]
-    infer = tf.function(lambda x: tm.feature_model(x, training=False), reduce_retracing=True)
+    # One trace for every batch size (a retrace of a whole backbone costs seconds on a CPU).
+    # jit_compile was measured slower on CPU (bench/README.md), so it is off.
+    spec = tf.TensorSpec((None, image_size, image_size, 3), tf.float32)
+    infer = tf.function(lambda x: tm.feature_model(x, training=False), input_signature=[spec])
     augment = tm.augmenter
 
     def images_only(split, view):

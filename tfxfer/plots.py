@@ -1,7 +1,7 @@
 """PNG plots of a run: training curves (with phase boundaries) and the confusion matrix.
 
-Both functions return the matplotlib Figure, so a notebook can show it inline, and write a PNG
-when given a path.
+Both functions return a matplotlib ``Figure`` (built without pyplot, so importing tfxfer never
+changes a notebook's backend; ``display(fig)`` shows it inline) and write a PNG when given a path.
 
 Example:
     >>> from tfxfer.plots import confusion_figure
@@ -12,17 +12,14 @@ Example:
 
 from __future__ import annotations
 
-import matplotlib
-
-if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline",):
-    matplotlib.use("Agg")  # headless unless a notebook already chose its inline backend
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global backend is chosen or changed
 
 
 def curves_figure(history: list[dict], path: str | None = None):
     """Loss and accuracy per epoch across phases. ``history`` is ``history.json``'s list."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2)
     epoch = 0
     for phase in history:
         n = len(phase["history"].get("loss", []))
@@ -53,7 +50,8 @@ def confusion_figure(confusion, class_names: list[str], path: str | None = None)
     cm = np.asarray(confusion)
     k = len(class_names)
     size = min(10, 2.5 + 0.5 * k)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
