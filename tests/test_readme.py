@@ -49,3 +49,46 @@ def test_every_test_named_in_the_reliability_table_exists():
     for filename, name in refs:
         source = (ROOT / "tests" / filename).read_text()
         assert f"def {name}(" in source, f"tests/README.md names a missing test {filename}::{name}"
+
+
+def readme_blocks():
+    """(marker, language, code) for every fenced bash/python block of the README."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    pattern = re.compile(r"(?:<!-- readme-test: ([^>]*?) -->\n)?```(bash|python)\n(.*?)```", re.S)
+    return [(m.group(1), m.group(2), m.group(3)) for m in pattern.finditer(text)]
+
+
+def test_every_readme_code_block_is_marked_run_or_skip_with_a_reason():
+    blocks = readme_blocks()
+    assert len(blocks) >= 5
+    for marker, _, code in blocks:
+        assert marker is not None, f"README block without a readme-test marker:\n{code}"
+        assert marker == "run" or (marker.startswith("skip: ") and len(marker) > 12), marker
+
+
+@pytest.mark.kit
+@pytest.mark.slow
+def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
+    """Runs each `run` block in order, in a scratch folder with the repo's recipes/ and a small
+    image folder at path/to/folder (the README's placeholder)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import write_class_images
+
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    write_class_images(tmp_path / "path" / "to" / "folder", {"cat": 8, "dog": 8}, size=64)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for marker, language, code in readme_blocks():
+        if marker != "run":
+            continue
+        cmd = ["bash", "-euo", "pipefail", "-c", code] if language == "bash" else [
+            sys.executable, "-c", code]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, f"README block failed:\n{code}\n{proc.stderr[-3000:]}"
+    assert (tmp_path / "runs" / "ants" / "saved_model" / "saved_model.pb").exists()

@@ -34,6 +34,7 @@ AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 POOLINGS = ("avg", "max")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
+AUGMENT_PLACES = ("data", "model")
 
 
 def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -109,6 +110,9 @@ class Config:
         head_dropout: Dropout rate before each Dense layer of the head.
         head_hidden: Widths of optional hidden Dense layers (ReLU) in the head.
         augment: Augmentation preset: ``none``, ``light``, ``standard``, ``strong``.
+        augment_in: Where augmentation runs while training on images: ``data`` (in ``tf.data``,
+            overlapping the training step; measured faster, see bench/README.md) or ``model``
+            (inside the training graph). The saved and exported models are the same either way.
         mixup: MixUp alpha; 0 turns it off.
         cutmix: CutMix factor; 0 turns it off.
         label_smoothing: Label smoothing of the cross-entropy loss.
@@ -141,6 +145,7 @@ class Config:
     head_dropout: float = 0.2
     head_hidden: tuple[int, ...] = ()
     augment: str = "light"
+    augment_in: str = "data"
     mixup: float = 0.0
     cutmix: float = 0.0
     label_smoothing: float = 0.0
@@ -165,6 +170,7 @@ class Config:
         _check_choice("augment", self.augment, AUGMENT_PRESETS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        _check_choice("augment_in", self.augment_in, AUGMENT_PLACES)
         if not 0.0 < self.val_split < 1.0:
             raise UserError("val_split must be strictly between 0 and 1", got=self.val_split,
                             fix="pass e.g. --set val_split=0.2")

@@ -40,6 +40,31 @@ def _tpu_strategy(resolver):
     return tf.distribute.TPUStrategy(resolver)
 
 
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``MultiWorkerMirroredStrategy`` whose ``reduce`` accepts what Keras 3's ``fit`` passes it.
+
+    Keras 3.15's TensorFlow trainer calls ``strategy.reduce`` in two ways that
+    ``CollectiveAllReduceStrategy`` rejects once there is more than one worker:
+
+    - ``_maybe_symbolic_build`` reduces the whole first batch, an ``(x, y)`` tuple, at once
+      (``ValueError: Attempt to convert a value (PerReplica...)``; ``reduce`` takes one value,
+      nests are a TODO in TensorFlow): here a nest is reduced leaf by leaf;
+    - ``reduce_per_replica`` averages the scalar logs with ``axis=0`` (``ValueError: Invalid
+      reduction dimension 0 for input with 0 dimensions``): here a scalar is reduced across
+      replicas only, as ``axis=None`` does.
+
+    Upstream: keras-team/keras#20585, tensorflow/tensorflow#72388.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        if not isinstance(value, tf.distribute.DistributedValues) and tf.nest.is_nested(value):
+            return tf.nest.map_structure(lambda v: self.reduce(reduce_op, v, axis), value)
+        if axis is not None and all(getattr(v, "shape", None) is not None and v.shape.rank == 0
+                                    for v in self.experimental_local_results(value)):
+            axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
 def _num_workers() -> int:
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
@@ -59,7 +84,7 @@ def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(), "requested: mirrored"
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy(), "requested: multiworker"
+        return MultiWorkerMirroredStrategy(), "requested: multiworker"
     if name == "tpu":
         resolver = _tpu_resolver()
         if resolver is None:
@@ -71,8 +96,7 @@ def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
         return _tpu_strategy(resolver), "auto: a TPU cluster resolver found a TPU"
     workers = _num_workers()
     if workers > 1:
-        return (tf.distribute.MultiWorkerMirroredStrategy(),
-                f"auto: TF_CONFIG names {workers} workers")
+        return MultiWorkerMirroredStrategy(), f"auto: TF_CONFIG names {workers} workers"
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy(), f"auto: {len(gpus)} GPUs"

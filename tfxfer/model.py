@@ -6,6 +6,8 @@ parts share their variables, so the same weights serve three graphs:
 - ``model``: the training graph, ``float32`` 0-255 images -> logits, augmentation included
   (inert at inference). This is what is saved as ``.keras``.
 - ``head_model``: pooled features -> logits, used to train the head on cached features.
+- ``plain_model``: float32 images -> logits without the augmenter, used for training when
+  augmentation runs in ``tf.data`` instead (``augment_in="data"``, the measured-faster default).
 - :meth:`TransferModel.serving_model`: ``uint8`` images -> logits, with no augmentation layer at
   all. This is what is exported as a SavedModel.
 
@@ -80,6 +82,7 @@ class TransferModel:
         head: ``keras.Sequential`` of dropout / hidden Dense / ``logits`` layers.
         head_model: Pooled features -> logits (shares ``head``).
         feature_model: Images -> pooled features, without augmentation.
+        plain_model: Images -> logits, without augmentation (shares every layer).
         augmenter: The in-model augmentation, or None.
         family: Registry name of the backbone.
         image_size: Square input size.
@@ -90,6 +93,7 @@ class TransferModel:
     head: keras.Sequential
     head_model: keras.Model
     feature_model: keras.Model
+    plain_model: keras.Model
     augmenter: keras.Sequential | None
     family: str
     image_size: int
@@ -152,4 +156,6 @@ def build(family: str, num_classes: int, image_size: int | None = None,
                                 name="features")
     head_in = keras.Input((spec.feature_width,), name="features")
     head_model = keras.Model(head_in, head(head_in), name="head_only")
-    return TransferModel(model, backbone, head, head_model, feature_model, augmenter, family, size)
+    plain_model = keras.Model(feat_in, head(feature_model.output), name="plain")
+    return TransferModel(model, backbone, head, head_model, feature_model, plain_model, augmenter,
+                         family, size)

@@ -62,7 +62,8 @@ def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:
 
 def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
                   shuffle: bool = False, seed: int | None = None,
-                  mixer: Callable | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+                  augmenter: Callable | None = None, mixer: Callable | None = None,
+                  drop_remainder: bool = False) -> tf.data.Dataset:
     """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.Split`.
 
     Args:
@@ -72,6 +73,8 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
         batch_size: Global batch size.
         shuffle: Reshuffle each epoch (training) or keep order (evaluation).
         seed: Shuffle seed.
+        augmenter: Optional Keras augmentation applied (in training mode) to each batch here,
+            when the model trains without its in-graph augmenter.
         mixer: Optional batch-level MixUp/CutMix from :func:`tfxfer.augment.batch_mixer`.
         drop_remainder: Drop the last partial batch (needed by some strategies and by MixUp).
     """
@@ -86,6 +89,8 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
     ds = index_batches(len(labels), batch_size, shuffle=shuffle, seed=seed,
                        drop_remainder=drop_remainder)
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
     if mixer is not None:
         ds = ds.map(mixer, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(_options())

@@ -136,7 +136,11 @@ def _fit_phase(tm, cfg: Config, index: int, data, cache, strategy, state: RunSta
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, phase.trainable, cfg.freeze_blocks,
                            cfg.train_bn)
-        target = tm.head_model if cache is not None else tm.model
+        augment_in_data = cfg.augment_in == "data" and tm.augmenter is not None
+        if cache is not None:
+            target = tm.head_model
+        else:
+            target = tm.plain_model if augment_in_data else tm.model
         steps = math.ceil(len(data.train) / cfg.batch_size)
         compile_for(target, phase, steps, cfg)  # always recompile after a trainable change
     info = freeze.summary(tm.backbone, tm.family)
@@ -154,6 +158,7 @@ def _fit_phase(tm, cfg: Config, index: int, data, cache, strategy, state: RunSta
         mixer = augment_lib.batch_mixer(cfg.mixup, cfg.cutmix, cfg.seed)
         train_ds = pipeline.image_dataset(data.train, data.num_classes, tm.image_size,
                                           cfg.batch_size, shuffle=True, seed=cfg.seed + index,
+                                          augmenter=tm.augmenter if augment_in_data else None,
                                           mixer=mixer, drop_remainder=mixer is not None)
         val_ds = pipeline.image_dataset(data.val, data.num_classes, tm.image_size, cfg.batch_size)
     guard = _EpochGuard(tm, phase, index, state)
