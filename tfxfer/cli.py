@@ -102,6 +102,25 @@ def run(cfg: Config, extra_augment=()):
     return result
 
 
+def entry_points(defaults: Config):
+    """``(run, main)`` for a recipe module: its Python entry point and its command line.
+
+    ``run(config=defaults, **overrides)`` trains, evaluates and exports; ``overrides`` are
+    config keys. ``main(argv=None)`` parses a command line over ``defaults`` and returns the
+    exit status.
+    """
+
+    def run_recipe(config: Config = defaults, **overrides):
+        return run(config.replace(**overrides) if overrides else config)
+
+    def main_recipe(argv: list[str] | None = None) -> int:
+        return main(defaults, argv)
+
+    run_recipe.__doc__ = f"Runs the {defaults.recipe} recipe (defaults: CONFIG) and exports it."
+    main_recipe.__doc__ = f"Command line of the {defaults.recipe} recipe; returns the exit status."
+    return run_recipe, main_recipe
+
+
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)

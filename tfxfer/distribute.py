@@ -2,9 +2,19 @@
 
 ``auto`` picks, in order: a TPU when a TPU cluster resolver finds one (Colab TPU);
 ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker;
-``MirroredStrategy`` with more than one GPU; the default strategy otherwise. It logs what it chose
-and why. The config's ``batch_size`` is the global batch: each of the N replicas gets
-``batch_size / N`` examples per step; the learning rate is not rescaled automatically.
+``MirroredStrategy`` with more than one GPU; the default strategy otherwise. :func:`resolve`
+returns the strategy with the reason for the choice, which the training core logs. The config's
+``batch_size`` is the global batch: each of the N replicas gets ``batch_size / N`` examples per
+step; the learning rate is not rescaled automatically.
+
+``mirrored`` mirrors over every local GPU, or over the logical CPU devices when there is no GPU.
+``multiworker`` is run as the same command on every worker, each with its own ``TF_CONFIG``;
+:func:`is_chief` names the one worker that writes outputs. It uses
+:class:`MultiWorkerMirroredStrategy`, TensorFlow's strategy with a fix that Keras 3's ``fit``
+needs when there is more than one worker (see the class). With more than one replica, Keras
+3.15's ``fit`` fails when the first batch of the training or validation data does not split evenly
+across the replicas: keep ``batch_size``, and the size of any split smaller than it, a multiple of
+the number of replicas.
 
 Example:
     >>> from tfxfer import distribute
@@ -41,19 +51,19 @@ def _tpu_strategy(resolver):
 
 
 class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """``MultiWorkerMirroredStrategy`` whose ``reduce`` accepts what Keras 3's ``fit`` passes it.
+    """TensorFlow's ``MultiWorkerMirroredStrategy`` with a ``reduce`` that Keras 3's ``fit`` can use.
 
-    Keras 3.15's TensorFlow trainer calls ``strategy.reduce`` in two ways that
-    ``CollectiveAllReduceStrategy`` rejects once there is more than one worker:
+    With more than one worker, Keras 3.15's TensorFlow trainer calls ``strategy.reduce`` in two
+    ways that ``CollectiveAllReduceStrategy`` rejects:
 
-    - ``_maybe_symbolic_build`` reduces the whole first batch, an ``(x, y)`` tuple, at once
-      (``ValueError: Attempt to convert a value (PerReplica...)``; ``reduce`` takes one value,
-      nests are a TODO in TensorFlow): here a nest is reduced leaf by leaf;
+    - ``_maybe_symbolic_build`` reduces the first batch, an ``(x, y)`` tuple, in one call
+      (``ValueError: Attempt to convert a value (PerReplica...)``). Here a nest is reduced leaf
+      by leaf, as ``MirroredStrategy`` does;
     - ``reduce_per_replica`` averages the scalar logs with ``axis=0`` (``ValueError: Invalid
-      reduction dimension 0 for input with 0 dimensions``): here a scalar is reduced across
+      reduction dimension 0 for input with 0 dimensions``). Here a scalar is reduced across
       replicas only, as ``axis=None`` does.
 
-    Upstream: keras-team/keras#20585, tensorflow/tensorflow#72388.
+    Upstream: keras-team/keras#20585 (open), tensorflow/tensorflow#72388.
     """
 
     def reduce(self, reduce_op, value, axis):

@@ -48,9 +48,11 @@ class FeatureCache:
 def _predict(fn, ds: tf.data.Dataset, out: np.ndarray) -> None:
     start = 0
     for batch in ds:
-        feats = fn(batch)
-        out[start:start + len(feats)] = np.asarray(feats)
-        start += len(feats)
+        n = int(batch.shape[0])
+        if n < EXTRACT_BATCH:  # pad: a new batch shape costs a new set of oneDNN kernels
+            batch = tf.pad(batch, [[0, EXTRACT_BATCH - n], [0, 0], [0, 0], [0, 0]])
+        out[start:start + n] = np.asarray(fn(batch))[:n]
+        start += n
 
 
 def extract(tm, data, views: int, image_size: int) -> FeatureCache:
@@ -65,9 +67,9 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
     t0 = time.perf_counter()
     views = views if tm.augmenter is not None else 1
     width = tm.head_model.input.shape[-1]
-    # One trace for every batch size (a retrace of a whole backbone costs seconds on a CPU).
+    # One trace and one batch shape (a retrace of a whole backbone costs seconds on a CPU).
     # jit_compile was measured slower on CPU (bench/README.md), so it is off.
-    spec = tf.TensorSpec((None, image_size, image_size, 3), tf.float32)
+    spec = tf.TensorSpec((EXTRACT_BATCH, image_size, image_size, 3), tf.float32)
     infer = tf.function(lambda x: tm.feature_model(x, training=False), input_signature=[spec])
     augment = tm.augmenter
 

@@ -23,14 +23,7 @@ CONFIG = Config(
 )
 
 
-def run(config: Config = CONFIG, **overrides) -> "tfxfer.train.RunResult":
-    """Runs the recipe with ``config`` (plus any config-key ``overrides``)."""
-    return cli.run(config.replace(**overrides) if overrides else config)
-
-
-def main(argv=None) -> int:
-    return cli.main(CONFIG, argv)
-
+run, main = cli.entry_points(CONFIG)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -20,15 +20,7 @@ CONFIG = Config(
 )
 
 
-def run(config: Config = CONFIG, **overrides) -> "tfxfer.train.RunResult":
-    """Runs the recipe; ``overrides`` are config keys (``run(epochs=...)`` is not one: use
-    ``CONFIG.with_epochs(n)``)."""
-    return cli.run(config.replace(**overrides) if overrides else config)
-
-
-def main(argv=None) -> int:
-    return cli.main(CONFIG, argv)
-
+run, main = cli.entry_points(CONFIG)
 
 if __name__ == "__main__":
     raise SystemExit(main())
