@@ -77,3 +77,16 @@ def test_each_recipe_on_kit_data_from_imagenet_changes_exactly_the_weights_it_tr
     assert (tally["changed"] > 0) == (recipe != "small_similar")
     assert result.metrics["num_val"] == 10 * len(result.metrics["class_names"]) or \
         recipe == "small_similar"
+
+
+def test_fashion_mnist_stays_uint8_at_28px_and_is_resized_per_batch():
+    """60,000 images are never materialised as float32 at backbone resolution."""
+    from tfxfer import data, pipeline
+
+    ds = data.load("fashion_mnist", 224)
+    assert ds.train.images.shape == (60000, 28, 28, 1) and ds.train.images.dtype == "uint8"
+    assert ds.val.images.shape == (10000, 28, 28, 1)
+    assert ds.counts()["train"]["Sandal"] == 6000
+    x, y = next(iter(pipeline.image_dataset(ds.train, 10, 224, batch_size=8)))
+    assert x.shape == (8, 224, 224, 3) and x.dtype == "float32" and y.shape == (8, 10)
+    assert float(x.numpy().max()) <= 255.0

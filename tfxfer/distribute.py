@@ -9,12 +9,13 @@ step; the learning rate is not rescaled automatically.
 
 ``mirrored`` mirrors over every local GPU, or over the logical CPU devices when there is no GPU.
 ``multiworker`` is run as the same command on every worker, each with its own ``TF_CONFIG``;
-:func:`is_chief` names the one worker that writes outputs. It uses
-:class:`MultiWorkerMirroredStrategy`, TensorFlow's strategy with a fix that Keras 3's ``fit``
-needs when there is more than one worker (see the class). With more than one replica, Keras
-3.15's ``fit`` fails when the first batch of the training or validation data does not split evenly
-across the replicas: keep ``batch_size``, and the size of any split smaller than it, a multiple of
-the number of replicas.
+:func:`is_chief` names the one worker that writes outputs, :func:`num_workers` counts the
+workers. It uses :class:`MultiWorkerMirroredStrategy`, TensorFlow's strategy with a fix that
+Keras 3's ``fit`` needs when there is more than one worker (see the class).
+
+With more than one replica, Keras 3.15's ``fit`` fails when the first batch of the training or
+validation data does not split evenly across the replicas: keep ``batch_size``, and the size of
+any split smaller than it, a multiple of the number of replicas.
 
 Example:
     >>> from tfxfer import distribute
@@ -51,7 +52,7 @@ def _tpu_strategy(resolver):
 
 
 class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """TensorFlow's ``MultiWorkerMirroredStrategy`` with a ``reduce`` that Keras 3's ``fit`` can use.
+    """TF's ``MultiWorkerMirroredStrategy`` with a ``reduce`` that Keras 3's ``fit`` can use.
 
     With more than one worker, Keras 3.15's TensorFlow trainer calls ``strategy.reduce`` in two
     ways that ``CollectiveAllReduceStrategy`` rejects:
@@ -121,3 +122,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (resolver.task_type == "worker"
                                              and resolver.task_id == 0
                                              and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many worker processes train together under ``strategy`` (1 off multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))

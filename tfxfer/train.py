@@ -9,7 +9,8 @@
    takes effect after ``compile``), and fits, on cached backbone features when only the head
    trains (``cache_features``) or on images otherwise. Every completed epoch is checkpointed
    (:mod:`tfxfer.checkpoint`): re-running the same command after a crash skips completed phases
-   and resumes the running one from its last completed epoch. A NaN/Inf loss stops the run
+   and resumes the running one from its last completed epoch; a multi-worker run, whose
+   checkpoints only the chief holds, starts over instead. A NaN/Inf loss stops the run
    with a message naming the phase and epoch;
 5. evaluates on the validation split. Writing the artefacts is :func:`tfxfer.export.save_run`'s
    job (the recipes' ``run`` does both).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -200,6 +202,11 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
     log.info("strategy: %s (%s), %d replica(s), global batch %d", type(strategy).__name__, why,
              strategy.num_replicas_in_sync, cfg.batch_size)
     out = prepare_output_dir(cfg) if distribute.is_chief(strategy) else None
+    if out is not None and distribute.num_workers(strategy) > 1 and (out / "checkpoints").exists():
+        # Only the chief holds checkpoints: resuming there alone would send the workers down
+        # different paths and their collectives would fail. A multi-worker run starts over.
+        log.warning("multi-worker run: not resuming; discarding %s", out / "checkpoints")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = RunState(out)
     data = data_lib.load(cfg.data, size, val_split=cfg.val_split, seed=cfg.seed,
                          train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
