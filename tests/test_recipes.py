@@ -45,8 +45,8 @@ def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
     module = importlib.import_module(f"tfxfer.recipes.{recipe}")
     path, initial = start_weights
     cfg = module.CONFIG.replace(data=str(image_folder), image_size=SIZE, weights=path,
-                                output=str(tmp_path / "out"), batch_size=8, feature_views=2,
-                                train_per_class=None, verbose=0).with_epochs(2)
+                                output=str(tmp_path / "out"), batch_size=8, feature_views=1,
+                                train_per_class=None, verbose=0).with_epochs(1)
     result = module.run(cfg)
     out = Path(cfg.output)
     for name in OUTPUT_FILES:
@@ -57,7 +57,7 @@ def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
     assert np.array(metrics["confusion_matrix"]).sum() == 12
     history = json.loads((out / "history.json").read_text())
     assert [h["phase"] for h in history] == [p.name for p in cfg.phases]
-    assert all(len(h["history"]["loss"]) == 2 for h in history)
+    assert all(len(h["history"]["loss"]) == 1 for h in history)
     # Random start weights: frozen variables must be bit-identical; trained ones mostly move (the
     # kit test, from ImageNet weights, requires every trained variable to move).
     tally = assert_expected_changes(initial, str(out / "model.keras"), cfg,

@@ -57,6 +57,8 @@ def build_parser(defaults: Config, prog: str) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in --output even if it holds another run (without it, "
                         "a different run is refused and the same config resumes)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="mixed float16 compute (GPUs); the logits layer and the loss stay float32")
     p.add_argument("--no-cache-features", action="store_true",
                    help="train head-only phases on images instead of cached backbone features")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -86,6 +88,8 @@ def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer
         changes["overwrite"] = True
     if args.no_cache_features:
         changes["cache_features"] = False
+    if args.mixed_precision:
+        changes["mixed_precision"] = True
     if changes:
         cfg = cfg.replace(**changes)
     if args.epochs is not None:
