@@ -146,7 +146,8 @@ def main() -> None:
         print(f"{ds}: small_similar {ss['val_accuracy']:.4f} in {ss['wall_s']:.0f}s vs tutorial "
               f"frozen phase {tut['frozen_val_accuracy']:.4f} in {tut['frozen_s']:.0f}s "
               f"(time ratio {ss['wall_s'] / tut['frozen_s']:.3f})")
-    path = _harness.save("vs_keras_tutorial", {"machine": _harness.machine(), "args": vars(args),
+    name = "vs_keras_tutorial" + (f"_{datasets[0]}" if len(datasets) == 1 else "")
+    path = _harness.save(name, {"machine": _harness.machine(), "args": vars(args),
                                                "rows": rows, "date": time.strftime("%Y-%m-%d")})
     print(f"written: {path}")
 
