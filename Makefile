@@ -9,7 +9,7 @@ KIT := ../shared/kit/prepare.sh
 # GPU machines get the CUDA-capable `tensorflow`; everything else gets `tensorflow-cpu`.
 TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo tf || echo cpu)
 WITH_KIT := if [ -x $(KIT) ]; then eval "$$($(KIT))"; fi;
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2 --dist worksteal
 
 .PHONY: install run test bench clean
 

@@ -90,3 +90,20 @@ def test_fashion_mnist_stays_uint8_at_28px_and_is_resized_per_batch():
     x, y = next(iter(pipeline.image_dataset(ds.train, 10, 224, batch_size=8)))
     assert x.shape == (8, 224, 224, 3) and x.dtype == "float32" and y.shape == (8, 10)
     assert float(x.numpy().max()) <= 255.0
+
+
+@pytest.mark.slow
+def test_tfds_source_reads_fashion_mnist_from_the_kit_as_manual_dir(tmp_path, monkeypatch):
+    """``--data tfds:fashion_mnist`` with the kit's IDX files as TFDS manual_dir (no network)."""
+    import os
+
+    pytest.importorskip("tensorflow_datasets", reason="the tfds extra is not installed")
+    from tfxfer import data
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    manual = os.path.join(os.environ["TFXFER_DATA_DIR"], "fashion-mnist")
+    ds = data.load("tfds:fashion_mnist", 32, manual_dir=manual, train_per_class=20,
+                   val_per_class=5)
+    assert ds.class_names[:2] == ["T-shirt/top", "Trouser"] and ds.num_classes == 10
+    assert ds.train.images.shape == (200, 28, 28, 1) and ds.val.images.shape == (50, 28, 28, 1)
+    assert set(ds.counts()["val"].values()) == {5}
