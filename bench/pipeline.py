@@ -53,7 +53,6 @@ class _EpochTimer:
 
 def _arm(name: str, n_images: int, epochs: int, batch: int, extract_images: int) -> dict:
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from tfxfer import augment, data, features, freeze, model, pipeline, train

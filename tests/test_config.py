@@ -61,7 +61,9 @@ def test_set_overrides_parse_json_values_and_dotted_paths():
 
 def test_config_is_frozen_and_with_epochs_sets_every_phase():
     cfg = Config(phases=(Phase(epochs=2), Phase(name="ft", epochs=9)))
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.batch_size = 3  # type: ignore[misc]
     assert [p.epochs for p in cfg.with_epochs(4).phases] == [4, 4]
 

@@ -72,18 +72,16 @@ def _describe(cfg: Config) -> str:
     return f"{cfg.backbone} on {cfg.data}; phases: {phases}"
 
 
-_FLAG_KEYS = {"data": "data", "backbone": "backbone", "weights": "weights",
-              "image_size": "image_size", "batch_size": "batch_size",
-              "freeze_blocks": "freeze_blocks", "strategy": "strategy", "seed": "seed",
-              "output": "output"}
+# Flags that set the config key of the same name.
+_FLAG_KEYS = ("data", "backbone", "weights", "image_size", "batch_size", "freeze_blocks",
+              "strategy", "seed", "output")
 
 
 def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer") -> Config:
     """Applies a command line to a recipe's default config."""
     args = build_parser(defaults, prog).parse_args(argv)
     cfg = Config.load(args.config, base=defaults) if args.config else defaults
-    changes = {key: getattr(args, attr) for attr, key in _FLAG_KEYS.items()
-               if getattr(args, attr) is not None}
+    changes = {key: getattr(args, key) for key in _FLAG_KEYS if getattr(args, key) is not None}
     if args.overwrite:
         changes["overwrite"] = True
     if args.no_cache_features:

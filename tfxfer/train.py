@@ -150,7 +150,9 @@ def _fit_phase(tm, cfg: Config, index: int, data, cache, strategy, state: RunSta
              "BN %s, %s, %d epochs %s lr=%g", index + 1, len(cfg.phases), phase.name,
              phase.trainable, info["trainable_blocks"] or "none", f"{info['trainable_params']:,}",
              "trained" if info["bn_trainable"] else "frozen (inference mode)",
-             "cached features" if cache is not None else "images", phase.epochs,
+             "cached features" if cache is not None else
+             f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
+             phase.epochs,
              phase.optimizer, phase.lr)
     if cache is not None:
         train_ds = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=True,
@@ -194,8 +196,8 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
         A :class:`RunResult`; pass it to :func:`tfxfer.export.save_run` to write the artefacts.
     """
     t0 = time.perf_counter()
-    if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    # Set both ways: a policy left by an earlier run in the same process (Colab) must not leak.
+    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
     keras.utils.set_random_seed(cfg.seed)
     size = backbones.resolve_size(cfg.backbone, cfg.image_size)
     strategy, why = distribute.resolve(cfg.strategy)
