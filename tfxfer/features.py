@@ -13,9 +13,15 @@ head at that precision), validation features as float32; both go through
 :func:`tfxfer.storage.allocate`, so they live in memory or on disk by size.
 
 Example:
-    >>> from tfxfer import features  # see tests/test_features.py for a full run
-    >>> features.FeatureCache.__dataclass_fields__.keys()
-    dict_keys(['train', 'train_labels', 'val', 'val_labels'])
+    >>> import numpy as np
+    >>> from tfxfer import features, model
+    >>> from tfxfer.data import ImageData, Split
+    >>> split = Split(np.zeros((6, 32, 32, 3), np.uint8), np.arange(6) % 2)
+    >>> data = ImageData(["a", "b"], split, split, "synthetic")
+    >>> tm = model.build("MobileNet025", 2, 32, weights=None)
+    >>> cache = features.extract(tm, data, views=2, image_size=32)
+    >>> cache.train.shape, cache.val.shape
+    ((2, 6, 256), (6, 256))
 """
 
 from __future__ import annotations
