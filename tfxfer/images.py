@@ -1,6 +1,6 @@
 """Decoding one image file, robustly, to a fixed-size RGB ``uint8`` array.
 
-Rules (documented in the README's data section):
+Rules (also in the README's "How images are read"):
 
 - Greyscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; 16-bit samples keep
   their top 8 bits (a 32-bit integer image counts as 16-bit only if a value exceeds 255, else as
