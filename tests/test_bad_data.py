@@ -240,12 +240,17 @@ def test_nothing_readable_raises_user_error(tmp_path):
         for name in ("ants", "bees"):
             _text_as_jpg(root / split / name / "a.jpg")
             _zero_byte(root / split / name / "b.jpg")
-    with pytest.raises(UserError) as exc:
-        load_directory(str(root), SIZE)
-    message = str(exc.value)
+    message = _load_error(root)
     assert "no training image could be read" in message
     assert str(root) in message
     assert "Fix: check the files are images" in message
+
+
+def _load_error(root) -> str:
+    """The message of the UserError that loading ``root`` must raise."""
+    with pytest.raises(UserError) as exc:
+        load_directory(str(root), SIZE)
+    return str(exc.value)
 
 
 def test_class_with_only_unreadable_images_raises_user_error(tmp_path):
@@ -253,9 +258,7 @@ def test_class_with_only_unreadable_images_raises_user_error(tmp_path):
     _split_layout(root, train={"ants": 2}, val={"ants": 1, "bees": 1})
     _truncated_jpeg(root / "train" / "bees" / "x.jpg")
     _zero_byte(root / "train" / "bees" / "y.jpg")
-    with pytest.raises(UserError) as exc:
-        load_directory(str(root), SIZE)
-    message = str(exc.value)
+    message = _load_error(root)
     assert "training split must hold readable images of every class" in message
     assert "['bees']" in message and "Fix: add readable images" in message
 
@@ -265,9 +268,7 @@ def test_empty_class_folder_raises_user_error(tmp_path, monkeypatch):
     _good_images(root / "ants", RED, 4)
     (root / "bees").mkdir()
     monkeypatch.setattr(data_lib, "decode", _no_decode)
-    with pytest.raises(UserError) as exc:
-        load_directory(str(root), SIZE)
-    message = str(exc.value)
+    message = _load_error(root)
     assert "every class folder must hold at least one image" in message
     assert "['bees']" in message and "Fix: add images to those folders" in message
 
@@ -277,9 +278,7 @@ def test_single_class_raises_user_error(tmp_path, monkeypatch):
     _good_images(root / "ants", RED, 4)
     _write_bytes(root / "notes.txt", b"only ants so far\n")  # a stray file is not a class
     monkeypatch.setattr(data_lib, "decode", _no_decode)
-    with pytest.raises(UserError) as exc:
-        load_directory(str(root), SIZE)
-    message = str(exc.value)
+    message = _load_error(root)
     assert "at least 2 classes" in message and "['ants']" in message
     assert "Fix: put each class's images in its own folder" in message
 
@@ -288,9 +287,7 @@ def test_validation_split_missing_a_class_raises_user_error(tmp_path, monkeypatc
     root = tmp_path / "data"
     _split_layout(root, train={"ants": 3, "bees": 3}, val={"ants": 2})
     monkeypatch.setattr(data_lib, "decode", _no_decode)
-    with pytest.raises(UserError) as exc:
-        load_directory(str(root), SIZE)
-    message = str(exc.value)
+    message = _load_error(root)
     assert "validation split must hold every class" in message and "['bees']" in message
     assert "Fix: add validation images for those classes" in message
 

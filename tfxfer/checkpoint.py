@@ -71,11 +71,16 @@ def prepare_output_dir(cfg: Config) -> Path:
     return out
 
 
+def all_finite(logs: dict | None) -> bool:
+    """True when every metric of a Keras ``logs`` dict is a finite number."""
+    return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
 class _FiniteBackup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that never backs up an epoch whose metrics are NaN or infinite."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if all(math.isfinite(float(v)) for v in (logs or {}).values()):
+        if all_finite(logs):
             super().on_epoch_end(epoch, logs)
 
 

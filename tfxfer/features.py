@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer import storage
-from tfxfer.pipeline import AUTOTUNE, _options, image_dataset, index_batches
+from tfxfer.pipeline import AUTOTUNE, dataset_options, image_dataset, index_batches
 
 log = logging.getLogger(__name__)
 
@@ -116,4 +116,5 @@ def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, t
         return x, tf.one_hot(tf.gather(labels, idx), num_classes)
 
     ds = index_batches(len(labels), batch_size, shuffle=train, seed=seed)
-    return ds.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE).with_options(_options())
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return ds.with_options(dataset_options())

@@ -38,7 +38,7 @@ from tfxfer import backbones, distribute, evaluate, features, freeze, pipeline
 from tfxfer import augment as augment_lib
 from tfxfer import data as data_lib
 from tfxfer import model as model_lib
-from tfxfer.checkpoint import RunState, history_from_epochs, prepare_output_dir
+from tfxfer.checkpoint import RunState, all_finite, history_from_epochs, prepare_output_dir
 from tfxfer.config import Config, Phase
 from tfxfer.errors import UserError
 
@@ -87,19 +87,18 @@ class _EpochGuard(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.diverged_at = self.epoch + 1
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if self.diverged_at is None and not all(math.isfinite(float(v)) for v in logs.values()):
+    def _check(self, logs, epoch: int) -> None:
+        if self.diverged_at is None and not all_finite(logs):
             self.diverged_at = epoch + 1
             self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check({"loss": (logs or {}).get("loss", 0.0)}, self.epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, epoch)
         if self.diverged_at is None:
-            self.state.log_epoch(self.tm.model, self.index, epoch, logs)
+            self.state.log_epoch(self.tm.model, self.index, epoch, logs or {})
 
 
 def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optimizer:
