@@ -19,15 +19,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tfxfer.errors import UserError
+from tfxfer.schema import assign, build, check_choice, check_min, parse_value
 
-TRAINABLE_SCOPES = ("head", "partial", "all")
+TRAINABLE_SCOPES = ("head", "partial", "all", "gradual")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 AUGMENT_PRESETS = ("none", "light", "standard", "strong")
@@ -35,22 +34,8 @@ POOLINGS = ("avg", "max")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
 AUGMENT_PLACES = ("data", "model")
-
-
-def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"{key} must be one of the supported values", valid=choices, got=value,
-                        fix=f"set {key} to one of them")
-
-
-def _check_min(key: str, value: float | None, minimum: float, strict: bool = False) -> None:
-    if value is None:
-        return
-    bad = value <= minimum if strict else value < minimum
-    if bad:
-        op = ">" if strict else ">="
-        raise UserError(f"{key} must be {op} {minimum}", got=value,
-                        fix=f"pass a value {op} {minimum} for {key}")
+REGULARIZATIONS = ("none", "l2", "l2sp")
+TASK_LOSSES = ("crossentropy", "focal")
 
 
 @dataclass(frozen=True)
@@ -60,10 +45,18 @@ class Phase:
     Attributes:
         name: Label used in logs, history and checkpoints.
         trainable: ``"head"`` (backbone frozen), ``"partial"`` (the first ``freeze_blocks`` blocks
-            frozen, the rest trained) or ``"all"`` (whole backbone trained).
+            frozen, the rest trained), ``"all"`` (whole backbone trained) or ``"gradual"``
+            (gradual unfreezing: block 5 first, one more block every ``unfreeze_every`` epochs,
+            top down, until only ``freeze_blocks`` blocks are frozen, or none when it is unset).
         epochs: Number of epochs (>= 1).
         optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``rmsprop``.
-        lr: Peak learning rate.
+        lr: Peak learning rate of the head (and of the whole backbone unless ``lr_decay`` or
+            ``lr_range`` spread rates across blocks).
+        lr_decay: Discriminative learning rates: block ``i`` (1..5) trains at
+            ``lr * lr_decay ** (6 - i)``, the head (counted as block 6) at ``lr``. 1.0: one rate.
+        lr_range: ``[lr_low, lr_high]``, like fastai's ``slice``: block 1 at ``lr_low``, the head
+            at ``lr_high``, geometric in between; replaces ``lr`` and ``lr_decay``.
+        unfreeze_every: Epochs between two unfreezing steps of a ``gradual`` phase.
         weight_decay: Decoupled weight decay (adamw, sgd) .
         momentum: Momentum for sgd and rmsprop.
         schedule: ``constant`` or ``cosine`` (decays to 0 over the phase).
@@ -76,19 +69,66 @@ class Phase:
     epochs: int = 5
     optimizer: str = "adam"
     lr: float = 1e-3
+    lr_decay: float = 1.0
+    lr_range: tuple[float, ...] = ()
+    unfreeze_every: int = 1
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: str = "constant"
     early_stopping: int = 0
 
     def __post_init__(self):
-        _check_choice("phase.trainable", self.trainable, TRAINABLE_SCOPES)
-        _check_choice("phase.optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("phase.schedule", self.schedule, SCHEDULES)
-        _check_min(f"epochs (phase {self.name!r})", self.epochs, 1)
-        _check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
-        _check_min("weight_decay", self.weight_decay, 0.0)
-        _check_min("early_stopping", self.early_stopping, 0)
+        check_choice("phase.trainable", self.trainable, TRAINABLE_SCOPES)
+        check_choice("phase.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("phase.schedule", self.schedule, SCHEDULES)
+        check_min(f"epochs (phase {self.name!r})", self.epochs, 1)
+        check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
+        check_min("weight_decay", self.weight_decay, 0.0)
+        check_min("early_stopping", self.early_stopping, 0)
+        check_min("unfreeze_every", self.unfreeze_every, 1)
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise UserError(f"lr_decay (phase {self.name!r}) must be in (0, 1]: each block down "
+                            "from the head trains at lr_decay times the rate of the one above",
+                            got=self.lr_decay, fix="pass e.g. phases.1.lr_decay=0.5 (1 = off)")
+        if self.lr_range:
+            low_high = len(self.lr_range) == 2 and 0.0 < self.lr_range[0] <= self.lr_range[1]
+            if not low_high or self.lr_decay != 1.0:
+                raise UserError(f"lr_range (phase {self.name!r}) must be [lr_low, lr_high] with "
+                                "0 < lr_low <= lr_high, and lr_decay left at 1 (it replaces "
+                                "lr and lr_decay)", got=(self.lr_range, self.lr_decay),
+                                fix="write e.g. phases.1.lr_range=[1e-6,1e-4]")
+
+    def rates(self) -> tuple[float, float]:
+        """``(head_lr, decay)``: block ``i`` trains at ``head_lr * decay ** (6 - i)``."""
+        if self.lr_range:
+            low, high = self.lr_range
+            return high, (low / high) ** (1.0 / 5)
+        return self.lr, self.lr_decay
+
+
+@dataclass(frozen=True)
+class Task:
+    """One output head of a multi-task model.
+
+    Attributes:
+        name: The head's name: its output key in the model and the exported signature.
+        groups: Empty: the dataset's own classes. Otherwise a coarse label set defined on them,
+            ``{group: [dataset class, ...]}``; every dataset class must be in exactly one group.
+        loss: ``crossentropy`` (with the config's ``label_smoothing``) or ``focal``.
+        loss_weight: Weight of this head's loss in the total loss.
+    """
+
+    name: str = "label"
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    loss: str = "crossentropy"
+    loss_weight: float = 1.0
+
+    def __post_init__(self):
+        check_choice(f"tasks loss (task {self.name!r})", self.loss, TASK_LOSSES)
+        check_min(f"loss_weight (task {self.name!r})", self.loss_weight, 0.0)
+        if not self.name.isidentifier():
+            raise UserError("a task name must be an identifier (letters, digits, _)",
+                            got=self.name, fix="rename the task, e.g. name = \"coarse\"")
 
 
 @dataclass(frozen=True)
@@ -117,6 +157,13 @@ class Config:
         cutmix: CutMix factor; 0 turns it off.
         label_smoothing: Label smoothing of the cross-entropy loss.
         class_weight: ``none``, or ``balanced`` (each class weighted by N / (K * n_class)).
+        regularization: ``none`` (weight decay only, per phase), ``l2sp`` (Li et al. 2018:
+            ``alpha/2 * ||w - w0||^2`` on the backbone, ``w0`` its weights when training started,
+            plus ``beta/2 * ||w||^2`` on the head's kernels) or ``l2`` (the same with ``w0 = 0``).
+        alpha: Strength of the backbone term of ``l2sp`` / ``l2``.
+        beta: Strength of the head term of ``l2sp`` / ``l2``.
+        tasks: Named output heads sharing the backbone (empty: one head, the dataset's classes).
+            See :class:`Task`; MixUp, CutMix and ``class_weight`` are single-task only.
         train_bn: Train BatchNorm layers when the backbone is (partly) trainable. The default,
             False, keeps BN in inference mode, which is right for small batches and small data.
         freeze_blocks: Blocks frozen in ``partial`` phases; None uses the backbone's default.
@@ -150,6 +197,10 @@ class Config:
     cutmix: float = 0.0
     label_smoothing: float = 0.0
     class_weight: str = "none"
+    regularization: str = "none"
+    alpha: float = 0.1
+    beta: float = 0.01
+    tasks: tuple[Task, ...] = ()
     train_bn: bool = False
     freeze_blocks: int | None = None
     phases: tuple[Phase, ...] = field(default_factory=lambda: (Phase(),))
@@ -166,31 +217,45 @@ class Config:
     def __post_init__(self):
         if self.weights is not None and self.weights.lower() == "none":
             object.__setattr__(self, "weights", None)
-        _check_choice("head_pooling", self.head_pooling, POOLINGS)
-        _check_choice("augment", self.augment, AUGMENT_PRESETS)
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
-        _check_choice("augment_in", self.augment_in, AUGMENT_PLACES)
+        check_choice("head_pooling", self.head_pooling, POOLINGS)
+        check_choice("augment", self.augment, AUGMENT_PRESETS)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        check_choice("augment_in", self.augment_in, AUGMENT_PLACES)
+        check_choice("regularization", self.regularization, REGULARIZATIONS)
+        check_min("alpha", self.alpha, 0.0)
+        check_min("beta", self.beta, 0.0)
+        self._check_tasks()
         if not 0.0 < self.val_split < 1.0:
             raise UserError("val_split must be strictly between 0 and 1", got=self.val_split,
                             fix="pass e.g. --set val_split=0.2")
         if not 0.0 <= self.head_dropout < 1.0:
             raise UserError("head_dropout must be in [0, 1)", got=self.head_dropout,
                             fix="pass e.g. --set head_dropout=0.2")
-        _check_min("batch_size", self.batch_size, 1)
-        _check_min("feature_views", self.feature_views, 1)
-        _check_min("train_per_class", self.train_per_class, 1)
-        _check_min("val_per_class", self.val_per_class, 1)
-        _check_min("image_size", self.image_size, 1)
-        _check_min("freeze_blocks", self.freeze_blocks, 0)
-        _check_min("mixup", self.mixup, 0.0)
-        _check_min("cutmix", self.cutmix, 0.0)
+        check_min("batch_size", self.batch_size, 1)
+        check_min("feature_views", self.feature_views, 1)
+        check_min("train_per_class", self.train_per_class, 1)
+        check_min("val_per_class", self.val_per_class, 1)
+        check_min("image_size", self.image_size, 1)
+        check_min("freeze_blocks", self.freeze_blocks, 0)
+        check_min("mixup", self.mixup, 0.0)
+        check_min("cutmix", self.cutmix, 0.0)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError("label_smoothing must be in [0, 1)", got=self.label_smoothing,
                             fix="pass e.g. --set label_smoothing=0.1")
         if not self.phases:
             raise UserError("phases must hold at least one phase", got=self.phases,
                             fix="use a recipe's defaults or give a [[phases]] table")
+
+    def _check_tasks(self) -> None:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise UserError("task names must be unique", got=names, fix="rename the duplicates")
+        if self.tasks and (self.mixup or self.cutmix or self.class_weight != "none"):
+            raise UserError("MixUp, CutMix and class_weight work with a single task only",
+                            got=dict(tasks=names, mixup=self.mixup, cutmix=self.cutmix,
+                                     class_weight=self.class_weight),
+                            fix="drop the tasks, or set mixup=0, cutmix=0, class_weight=none")
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -202,7 +267,7 @@ class Config:
                 raise UserError("unknown config key", valid=sorted(merged), got=key,
                                 fix="check the spelling against `--help` or the Config docs")
             merged[key] = value
-        return _build(cls, merged, "")
+        return build(cls, merged, "")
 
     @classmethod
     def load(cls, path: str | Path, base: Config | None = None) -> Config:
@@ -243,98 +308,9 @@ class Config:
             if not sep or not key:
                 raise UserError("--set takes key=value", got=item,
                                 fix="write e.g. --set phases.0.lr=1e-4")
-            _assign(data, key.strip().split("."), _parse_value(raw.strip()), key)
-        return _build(type(self), data, "")
+            assign(data, key.strip().split("."), parse_value(raw.strip()), key)
+        return build(type(self), data, "")
 
     def with_epochs(self, epochs: int) -> Config:
         """Sets the epoch count of every phase (what ``--epochs`` does)."""
         return self.replace(phases=[{**dataclasses.asdict(p), "epochs": epochs} for p in self.phases])
-
-
-def _parse_value(raw: str) -> Any:
-    if raw.lower() in ("none", "null"):
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def _assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
-    head, rest = path[0], path[1:]
-    if isinstance(data, list):
-        if not head.isdigit() or int(head) >= len(data):
-            raise UserError(f"index in {full_key!r} must name an existing entry",
-                            valid=range(len(data)), got=head, fix="use a valid phase index")
-        slot = int(head)
-    else:
-        if head not in data:
-            raise UserError("unknown config key", valid=sorted(data), got=full_key,
-                            fix="check the spelling against `--help` or the Config docs")
-        slot = head
-    if rest:
-        _assign(data[slot], rest, value, full_key)
-    else:
-        data[slot] = value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    """Type-checks ``data`` against the dataclass ``cls`` and instantiates it."""
-    if not isinstance(data, dict):
-        raise UserError(f"{prefix or cls.__name__} must be a table of keys", got=data)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise UserError("unknown config key", valid=sorted(names),
-                        got=f"{prefix}{sorted(unknown)[0]}",
-                        fix="check the spelling against `--help` or the Config docs")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"{key} must be a list", got=value, fix=f"write e.g. {key}=[...]")
-        return tuple(_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        return _build(hint, {**dataclasses.asdict(hint()), **_as_table(value, key)}, f"{key}.")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"{key} must be true or false", got=value, fix=f"write {key}=true")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise UserError(f"{key} must be an integer", got=value, fix=f"write e.g. {key}=10")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise UserError(f"{key} must be a number", got=value, fix=f"write e.g. {key}=0.001")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise UserError(f"{key} must be a string", got=value, fix=f'write {key}="..."')
-    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug, not a user error
-
-
-def _as_table(value: Any, key: str) -> dict[str, Any]:
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    if not isinstance(value, dict):
-        raise UserError(f"{key} must be a table of keys", got=value,
-                        fix="give each phase as a table, e.g. {\"epochs\": 5}")
-    return value

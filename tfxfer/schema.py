@@ -1,0 +1,131 @@
+"""Type-checked construction of the config dataclasses from plain dicts, files and ``--set``.
+
+:mod:`tfxfer.config` declares *what* can be configured; this module checks and converts the
+values a user wrote (JSON, TOML, ``key=value`` strings) into those dataclasses, rejecting unknown
+keys and wrong types with a :class:`~tfxfer.errors.UserError` that names the key and the fix.
+
+Example:
+    >>> from tfxfer.schema import parse_value
+    >>> parse_value("1e-4"), parse_value("none"), parse_value("[1, 2]"), parse_value("adam")
+    (0.0001, None, [1, 2], 'adam')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any
+
+from tfxfer.errors import UserError
+
+
+def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{key} must be one of the supported values", valid=choices, got=value,
+                        fix=f"set {key} to one of them")
+
+
+def check_min(key: str, value: float | None, minimum: float, strict: bool = False) -> None:
+    if value is None:
+        return
+    bad = value <= minimum if strict else value < minimum
+    if bad:
+        op = ">" if strict else ">="
+        raise UserError(f"{key} must be {op} {minimum}", got=value,
+                        fix=f"pass a value {op} {minimum} for {key}")
+
+
+def parse_value(raw: str) -> Any:
+    if raw.lower() in ("none", "null"):
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
+    head, rest = path[0], path[1:]
+    if isinstance(data, list):
+        if not head.isdigit() or int(head) >= len(data):
+            raise UserError(f"index in {full_key!r} must name an existing entry",
+                            valid=range(len(data)), got=head, fix="use a valid phase index")
+        slot = int(head)
+    else:
+        if head not in data:
+            raise UserError("unknown config key", valid=sorted(data), got=full_key,
+                            fix="check the spelling against `--help` or the Config docs")
+        slot = head
+    if rest:
+        assign(data[slot], rest, value, full_key)
+    else:
+        data[slot] = value
+
+
+def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Type-checks ``data`` against the dataclass ``cls`` and instantiates it."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix or cls.__name__} must be a table of keys", got=data)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise UserError("unknown config key", valid=sorted(names),
+                        got=f"{prefix}{sorted(unknown)[0]}",
+                        fix="check the spelling against `--help` or the Config docs")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{key} must be a table", got=value,
+                            fix=f'write e.g. {key} = {{name = ["a", "b"]}}')
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{key} must be a list", got=value, fix=f"write e.g. {key}=[...]")
+        return tuple(_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return build(hint, {**dataclasses.asdict(hint()), **_as_table(value, key)}, f"{key}.")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{key} must be true or false", got=value, fix=f"write {key}=true")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{key} must be an integer", got=value, fix=f"write e.g. {key}=10")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{key} must be a number", got=value, fix=f"write e.g. {key}=0.001")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{key} must be a string", got=value, fix=f'write {key}="..."')
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug, not a user error
+
+
+def _as_table(value: Any, key: str) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if not isinstance(value, dict):
+        raise UserError(f"{key} must be a table of keys", got=value,
+                        fix="give each phase as a table, e.g. {\"epochs\": 5}")
+    return value
