@@ -3,12 +3,14 @@
 The output directory holds:
 
 - ``saved_model/``: ``model.export()`` of the serving graph, whose ``serve`` signature takes a
-  batch of ``uint8`` images ``(N, size, size, 3)`` and returns logits; no augmentation inside.
+  batch of ``uint8`` images ``(N, size, size, 3)`` and returns logits (a multi-task model: one
+  named output per task, all from that one signature); no augmentation inside.
 - ``model.keras``: the training graph, loadable with ``keras.saving.load_model(path,
   safe_mode=True)`` (no Lambda layers; tfxfer's one custom layer is registered).
 - ``config.json`` (the resolved config), ``history.json``, ``metrics.json``,
   ``data_report.json``.
-- ``curves.png`` and ``confusion_matrix.png``.
+- ``curves.png`` and ``confusion_matrix.png`` (multi-task: ``confusion_matrix_<task>.png`` for
+  each task after the first).
 
 Example:
     >>> from tfxfer import export, train  # doctest: +SKIP
@@ -69,5 +71,9 @@ def save_run(result, cfg: Config) -> dict[str, str]:
     _save_figure(plots.curves_figure(result.history), paths["curves"])
     _save_figure(plots.confusion_figure(result.metrics["confusion_matrix"],
                                         result.metrics["class_names"]), paths["confusion_matrix"])
+    for name, m in list(result.metrics.get("tasks", {}).items())[1:]:
+        paths[f"confusion_matrix_{name}"] = out / f"confusion_matrix_{name}.png"
+        _save_figure(plots.confusion_figure(m["confusion_matrix"], m["class_names"]),
+                     paths[f"confusion_matrix_{name}"])
     result.paths = {k: str(v) for k, v in paths.items()}
     return result.paths

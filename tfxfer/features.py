@@ -99,8 +99,12 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
 
 
 def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, train: bool,
-                    seed: int | None = None) -> tf.data.Dataset:
-    """(features, one-hot) batches; in training each sample draws one of its cached views."""
+                    seed: int | None = None, targets=None) -> tf.data.Dataset:
+    """(features, one-hot) batches; in training each sample draws one of its cached views.
+
+    ``targets`` maps integer labels to the model's targets, as in
+    :func:`tfxfer.pipeline.image_dataset`.
+    """
     feats = cache.train if train else cache.val[None]
     labels = np.asarray(cache.train_labels if train else cache.val_labels, np.int32)
     views = feats.shape[0]
@@ -113,7 +117,8 @@ def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, t
                 else tf.zeros_like(idx))
         x = tf.numpy_function(gather, [idx, view], tf.float32, stateful=False)
         x.set_shape((None, feats.shape[-1]))
-        return x, tf.one_hot(tf.gather(labels, idx), num_classes)
+        y = tf.gather(labels, idx)
+        return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
 
     ds = index_batches(len(labels), batch_size, shuffle=train, seed=seed)
     ds = ds.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

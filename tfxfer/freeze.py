@@ -7,7 +7,8 @@ moving statistics. Here every BatchNormalization layer of a (partly) trainable b
 mode. ``train_bn=True`` opts out.
 
 A ``trainable`` change only takes effect after ``compile``: the training core always recompiles
-after calling :func:`apply_scope`.
+after calling :func:`apply_scope`. :func:`stages` splits a phase into stretches of one scope each,
+which is how gradual unfreezing (ULMFiT) runs: one more block every few epochs, top down.
 
 Example:
     >>> from tfxfer import model, freeze
@@ -18,6 +19,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import keras
 
@@ -82,3 +85,56 @@ def summary(backbone: keras.Model, family: str) -> dict:
         "frozen_params": sum(int(w.numpy().size) for w in backbone.non_trainable_weights),
         "bn_trainable": any(l.trainable for l in backbone.layers if _is_bn(l)),
     }
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stretch of a phase with one trainable scope: a whole phase, or one gradual step.
+
+    Attributes:
+        key: Checkpoint key: ``"<phase>"``, or ``"<phase>.<step>"`` in a gradual phase.
+        index: Index of the phase in ``cfg.phases``.
+        scope: ``head``, ``partial`` or ``all`` (gradual steps are ``partial``).
+        freeze_blocks: Leading blocks frozen in a ``partial`` stage (None: the backbone default).
+        epochs: Epochs of this stage.
+        first_epoch: Epochs of the phase run before this stage.
+        label: Name shown in logs and history.
+    """
+
+    key: str
+    index: int
+    scope: str
+    freeze_blocks: int | None
+    epochs: int
+    first_epoch: int
+    label: str
+
+
+def stages(phase, index: int, freeze_blocks: int | None = None) -> list[Stage]:
+    """Splits a phase into stages; a ``gradual`` phase into one per unfreezing step.
+
+    A gradual phase trains block 5 for ``unfreeze_every`` epochs, then blocks 4-5, and so on,
+    top down, until only ``freeze_blocks`` blocks (default 0) are frozen; that last step runs
+    to the end of the phase. Steps that would start after the phase's last epoch are dropped.
+
+    Example:
+        >>> from tfxfer.config import Phase
+        >>> [(s.freeze_blocks, s.epochs) for s in stages(
+        ...     Phase(trainable="gradual", epochs=5, unfreeze_every=2), 1, freeze_blocks=2)]
+        [(4, 2), (3, 2), (2, 1)]
+    """
+    if phase.trainable != "gradual":
+        return [Stage(str(index), index, phase.trainable, freeze_blocks, phase.epochs, 0,
+                      phase.name)]
+    floor = freeze_blocks or 0
+    result = []
+    for step, frozen in enumerate(range(backbones.NUM_BLOCKS - 1, floor - 1, -1)):
+        first = step * phase.unfreeze_every
+        if first >= phase.epochs:
+            break
+        last = phase.epochs if frozen == floor else min(phase.epochs, first + phase.unfreeze_every)
+        top = backbones.NUM_BLOCKS
+        blocks = f"block {top}" if frozen + 1 == top else f"blocks {frozen + 1}-{top}"
+        result.append(Stage(f"{index}.{step}", index, "partial", frozen, last - first, first,
+                            f"{phase.name}[{blocks}]"))
+    return result

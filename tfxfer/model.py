@@ -5,6 +5,9 @@ parts share their variables, so the same weights serve three graphs:
 
 - ``model``: the training graph, ``float32`` 0-255 images -> logits, augmentation included
   (inert at inference). This is what is saved as ``.keras``.
+With several named heads (:mod:`tfxfer.tasks`), every graph's output is a dict
+``{task name: logits}`` instead of one logits tensor.
+
 - ``head_model``: pooled features -> logits, used to train the head on cached features.
 - ``plain_model``: float32 images -> logits without the augmenter, used for training when
   augmentation runs in ``tf.data`` instead (``augment_in="data"``, the measured-faster default).
@@ -20,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import keras
@@ -79,13 +82,16 @@ class TransferModel:
     Attributes:
         model: Training graph (float32 images -> logits).
         backbone: The Keras Applications backbone (``include_top=False``), named ``backbone``.
-        head: ``keras.Sequential`` of dropout / hidden Dense / ``logits`` layers.
+        head: The first (or only) head: ``keras.Sequential`` of dropout / hidden Dense /
+            ``logits`` layers.
         head_model: Pooled features -> logits (shares ``head``).
         feature_model: Images -> pooled features, without augmentation.
         plain_model: Images -> logits, without augmentation (shares every layer).
         augmenter: The in-model augmentation, or None.
         family: Registry name of the backbone.
         image_size: Square input size.
+        heads: Every head by task name (one entry, ``"head"``, for a single-task model).
+        multi: True when the outputs are a dict of named heads.
     """
 
     model: keras.Model
@@ -97,21 +103,32 @@ class TransferModel:
     augmenter: keras.Sequential | None
     family: str
     image_size: int
+    heads: dict = field(default_factory=dict)
+    multi: bool = False
+
+    def __post_init__(self):
+        self.heads = self.heads or {"head": self.head}
+
+    def apply_heads(self, features, training=None):
+        """Every head on pooled ``features``: a tensor, or a dict for a multi-task model."""
+        if not self.multi:
+            return self.head(features, training=training)
+        return {name: head(features, training=training) for name, head in self.heads.items()}
 
     def serving_model(self) -> keras.Model:
-        """``uint8`` images -> logits, with no augmentation: what a server runs."""
+        """``uint8`` images -> logits (or named logits), no augmentation: what a server runs."""
         inputs = keras.Input((self.image_size, self.image_size, 3), dtype="uint8", name="image")
         x = self.model.get_layer("preprocess")(inputs)
         x = self.backbone(x, training=False)
         x = self.model.get_layer("pool")(x)
-        return keras.Model(inputs, self.head(x, training=False), name="serving")
+        return keras.Model(inputs, self.apply_heads(x, training=False), name="serving")
 
 
 def build(family: str, num_classes: int, image_size: int | None = None,
           weights: str | None = "imagenet", augment: str = "light",
           extra_augment: Sequence[keras.layers.Layer] = (), pooling: str = "avg",
-          dropout: float = 0.2, hidden: Sequence[int] = (), seed: int | None = None
-          ) -> TransferModel:
+          dropout: float = 0.2, hidden: Sequence[int] = (), seed: int | None = None,
+          heads: dict[str, int] | None = None) -> TransferModel:
     """Builds a backbone from the registry with a new classification head.
 
     Args:
@@ -125,6 +142,8 @@ def build(family: str, num_classes: int, image_size: int | None = None,
         dropout: Dropout before each Dense layer of the head.
         hidden: Widths of hidden ReLU layers in the head.
         seed: Seed for augmentation and dropout.
+        heads: ``{task name: classes}`` for a multi-task model (``num_classes`` is then unused);
+            None: one head of ``num_classes``.
 
     Returns:
         A :class:`TransferModel`. Its backbone starts frozen (``trainable=False``).
@@ -135,13 +154,18 @@ def build(family: str, num_classes: int, image_size: int | None = None,
     backbone.trainable = False
     augmenter = augment_lib.build(augment, extra_augment, seed)
 
-    head_layers: list[keras.layers.Layer] = []
-    for i, width in enumerate(hidden):
-        head_layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}"),
-                        keras.layers.Dense(width, activation="relu", name=f"hidden_{i}")]
-    head_layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{len(hidden)}"),
-                    keras.layers.Dense(num_classes, dtype="float32", name="logits")]
-    head = keras.Sequential(head_layers, name="head")
+    def make_head(name: str, classes: int) -> keras.Sequential:
+        layers: list[keras.layers.Layer] = []
+        for i, width in enumerate(hidden):
+            layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}"),
+                       keras.layers.Dense(width, activation="relu", name=f"hidden_{i}")]
+        layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{len(hidden)}"),
+                   keras.layers.Dense(classes, dtype="float32", name="logits")]
+        return keras.Sequential(layers, name=name)
+
+    multi = heads is not None
+    head_map = ({task: make_head(f"head_{task}", k) for task, k in heads.items()} if multi
+                else {"head": make_head("head", num_classes)})
     pool_cls = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
     pool = pool_cls(name="pool")
     preprocess = Preprocess(spec.preprocess, name="preprocess")
@@ -149,13 +173,16 @@ def build(family: str, num_classes: int, image_size: int | None = None,
     inputs = keras.Input((size, size, 3), name="image")
     x = augmenter(inputs) if augmenter is not None else inputs
     features = pool(backbone(preprocess(x), training=False))
-    model = keras.Model(inputs, head(features), name=f"tfxfer_{family}")
+    parts = TransferModel(None, backbone, next(iter(head_map.values())), None, None, None,
+                          augmenter, family, size, head_map, multi)
+    model = keras.Model(inputs, parts.apply_heads(features), name=f"tfxfer_{family}")
 
     feat_in = keras.Input((size, size, 3), name="image")
     feature_model = keras.Model(feat_in, pool(backbone(preprocess(feat_in), training=False)),
                                 name="features")
     head_in = keras.Input((spec.feature_width,), name="features")
-    head_model = keras.Model(head_in, head(head_in), name="head_only")
-    plain_model = keras.Model(feat_in, head(feature_model.output), name="plain")
-    return TransferModel(model, backbone, head, head_model, feature_model, plain_model, augmenter,
-                         family, size)
+    head_model = keras.Model(head_in, parts.apply_heads(head_in), name="head_only")
+    plain_model = keras.Model(feat_in, parts.apply_heads(feature_model.output), name="plain")
+    parts.model, parts.head_model = model, head_model
+    parts.feature_model, parts.plain_model = feature_model, plain_model
+    return parts

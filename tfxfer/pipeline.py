@@ -64,7 +64,8 @@ def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:
 def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
                   shuffle: bool = False, seed: int | None = None,
                   augmenter: Callable | None = None, mixer: Callable | None = None,
-                  drop_remainder: bool = False) -> tf.data.Dataset:
+                  drop_remainder: bool = False, targets: Callable | None = None
+                  ) -> tf.data.Dataset:
     """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.Split`.
 
     Args:
@@ -78,14 +79,16 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
             when the model trains without its in-graph augmenter.
         mixer: Optional batch-level MixUp/CutMix from :func:`tfxfer.augment.batch_mixer`.
         drop_remainder: Drop the last partial batch (needed by some strategies and by MixUp).
+        targets: Maps a batch of integer labels to the model's targets (e.g. a dict of one-hot
+            labels per task, :func:`tfxfer.tasks.targets_fn`); default: one-hot labels.
     """
     images, labels = split.images, np.asarray(split.labels, np.int32)
     img_dtype = tf.as_dtype(images.dtype)
 
     def load(idx):
         x = to_model_input(gather_rows(images, idx, img_dtype), image_size)
-        y = tf.one_hot(tf.gather(labels, idx), num_classes)
-        return x, y
+        y = tf.gather(labels, idx)
+        return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
 
     ds = index_batches(len(labels), batch_size, shuffle=shuffle, seed=seed,
                        drop_remainder=drop_remainder)

@@ -16,6 +16,13 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global backend is chosen or changed
 
 
+def _accuracy_keys(history: list[dict]) -> list[str]:
+    """``accuracy``, or each task's ``<task>_accuracy`` of a multi-task run."""
+    keys = {k for phase in history for k in phase["history"]
+            if k.endswith("accuracy") and not k.startswith("val_")}
+    return sorted(keys) or ["accuracy"]
+
+
 def curves_figure(history: list[dict], path: str | None = None):
     """Loss and accuracy per epoch across phases. ``history`` is ``history.json``'s list."""
     fig = Figure(figsize=(10, 3.8))
@@ -24,12 +31,14 @@ def curves_figure(history: list[dict], path: str | None = None):
     for phase in history:
         n = len(phase["history"].get("loss", []))
         xs = np.arange(epoch + 1, epoch + n + 1)
-        for ax, key in zip(axes, ("loss", "accuracy")):
-            for prefix, style in (("", "-"), ("val_", "--")):
-                values = phase["history"].get(prefix + key)
-                if values:
-                    ax.plot(xs, values, style, marker="o", ms=3,
-                            label=f"{phase['phase']} {'val' if prefix else 'train'}")
+        for ax, keys in zip(axes, (["loss"], _accuracy_keys(history))):
+            for key in keys:
+                task = "" if key in ("loss", "accuracy") else key[: -len("_accuracy")] + " "
+                for prefix, style in (("", "-"), ("val_", "--")):
+                    values = phase["history"].get(prefix + key)
+                    if values:
+                        ax.plot(xs, values, style, marker="o", ms=3,
+                                label=f"{phase['phase']} {task}{'val' if prefix else 'train'}")
         if epoch:
             for ax in axes:
                 ax.axvline(epoch + 0.5, color="grey", lw=0.8, ls=":")

@@ -5,14 +5,18 @@
 1. resolves the distribution strategy and refuses an output directory holding another run;
 2. loads the data and prints its report (classes, counts, skipped images);
 3. builds the model in the strategy's scope;
-4. runs each phase: sets the ``trainable`` scope, **recompiles** (a ``trainable`` change only
-   takes effect after ``compile``), and fits, on cached backbone features when only the head
+4. attaches the ``regularization`` (L2-SP's anchor is captured here, from the pretrained
+   weights, or read back from the checkpoint on resume; :mod:`tfxfer.regularize`);
+5. runs each phase, split into stages (a ``gradual`` phase has one per unfreezing step,
+   :func:`tfxfer.freeze.stages`): sets the ``trainable`` scope, **recompiles** (a ``trainable``
+   change only takes effect after ``compile``) with per-block learning rates when the phase asks
+   for them (:mod:`tfxfer.optim`), and fits, on cached backbone features when only the head
    trains (``cache_features``) or on images otherwise. Every completed epoch is checkpointed
    (:mod:`tfxfer.checkpoint`): re-running the same command after a crash skips completed phases
    and resumes the running one from its last completed epoch; a multi-worker run, whose
    checkpoints only the chief holds, starts over instead. A NaN/Inf loss stops the run
    with a message naming the phase and epoch;
-5. evaluates on the validation split. Writing the artefacts is :func:`tfxfer.export.save_run`'s
+6. evaluates every head on the validation split. Writing the artefacts is :func:`tfxfer.export.save_run`'s
    job (the recipes' ``run`` does both).
 
 Example:
@@ -34,8 +38,9 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from tfxfer import backbones, distribute, evaluate, features, freeze, pipeline
+from tfxfer import backbones, distribute, evaluate, features, freeze, optim, pipeline, regularize
 from tfxfer import augment as augment_lib
+from tfxfer import tasks as tasks_lib
 from tfxfer import data as data_lib
 from tfxfer import model as model_lib
 from tfxfer.checkpoint import RunState, all_finite, history_from_epochs, prepare_output_dir
@@ -69,6 +74,8 @@ class RunResult:
         m = self.metrics
         text = (f"val_accuracy={m['val_accuracy']:.4f} ({m['correct']}/{m['num_val']})  "
                 f"val_loss={m['val_loss']:.4f}  time={self.seconds:.0f}s")
+        for name, t in m.get("tasks", {}).items():
+            text += f"\n  task {name}: val_accuracy={t['val_accuracy']:.4f} ({t['correct']}/{t['num_val']})"
         if self.paths:
             text += (f"\nexported SavedModel: {self.paths['saved_model']}\n"
                      f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
@@ -78,9 +85,9 @@ class RunResult:
 class _EpochGuard(keras.callbacks.Callback):
     """Stops on a non-finite loss, and checkpoints the full model after every finite epoch."""
 
-    def __init__(self, tm, phase: Phase, index: int, state: RunState):
+    def __init__(self, tm, key: str, state: RunState):
         super().__init__()
-        self.tm, self.phase, self.index, self.state = tm, phase, index, state
+        self.tm, self.key, self.state = tm, key, state
         self.diverged_at: int | None = None
         self.epoch = 0
 
@@ -98,31 +105,16 @@ class _EpochGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, epoch)
         if self.diverged_at is None:
-            self.state.log_epoch(self.tm.model, self.index, epoch, logs or {})
+            self.state.log_epoch(self.tm.model, self.key, epoch, logs or {})
 
 
-def make_optimizer(phase: Phase, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The phase's optimiser with its learning-rate schedule."""
-    lr = phase.lr
-    if phase.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(phase.lr, max(1, phase.epochs * steps_per_epoch))
-    wd = phase.weight_decay or None
-    if phase.optimizer == "adam":
-        return keras.optimizers.Adam(lr)
-    if phase.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=phase.weight_decay)
-    if phase.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=phase.momentum, nesterov=True, weight_decay=wd)
-    return keras.optimizers.RMSprop(lr, momentum=phase.momentum if phase.momentum < 1 else 0.0)
-
-
-def compile_for(target: keras.Model, phase: Phase, steps_per_epoch: int, cfg: Config) -> None:
-    target.compile(
-        optimizer=make_optimizer(phase, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                  label_smoothing=cfg.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+def compile_for(target: keras.Model, tm, phase: Phase, steps_per_epoch: int, cfg: Config,
+                specs: list[tasks_lib.TaskSpec], first_epoch: int = 0) -> None:
+    """Compiles ``target`` for a phase: optimiser with per-block rates, per-task losses."""
+    _, decay = phase.rates()
+    target.compile(optimizer=optim.make_optimizer(
+        phase, steps_per_epoch, optim.block_multipliers(tm.backbone, tm.family, decay),
+        first_epoch * steps_per_epoch), **tasks_lib.compile_args(specs, tm.multi, cfg))
 
 
 def _class_weight(cfg: Config, labels: np.ndarray, num_classes: int) -> dict | None:
@@ -132,56 +124,87 @@ def _class_weight(cfg: Config, labels: np.ndarray, num_classes: int) -> dict | N
     return {i: float(len(labels) / (num_classes * max(c, 1.0))) for i, c in enumerate(counts)}
 
 
-def _fit_phase(tm, cfg: Config, index: int, data, cache, strategy, state: RunState) -> dict:
-    phase = cfg.phases[index]
+def _rates(phase: Phase) -> str:
+    lr, decay = phase.rates()
+    if decay == 1.0:
+        return f"lr={lr:g}"
+    return "lr=" + " ".join(f"b{b}:{lr * decay ** (backbones.NUM_BLOCKS + 1 - b):.2g}"
+                            for b in range(1, backbones.NUM_BLOCKS + 1)) + f" head:{lr:g}"
+
+
+def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
+               specs) -> dict:
+    phase = cfg.phases[stage.index]
+    freeze_blocks = cfg.freeze_blocks if stage.freeze_blocks is None else stage.freeze_blocks
+    targets = tasks_lib.targets_fn(specs, tm.multi)
     with strategy.scope():
-        freeze.apply_scope(tm.backbone, tm.family, phase.trainable, cfg.freeze_blocks,
-                           cfg.train_bn)
+        freeze.apply_scope(tm.backbone, tm.family, stage.scope, freeze_blocks, cfg.train_bn)
         augment_in_data = cfg.augment_in == "data" and tm.augmenter is not None
         if cache is not None:
             target = tm.head_model
         else:
             target = tm.plain_model if augment_in_data else tm.model
         steps = math.ceil(len(data.train) / cfg.batch_size)
-        compile_for(target, phase, steps, cfg)  # always recompile after a trainable change
+        # always recompile after a trainable change
+        compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
     info = freeze.summary(tm.backbone, tm.family)
     log.info("phase %d/%d %r: trainable=%s blocks=%s backbone params trainable=%s "
-             "BN %s, %s, %d epochs %s lr=%g", index + 1, len(cfg.phases), phase.name,
-             phase.trainable, info["trainable_blocks"] or "none", f"{info['trainable_params']:,}",
+             "BN %s, %s, %d epochs %s %s%s", stage.index + 1, len(cfg.phases), stage.label,
+             phase.trainable, info["trainable_blocks"] or "none",
+             f"{info['trainable_params']:,}",
              "trained" if info["bn_trainable"] else "frozen (inference mode)",
              "cached features" if cache is not None else
              f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
-             phase.epochs,
-             phase.optimizer, phase.lr)
+             stage.epochs, phase.optimizer, _rates(phase),
+             f" regularization={cfg.regularization}" if cfg.regularization != "none" else "")
     if cache is not None:
         train_ds = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=True,
-                                            seed=cfg.seed + index)
-        val_ds = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=False)
+                                            seed=cfg.seed + stage.index, targets=targets)
+        val_ds = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=False,
+                                          targets=targets)
     else:
         mixer = augment_lib.batch_mixer(cfg.mixup, cfg.cutmix, cfg.seed)
         train_ds = pipeline.image_dataset(data.train, data.num_classes, tm.image_size,
-                                          cfg.batch_size, shuffle=True, seed=cfg.seed + index,
+                                          cfg.batch_size, shuffle=True,
+                                          seed=cfg.seed + stage.index + stage.first_epoch,
                                           augmenter=tm.augmenter if augment_in_data else None,
-                                          mixer=mixer, drop_remainder=mixer is not None)
-        val_ds = pipeline.image_dataset(data.val, data.num_classes, tm.image_size, cfg.batch_size)
-    guard = _EpochGuard(tm, phase, index, state)
-    callbacks = [c for c in (state.backup(index), guard) if c is not None]
+                                          mixer=mixer, drop_remainder=mixer is not None,
+                                          targets=targets)
+        val_ds = pipeline.image_dataset(data.val, data.num_classes, tm.image_size, cfg.batch_size,
+                                        targets=targets)
+    guard = _EpochGuard(tm, stage.key, state)
+    callbacks = [c for c in (state.backup(stage.key), guard) if c is not None]
     if phase.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
-    done_before = len(state.epochs(index))
+    done_before = len(state.epochs(stage.key))
     if done_before:
-        log.info("resuming phase %r after its completed epoch %d", phase.name, done_before)
-    hist = target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, callbacks=callbacks,
+        log.info("resuming %r after its completed epoch %d", stage.label, done_before)
+    hist = target.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks,
                       verbose=cfg.verbose,
                       class_weight=_class_weight(cfg, data.train.labels, data.num_classes))
     if guard.diverged_at is not None:
-        raise TrainingDiverged(f"the loss became NaN or infinite in phase {phase.name!r} "
-                               f"(#{index + 1}), epoch {guard.diverged_at}; training stopped and "
-                               f"the last good checkpoint is kept in {state.dir}",
-                               fix=f"lower phases.{index}.lr (now {phase.lr:g})")
-    recorded = history_from_epochs(state.epochs(index))
+        raise TrainingDiverged(f"the loss became NaN or infinite in phase {stage.label!r} "
+                               f"(#{stage.index + 1}), epoch {guard.diverged_at}; training "
+                               f"stopped and the last good checkpoint is kept in {state.dir}",
+                               fix=f"lower phases.{stage.index}.lr (now {phase.rates()[0]:g})")
+    recorded = history_from_epochs(state.epochs(stage.key))
     return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def _evaluate(tm, cfg: Config, data, cache, specs, size: int) -> dict:
+    if cache is not None:
+        outputs = tm.head_model.predict(cache.val, batch_size=256, verbose=0)
+    else:
+        val_ds = pipeline.image_dataset(data.val, data.num_classes, size, cfg.batch_size)
+        outputs = tm.model.predict(val_ds.map(lambda x, y: x), verbose=0)
+    per_task = {s.name: evaluate.metrics_from_logits(out, s.labels(data.val.labels),
+                                                     list(s.class_names))
+                for s, out in zip(specs, tasks_lib.as_dict(outputs, specs).values())}
+    metrics = dict(per_task[specs[0].name])
+    if tm.multi:
+        metrics["tasks"] = per_task
+    return metrics
 
 
 def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunResult:
@@ -213,36 +236,36 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
                          train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
                          manual_dir=cfg.manual_dir)
     log.info("%s", data.describe())
+    specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():
         tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights, cfg.augment,
                              extra_augment, cfg.head_pooling, cfg.head_dropout, cfg.head_hidden,
-                             cfg.seed)
+                             cfg.seed, {s.name: s.num_classes for s in specs} if cfg.tasks else None)
+        regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
     history, cache = [], None
-    for index, phase in enumerate(cfg.phases):
+    stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
+    for stage in stages:
+        phase = cfg.phases[stage.index]
         start = time.perf_counter()
-        done = state.completed(index)
+        done = state.completed(stage.key)
         if done is not None:
-            state.restore_completed(tm.model, index)
-            log.info("phase %r was completed by an earlier run: weights restored", phase.name)
+            state.restore_completed(tm.model, stage.key)
+            log.info("phase %r was completed by an earlier run: weights restored", stage.label)
             history.append(done)
             cache = None
             continue
-        use_cache = phase.trainable == "head" and cfg.cache_features
+        use_cache = stage.scope == "head" and cfg.cache_features
         if use_cache and cache is None:
             cache = features.extract(tm, data, cfg.feature_views, size)
-        hist = _fit_phase(tm, cfg, index, data, cache if use_cache else None, strategy, state)
+        hist = _fit_stage(tm, cfg, stage, data, cache if use_cache else None, strategy, state,
+                          specs)
         if not use_cache:
             cache = None  # the backbone may have changed: cached features are stale
-        record = {"phase": phase.name, "trainable": phase.trainable, "cached_features": use_cache,
+        record = {"phase": stage.label, "trainable": phase.trainable, "cached_features": use_cache,
                   "seconds": round(time.perf_counter() - start, 2), "history": hist}
-        state.mark_completed(tm.model, index, record)
+        state.mark_completed(tm.model, stage.key, record)
         history.append(record)
-    if cache is not None:
-        logits = tm.head_model.predict(cache.val, batch_size=256, verbose=0)
-    else:
-        val_ds = pipeline.image_dataset(data.val, data.num_classes, size, cfg.batch_size)
-        logits = tm.model.predict(val_ds.map(lambda x, y: x), verbose=0)
-    metrics = evaluate.metrics_from_logits(logits, data.val.labels, data.class_names)
+    metrics = _evaluate(tm, cfg, data, cache, specs, size)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(),
                      None if out is None else str(out))

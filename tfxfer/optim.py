@@ -1,0 +1,136 @@
+"""Optimisers with a true per-variable learning rate, for discriminative (per-block) rates.
+
+Keras 3 optimisers have one learning rate. Scaling a block's *gradients* instead is not a
+learning-rate multiplier under Adam, AdamW or RMSprop: their update ``m / sqrt(v)`` is invariant to
+a constant gradient scale, so the block would train at the full rate anyway (and with SGD the
+momentum buffer would mix scales). The optimisers here multiply the *learning rate* of each
+variable inside ``update_step``, where Adam's moments, SGD's momentum and the decoupled weight
+decay of AdamW/SGD (applied here per variable, at the variable's own rate, as in PyTorch's
+param groups) all see the variable's own rate. The multipliers are looked up through the
+optimiser's own variable index, so they hold under ``tf.distribute`` too, and are part of
+``get_config`` (keyed by variable path).
+
+:func:`block_multipliers` turns a phase's ``lr_decay`` / ``lr_range`` into multipliers: block
+``i`` of the backbone (1..5, see :mod:`tfxfer.backbones`) gets ``decay ** (6 - i)``, the head 1.
+
+Example:
+    >>> import keras
+    >>> from tfxfer import optim
+    >>> w = keras.Variable([1.0, 1.0], name="w")
+    >>> opt = optim.Adam(0.1, lr_multipliers={w.path: 0.5})
+    >>> opt.apply([keras.ops.array([1.0, -1.0])], [w])
+    >>> [round(float(v), 4) for v in w.numpy()]
+    [0.95, 1.05]
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tfxfer import backbones
+from tfxfer.config import Phase
+
+
+class _PerVariableLR:
+    """Mixin: ``lr_multipliers`` maps a variable's path to the factor applied to its rate."""
+
+    def __init__(self, *args, lr_multipliers: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
+        self._factors: list[float] = []
+
+    def build(self, variables):
+        if not self.built:
+            self._factors = [self.lr_multipliers.get(v.path, 1.0) for v in variables]
+        super().build(variables)
+
+    def factor(self, variable) -> float:
+        """The rate multiplier of one of the variables the optimiser was built with."""
+        return self._factors[self._get_variable_index(variable)]
+
+    def _apply_weight_decay(self, variables):
+        pass  # applied in update_step, at each variable's own rate
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self.factor(variable)
+        lr = ops.cast(learning_rate, variable.dtype) * factor
+        if self.weight_decay is not None and self._use_weight_decay(variable) and factor:
+            self.assign_sub(variable, variable * ops.cast(self.weight_decay, variable.dtype) * lr)
+        return super().update_step(gradient, variable, lr)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": dict(self.lr_multipliers)}
+
+
+@keras.saving.register_keras_serializable(package="tfxfer")
+class Adam(_PerVariableLR, keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` with per-variable learning-rate multipliers."""
+
+
+@keras.saving.register_keras_serializable(package="tfxfer")
+class AdamW(_PerVariableLR, keras.optimizers.AdamW):
+    """``keras.optimizers.AdamW`` with per-variable rates (decay at each variable's rate)."""
+
+
+@keras.saving.register_keras_serializable(package="tfxfer")
+class SGD(_PerVariableLR, keras.optimizers.SGD):
+    """``keras.optimizers.SGD`` with per-variable learning-rate multipliers."""
+
+
+@keras.saving.register_keras_serializable(package="tfxfer")
+class RMSprop(_PerVariableLR, keras.optimizers.RMSprop):
+    """``keras.optimizers.RMSprop`` with per-variable learning-rate multipliers."""
+
+
+@keras.saving.register_keras_serializable(package="tfxfer")
+class PhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine decay from ``lr`` to 0 over ``total_steps``, starting ``offset`` steps in.
+
+    A gradual-unfreezing phase compiles a new optimiser at every unfreezing step; the offset
+    keeps one cosine curve across the whole phase instead of restarting it.
+    """
+
+    def __init__(self, lr: float, total_steps: int, offset: int = 0):
+        self.lr, self.total_steps, self.offset = float(lr), int(total_steps), int(offset)
+
+    def __call__(self, step):
+        t = ops.minimum(ops.cast(step, "float32") + self.offset, self.total_steps)
+        return self.lr * 0.5 * (1.0 + ops.cos(3.141592653589793 * t / self.total_steps))
+
+    def get_config(self):
+        return {"lr": self.lr, "total_steps": self.total_steps, "offset": self.offset}
+
+
+def block_multipliers(backbone: keras.Model, family: str, decay: float) -> dict[str, float]:
+    """``{variable path: decay ** (6 - block)}`` for every backbone variable (head: absent = 1)."""
+    if decay == 1.0:
+        return {}
+    top = backbones.NUM_BLOCKS + 1
+    return {v.path: decay ** (top - block)
+            for layer, block in zip(backbone.layers, backbones.block_of_layers(backbone, family))
+            for v in layer.weights}
+
+
+def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: dict[str, float] | None = None,
+                   offset_steps: int = 0) -> keras.optimizers.Optimizer:
+    """The phase's optimiser: its head rate, schedule and per-variable ``multipliers``.
+
+    Args:
+        phase: The phase (optimiser name, rates, schedule, weight decay, momentum).
+        steps_per_epoch: Optimiser steps per epoch (for the cosine schedule's length).
+        multipliers: Per-variable rate multipliers, e.g. from :func:`block_multipliers`.
+        offset_steps: Steps of this phase already run by an earlier optimiser (gradual phases).
+    """
+    lr, _ = phase.rates()
+    if phase.schedule == "cosine":
+        lr = PhaseCosine(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
+    kw = {"lr_multipliers": multipliers}
+    if phase.optimizer == "adam":
+        return Adam(lr, **kw)
+    if phase.optimizer == "adamw":
+        return AdamW(lr, weight_decay=phase.weight_decay, **kw)
+    if phase.optimizer == "sgd":
+        return SGD(lr, momentum=phase.momentum, nesterov=True,
+                   weight_decay=phase.weight_decay or None, **kw)
+    return RMSprop(lr, momentum=phase.momentum if phase.momentum < 1 else 0.0, **kw)
