@@ -55,7 +55,7 @@ def _arm(name: str, n_images: int, epochs: int, batch: int, extract_images: int)
     import keras
     import tensorflow as tf
 
-    from tfxfer import augment, data, features, freeze, model, pipeline, train
+    from tfxfer import augment, data, features, freeze, model, optim, pipeline
     from tfxfer.config import Phase
 
     keras.utils.set_random_seed(0)
@@ -91,7 +91,7 @@ def _arm(name: str, n_images: int, epochs: int, batch: int, extract_images: int)
     freeze.unfreeze_all(tm.backbone)
     jit = name == "aug_in_data_xla"
     target = tm.model if aug_in_model else tm.plain_model
-    target.compile(optimizer=train.make_optimizer(Phase(lr=1e-5), 1),
+    target.compile(optimizer=optim.make_optimizer(Phase(lr=1e-5), 1),
                      loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                      jit_compile=jit)
     if name == "finetune_tensors":

@@ -48,3 +48,30 @@ def image_folder(tmp_path) -> Path:
 def flat_folder(tmp_path) -> Path:
     """``{a,b,c}/`` with 10 images per class and no split."""
     return write_class_images(tmp_path / "flat", {"a": 10, "b": 10, "c": 10})
+
+
+@pytest.fixture(scope="session")
+def start_weights(tmp_path_factory):
+    """A random 32 px MobileNetV2 backbone saved to a file, so runs start from known weights.
+
+    Returns ``(path, {layer name: [arrays]})``. Its BatchNorm statistics are recalibrated on one
+    batch (momentum 0, one training-mode pass), as pretrained weights would have them; with init
+    statistics, frozen BN lets activations blow up and saturate ReLU6, and whole layers get
+    exactly-zero gradients.
+    """
+    import keras
+
+    from tfxfer import backbones
+    from weight_checks import layer_states
+
+    path = tmp_path_factory.mktemp("w") / "start.weights.h5"
+    net = backbones.build("MobileNetV2", 32, weights=None)
+    bns = [l for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
+    for bn in bns:
+        bn.momentum = 0.0
+    x = np.random.default_rng(0).uniform(-1, 1, (32, 32, 32, 3)).astype("float32")
+    net(x, training=True)
+    for bn in bns:
+        bn.momentum = 0.99
+    net.save_weights(path)
+    return str(path), layer_states(net)

@@ -42,7 +42,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 ONE_STEP = TWO_CPUS + """
 import keras
-from tfxfer import distribute, freeze, model as model_lib, train
+from tfxfer import distribute, freeze, model as model_lib, regularize, tasks, train
 from tfxfer.config import Config, Phase
 
 SIZE, BATCH = 32, 8
@@ -50,7 +50,9 @@ rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (BATCH, SIZE, SIZE, 3)).astype("float32")
 y = np.eye(2, dtype="float32")[np.arange(BATCH) % 2]
 cfg = Config(weights=None, augment="none", head_dropout=0.0, image_size=SIZE)
-phase = Phase(name="all", trainable="all", epochs=1, optimizer="sgd", lr=0.01)
+# Per-block rates (0.5 ** (6 - block)) and an L2-SP penalty, so both are checked under
+# distribution too: their anchor is moved off the start, or the first step's penalty gradient is 0.
+phase = Phase(name="all", trainable="all", epochs=1, optimizer="sgd", lr=0.01, lr_decay=0.5)
 
 
 def calibrate_bn(tm):
@@ -73,20 +75,23 @@ def one_step(strategy, start):
             calibrate_bn(tm)
         else:
             tm.model.set_weights(start)
+        for anchor in regularize.attach(tm, "l2sp", alpha=1.0, beta=0.1):
+            anchor.assign(anchor * 0.9)
         freeze.apply_scope(tm.backbone, tm.family, phase.trainable)
-        train.compile_for(tm.model, phase, 1, cfg)
+        train.compile_for(tm.model, tm, phase, 1, cfg, tasks.resolve((), ["a", "b"]))
     before = tm.model.get_weights()
     trainable = [any(w is t for t in tm.model.trainable_weights) for w in tm.model.weights]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
     loss = tm.model.fit(ds, epochs=1, verbose=0).history["loss"][0]
-    return before, float(loss), tm.model.get_weights(), trainable
+    factors = sorted({tm.model.optimizer.factor(v) for v in tm.model.trainable_weights})
+    return before, float(loss), tm.model.get_weights(), trainable, factors
 
 
-d_before, d_loss, d_after, trainable = one_step(tf.distribute.get_strategy(), None)
+d_before, d_loss, d_after, trainable, factors = one_step(tf.distribute.get_strategy(), None)
 mirrored, why = distribute.resolve("mirrored")
 first = next(iter(mirrored.experimental_distribute_dataset(
     tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH))))
-m_before, m_loss, m_after, _ = one_step(mirrored, d_before)
+m_before, m_loss, m_after, _, m_factors = one_step(mirrored, d_before)
 move = [float(np.max(np.abs(a - b))) for a, b in zip(d_after, d_before)]
 diff = [float(np.max(np.abs(a - b))) for a, b in zip(m_after, d_after)]
 print("RESULT " + json.dumps({
@@ -94,7 +99,8 @@ print("RESULT " + json.dumps({
     "devices": list(mirrored.extended.worker_devices),
     "per_replica_batch": [int(t.shape[0]) for t in mirrored.experimental_local_results(first[0])],
     "same_start": all(np.array_equal(a, b) for a, b in zip(d_before, m_before)),
-    "loss": [d_loss, m_loss], "move": move, "diff": diff, "trainable": trainable}), flush=True)
+    "loss": [d_loss, m_loss], "move": move, "diff": diff, "trainable": trainable,
+    "factors": [factors, m_factors]}), flush=True)
 """
 
 MIRRORED_RECIPE = TWO_CPUS + """
@@ -175,6 +181,8 @@ def test_mirrored_step_on_two_logical_cpus_matches_the_default_strategy():
     assert r["replicas"] == 2 and [d[-5:] for d in r["devices"]] == ["CPU:0", "CPU:1"]
     assert r["per_replica_batch"] == [4, 4]  # the global batch of 8 is split, not copied
     assert r["same_start"]
+    # per-block rates lr * 0.5 ** (6 - block) on both strategies (the head at lr)
+    assert r["factors"] == [[0.5 ** k for k in range(5, -1, -1)]] * 2, r["factors"]
     d_loss, m_loss = r["loss"]
     assert abs(m_loss - d_loss) <= 1e-5 * d_loss, r["loss"]
     trained = [m for m, t in zip(r["move"], r["trainable"]) if t]

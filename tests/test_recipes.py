@@ -7,34 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer import backbones
 from tfxfer.recipes import RECIPES
-from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
+from weight_checks import OUTPUT_FILES, assert_expected_changes
 
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def start_weights(tmp_path_factory):
-    """A random MobileNetV2 backbone saved to a file, so every run starts from known weights.
-
-    Its BatchNorm statistics are recalibrated on one batch (momentum 0, one training-mode pass),
-    as pretrained weights would have them; with init statistics, frozen BN lets activations
-    blow up and saturate ReLU6, and whole layers get exactly-zero gradients.
-    """
-    import keras
-
-    path = tmp_path_factory.mktemp("w") / "start.weights.h5"
-    net = backbones.build("MobileNetV2", SIZE, weights=None)
-    bns = [l for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
-    for bn in bns:
-        bn.momentum = 0.0
-    x = np.random.default_rng(0).uniform(-1, 1, (32, SIZE, SIZE, 3)).astype("float32")
-    net(x, training=True)
-    for bn in bns:
-        bn.momentum = 0.99
-    net.save_weights(path)
-    return str(path), layer_states(net)
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
