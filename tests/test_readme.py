@@ -92,3 +92,12 @@ def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
                               timeout=900)
         assert proc.returncode == 0, f"README block failed:\n{code}\n{proc.stderr[-3000:]}"
     assert (tmp_path / "runs" / "ants" / "saved_model" / "saved_model.pb").exists()
+
+
+def test_multitask_example_config_resolves_to_the_documented_coarse_grouping():
+    from tfxfer import tasks
+
+    cfg = Config.load(ROOT / "recipes" / "fashion_multitask.toml",
+                      base=Config(recipe="small_different"))
+    assert [t.name for t in cfg.tasks] == ["fine", "coarse"]
+    assert cfg.tasks[1].groups == tasks.FASHION_MNIST_COARSE
