@@ -37,7 +37,8 @@ def _block_of_variables(tm) -> dict[str, int]:
     blocks = {v.path: b for layer, b in zip(tm.backbone.layers,
                                             backbones.block_of_layers(tm.backbone, tm.family))
               for v in layer.weights}
-    return {v.path: blocks.get(v.path, backbones.NUM_BLOCKS + 1) for v in tm.model.trainable_weights}
+    head = backbones.NUM_BLOCKS + 1
+    return {v.path: blocks.get(v.path, head) for v in tm.model.trainable_weights}
 
 
 def _one_fit_step(start_weights, phase) -> tuple[dict, dict]:

@@ -16,8 +16,8 @@
    and resumes the running one from its last completed epoch; a multi-worker run, whose
    checkpoints only the chief holds, starts over instead. A NaN/Inf loss stops the run
    with a message naming the phase and epoch;
-6. evaluates every head on the validation split. Writing the artefacts is :func:`tfxfer.export.save_run`'s
-   job (the recipes' ``run`` does both).
+6. evaluates every head on the validation split. Writing the artefacts is
+   :func:`tfxfer.export.save_run`'s job (the recipes' ``run`` does both).
 
 Example:
     >>> from tfxfer.config import Config, Phase
@@ -75,7 +75,8 @@ class RunResult:
         text = (f"val_accuracy={m['val_accuracy']:.4f} ({m['correct']}/{m['num_val']})  "
                 f"val_loss={m['val_loss']:.4f}  time={self.seconds:.0f}s")
         for name, t in m.get("tasks", {}).items():
-            text += f"\n  task {name}: val_accuracy={t['val_accuracy']:.4f} ({t['correct']}/{t['num_val']})"
+            text += (f"\n  task {name}: val_accuracy={t['val_accuracy']:.4f} "
+                     f"({t['correct']}/{t['num_val']})")
         if self.paths:
             text += (f"\nexported SavedModel: {self.paths['saved_model']}\n"
                      f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
@@ -240,10 +241,12 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
     with strategy.scope():
         tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights, cfg.augment,
                              extra_augment, cfg.head_pooling, cfg.head_dropout, cfg.head_hidden,
-                             cfg.seed, {s.name: s.num_classes for s in specs} if cfg.tasks else None)
+                             cfg.seed,
+                             {s.name: s.num_classes for s in specs} if cfg.tasks else None)
         regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
     history, cache = [], None
-    stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
+    stages = [st for i, p in enumerate(cfg.phases)
+              for st in freeze.stages(p, i, cfg.freeze_blocks)]
     for stage in stages:
         phase = cfg.phases[stage.index]
         start = time.perf_counter()
