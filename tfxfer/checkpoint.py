@@ -4,7 +4,9 @@ Layout of ``<output>/checkpoints/``:
 
 - ``last.weights.h5``: the full model after the last completed, finite epoch (kept on NaN).
 - ``phase<i>.backup/``: ``keras.callbacks.BackupAndRestore`` state of the running phase (model
-  and optimizer variables, epoch), removed when the phase completes.
+  and optimizer variables, epoch), removed when the phase completes. ``<i>`` is the phase's
+  index, or ``<index>.<step>`` for a step of a gradual phase (:func:`tfxfer.freeze.stages`).
+- ``l2sp_anchor.npz``: the L2-SP starting point (:mod:`tfxfer.regularize`), read on resume.
 - ``phase<i>.epochs.json``: per-epoch metrics of phase ``i`` so far, by epoch number.
 - ``phase<i>.weights.h5`` + ``phase<i>.done.json``: the model after phase ``i`` completed, and
   its record; a re-run loads these instead of training the phase again.
@@ -94,33 +96,33 @@ class RunState:
             remove_stale(out)
             remove_stale(self.dir)
 
-    def completed(self, index: int) -> dict | None:
+    def completed(self, index: int | str) -> dict | None:
         """The record of phase ``index`` if a previous run completed it, else None."""
         if self.dir is None or not (self.dir / f"phase{index}.done.json").is_file():
             return None
         return json.loads((self.dir / f"phase{index}.done.json").read_text())
 
-    def restore_completed(self, model: keras.Model, index: int) -> None:
+    def restore_completed(self, model: keras.Model, index: int | str) -> None:
         model.load_weights(str(self.dir / f"phase{index}.weights.h5"))
 
-    def mark_completed(self, model: keras.Model, index: int, record: dict) -> None:
+    def mark_completed(self, model: keras.Model, index: int | str, record: dict) -> None:
         if self.dir is None:
             return
         self._save_weights(model, self.dir / f"phase{index}.weights.h5")
         write_json(self.dir / f"phase{index}.done.json", record)
         shutil.rmtree(self.dir / f"phase{index}.backup", ignore_errors=True)
 
-    def backup(self, index: int) -> keras.callbacks.Callback | None:
+    def backup(self, index: int | str) -> keras.callbacks.Callback | None:
         """Keras's BackupAndRestore for phase ``index`` (model + optimizer + epoch)."""
         if self.dir is None:
             return None
         return _FiniteBackup(str(self.dir / f"phase{index}.backup"), delete_checkpoint=False)
 
-    def epochs(self, index: int) -> dict[str, dict]:
+    def epochs(self, index: int | str) -> dict[str, dict]:
         path = None if self.dir is None else self.dir / f"phase{index}.epochs.json"
         return json.loads(path.read_text()) if path is not None and path.is_file() else {}
 
-    def log_epoch(self, model: keras.Model, index: int, epoch: int, logs: dict) -> None:
+    def log_epoch(self, model: keras.Model, index: int | str, epoch: int, logs: dict) -> None:
         """Records a completed finite epoch and checkpoints the full model."""
         if self.dir is None:
             return

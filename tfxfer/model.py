@@ -5,14 +5,14 @@ parts share their variables, so the same weights serve three graphs:
 
 - ``model``: the training graph, ``float32`` 0-255 images -> logits, augmentation included
   (inert at inference). This is what is saved as ``.keras``.
-With several named heads (:mod:`tfxfer.tasks`), every graph's output is a dict
-``{task name: logits}`` instead of one logits tensor.
-
 - ``head_model``: pooled features -> logits, used to train the head on cached features.
 - ``plain_model``: float32 images -> logits without the augmenter, used for training when
   augmentation runs in ``tf.data`` instead (``augment_in="data"``, the measured-faster default).
 - :meth:`TransferModel.serving_model`: ``uint8`` images -> logits, with no augmentation layer at
   all. This is what is exported as a SavedModel.
+
+With several named heads (:mod:`tfxfer.tasks`), every graph's output is a dict
+``{task name: logits}`` instead of one logits tensor.
 
 Example:
     >>> from tfxfer import model
