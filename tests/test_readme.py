@@ -101,3 +101,24 @@ def test_multitask_example_config_resolves_to_the_documented_coarse_grouping():
                       base=Config(recipe="small_different"))
     assert [t.name for t in cfg.tasks] == ["fine", "coarse"]
     assert cfg.tasks[1].groups == tasks.FASHION_MNIST_COARSE
+
+
+def test_methods_command_lines_in_the_readme_resolve_to_what_the_methods_table_says():
+    """The methods block is too slow to run here; each line must still parse to its intent."""
+    import importlib
+    import shlex
+
+    from tfxfer import cli
+
+    (code,) = [c for _, _, c in readme_blocks() if "lr_decay=0.5" in c]
+    configs = []
+    for line in code.strip().splitlines():
+        words = shlex.split(line)
+        assert words[:2] == ["python", "-m"], line
+        module = importlib.import_module(words[2])
+        configs.append(cli.resolve_config(module.CONFIG, words[3:]))
+    discriminative, multitask = configs
+    assert discriminative.phases[1].lr_decay == 0.5
+    assert discriminative.regularization == "l2sp"
+    assert [t.name for t in multitask.tasks] == ["fine", "coarse"]
+    assert multitask.recipe == "small_different"

@@ -61,7 +61,9 @@ def _backbone_variables(backbone: keras.Model) -> list[keras.Variable]:
     """Every variable of the backbone that can be trained (BatchNorm's gamma/beta included)."""
     flags = [layer.trainable for layer in backbone.layers]
     was = backbone.trainable
-    backbone.trainable = True
+    backbone.trainable = True  # does not reach layers frozen one by one (BatchNorm): set each
+    for layer in backbone.layers:
+        layer.trainable = True
     variables = list(backbone.trainable_weights)
     backbone.trainable = was
     for layer, flag in zip(backbone.layers, flags):

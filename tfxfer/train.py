@@ -180,7 +180,7 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
     done_before = len(state.epochs(stage.key))
     if done_before:
-        log.info("resuming %r after its completed epoch %d", stage.label, done_before)
+        log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
     hist = target.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks,
                       verbose=cfg.verbose,
                       class_weight=_class_weight(cfg, data.train.labels, data.num_classes))
