@@ -105,7 +105,6 @@ def test_multitask_example_config_resolves_to_the_documented_coarse_grouping():
 
 def test_methods_command_lines_in_the_readme_resolve_to_what_the_methods_table_says():
     """The methods block is too slow to run here; each line must still parse to its intent."""
-    import importlib
     import shlex
 
     from tfxfer import cli
