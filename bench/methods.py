@@ -81,15 +81,13 @@ def _config(scenario: str, method: str, seed: int, size: int, out: str):
 
 def _test_accuracy(result, test, specs) -> dict:
     """Accuracy of every head on the whole ``test`` split (Fashion-MNIST's 10,000 images)."""
-    from tfxfer import evaluate, pipeline
+    from tfxfer import pipeline
     from tfxfer import tasks as tasks_lib
 
     ds = pipeline.image_dataset(test, 10, result.model.image_size, 64)
-    outputs = tasks_lib.as_dict(result.model.model.predict(ds.map(lambda x, y: x), verbose=0),
-                                specs)
-    return {s.name: evaluate.metrics_from_logits(out, s.labels(test.labels),
-                                                 list(s.class_names))["val_accuracy"]
-            for s, out in zip(specs, outputs.values())}
+    outputs = result.model.model.predict(ds.map(lambda x, y: x), verbose=0)
+    return {name: m["val_accuracy"]
+            for name, m in tasks_lib.metrics(outputs, test.labels, specs).items()}
 
 
 def _group(scenario: str, seed: int, size: int, methods: tuple[str, ...]) -> dict:

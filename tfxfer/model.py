@@ -111,9 +111,7 @@ class TransferModel:
 
     def apply_heads(self, features, training=None):
         """Every head on pooled ``features``: a tensor, or a dict for a multi-task model."""
-        if not self.multi:
-            return self.head(features, training=training)
-        return {name: head(features, training=training) for name, head in self.heads.items()}
+        return _apply_heads(self.heads, self.multi, features, training)
 
     def serving_model(self) -> keras.Model:
         """``uint8`` images -> logits (or named logits), no augmentation: what a server runs."""
@@ -122,6 +120,12 @@ class TransferModel:
         x = self.backbone(x, training=False)
         x = self.model.get_layer("pool")(x)
         return keras.Model(inputs, self.apply_heads(x, training=False), name="serving")
+
+
+def _apply_heads(heads: dict, multi: bool, features, training=None):
+    if not multi:
+        return next(iter(heads.values()))(features, training=training)
+    return {name: head(features, training=training) for name, head in heads.items()}
 
 
 def build(family: str, num_classes: int, image_size: int | None = None,
@@ -173,16 +177,14 @@ def build(family: str, num_classes: int, image_size: int | None = None,
     inputs = keras.Input((size, size, 3), name="image")
     x = augmenter(inputs) if augmenter is not None else inputs
     features = pool(backbone(preprocess(x), training=False))
-    parts = TransferModel(None, backbone, next(iter(head_map.values())), None, None, None,
-                          augmenter, family, size, head_map, multi)
-    model = keras.Model(inputs, parts.apply_heads(features), name=f"tfxfer_{family}")
+    model = keras.Model(inputs, _apply_heads(head_map, multi, features), name=f"tfxfer_{family}")
 
     feat_in = keras.Input((size, size, 3), name="image")
     feature_model = keras.Model(feat_in, pool(backbone(preprocess(feat_in), training=False)),
                                 name="features")
     head_in = keras.Input((spec.feature_width,), name="features")
-    head_model = keras.Model(head_in, parts.apply_heads(head_in), name="head_only")
-    plain_model = keras.Model(feat_in, parts.apply_heads(feature_model.output), name="plain")
-    parts.model, parts.head_model = model, head_model
-    parts.feature_model, parts.plain_model = feature_model, plain_model
-    return parts
+    head_model = keras.Model(head_in, _apply_heads(head_map, multi, head_in), name="head_only")
+    plain_model = keras.Model(feat_in, _apply_heads(head_map, multi, feature_model.output),
+                              name="plain")
+    return TransferModel(model, backbone, next(iter(head_map.values())), head_model,
+                         feature_model, plain_model, augmenter, family, size, head_map, multi)

@@ -102,12 +102,16 @@ class PhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"lr": self.lr, "total_steps": self.total_steps, "offset": self.offset}
 
 
+def block_factor(decay: float, block: int) -> float:
+    """The rate multiplier of backbone ``block`` (1..5): ``decay ** (6 - block)``; head: 1."""
+    return decay ** (backbones.NUM_BLOCKS + 1 - block)
+
+
 def block_multipliers(backbone: keras.Model, family: str, decay: float) -> dict[str, float]:
     """``{variable path: decay ** (6 - block)}`` for every backbone variable (head: absent = 1)."""
     if decay == 1.0:
         return {}
-    top = backbones.NUM_BLOCKS + 1
-    return {v.path: decay ** (top - block)
+    return {v.path: block_factor(decay, block)
             for layer, block in zip(backbone.layers, backbones.block_of_layers(backbone, family))
             for v in layer.weights}
 

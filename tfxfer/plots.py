@@ -27,11 +27,12 @@ def curves_figure(history: list[dict], path: str | None = None):
     """Loss and accuracy per epoch across phases. ``history`` is ``history.json``'s list."""
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2)
+    accuracy_keys = _accuracy_keys(history)
     epoch = 0
     for phase in history:
         n = len(phase["history"].get("loss", []))
         xs = np.arange(epoch + 1, epoch + n + 1)
-        for ax, keys in zip(axes, (["loss"], _accuracy_keys(history))):
+        for ax, keys in zip(axes, (["loss"], accuracy_keys)):
             for key in keys:
                 task = "" if key in ("loss", "accuracy") else key[: -len("_accuracy")] + " "
                 for prefix, style in (("", "-"), ("val_", "--")):

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfxfer import evaluate
 from tfxfer.config import Config, Task
 from tfxfer.data import FASHION_MNIST_CLASSES  # noqa: F401  (re-exported for the example)
 from tfxfer.errors import UserError
@@ -128,3 +129,10 @@ def compile_args(specs: Sequence[TaskSpec], multi: bool, cfg: Config) -> dict:
 def as_dict(outputs, specs: Sequence[TaskSpec]) -> dict:
     """Model outputs as ``{task: array}`` whether the model has one head or several."""
     return outputs if isinstance(outputs, dict) else {specs[0].name: outputs}
+
+
+def metrics(outputs, dataset_labels: np.ndarray, specs: Sequence[TaskSpec]) -> dict[str, dict]:
+    """``{task: metrics.json content}`` for predicted ``outputs`` against the dataset's labels."""
+    return {s.name: evaluate.metrics_from_logits(out, s.labels(dataset_labels),
+                                                 list(s.class_names))
+            for s, out in zip(specs, as_dict(outputs, specs).values())}

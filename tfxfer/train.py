@@ -38,7 +38,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from tfxfer import backbones, distribute, evaluate, features, freeze, optim, pipeline, regularize
+from tfxfer import backbones, distribute, features, freeze, optim, pipeline, regularize
 from tfxfer import augment as augment_lib
 from tfxfer import tasks as tasks_lib
 from tfxfer import data as data_lib
@@ -129,17 +129,17 @@ def _rates(phase: Phase) -> str:
     lr, decay = phase.rates()
     if decay == 1.0:
         return f"lr={lr:g}"
-    return "lr=" + " ".join(f"b{b}:{lr * decay ** (backbones.NUM_BLOCKS + 1 - b):.2g}"
+    return "lr=" + " ".join(f"b{b}:{lr * optim.block_factor(decay, b):.2g}"
                             for b in range(1, backbones.NUM_BLOCKS + 1)) + f" head:{lr:g}"
 
 
 def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
                specs) -> dict:
     phase = cfg.phases[stage.index]
-    freeze_blocks = cfg.freeze_blocks if stage.freeze_blocks is None else stage.freeze_blocks
     targets = tasks_lib.targets_fn(specs, tm.multi)
     with strategy.scope():
-        freeze.apply_scope(tm.backbone, tm.family, stage.scope, freeze_blocks, cfg.train_bn)
+        freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks,
+                           cfg.train_bn)
         augment_in_data = cfg.augment_in == "data" and tm.augmenter is not None
         if cache is not None:
             target = tm.head_model
@@ -199,9 +199,7 @@ def _evaluate(tm, cfg: Config, data, cache, specs, size: int) -> dict:
     else:
         val_ds = pipeline.image_dataset(data.val, data.num_classes, size, cfg.batch_size)
         outputs = tm.model.predict(val_ds.map(lambda x, y: x), verbose=0)
-    per_task = {s.name: evaluate.metrics_from_logits(out, s.labels(data.val.labels),
-                                                     list(s.class_names))
-                for s, out in zip(specs, tasks_lib.as_dict(outputs, specs).values())}
+    per_task = tasks_lib.metrics(outputs, data.val.labels, specs)
     metrics = dict(per_task[specs[0].name])
     if tm.multi:
         metrics["tasks"] = per_task
