@@ -6,7 +6,8 @@ epoch is wasted work. :func:`extract` runs the backbone once per image and view,
 
 Augmentation is kept through ``views``: view 0 is the clean image, views 1..K-1 are independent
 draws of the model's augmenter. Each epoch every image contributes one randomly drawn view.
-Batch-level MixUp/CutMix act on pixels and do not apply to cached features.
+MixUp and CutMix act on the cached features instead of pixels
+(:func:`tfxfer.augment.feature_mixer`).
 
 Train features are stored as float16 (pooled activations lose nothing that matters to a linear
 head at that precision), validation features as float32; both go through
@@ -99,11 +100,13 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
 
 
 def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, train: bool,
-                    seed: int | None = None, targets=None) -> tf.data.Dataset:
+                    seed: int | None = None, targets=None, mixer=None) -> tf.data.Dataset:
     """(features, one-hot) batches; in training each sample draws one of its cached views.
 
     ``targets`` maps integer labels to the model's targets, as in
-    :func:`tfxfer.pipeline.image_dataset`.
+    :func:`tfxfer.pipeline.image_dataset`; ``mixer`` (training only) is
+    :func:`tfxfer.augment.feature_mixer`, applied to whole batches (the last partial batch is
+    then dropped, as on images).
     """
     feats = cache.train if train else cache.val[None]
     labels = np.asarray(cache.train_labels if train else cache.val_labels, np.int32)
@@ -120,6 +123,11 @@ def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, t
         y = tf.gather(labels, idx)
         return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
 
-    ds = index_batches(len(labels), batch_size, shuffle=train, seed=seed)
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    mix = mixer if train else None
+    ds = index_batches(len(labels), batch_size, shuffle=train, seed=seed,
+                       drop_remainder=mix is not None)
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if mix is not None:
+        ds = ds.map(mix, num_parallel_calls=AUTOTUNE)
+    ds = ds.prefetch(AUTOTUNE)
     return ds.with_options(dataset_options())

@@ -145,7 +145,7 @@ def build(family: str, num_classes: int, image_size: int | None = None,
         pooling: ``avg`` or ``max`` global pooling.
         dropout: Dropout before each Dense layer of the head.
         hidden: Widths of hidden ReLU layers in the head.
-        seed: Seed for augmentation and dropout.
+        seed: Run seed; augmentation and head dropout layers each get their own seed from it.
         heads: ``{task name: classes}`` for a multi-task model (``num_classes`` is then unused);
             None: one head of ``num_classes``.
 
@@ -158,18 +158,21 @@ def build(family: str, num_classes: int, image_size: int | None = None,
     backbone.trainable = False
     augmenter = augment_lib.build(augment, extra_augment, seed)
 
-    def make_head(name: str, classes: int) -> keras.Sequential:
+    def make_head(name: str, classes: int, index: int) -> keras.Sequential:
+        # every dropout layer of every head draws from its own generator
+        seeds = augment_lib.layer_seeds(seed, len(hidden) + 1, stream=f"head{index}")
         layers: list[keras.layers.Layer] = []
         for i, width in enumerate(hidden):
-            layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}"),
+            layers += [keras.layers.Dropout(dropout, seed=seeds[i], name=f"dropout_{i}"),
                        keras.layers.Dense(width, activation="relu", name=f"hidden_{i}")]
-        layers += [keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{len(hidden)}"),
+        layers += [keras.layers.Dropout(dropout, seed=seeds[len(hidden)],
+                                        name=f"dropout_{len(hidden)}"),
                    keras.layers.Dense(classes, dtype="float32", name="logits")]
         return keras.Sequential(layers, name=name)
 
     multi = heads is not None
-    head_map = ({task: make_head(f"head_{task}", k) for task, k in heads.items()} if multi
-                else {"head": make_head("head", num_classes)})
+    head_map = ({task: make_head(f"head_{task}", k, i) for i, (task, k) in enumerate(heads.items())}
+                if multi else {"head": make_head("head", num_classes, 0)})
     pool_cls = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
     pool = pool_cls(name="pool")
     preprocess = Preprocess(spec.preprocess, name="preprocess")
