@@ -104,3 +104,111 @@ def test_kit_weights_file_by_path_loads_at_a_non_default_size():
     by_name = backbones.build("MobileNetV2", 224, weights="imagenet")
     for a, b in zip(by_path.weights, by_name.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ---- one graph, weighted blocks, deterministic frozen parts: over every registered family ------
+def _min_build(family, weights=None):
+    spec = backbones.get(family)
+    return backbones.build(family, spec.min_size, weights=weights)
+
+
+def _keras_imagenet_graph(family, weights_file):
+    """What Keras itself builds for ``weights="imagenet"``, with its download pointed at
+    ``weights_file`` (an independent computation of the ImageNet graph, offline)."""
+    from keras.src.utils import file_utils
+
+    spec = backbones.get(family)
+    ctor = getattr(keras.applications, spec.constructor)
+    real = file_utils.get_file
+    file_utils.get_file = lambda *args, **kwargs: weights_file
+    try:
+        return ctor(include_top=False, weights="imagenet",
+                    input_shape=(spec.min_size, spec.min_size, 3), **spec.kwargs)
+    finally:
+        file_utils.get_file = real
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", backbones.names())
+def test_the_graph_is_the_imagenet_graph_whichever_way_the_weights_arrive(family, tmp_path):
+    ours = _min_build(family)
+    path = str(tmp_path / "w.weights.h5")
+    ours.save_weights(path)
+    theirs = _keras_imagenet_graph(family, path)
+    by_path = _min_build(family, weights=path)
+    kinds = lambda net: [type(l).__name__.replace("FreezableDropout", "Dropout")  # noqa: E731
+                         for l in net.layers]
+    assert kinds(ours) == kinds(theirs) == kinds(by_path)
+    assert len(ours.layers) == backbones.get(family).num_layers
+    size = backbones.get(family).min_size
+    x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+    want = np.asarray(theirs(x, training=False))
+    np.testing.assert_allclose(np.asarray(by_path(x, training=False)), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours(x, training=False)), want, rtol=1e-5, atol=1e-5)
+    keras.backend.clear_session()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", backbones.names())
+def test_every_block_holds_trainable_weights_and_the_default_freeze_trains_some(family):
+    from tfxfer import freeze
+
+    net = _min_build(family)
+    freeze.unfreeze_all(net, train_bn=True)
+    blocks = backbones.block_of_layers(net, family)
+    held = {b: sum(int(np.prod(w.shape)) for l, lb in zip(net.layers, blocks) if lb == b
+                   for w in l.trainable_weights) for b in range(1, 6)}
+    assert all(held[b] > 0 for b in held), held
+    freeze.apply_scope(net, family, "partial")  # the family's default frozen blocks
+    assert net.trainable_weights, f"{family}: the default partial scope trains nothing"
+    assert freeze.summary(net, family)["trainable_blocks"]
+    keras.backend.clear_session()
+
+
+STOCHASTIC = [f for f in backbones.names() if f.startswith("EfficientNet")]
+
+
+def test_the_families_with_random_layers_are_the_efficientnets():
+    """The deterministic-frozen test below covers every family that has random layers."""
+    found = []
+    for family in backbones.names():
+        net = _min_build(family)
+        if any(isinstance(l, keras.layers.Dropout) or "Stochastic" in type(l).__name__
+               or "Noise" in type(l).__name__ for l in net.layers):
+            found.append(family)
+        keras.backend.clear_session()
+    assert found == STOCHASTIC
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", STOCHASTIC)
+def test_frozen_parts_are_deterministic_in_training_mode(family):
+    from tfxfer import freeze, model
+
+    size = backbones.get(family).min_size
+    tm = model.build(family, 2, size, weights=None)
+    x = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype("float32")
+    # a fully frozen backbone (head-only phase on images), through the training graph
+    freeze.apply_scope(tm.backbone, family, "head")
+    a, b = (np.asarray(tm.feature_model(x, training=True)) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    # the frozen blocks of a partial scope; stochastic depth stays on in the trained blocks
+    freeze.apply_scope(tm.backbone, family, "partial", freeze_blocks=3)
+    net = tm.backbone
+    last_frozen = backbones.block_boundaries(net, family)[2] - 1
+    frozen_part = keras.Model(net.input, net.layers[last_frozen].output)
+    inp = np.random.default_rng(1).normal(0, 1, (4, size, size, 3)).astype("float32")
+    a, b = (np.asarray(frozen_part(inp, training=True)) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    blocks = backbones.block_of_layers(net, family)
+    assert any(l.trainable and isinstance(l, keras.layers.Dropout) and l.rate > 0
+               for l, blk in zip(net.layers, blocks) if blk > 3)
+    keras.backend.clear_session()
+
+
+def test_default_efficientnet_build_matches_the_registry_without_a_probe(caplog):
+    net = _min_build("EfficientNetB0")
+    with caplog.at_level("WARNING"):
+        assert backbones.block_boundaries(net, "EfficientNetB0") == \
+            backbones.get("EfficientNetB0").boundaries
+    assert "deriving block boundaries" not in caplog.text

@@ -4,11 +4,25 @@ Every :class:`BackboneSpec` carries the family's input scaling (applied *inside*
 tfxfer model always takes raw 0-255 RGB pixels), its default and minimum input size, its feature
 width, and its block boundaries.
 
-Blocks are defined the same way on every family: block ``b`` (1..5) holds the layers whose output
-is at stride ``2**b`` (the stem and anything at full resolution fold into block 1). So "freeze the
-first 3 blocks" always means "freeze everything up to stride 8". The boundaries are stored as
-indices into ``backbone.layers`` (auto-generated layer names such as ``conv2d_3`` are not stable)
-and are re-derived from the graph when a Keras version lays a family out differently.
+**One graph whichever way the weights arrive.** Keras builds some families differently when
+``weights == "imagenet"``: EfficientNet B0-B7 then add a ``Rescaling`` after their stem
+normalisation. :func:`build` always builds the ImageNet graph, so ``weights="imagenet"``, a
+weights file and ``weights=None`` give the same layers and the same input scaling. It also swaps
+the backbone's ``Dropout`` layers (EfficientNet's stochastic depth) for
+:class:`tfxfer.stochastic.FreezableDropout`, which is the identity while frozen.
+
+**Blocks.** Every family is cut into five blocks by resolution. A *level* is the output stride
+of a layer (``2**level``); the levels that hold trainable weights, shallowest first, are the
+network's stages. Block ``b`` (2..5) starts at the first layer of the ``b``-th deepest of the
+four deepest weighted levels, and block 1 holds everything before (the stem and anything at full
+resolution). So on most families block ``b`` is stride ``2**b``, and "freeze the first 3 blocks"
+means "freeze everything up to stride 8". Two families have fewer weighted resolutions than
+strides, and the rule keeps each of their blocks trainable: VGG16's last stride-32 layer is a
+weightless max-pool, so its blocks are its five convolution stages (strides 1-16); ConvNeXt's
+stem downsamples by 4 at once (four weighted levels), so its stem is block 1 and its four stages
+are blocks 2-5. The boundaries are stored as indices into ``backbone.layers`` (auto-generated
+names such as ``conv2d_3`` are not stable) and are re-derived from the graph when a Keras
+version lays a family out differently.
 
 Example:
     >>> from tfxfer import backbones
@@ -22,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -32,11 +47,14 @@ from typing import Any, Callable
 import keras
 
 from tfxfer.errors import UserError
+from tfxfer.stochastic import freezable
 
 log = logging.getLogger(__name__)
 
 NUM_BLOCKS = 5
 PREPROCESS_MODES = ("tf", "torch", "caffe", "none")
+# Keras's EfficientNet divides by the ImageNet std once more when built for ImageNet weights.
+_IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,9 @@ class BackboneSpec:
         num_layers: ``len(backbone.layers)`` when ``boundaries`` were derived.
         default_freeze: Blocks frozen by default in ``partial`` phases (``small_different``).
         kwargs: Extra constructor arguments (e.g. ``alpha`` for width variants).
+        imagenet_stem_rescaling: Keras adds ``Rescaling(1/sqrt(std))`` after the stem's
+            ``Normalization`` only when it loads ImageNet weights; tfxfer adds it for every
+            ``weights`` value (see the module docstring).
     """
 
     name: str
@@ -68,6 +89,7 @@ class BackboneSpec:
     min_size: int = 32
     default_freeze: int = 3
     kwargs: dict[str, Any] = field(default_factory=dict)
+    imagenet_stem_rescaling: bool = False
 
 
 def _spec(name, ctor, prep, size, width, bounds, n_layers, **extra) -> BackboneSpec:
@@ -75,7 +97,8 @@ def _spec(name, ctor, prep, size, width, bounds, n_layers, **extra) -> BackboneS
                         feature_width=width, boundaries=bounds, num_layers=n_layers, **extra)
 
 
-# Boundaries derived with Keras 3.15.1 by `derive_boundaries` (the test suite re-checks them).
+# Boundaries and layer counts derived with Keras 3.15.1 by `derive_boundaries` on `build(name,
+# default_size, weights=None)` (the test suite re-checks them).
 _SPECS = [
     _spec("MobileNet", "MobileNet", "tf", 224, 1024, (11, 24, 37, 74), 86),
     _spec("MobileNet025", "MobileNet", "tf", 224, 256, (11, 24, 37, 74), 86,
@@ -83,10 +106,14 @@ _SPECS = [
     _spec("MobileNetV2", "MobileNetV2", "tf", 224, 1280, (13, 31, 58, 120), 154),
     _spec("MobileNetV3Small", "MobileNetV3Small", "none", 224, 576, (6, 21, 39, 113), 157),
     _spec("MobileNetV3Large", "MobileNetV3Large", "none", 224, 960, (15, 33, 78, 143), 187),
-    _spec("EfficientNetB0", "EfficientNetB0", "none", 224, 1280, (21, 50, 79, 166), 237),
-    _spec("EfficientNetB1", "EfficientNetB1", "none", 240, 1280, (33, 77, 121, 238), 339),
-    _spec("EfficientNetB2", "EfficientNetB2", "none", 260, 1408, (33, 77, 121, 238), 339),
-    _spec("EfficientNetB3", "EfficientNetB3", "none", 300, 1536, (33, 77, 121, 268), 384),
+    _spec("EfficientNetB0", "EfficientNetB0", "none", 224, 1280, (22, 51, 80, 167), 238,
+          imagenet_stem_rescaling=True),
+    _spec("EfficientNetB1", "EfficientNetB1", "none", 240, 1280, (34, 78, 122, 239), 340,
+          imagenet_stem_rescaling=True),
+    _spec("EfficientNetB2", "EfficientNetB2", "none", 260, 1408, (34, 78, 122, 239), 340,
+          imagenet_stem_rescaling=True),
+    _spec("EfficientNetB3", "EfficientNetB3", "none", 300, 1536, (34, 78, 122, 269), 385,
+          imagenet_stem_rescaling=True),
     _spec("EfficientNetV2B0", "EfficientNetV2B0", "none", 224, 1280, (9, 21, 36, 152), 270),
     _spec("EfficientNetV2B1", "EfficientNetV2B1", "none", 240, 1280, (14, 33, 55, 201), 334),
     _spec("EfficientNetV2B2", "EfficientNetV2B2", "none", 260, 1408, (14, 33, 55, 201), 349),
@@ -95,11 +122,11 @@ _SPECS = [
     _spec("ResNet50", "ResNet50", "caffe", 224, 2048, (6, 39, 81, 143), 175),
     _spec("ResNet50V2", "ResNet50V2", "tf", 224, 2048, (4, 34, 80, 148), 190),
     _spec("DenseNet121", "DenseNet121", "torch", 224, 1024, (6, 52, 140, 312), 427),
-    _spec("ConvNeXtTiny", "ConvNeXtTiny", "none", 224, 768, (2, 24, 46, 110), 133),
+    _spec("ConvNeXtTiny", "ConvNeXtTiny", "none", 224, 768, (3, 24, 46, 110), 133),
     _spec("Xception", "Xception", "tf", 299, 2048, (12, 22, 32, 122), 132, min_size=71),
     _spec("InceptionV3", "InceptionV3", "tf", 299, 2048, (10, 17, 93, 241), 311, min_size=75),
     _spec("NASNetMobile", "NASNetMobile", "tf", 224, 1056, (10, 67, 304, 541), 769),
-    _spec("VGG16", "VGG16", "caffe", 224, 512, (6, 10, 14, 18), 19, default_freeze=4),
+    _spec("VGG16", "VGG16", "caffe", 224, 512, (3, 6, 10, 14), 19, default_freeze=4),
 ]
 REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
 
@@ -135,6 +162,9 @@ def resolve_size(name: str, image_size: int | None) -> int:
 def build(name: str, image_size: int | None = None, weights: str | None = "imagenet") -> keras.Model:
     """Builds the backbone without its classifier (``include_top=False``), named ``backbone``.
 
+    The graph is the one Keras builds for ImageNet weights, whatever ``weights`` is, with its
+    ``Dropout`` layers made freezable (see the module docstring).
+
     Args:
         name: A registered name (see :func:`names`).
         image_size: Square input size; None uses the family default.
@@ -167,10 +197,47 @@ def build(name: str, image_size: int | None = None, weights: str | None = "image
                         "in the Keras cache $KERAS_HOME/models)", got=f"{type(exc).__name__}: {exc}",
                         fix="connect once to download them, pre-seed $KERAS_HOME, or pass "
                             "--weights PATH to a weights file") from None
+    net = _canonical(net, spec, add_stem_rescaling=weights != "imagenet")
     if path is not None:
         _load_weights_file(net, path, name)
     net.name = "backbone"
     return net
+
+
+def _canonical(net: keras.Model, spec: BackboneSpec, add_stem_rescaling: bool) -> keras.Model:
+    """The ImageNet graph of ``net`` with freezable dropout, in layers of its own.
+
+    The copy gets new layers (same names and configs, weights copied) rather than sharing the
+    source's, so that ``layer.output`` of every layer belongs to this graph and sub-models such
+    as ``keras.Model(backbone.input, backbone.get_layer(name).output)`` work.
+    """
+    rescale = add_stem_rescaling and spec.imagenet_stem_rescaling
+    if not rescale and not any(type(l) is keras.layers.Dropout for l in net.layers):
+        return net
+    pairs, inserted = [], []
+
+    def clone(layer):
+        new = freezable(layer)
+        if new is layer:
+            new = layer.__class__.from_config(layer.get_config())
+        pairs.append((layer, new))
+        return new
+
+    def call(layer, *args, **kwargs):
+        out = layer(*args, **kwargs)
+        if rescale and not inserted and isinstance(layer, keras.layers.Normalization):
+            inserted.append(keras.layers.Rescaling(
+                [1.0 / math.sqrt(s) for s in _IMAGENET_STDDEV_RGB], name="stem_rescaling"))
+            out = inserted[0](out)
+        return out
+
+    inputs = keras.Input(batch_shape=net.input.shape, name=net.layers[0].name)
+    copy = keras.models.clone_model(net, input_tensors=inputs, clone_function=clone,
+                                    call_function=call)
+    for old, new in pairs:
+        if old.weights:
+            new.set_weights(old.get_weights())
+    return copy
 
 
 def _load_weights_file(net: keras.Model, path: str, name: str) -> None:
@@ -192,37 +259,47 @@ def block_boundaries(net: keras.Model, name: str) -> tuple[int, ...]:
     """Indices into ``net.layers`` where blocks 2..5 start (block 1 starts at 0).
 
     Uses the registry's values when the layer count matches the one they were derived on, and
-    re-derives them from the graph otherwise.
+    re-derives them from the graph otherwise (once per family and layer count).
     """
     spec = get(name)
     if len(net.layers) == spec.num_layers:
         return spec.boundaries
+    return _derived_boundaries(name, len(net.layers))
+
+
+@functools.lru_cache(maxsize=None)
+def _derived_boundaries(name: str, num_layers: int) -> tuple[int, ...]:
+    spec = get(name)
     log.warning("%s has %d layers here (registry: %d); deriving block boundaries from strides",
-                name, len(net.layers), spec.num_layers)
+                name, num_layers, spec.num_layers)
     # Derive on an unweighted copy at the default size, where only real stages (never the 1x1
     # squeeze-excite maps) have spatial size > 1. The layer order does not depend on the size.
-    ctor = getattr(keras.applications, spec.constructor)
-    size = spec.default_size
-    probe = ctor(include_top=False, weights=None, input_shape=(size, size, 3), **spec.kwargs)
-    return derive_boundaries(probe)
+    return derive_boundaries(build(name, spec.default_size, weights=None))
 
 
 def derive_boundaries(net: keras.Model) -> tuple[int, ...]:
-    """First layer index whose output is at stride 4, 8, 16, 32: the block rule, from the graph.
+    """Where blocks 2..5 start, by the rule of the module docstring, read from the graph.
 
     ``net`` must be built at an input size where the stride-32 map is larger than 1x1 (the
     default sizes all are), so that 1x1 squeeze-excite maps are never mistaken for a stage.
     """
     size = net.input.shape[1]
-    firsts: dict[int, int] = {}
-    for i, layer in enumerate(net.layers):
+    levels, level = [], 0
+    for layer in net.layers:
         shape = layer.output.shape
-        if len(shape) != 4 or not shape[1] or shape[1] == 1:
-            continue
-        stage = round(math.log2(size / shape[1])) if shape[1] <= size else 0
-        if 2 <= stage <= NUM_BLOCKS and stage not in firsts:
-            firsts[stage] = i
-    return tuple(firsts.get(s, len(net.layers)) for s in range(2, NUM_BLOCKS + 1))
+        if len(shape) == 4 and shape[1] and 1 < shape[1] <= size:
+            level = round(math.log2(size / shape[1]))
+        levels.append(level)  # 1x1 maps and flat outputs stay at the level before them
+    weighted = [i for i, layer in enumerate(net.layers) if layer.trainable_weights]
+    stages = sorted({levels[i] for i in weighted})
+    if len(stages) >= NUM_BLOCKS - 1:
+        deepest = stages[-(NUM_BLOCKS - 1):]
+        starts = [levels.index(lv) for lv in deepest]
+        if len(stages) == NUM_BLOCKS - 1:  # e.g. a stride-4 stem: the stem alone is block 1
+            starts[0] = weighted[0] + 1
+        return tuple(starts)
+    raise ValueError(f"{net.name} has {len(stages)} weighted resolutions; tfxfer's blocks need "
+                     f"at least {NUM_BLOCKS - 1}")
 
 
 def block_of_layers(net: keras.Model, name: str) -> list[int]:
