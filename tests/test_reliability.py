@@ -99,17 +99,42 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     tm.model.load_weights(str(out / "checkpoints" / "last.weights.h5"))  # the warm-up's weights
     assert all(np.isfinite(np.asarray(w)).all() for w in tm.model.weights)
     assert keras.backend.backend() == "tensorflow"
+    assert "--resume" in line[0]
+
+    # The documented way on: the same command, --resume, a lower rate. The warm-up is kept.
+    warmup = (out / "checkpoints" / "phase0.done.json").read_text()
+    bad = _args(folder, out, 3) + ["--set", "phases.0.lr=0.01", "--resume"]
+    refused = cli(bad + ["--set", "phases.1.optimizer=sgd"], tmp_path)
+    refused_text, _ = refused.communicate(timeout=300)
+    assert refused.returncode == 2 and "phases.0.lr (phase 0 is completed)" in refused_text
+    resumed = cli(_args(folder, out, 3) + ["--set", "phases.1.optimizer=sgd", "--resume",
+                                           "--set", "phases.1.lr=0.001"], tmp_path)
+    text, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, text[-3000:]
+    assert "phase 'warmup' was completed by an earlier run" in text
+    assert (out / "checkpoints" / "phase0.done.json").read_text() == warmup
+    history = json.loads((out / "history.json").read_text())
+    assert len(history[1]["history"]["loss"]) == 3 and np.isfinite(history[1]["history"]["loss"]).all()
+    assert json.loads((out / "config.json").read_text())["phases"][1]["lr"] == 0.001
 
 
-def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_path):
+@pytest.mark.parametrize("augment,augment_in,cache", [
+    ("light", "data", True),     # compiled target: the head model
+    ("light", "model", False),   # compiled target: the whole training graph
+    ("none", "data", False),     # no augmenter: the whole graph again
+])
+def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_path, augment,
+                                                                  augment_in, cache):
     from tfxfer.recipes import small_similar
 
     cfg = small_similar.CONFIG.replace(data=str(folder), image_size=32, weights=None,
+                                       augment=augment, augment_in=augment_in,
+                                       cache_features=cache, backbone="EfficientNetB0",
                                        output=str(tmp_path / "o"), verbose=0).with_epochs(1)
     result = small_similar.run(cfg)
     script = textwrap.dedent(f"""
         import sys, numpy as np, keras, tensorflow as tf
-        import tfxfer.model  # registers tfxfer's one custom layer; no training code
+        import tfxfer  # registers every custom object; no training code
         assert "tfxfer.train" not in sys.modules and "tfxfer.recipes" not in sys.modules
         m = keras.saving.load_model({result.paths['keras']!r}, safe_mode=True)
         x = np.zeros((2, 32, 32, 3), np.uint8)
@@ -145,8 +170,33 @@ def test_same_seed_same_data_gives_the_same_accuracy(folder, tmp_path):
 
 def test_balanced_class_weight_weights_rare_classes_up(tmp_path):
     from tfxfer.config import Config
-    from tfxfer.train import _class_weight
+    from tfxfer.train import class_weights
 
-    weights = _class_weight(Config(class_weight="balanced"), np.array([0] * 12 + [1] * 3), 2)
-    assert weights == pytest.approx({0: 15 / 24, 1: 15 / 6})
-    assert _class_weight(Config(), np.array([0, 1]), 2) is None
+    weights = class_weights(Config(class_weight="balanced"), np.array([0] * 12 + [1] * 3), 2)
+    np.testing.assert_allclose(weights, [15 / 24, 15 / 6])
+    assert class_weights(Config(), np.array([0, 1]), 2) is None
+
+
+def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never_blocks(
+        folder, tmp_path):
+    out = tmp_path / "busy"
+    first = cli(_args(folder, out, 40), tmp_path)
+    lock = out / ".tfxfer.lock"
+    deadline = time.time() + 240
+    while time.time() < deadline and first.poll() is None:
+        if lock.is_file() and f'"pid": {first.pid}' in lock.read_text():
+            break
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended too early: " + first.stdout.read()
+    second = cli(_args(folder, out, 1) + ["--overwrite"], tmp_path)  # even to overwrite
+    text, _ = second.communicate(timeout=300)
+    assert second.returncode == 2, text[-3000:]
+    errors = [l for l in text.splitlines() if "error:" in l]
+    assert len(errors) == 1 and f"locked by process {first.pid}" in errors[0], text[-2000:]
+    assert first.poll() is None  # the first run goes on, its files untouched
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    third = cli(_args(folder, out, 1) + ["--overwrite"], tmp_path)
+    text, _ = third.communicate(timeout=300)
+    assert third.returncode == 0, text[-3000:]
+    assert json.loads((out / "config.json").read_text())["phases"][1]["epochs"] == 1

@@ -13,11 +13,8 @@ Layout of ``<output>/checkpoints/``:
 
 Every file is written to a temporary name and renamed into place, so a SIGKILL at any moment
 leaves either the previous or the new version, never half of one. Stale temporary files from a
-killed run are removed at the next start.
-
-:func:`prepare_output_dir` decides whether a run may use a directory: one that holds a
-*different* run (its ``config.json`` differs in a key that changes what is computed) is refused
-unless ``overwrite=True``; the same config may be re-run into it, which is how a run resumes.
+killed run are removed at the next start (the directory's lock, :mod:`tfxfer.rundir`, makes sure
+no live run owns them).
 
 Example:
     >>> import tempfile
@@ -37,41 +34,6 @@ from pathlib import Path
 import keras
 
 from tfxfer.atomic import remove_stale, write_json, write_with
-from tfxfer.config import Config
-from tfxfer.errors import UserError
-
-# Keys that do not change what a run computes, so they may differ on a re-run into the same dir.
-_RUN_NEUTRAL_KEYS = ("overwrite", "verbose", "output", "strategy")
-
-
-def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in _RUN_NEUTRAL_KEYS}
-
-
-def prepare_output_dir(cfg: Config) -> Path:
-    """Creates the output directory, refusing one that holds a different run.
-
-    With ``overwrite=True`` the previous run's checkpoints are discarded, so nothing resumes.
-    """
-    out = Path(cfg.output)
-    previous = out / "config.json"
-    if previous.is_file():
-        try:
-            old = json.loads(previous.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        new = _comparable(cfg.to_dict())
-        changed = sorted(k for k in new if old.get(k) != new[k])
-        if changed and not cfg.overwrite:
-            raise UserError("output directory already holds a different run",
-                            got=f"{out} (differs in: {', '.join(changed[:5])})",
-                            fix="pass --overwrite to replace it, or choose another --output")
-    if cfg.overwrite:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", cfg.to_dict())
-    return out
-
 
 def all_finite(logs: dict | None) -> bool:
     """True when every metric of a Keras ``logs`` dict is a finite number."""

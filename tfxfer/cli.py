@@ -57,8 +57,13 @@ def build_parser(defaults: Config, prog: str) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in --output even if it holds another run (without it, "
                         "a different run is refused and the same config resumes)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output with changed phase rates (e.g. after a "
+                        "NaN stop): completed phases are kept, --set phases.N.lr=... applies to "
+                        "the phases still to run")
     p.add_argument("--mixed-precision", action="store_true",
-                   help="mixed float16 compute (GPUs); the logits layer and the loss stay float32")
+                   help="mixed precision: float16 on GPUs, bfloat16 on TPUs and CPUs; the logits "
+                        "layer and the loss stay float32")
     p.add_argument("--no-cache-features", action="store_true",
                    help="train head-only phases on images instead of cached backbone features")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -84,6 +89,8 @@ def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer
     changes = {key: getattr(args, key) for key in _FLAG_KEYS if getattr(args, key) is not None}
     if args.overwrite:
         changes["overwrite"] = True
+    if args.resume:
+        changes["resume"] = True
     if args.no_cache_features:
         changes["cache_features"] = False
     if args.mixed_precision:

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 from tfxfer.errors import UserError
 from tfxfer.schema import assign, build, check_choice, check_min, parse_value
@@ -173,9 +177,14 @@ class Config:
         feature_views: Augmented views per training image cached for head-only phases.
         seed: Seed for splits, shuffling, augmentation and initialisation.
         strategy: ``auto``, ``default``, ``mirrored``, ``multiworker`` or ``tpu``.
-        mixed_precision: Use mixed float16 (GPU) / bfloat16 (TPU); logits and loss stay float32.
+        mixed_precision: Mixed precision, by device: float16 on GPUs, bfloat16 on TPUs and
+            CPUs (:func:`tfxfer.distribute.precision_policy`); logits and loss stay float32.
         output: Output directory for the run.
-        overwrite: Allow writing into an output directory that holds a different run.
+        overwrite: Start afresh in an output directory that holds a different run (its
+            checkpoints and artefacts are deleted first).
+        resume: Continue the run in the output directory with changed rates: completed phases
+            are kept, phases still to run may change their learning-rate keys
+            (:data:`tfxfer.rundir.RESUMABLE_PHASE_KEYS`); the way on after a NaN stop.
         verbose: Keras fit verbosity (0, 1 or 2).
     """
 
@@ -212,6 +221,7 @@ class Config:
     mixed_precision: bool = False
     output: str = "runs/tfxfer"
     overwrite: bool = False
+    resume: bool = False
     verbose: int = 2
 
     def __post_init__(self):
@@ -238,6 +248,9 @@ class Config:
         check_min("val_per_class", self.val_per_class, 1)
         check_min("image_size", self.image_size, 1)
         check_min("freeze_blocks", self.freeze_blocks, 0)
+        if self.overwrite and self.resume:
+            raise UserError("overwrite (start afresh) and resume (keep completed phases) exclude "
+                            "each other", got="both", fix="pass only one of --overwrite/--resume")
         check_min("mixup", self.mixup, 0.0)
         check_min("cutmix", self.cutmix, 0.0)
         if not 0.0 <= self.label_smoothing < 1.0:

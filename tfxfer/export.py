@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfxfer import plots
+from tfxfer import plots, rundir
 from tfxfer.atomic import write_json, write_with
 from tfxfer.config import Config
 
@@ -47,10 +47,18 @@ def _save_figure(fig, path: Path) -> None:
 def save_run(result, cfg: Config) -> dict[str, str]:
     """Writes every artefact of a finished :class:`tfxfer.train.RunResult`; returns the paths.
 
-    Non-chief workers (``result.output is None``) write nothing.
+    Non-chief workers (``result.output is None``) write nothing. The output directory's lock,
+    taken by :func:`tfxfer.train.run`, is released when this returns (:mod:`tfxfer.rundir`).
     """
     if result.output is None:
         return {}
+    try:
+        return _save_all(result, cfg)
+    finally:
+        rundir.release(result.output)  # taken by tfxfer.train.run
+
+
+def _save_all(result, cfg: Config) -> dict[str, str]:
     out = Path(result.output)
     paths = {
         "saved_model": out / "saved_model",

@@ -37,13 +37,14 @@ from typing import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from tfxfer import backbones, distribute, features, freeze, optim, pipeline, regularize
+from tfxfer import backbones, distribute, features, freeze, optim, pipeline, regularize, rundir
 from tfxfer import augment as augment_lib
 from tfxfer import tasks as tasks_lib
 from tfxfer import data as data_lib
 from tfxfer import model as model_lib
-from tfxfer.checkpoint import RunState, all_finite, history_from_epochs, prepare_output_dir
+from tfxfer.checkpoint import RunState, all_finite, history_from_epochs
 from tfxfer.config import Config, Phase
 from tfxfer.errors import UserError
 
@@ -118,11 +119,26 @@ def compile_for(target: keras.Model, tm, phase: Phase, steps_per_epoch: int, cfg
         first_epoch * steps_per_epoch), **tasks_lib.compile_args(specs, tm.multi, cfg))
 
 
-def _class_weight(cfg: Config, labels: np.ndarray, num_classes: int) -> dict | None:
+def class_weights(cfg: Config, labels: np.ndarray, num_classes: int) -> np.ndarray | None:
+    """Per-class weights ``N / (K * n_class)`` for ``class_weight="balanced"``, else None."""
     if cfg.class_weight == "none":
         return None
     counts = np.bincount(labels, minlength=num_classes).astype(float)
-    return {i: float(len(labels) / (num_classes * max(c, 1.0))) for i, c in enumerate(counts)}
+    return len(labels) / (num_classes * np.maximum(counts, 1.0))
+
+
+def with_sample_weights(ds: tf.data.Dataset, weights: np.ndarray | None) -> tf.data.Dataset:
+    """Adds each sample's weight ``sum_c y_c * w_c``: its label-weighted class weight.
+
+    For a one-hot label this is Keras's ``class_weight``; for a MixUp/CutMix label it weights
+    the sample by the classes it was mixed from, in their proportions (Keras's ``class_weight``
+    would take the argmax of the mixed label).
+    """
+    if weights is None:
+        return ds
+    w = tf.constant(weights, tf.float32)
+    return ds.map(lambda x, y: (x, y, tf.linalg.matvec(tf.cast(y, tf.float32), w)),
+                  num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _rates(phase: Phase) -> str:
@@ -159,8 +175,9 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
              stage.epochs, phase.optimizer, _rates(phase),
              f" regularization={cfg.regularization}" if cfg.regularization != "none" else "")
     if cache is not None:
-        train_ds = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=True,
-                                            seed=cfg.seed + stage.index, targets=targets)
+        train_ds = features.feature_dataset(
+            cache, data.num_classes, cfg.batch_size, train=True, seed=cfg.seed + stage.index,
+            targets=targets, mixer=augment_lib.feature_mixer(cfg.mixup, cfg.cutmix, cfg.seed))
         val_ds = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=False,
                                           targets=targets)
     else:
@@ -181,14 +198,19 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
     done_before = len(state.epochs(stage.key))
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
+    train_ds = with_sample_weights(train_ds, class_weights(cfg, data.train.labels,
+                                                          data.num_classes))
     hist = target.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks,
-                      verbose=cfg.verbose,
-                      class_weight=_class_weight(cfg, data.train.labels, data.num_classes))
+                      verbose=cfg.verbose)
     if guard.diverged_at is not None:
         raise TrainingDiverged(f"the loss became NaN or infinite in phase {stage.label!r} "
                                f"(#{stage.index + 1}), epoch {guard.diverged_at}; training "
                                f"stopped and the last good checkpoint is kept in {state.dir}",
-                               fix=f"lower phases.{stage.index}.lr (now {phase.rates()[0]:g})")
+                               fix=f"re-run the same command with --resume and a lower "
+                                   f"phases.{stage.index}.lr (now {phase.rates()[0]:g}), e.g. "
+                                   f"--set phases.{stage.index}.lr={phase.rates()[0] / 10:g}: "
+                                   "completed phases are kept and this one goes on from its "
+                                   "last good epoch")
     recorded = history_from_epochs(state.epochs(stage.key))
     return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
@@ -217,14 +239,24 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
         A :class:`RunResult`; pass it to :func:`tfxfer.export.save_run` to write the artefacts.
     """
     t0 = time.perf_counter()
-    # Set both ways: a policy left by an earlier run in the same process (Colab) must not leak.
-    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
     keras.utils.set_random_seed(cfg.seed)
     size = backbones.resolve_size(cfg.backbone, cfg.image_size)
     strategy, why = distribute.resolve(cfg.strategy)
-    log.info("strategy: %s (%s), %d replica(s), global batch %d", type(strategy).__name__, why,
-             strategy.num_replicas_in_sync, cfg.batch_size)
-    out = prepare_output_dir(cfg) if distribute.is_chief(strategy) else None
+    # Set both ways: a policy left by an earlier run in the same process (Colab) must not leak.
+    policy, policy_why = distribute.precision_policy(cfg.mixed_precision, strategy)
+    keras.mixed_precision.set_global_policy(policy)
+    log.info("strategy: %s (%s), %d replica(s), global batch %d, dtype policy %s (%s)",
+             type(strategy).__name__, why, strategy.num_replicas_in_sync, cfg.batch_size, policy,
+             policy_why)
+    out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
+    try:
+        return _run_locked(cfg, out, strategy, size, extra_augment, t0)
+    except BaseException:
+        rundir.release(out)  # export.save_run releases it after a run that succeeds
+        raise
+
+
+def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float) -> RunResult:
     if out is not None and distribute.num_workers(strategy) > 1 and (out / "checkpoints").exists():
         # Only the chief holds checkpoints: resuming there alone would send the workers down
         # different paths and their collectives would fail. A multi-worker run starts over.

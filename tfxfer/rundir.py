@@ -1,0 +1,167 @@
+"""A run's output directory: one run at a time, never two runs' files side by side, resumable.
+
+:func:`prepare` is called once, by the chief, before any data is read:
+
+- **Lock.** It takes an exclusive ``flock`` on ``<output>/.tfxfer.lock`` and writes its process
+  id, host and start time there. A second run into the same directory while the first is alive
+  stops with a one-line error naming that process. The kernel releases the lock when its process
+  ends, however it ends, so a run killed with SIGKILL never leaves a lock that blocks the next
+  one. The lock is released by :func:`release` (the end of :func:`tfxfer.export.save_run`, or a
+  failed run). Within one process (a notebook) the lock is re-entrant.
+- **Which run may use it.** A directory whose ``config.json`` holds a *different* run (a key
+  that changes what is computed) is refused, unless ``overwrite`` (start afresh) or ``resume``
+  (see below). The same config may always be re-run into it: that is how a crashed run resumes.
+- **Overwrite.** With ``overwrite=True`` the old run's checkpoints and artefacts (SavedModel,
+  ``.keras``, metrics, history, report, plots) are deleted *before* the new ``config.json`` is
+  written, so at no moment do the files in the directory come from two different runs.
+- **Resume with changed settings** (``resume=True``, ``--resume``): after a NaN stop, or to
+  change a rate mid-run, completed phases are kept and the running phase continues from its last
+  good checkpoint. Only phases that have not completed may change, and only in the keys of
+  :data:`RESUMABLE_PHASE_KEYS`; anything else is refused with the list of what differs.
+
+Example:
+    >>> import tempfile
+    >>> from tfxfer.config import Config
+    >>> out = prepare(Config(output=tempfile.mkdtemp()))
+    >>> sorted(p.name for p in out.iterdir())
+    ['.tfxfer.lock', 'config.json']
+    >>> release(out)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from tfxfer.atomic import write_json
+from tfxfer.config import Config
+from tfxfer.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not protected from each other
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".tfxfer.lock"
+# Keys that do not change what a run computes, so they may differ on a re-run into the same dir.
+RUN_NEUTRAL_KEYS = ("overwrite", "resume", "verbose", "output", "strategy")
+# Keys of a not-yet-completed phase that ``resume=True`` lets change.
+RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay", "momentum",
+                        "early_stopping")
+# What a finished run writes (tfxfer.export.save_run), deleted by overwrite before anything new.
+ARTEFACTS = ("saved_model", "model.keras", "history.json", "metrics.json", "data_report.json",
+             "curves.png", "confusion_matrix*.png", "checkpoints")
+
+_held: dict[str, int] = {}  # lock path -> open file descriptor, for this process
+
+
+def prepare(cfg: Config) -> Path:
+    """Locks ``cfg.output``, checks it may hold this run, clears it if asked, writes the config."""
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    acquire(out)
+    try:
+        previous = _read_json(out / "config.json")
+        if previous is None and (out / "config.json").exists():
+            previous = {}  # unreadable: it cannot be shown to be the same run
+        new = cfg.to_dict()
+        changed = ([] if previous is None else
+                   sorted(k for k in new if k not in RUN_NEUTRAL_KEYS and previous.get(k) != new[k]))
+        if changed and not cfg.overwrite:
+            if not cfg.resume:
+                raise UserError("output directory already holds a different run",
+                                got=f"{out} (differs in: {', '.join(changed[:5])})",
+                                fix="pass --overwrite to replace it, --resume to continue it "
+                                    "with changed phase rates, or choose another --output")
+            _check_resumable(cfg, previous, changed, out / "checkpoints")
+        if cfg.overwrite or changed:
+            clear(out, keep_checkpoints=not cfg.overwrite)
+        write_json(out / "config.json", new)
+    except BaseException:
+        release(out)
+        raise
+    return out
+
+
+def clear(out: Path, keep_checkpoints: bool = False) -> None:
+    """Deletes a previous run's artefacts (and checkpoints unless ``keep_checkpoints``)."""
+    for pattern in ARTEFACTS:
+        if keep_checkpoints and pattern == "checkpoints":
+            continue
+        for path in out.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _check_resumable(cfg: Config, previous: dict, changed: list[str], ckpt: Path) -> None:
+    from tfxfer.freeze import stages  # heavy (Keras): only when a resume changes something
+
+    old_phases = previous.get("phases") or []
+    new_phases = cfg.to_dict()["phases"]
+    problems = [k for k in changed if k != "phases"]
+    if len(old_phases) != len(new_phases):
+        problems.append("the number of phases")
+    else:
+        for i, (old, new) in enumerate(zip(old_phases, new_phases)):
+            diff = sorted(k for k in new if old.get(k) != new[k])
+            if not diff:
+                continue
+            keys = [s.key for s in stages(cfg.phases[i], i, cfg.freeze_blocks)]
+            if all((ckpt / f"phase{k}.done.json").is_file() for k in keys):
+                problems += [f"phases.{i}.{k} (phase {i} is completed)" for k in diff]
+            else:
+                problems += [f"phases.{i}.{k}" for k in diff if k not in RESUMABLE_PHASE_KEYS]
+    if problems:
+        raise UserError("--resume keeps completed phases and lets only the phases still to run "
+                        f"change {', '.join(RESUMABLE_PHASE_KEYS)}",
+                        got=f"changes to {', '.join(problems[:5])}",
+                        fix="undo those changes, or start afresh with --overwrite")
+    log.info("resuming %s with changed phase settings; completed phases are kept", cfg.output)
+
+
+def acquire(out: Path) -> None:
+    """Takes the directory's lock, or raises a :class:`UserError` naming the process holding it."""
+    path = out / LOCK_NAME
+    key = str(path.resolve())
+    if key in _held or fcntl is None:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = _read_json(path) or {}
+        os.close(fd)
+        raise UserError("one run at a time may write an output directory, and another is "
+                        "running there", got=f"{out} (locked by process {holder.get('pid', '?')} "
+                        f"on {holder.get('host', '?')}, started {holder.get('started', '?')})",
+                        fix="wait for that run to end, or choose another --output") from None
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                         "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record, 0)
+    _held[key] = fd
+
+
+def release(out: Path | str | None) -> None:
+    """Releases the lock this process holds on ``out`` (no-op when it holds none)."""
+    if out is None:
+        return
+    fd = _held.pop(str((Path(out) / LOCK_NAME).resolve()), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the flock; the file itself stays
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
