@@ -382,3 +382,34 @@ def test_is_chief_names_the_one_worker_that_writes_and_num_workers_counts_them(t
     assert distribute.num_workers(strategy) == 2
     one_process = tf.distribute.get_strategy()
     assert distribute.is_chief(one_process) and distribute.num_workers(one_process) == 1
+
+
+def test_mixed_precision_policy_follows_the_device(monkeypatch):
+    default = tf.distribute.get_strategy()
+    assert distribute.precision_policy(False, default)[0] == "float32"
+    monkeypatch.setattr(distribute, "_TPU_STRATEGIES", (_Fake,))
+    assert distribute.precision_policy(True, _Fake())[0] == "mixed_bfloat16"
+    assert distribute.precision_policy(True, default)[0] == "mixed_bfloat16"  # this CPU machine
+    real = tf.config.list_logical_devices
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
+    assert distribute.precision_policy(True, default) == ("mixed_float16",
+                                                          "GPU: float16 with loss scaling")
+
+
+def test_train_run_sets_the_device_policy(image_folder, tmp_path):
+    import keras
+
+    from tfxfer import train
+    from tfxfer.config import Config, Phase
+
+    cfg = Config(data=str(image_folder), backbone="MobileNet025", weights=None, image_size=32,
+                 mixed_precision=True, verbose=0, output=str(tmp_path / "o"),
+                 phases=(Phase(epochs=1), Phase(name="all", trainable="all", epochs=1)))
+    try:
+        result = train.run(cfg)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        assert result.model.backbone.compute_dtype == "bfloat16"
+        assert np.isfinite(result.metrics["val_loss"])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

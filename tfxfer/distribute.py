@@ -114,6 +114,30 @@ def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
     return tf.distribute.get_strategy(), f"auto: default strategy ({len(gpus)} GPU)"
 
 
+_TPU_STRATEGIES = (tf.distribute.TPUStrategy,)
+
+
+def precision_policy(mixed: bool, strategy: tf.distribute.Strategy) -> tuple[str, str]:
+    """``(Keras dtype policy, reason)`` for ``mixed_precision``, chosen by the device that runs.
+
+    TPUs compute in bfloat16 (``mixed_bfloat16``); GPUs in float16 (``mixed_float16``, with
+    Keras's loss scaling); CPUs in bfloat16, the reduced precision their matrix units (AVX-512
+    BF16, AMX) support, since float16 on a CPU is emulated and slow. ``mixed=False`` is
+    ``float32`` everywhere.
+
+    Example:
+        >>> precision_policy(False, tf.distribute.get_strategy())
+        ('float32', 'mixed precision off')
+    """
+    if not mixed:
+        return "float32", "mixed precision off"
+    if isinstance(strategy, _TPU_STRATEGIES):
+        return "mixed_bfloat16", "TPU: bfloat16"
+    if tf.config.list_logical_devices("GPU"):
+        return "mixed_float16", "GPU: float16 with loss scaling"
+    return "mixed_bfloat16", "no GPU or TPU: bfloat16 on the CPU"
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the worker that writes outputs (always true off multi-worker)."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -84,7 +84,9 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
         ds = image_dataset(split, data.num_classes, image_size, EXTRACT_BATCH)
         ds = ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE)
         if view > 0:
-            ds = ds.map(lambda x: augment(x, training=True), num_parallel_calls=AUTOTUNE)
+            # under a mixed policy the layers compute in (b)float16; the model takes float32
+            ds = ds.map(lambda x: tf.cast(augment(x, training=True), tf.float32),
+                        num_parallel_calls=AUTOTUNE)
         return ds.prefetch(AUTOTUNE)
 
     train = storage.allocate((views, len(data.train), width), "float16")

@@ -94,7 +94,9 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
                        drop_remainder=drop_remainder)
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     if augmenter is not None:
-        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
+        # under a mixed policy the layers compute in (b)float16; the model takes float32 0-255
+        ds = ds.map(lambda x, y: (tf.cast(augmenter(x, training=True), tf.float32), y),
+                    num_parallel_calls=AUTOTUNE)
     if mixer is not None:
         ds = ds.map(mixer, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(dataset_options())
