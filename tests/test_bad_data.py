@@ -344,3 +344,23 @@ def test_kit_image_not_found_gif_decodes_as_first_frame():
     small = decode(path, 64)
     assert small.shape == (64, 64, 3) and small.dtype == np.uint8
     assert abs(float(small.mean()) - float(first.mean())) < 2  # a light-grey placeholder
+
+
+def test_an_unexpected_decoder_exception_skips_that_file_only(image_folder, monkeypatch):
+    """Pillow raises more than the five types images.decode turns into UnreadableImage (a
+    corrupt TIFF or ICO header gives struct.error, some plugins IndexError or TypeError)."""
+    import struct
+
+    bad = sorted((image_folder / "train" / "a").iterdir())[3]
+    real = data_lib.decode
+
+    def flaky(path, size):
+        if path == str(bad):
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return real(path, size)
+
+    monkeypatch.setattr(data_lib, "decode", flaky)
+    data = load_directory(str(image_folder), 24)
+    assert len(data.train) == 23 and len(data.val) == 12
+    assert data.skipped == [{"path": str(bad),
+                             "reason": "error: unpack requires a buffer of 4 bytes"}]

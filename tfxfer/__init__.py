@@ -1,5 +1,10 @@
 """tfxfer: transfer learning on images with Keras 3 and TensorFlow.
 
+Importing the package registers every Keras object tfxfer saves in a ``.keras`` file (the
+preprocessing layer, freezable dropout, optimisers and their schedule, the L2-SP regulariser),
+so ``import tfxfer`` is all a process needs before
+``keras.saving.load_model(path, safe_mode=True)``.
+
 Example:
     >>> import tfxfer
     >>> tfxfer.__version__
@@ -13,3 +18,9 @@ import os as _os
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) drowns the run's own report; a user
 # who wants it sets TF_CPP_MIN_LOG_LEVEL=0 before importing tfxfer.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Registration side effects only (keras.saving.register_keras_serializable).
+from tfxfer import model as _model  # noqa: E402,F401
+from tfxfer import optim as _optim  # noqa: E402,F401
+from tfxfer import regularize as _regularize  # noqa: E402,F401
+from tfxfer import stochastic as _stochastic  # noqa: E402,F401

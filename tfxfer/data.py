@@ -256,6 +256,8 @@ def _decode_all(paths: list[str], labels: np.ndarray, size: int, skipped: list[d
             ok[i] = True
         except UnreadableImage as exc:
             skipped.append({"path": paths[i], "reason": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad file
+            skipped.append({"path": paths[i], "reason": f"{type(exc).__name__}: {exc}".strip()})
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
         list(pool.map(work, range(len(paths))))
