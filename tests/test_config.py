@@ -38,6 +38,7 @@ def test_unknown_key_is_rejected_with_the_valid_keys():
     ("train_bn=1", "train_bn must be true or false"),
     ("head_hidden=5", "head_hidden must be a list"),
     ("batch_size=0", "batch_size must be >= 1"),
+    ("seed=-3", "seed must be >= 0"),
     ("phases.0.epochs=0", "epochs .* must be >= 1"),
     ("phases.0.epochs=-3", "epochs .* must be >= 1"),
     ("strategy=cluster", "strategy must be one of"),

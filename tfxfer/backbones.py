@@ -280,8 +280,9 @@ def _derived_boundaries(name: str, num_layers: int) -> tuple[int, ...]:
 def derive_boundaries(net: keras.Model) -> tuple[int, ...]:
     """Where blocks 2..5 start, by the rule of the module docstring, read from the graph.
 
-    ``net`` must be built at an input size where the stride-32 map is larger than 1x1 (the
-    default sizes all are), so that 1x1 squeeze-excite maps are never mistaken for a stage.
+    ``net`` must be a fresh build (every layer trainable: trainable weights mark the stages)
+    at an input size where the stride-32 map is larger than 1x1 (the default sizes all are), so
+    that 1x1 squeeze-excite maps are never mistaken for a stage.
     """
     size = net.input.shape[1]
     levels, level = [], 0

@@ -248,6 +248,7 @@ class Config:
         check_min("val_per_class", self.val_per_class, 1)
         check_min("image_size", self.image_size, 1)
         check_min("freeze_blocks", self.freeze_blocks, 0)
+        check_min("seed", self.seed, 0)  # numpy's and Keras's generators take seeds >= 0
         if self.overwrite and self.resume:
             raise UserError("overwrite (start afresh) and resume (keep completed phases) exclude "
                             "each other", got="both", fix="pass only one of --overwrite/--resume")
