@@ -114,7 +114,8 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     assert "phase 'warmup' was completed by an earlier run" in text
     assert (out / "checkpoints" / "phase0.done.json").read_text() == warmup
     history = json.loads((out / "history.json").read_text())
-    assert len(history[1]["history"]["loss"]) == 3 and np.isfinite(history[1]["history"]["loss"]).all()
+    losses = history[1]["history"]["loss"]
+    assert len(losses) == 3 and np.isfinite(losses).all()
     assert json.loads((out / "config.json").read_text())["phases"][1]["lr"] == 0.001
 
 

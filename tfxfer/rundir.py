@@ -72,8 +72,8 @@ def prepare(cfg: Config) -> Path:
         if previous is None and (out / "config.json").exists():
             previous = {}  # unreadable: it cannot be shown to be the same run
         new = cfg.to_dict()
-        changed = ([] if previous is None else
-                   sorted(k for k in new if k not in RUN_NEUTRAL_KEYS and previous.get(k) != new[k]))
+        changed = [] if previous is None else sorted(
+            k for k in new if k not in RUN_NEUTRAL_KEYS and previous.get(k) != new[k])
         if changed and not cfg.overwrite:
             if not cfg.resume:
                 raise UserError("output directory already holds a different run",
