@@ -112,29 +112,26 @@ def _min_build(family, weights=None):
     return backbones.build(family, spec.min_size, weights=weights)
 
 
-def _keras_imagenet_graph(family, weights_file):
+def _keras_imagenet_graph(family, weights_file, monkeypatch):
     """What Keras itself builds for ``weights="imagenet"``, with its download pointed at
     ``weights_file`` (an independent computation of the ImageNet graph, offline)."""
     from keras.src.utils import file_utils
 
     spec = backbones.get(family)
-    ctor = getattr(keras.applications, spec.constructor)
-    real = file_utils.get_file
-    file_utils.get_file = lambda *args, **kwargs: weights_file
-    try:
-        return ctor(include_top=False, weights="imagenet",
-                    input_shape=(spec.min_size, spec.min_size, 3), **spec.kwargs)
-    finally:
-        file_utils.get_file = real
+    monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: weights_file)
+    return getattr(keras.applications, spec.constructor)(
+        include_top=False, weights="imagenet", input_shape=(spec.min_size, spec.min_size, 3),
+        **spec.kwargs)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", backbones.names())
-def test_the_graph_is_the_imagenet_graph_whichever_way_the_weights_arrive(family, tmp_path):
+def test_the_graph_is_the_imagenet_graph_whichever_way_the_weights_arrive(family, tmp_path,
+                                                                         monkeypatch):
     ours = _min_build(family)
     path = str(tmp_path / "w.weights.h5")
     ours.save_weights(path)
-    theirs = _keras_imagenet_graph(family, path)
+    theirs = _keras_imagenet_graph(family, path, monkeypatch)
     by_path = _min_build(family, weights=path)
     kinds = lambda net: [type(l).__name__.replace("FreezableDropout", "Dropout")  # noqa: E731
                          for l in net.layers]
@@ -202,11 +199,9 @@ def test_default_efficientnet_build_matches_the_registry_without_a_probe(caplog,
                                                                      monkeypatch):
     """A default run builds EfficientNet with weights="imagenet" (Keras's download pointed at a
     local file here); its layer count must be the registry's, so no probe model and no warning."""
-    from keras.src.utils import file_utils
-
     path = str(tmp_path / "b0.weights.h5")
     _min_build("EfficientNetB0").save_weights(path)
-    monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: path)
+    _keras_imagenet_graph("EfficientNetB0", path, monkeypatch)  # points the download at path
     net = backbones.build("EfficientNetB0", 32, weights="imagenet")
     with caplog.at_level("WARNING"):
         assert backbones.block_boundaries(net, "EfficientNetB0") == \

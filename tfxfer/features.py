@@ -78,16 +78,11 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
     # jit_compile was measured slower on CPU (bench/README.md), so it is off.
     spec = tf.TensorSpec((EXTRACT_BATCH, image_size, image_size, 3), tf.float32)
     infer = tf.function(lambda x: tm.feature_model(x, training=False), input_signature=[spec])
-    augment = tm.augmenter
 
     def images_only(split, view):
-        ds = image_dataset(split, data.num_classes, image_size, EXTRACT_BATCH)
-        ds = ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE)
-        if view > 0:
-            # under a mixed policy the layers compute in (b)float16; the model takes float32
-            ds = ds.map(lambda x: tf.cast(augment(x, training=True), tf.float32),
-                        num_parallel_calls=AUTOTUNE)
-        return ds.prefetch(AUTOTUNE)
+        ds = image_dataset(split, data.num_classes, image_size, EXTRACT_BATCH,
+                           augmenter=tm.augmenter if view > 0 else None)
+        return ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
     train = storage.allocate((views, len(data.train), width), "float16")
     for v in range(views):
