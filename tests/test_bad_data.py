@@ -364,3 +364,21 @@ def test_an_unexpected_decoder_exception_skips_that_file_only(image_folder, monk
     assert len(data.train) == 23 and len(data.val) == 12
     assert data.skipped == [{"path": str(bad),
                              "reason": "error: unpack requires a buffer of 4 bytes"}]
+
+
+@pytest.mark.parametrize("name", ["hymenoptera", "fashion_mnist"])
+def test_a_builtin_dataset_without_network_or_mirror_is_a_one_line_error(name, monkeypatch,
+                                                                        tmp_path):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setenv("TFXFER_DATA_DIR", str(tmp_path))  # a mirror that lacks the dataset
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(UserError, match=rf"built-in dataset {name} is neither in "
+                                        r"\$TFXFER_DATA_DIR.*Name or service not known.*"
+                                        r"Fix: connect once") as exc:
+        data_lib.load(name, 32)
+    assert "\n" not in str(exc.value)

@@ -150,12 +150,24 @@ def builtin_path(name: str) -> str:
         return ""  # fashion_mnist: read through keras.datasets (its own cache and download)
     import keras
 
-    got = keras.utils.get_file(origin=origin, extract=True, cache_subdir="datasets")
+    try:
+        got = keras.utils.get_file(origin=origin, extract=True, cache_subdir="datasets")
+    except Exception as exc:  # noqa: BLE001 - no network, a proxy, a truncated download
+        raise _not_downloadable(name, exc) from None
     for root, dirs, _ in os.walk(got):
         if os.path.basename(root) == folder or any(d in TRAIN_DIRS for d in dirs):
             return root
     raise UserError(f"downloaded archive for {name} lacks a {folder}/ folder", got=got,
                     fix=f"delete {got} and run again")
+
+
+def _not_downloadable(name: str, exc: Exception) -> UserError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return UserError(f"built-in dataset {name} is neither in $TFXFER_DATA_DIR/"
+                     f"{BUILTINS[name][0]} nor downloadable here", got=first,
+                     fix="connect once to download it, or set TFXFER_DATA_DIR to a folder "
+                         f"holding {BUILTINS[name][0]}/ (eval \"$(../shared/kit/prepare.sh)\" "
+                         "sets it from the offline kit)")
 
 
 # ---- directories -------------------------------------------------------------------------------
@@ -298,7 +310,10 @@ def _read_fashion_mnist(path: str) -> tuple[Split, Split]:
     else:
         import keras
 
-        (x_tr, y_tr), (x_va, y_va) = keras.datasets.fashion_mnist.load_data()
+        try:
+            (x_tr, y_tr), (x_va, y_va) = keras.datasets.fashion_mnist.load_data()
+        except Exception as exc:  # noqa: BLE001 - no network and nothing in the Keras cache
+            raise _not_downloadable("fashion_mnist", exc) from None
     return (Split(x_tr[..., None], y_tr.astype(np.int32)),
             Split(x_va[..., None], y_va.astype(np.int32)))
 
