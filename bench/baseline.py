@@ -56,9 +56,9 @@ def _fashion_plain(out: str) -> dict:
     import keras
 
     import methods
-    from tfxfer import data as data_lib
-    from tfxfer import tasks as tasks_lib
-    from tfxfer import train
+    from tfxfer.data import sources as data_lib
+    from tfxfer.methods import tasks as tasks_lib
+    from tfxfer.train import loop as train
 
     fashion = data_lib.load("fashion_mnist", 112, train_per_class=1)
     accs, secs = [], []

@@ -5,7 +5,7 @@ One command prints every table and writes ``bench/results/methods.json``::
 
     eval "$(../shared/kit/prepare.sh)"; .venv/bin/python bench/methods.py
 
-Protocol (every arm goes through ``tfxfer.train.run``, the recipes' own core):
+Protocol (every arm goes through ``tfxfer.train.loop.run``, the recipes' own core):
 
 - MobileNetV2 with its ImageNet weights (the kit's 224 px checkpoint, which Keras loads for any
   size not in its list) at ``--size`` px (default 112, to fit the 2-core machine), augmentation
@@ -25,7 +25,7 @@ Protocol (every arm goes through ``tfxfer.train.run``, the recipes' own core):
   epochs at lr 1e-5 (the recipe's rate), accuracy on the 1,000 validation images.
 - Multi-task: Fashion-MNIST as above, the ``small_different`` scope (blocks 4-5 and the heads
   train), one model with ``fine`` (10 classes) and ``coarse`` (tops / bottoms / footwear / bags,
-  :data:`tfxfer.tasks.FASHION_MNIST_COARSE`) heads against a ``fine``-only and a
+  :data:`tfxfer.methods.tasks.FASHION_MNIST_COARSE`) heads against a ``fine``-only and a
   ``coarse``-only model, same phases and epochs.
 
 Within a seed every arm shares the data subset and the initial weights; the seed changes both.
@@ -53,7 +53,7 @@ MULTI = ("multi", "fine_only", "coarse_only")
 
 def _config(scenario: str, method: str, seed: int, size: int, out: str):
     from tfxfer.config import Config, Phase, Task
-    from tfxfer.tasks import FASHION_MNIST_COARSE
+    from tfxfer.methods.tasks import FASHION_MNIST_COARSE
 
     data, epochs, lr, val_per_class = SETTINGS[scenario]
     extra, fine = {}, dict(trainable="all", lr=lr)
@@ -81,8 +81,8 @@ def _config(scenario: str, method: str, seed: int, size: int, out: str):
 
 def _test_accuracy(result, test, specs) -> dict:
     """Accuracy of every head on the whole ``test`` split (Fashion-MNIST's 10,000 images)."""
-    from tfxfer import pipeline
-    from tfxfer import tasks as tasks_lib
+    from tfxfer.data import pipeline
+    from tfxfer.methods import tasks as tasks_lib
 
     ds = pipeline.image_dataset(test, 10, result.model.image_size, 64)
     outputs = result.model.model.predict(ds.map(lambda x, y: x), verbose=0)
@@ -93,9 +93,9 @@ def _test_accuracy(result, test, specs) -> dict:
 def _group(scenario: str, seed: int, size: int, methods: tuple[str, ...]) -> dict:
     import keras
 
-    from tfxfer import data as data_lib
-    from tfxfer import tasks as tasks_lib
-    from tfxfer import train
+    from tfxfer.data import sources as data_lib
+    from tfxfer.methods import tasks as tasks_lib
+    from tfxfer.train import loop as train
 
     test, names = None, []
     if SETTINGS[scenario][0] == "fashion_mnist":

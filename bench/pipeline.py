@@ -55,7 +55,13 @@ def _arm(name: str, n_images: int, epochs: int, batch: int, extract_images: int)
     import keras
     import tensorflow as tf
 
-    from tfxfer import augment, data, features, freeze, model, optim, pipeline
+    from tfxfer.data import augment
+    from tfxfer.data import sources as data
+    from tfxfer.data import features
+    from tfxfer.models import freeze
+    from tfxfer.models import model
+    from tfxfer.train import optim
+    from tfxfer.data import pipeline
     from tfxfer.config import Phase
 
     keras.utils.set_random_seed(0)

@@ -61,7 +61,7 @@ def start_weights(tmp_path_factory):
     """
     import keras
 
-    from tfxfer import backbones
+    from tfxfer.models import backbones
     from weight_checks import layer_states
 
     path = tmp_path_factory.mktemp("w") / "start.weights.h5"

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer import augment, model
-from tfxfer.features import FeatureCache, feature_dataset
+from tfxfer.data import augment
+from tfxfer.models import model
+from tfxfer.data.features import FeatureCache, feature_dataset
 
 N_DRAWS = 256
 
@@ -92,7 +93,7 @@ def test_cached_head_phase_mixes_features_and_labels_alike(mixup, cutmix):
 
 
 def test_mixup_in_a_cached_phase_reaches_the_head_training(image_folder, tmp_path, monkeypatch):
-    from tfxfer import train
+    from tfxfer.train import loop as train
     from tfxfer.config import Config, Phase
 
     calls = []
@@ -111,7 +112,7 @@ def test_mixup_in_a_cached_phase_reaches_the_head_training(image_folder, tmp_pat
 
 
 def test_class_weight_of_a_mixed_label_is_its_label_weighted_mix():
-    from tfxfer.train import with_sample_weights
+    from tfxfer.train.loop import with_sample_weights
 
     w = np.array([0.5, 2.0, 4.0])
     y = np.array([[1, 0, 0], [0, 0, 1], [0.3, 0.7, 0], [0.25, 0, 0.75]], np.float32)

@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfxfer import backbones
+from tfxfer.models import backbones
 from tfxfer.errors import UserError
-from tfxfer.model import Preprocess
+from tfxfer.models.model import Preprocess
 
 REQUIRED = ["MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0",
             "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetV2B0",
@@ -148,7 +148,7 @@ def test_the_graph_is_the_imagenet_graph_whichever_way_the_weights_arrive(family
 @pytest.mark.slow
 @pytest.mark.parametrize("family", backbones.names())
 def test_every_block_holds_trainable_weights_and_the_default_freeze_trains_some(family):
-    from tfxfer import freeze
+    from tfxfer.models import freeze
 
     net = _min_build(family)
     freeze.unfreeze_all(net, train_bn=True)
@@ -172,7 +172,8 @@ STOCHASTIC = [f for f in backbones.names() if f.startswith("EfficientNet")]
 @pytest.mark.slow
 @pytest.mark.parametrize("family", STOCHASTIC)
 def test_frozen_parts_are_deterministic_in_training_mode(family):
-    from tfxfer import freeze, model
+    from tfxfer.models import freeze
+    from tfxfer.models import model
 
     size = backbones.get(family).min_size
     tm = model.build(family, 2, size, weights=None)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfxfer import data as data_lib
-from tfxfer.data import load_directory
+from tfxfer.data import sources as data_lib
+from tfxfer.data.sources import load_directory
 from tfxfer.errors import UserError
-from tfxfer.images import UnreadableImage, decode
+from tfxfer.data.images import UnreadableImage, decode
 
 SIZE = 32  # decode size used by the folder tests
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)

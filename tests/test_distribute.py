@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer import distribute
+from tfxfer.train import distribute
 from tfxfer.errors import UserError
 from weight_checks import OUTPUT_FILES
 
@@ -42,7 +42,12 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 ONE_STEP = TWO_CPUS + """
 import keras
-from tfxfer import distribute, freeze, model as model_lib, regularize, tasks, train
+from tfxfer.train import distribute
+from tfxfer.models import freeze
+from tfxfer.models import model as model_lib
+from tfxfer.methods import regularize
+from tfxfer.methods import tasks
+from tfxfer.train import loop as train
 from tfxfer.config import Config, Phase
 
 SIZE, BATCH = 32, 8
@@ -400,7 +405,7 @@ def test_mixed_precision_policy_follows_the_device(monkeypatch):
 def test_train_run_sets_the_device_policy(image_folder, tmp_path):
     import keras
 
-    from tfxfer import train
+    from tfxfer.train import loop as train
     from tfxfer.config import Config, Phase
 
     cfg = Config(data=str(image_folder), backbone="MobileNet025", weights=None, image_size=32,

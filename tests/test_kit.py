@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tfxfer import backbones
+from tfxfer.models import backbones
 from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
 
 pytestmark = pytest.mark.kit
@@ -81,7 +81,8 @@ def test_each_recipe_on_kit_data_from_imagenet_changes_exactly_the_weights_it_tr
 
 def test_fashion_mnist_stays_uint8_at_28px_and_is_resized_per_batch():
     """60,000 images are never materialised as float32 at backbone resolution."""
-    from tfxfer import data, pipeline
+    from tfxfer.data import sources as data
+    from tfxfer.data import pipeline
 
     ds = data.load("fashion_mnist", 224)
     assert ds.train.images.shape == (60000, 28, 28, 1) and ds.train.images.dtype == "uint8"
@@ -98,7 +99,7 @@ def test_tfds_source_reads_fashion_mnist_from_the_kit_as_manual_dir(tmp_path, mo
     import os
 
     pytest.importorskip("tensorflow_datasets", reason="the tfds extra is not installed")
-    from tfxfer import data
+    from tfxfer.data import sources as data
 
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     manual = os.path.join(os.environ["TFXFER_DATA_DIR"], "fashion-mnist")

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer import backbones, checkpoint, export, freeze, optim, regularize, tasks, train
-from tfxfer import model as model_lib
+from tfxfer.models import backbones
+from tfxfer.train import checkpoint
+from tfxfer.deploy import export
+from tfxfer.models import freeze
+from tfxfer.train import optim
+from tfxfer.methods import regularize
+from tfxfer.methods import tasks
+from tfxfer.train import loop as train
+from tfxfer.models import model as model_lib
 from tfxfer.config import Config, Phase, Task
 from tfxfer.errors import UserError
 

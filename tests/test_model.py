@@ -2,7 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfxfer import augment, freeze, model
+from tfxfer.data import augment
+from tfxfer.models import freeze
+from tfxfer.models import model
 from tfxfer.errors import UserError
 
 RANDOM_LAYERS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
@@ -74,7 +76,7 @@ def test_batch_mixer_mixes_images_and_labels_consistently():
 
 
 def _block_layers(tm):
-    from tfxfer import backbones
+    from tfxfer.models import backbones
 
     return list(zip(tm.backbone.layers, backbones.block_of_layers(tm.backbone, tm.family)))
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tfxfer import backbones
+from tfxfer.models import backbones
 from tfxfer.config import Config
 from tfxfer.recipes import RECIPES
 
@@ -17,7 +17,7 @@ def test_backbone_table_in_readme_is_the_registry():
     start = text.index("<!-- backbones:start -->\n") + len("<!-- backbones:start -->\n")
     end = text.index("<!-- backbones:end -->")
     assert text[start:end].strip() == backbones.markdown_table().strip(), (
-        "README backbone table is stale: paste tfxfer.backbones.markdown_table() between the "
+        "README backbone table is stale: paste tfxfer.models.backbones.markdown_table() between the "
         "backbones markers")
 
 
@@ -95,7 +95,7 @@ def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
 
 
 def test_multitask_example_config_resolves_to_the_documented_coarse_grouping():
-    from tfxfer import tasks
+    from tfxfer.methods import tasks
 
     cfg = Config.load(ROOT / "recipes" / "fashion_multitask.toml",
                       base=Config(recipe="small_different"))

@@ -46,7 +46,7 @@ def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
 
 
 def test_saved_model_serves_uint8_and_reproduces_the_run_accuracy(image_folder, tmp_path):
-    from tfxfer import data
+    from tfxfer.data import sources as data
     from tfxfer.recipes import small_similar
 
     cfg = small_similar.CONFIG.replace(data=str(image_folder), image_size=SIZE, weights=None,

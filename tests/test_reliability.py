@@ -93,7 +93,7 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     assert "lower phases.1.lr" in line[0]
     import keras
 
-    from tfxfer import model
+    from tfxfer.models import model
 
     tm = model.build("MobileNetV2", 2, 32, weights=None)
     tm.model.load_weights(str(out / "checkpoints" / "last.weights.h5"))  # the warm-up's weights
@@ -135,7 +135,7 @@ def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_pa
     script = textwrap.dedent(f"""
         import sys, numpy as np, keras, tensorflow as tf
         import tfxfer  # registers every custom object; no training code
-        assert "tfxfer.train" not in sys.modules and "tfxfer.recipes" not in sys.modules
+        assert "tfxfer.train.loop" not in sys.modules and "tfxfer.recipes" not in sys.modules
         m = keras.saving.load_model({result.paths['keras']!r}, safe_mode=True)
         x = np.zeros((2, 32, 32, 3), np.uint8)
         served = tf.saved_model.load({result.paths['saved_model']!r})
@@ -170,7 +170,7 @@ def test_same_seed_same_data_gives_the_same_accuracy(folder, tmp_path):
 
 def test_balanced_class_weight_weights_rare_classes_up(tmp_path):
     from tfxfer.config import Config
-    from tfxfer.train import class_weights
+    from tfxfer.train.loop import class_weights
 
     weights = class_weights(Config(class_weight="balanced"), np.array([0] * 12 + [1] * 3), 2)
     np.testing.assert_allclose(weights, [15 / 24, 15 / 6])

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from tfxfer import rundir
+from tfxfer.train import rundir
 from tfxfer.config import Config, Phase
 from tfxfer.errors import UserError
 
@@ -17,7 +17,8 @@ OLD_ARTEFACTS = ("saved_model", "model.keras", "metrics.json", "history.json",
 
 def test_overwrite_never_leaves_files_of_two_runs_side_by_side(image_folder, tmp_path,
                                                                 monkeypatch):
-    from tfxfer import export, train
+    from tfxfer.deploy import export
+    from tfxfer.train import loop as train
 
     out = tmp_path / "run"
     cfg = Config(data=str(image_folder), backbone="MobileNet025", weights=None, image_size=32,
@@ -71,7 +72,7 @@ def test_lock_is_reentrant_in_one_process_and_names_the_holder_in_another(tmp_pa
     rundir.acquire(out)  # a notebook re-running into its own directory
     code = textwrap.dedent(f"""
         from pathlib import Path
-        from tfxfer import rundir
+        from tfxfer.train import rundir
         from tfxfer.errors import UserError
         try:
             rundir.acquire(Path({str(out)!r}))

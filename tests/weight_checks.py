@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfxfer import backbones
+from tfxfer.models import backbones
 
 OUTPUT_FILES = ("saved_model/saved_model.pb", "model.keras", "config.json", "history.json",
                 "metrics.json", "data_report.json", "curves.png", "confusion_matrix.png")

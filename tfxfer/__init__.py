@@ -20,7 +20,7 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Registration side effects only (keras.saving.register_keras_serializable).
-from tfxfer import model as _model  # noqa: E402,F401
-from tfxfer import optim as _optim  # noqa: E402,F401
-from tfxfer import regularize as _regularize  # noqa: E402,F401
-from tfxfer import stochastic as _stochastic  # noqa: E402,F401
+from tfxfer.models import model as _model  # noqa: E402,F401
+from tfxfer.train import optim as _optim  # noqa: E402,F401
+from tfxfer.methods import regularize as _regularize  # noqa: E402,F401
+from tfxfer.models import stochastic as _stochastic  # noqa: E402,F401

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 
-from tfxfer import backbones
+from tfxfer.models import backbones
 from tfxfer.config import Config
 from tfxfer.errors import UserError
 
@@ -104,7 +104,8 @@ def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer
 
 def run(cfg: Config, extra_augment=()):
     """Trains, evaluates and writes every artefact: what each recipe's ``run`` calls."""
-    from tfxfer import export, train  # heavy imports only when a run starts
+    from tfxfer.deploy import export  # heavy imports only when a run starts
+    from tfxfer.train import loop as train
 
     result = train.run(cfg, extra_augment)
     export.save_run(result, cfg)

@@ -147,7 +147,7 @@ class Config:
         train_per_class: Keep at most this many training images per class (None: all).
         val_per_class: Keep at most this many validation images per class (None: all).
         manual_dir: TFDS ``manual_dir`` (files TFDS would otherwise download).
-        backbone: A registered backbone name (see ``tfxfer.backbones.names()``).
+        backbone: A registered backbone name (see ``tfxfer.models.backbones.names()``).
         weights: ``"imagenet"``, a path to a weights file, or None (random init).
         image_size: Square input size in pixels; None uses the backbone's default.
         head_pooling: ``avg`` or ``max`` global pooling over the backbone's feature map.
@@ -178,13 +178,13 @@ class Config:
         seed: Seed for splits, shuffling, augmentation and initialisation.
         strategy: ``auto``, ``default``, ``mirrored``, ``multiworker`` or ``tpu``.
         mixed_precision: Mixed precision, by device: float16 on GPUs, bfloat16 on TPUs and
-            CPUs (:func:`tfxfer.distribute.precision_policy`); logits and loss stay float32.
+            CPUs (:func:`tfxfer.train.distribute.precision_policy`); logits and loss stay float32.
         output: Output directory for the run.
         overwrite: Start afresh in an output directory that holds a different run (its
             checkpoints and artefacts are deleted first).
         resume: Continue the run in the output directory with changed rates: completed phases
             are kept, phases still to run may change their learning-rate keys
-            (:data:`tfxfer.rundir.RESUMABLE_PHASE_KEYS`); the way on after a NaN stop.
+            (:data:`tfxfer.train.rundir.RESUMABLE_PHASE_KEYS`); the way on after a NaN stop.
         verbose: Keras fit verbosity (0, 1 or 2).
     """
 

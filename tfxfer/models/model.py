@@ -11,11 +11,11 @@ parts share their variables, so the same weights serve three graphs:
 - :meth:`TransferModel.serving_model`: ``uint8`` images -> logits, with no augmentation layer at
   all. This is what is exported as a SavedModel.
 
-With several named heads (:mod:`tfxfer.tasks`), every graph's output is a dict
+With several named heads (:mod:`tfxfer.methods.tasks`), every graph's output is a dict
 ``{task name: logits}`` instead of one logits tensor.
 
 Example:
-    >>> from tfxfer import model
+    >>> from tfxfer.models import model
     >>> tm = model.build("MobileNetV2", num_classes=3, image_size=64, weights=None)
     >>> tm.model.output.shape, tm.head_model.input.shape
     ((None, 3), (None, 1280))
@@ -29,8 +29,8 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from tfxfer import augment as augment_lib
-from tfxfer import backbones
+from tfxfer.data import augment as augment_lib
+from tfxfer.models import backbones
 
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
@@ -140,7 +140,7 @@ def build(family: str, num_classes: int, image_size: int | None = None,
         num_classes: Number of output logits.
         image_size: Square input size (None: the family default).
         weights: ``"imagenet"``, a weights file, or None.
-        augment: Augmentation preset (see :mod:`tfxfer.augment`).
+        augment: Augmentation preset (see :mod:`tfxfer.data.augment`).
         extra_augment: Extra Keras layers appended to the augmenter.
         pooling: ``avg`` or ``max`` global pooling.
         dropout: Dropout before each Dense layer of the head.

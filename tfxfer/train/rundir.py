@@ -6,7 +6,7 @@
   id, host and start time there. A second run into the same directory while the first is alive
   stops with a one-line error naming that process. The kernel releases the lock when its process
   ends, however it ends, so a run killed with SIGKILL never leaves a lock that blocks the next
-  one. The lock is released by :func:`release` (the end of :func:`tfxfer.export.save_run`, or a
+  one. The lock is released by :func:`release` (the end of :func:`tfxfer.deploy.export.save_run`, or a
   failed run). Within one process (a notebook) the lock is re-entrant.
 - **Which run may use it.** A directory whose ``config.json`` holds a *different* run (a key
   that changes what is computed) is refused, unless ``overwrite`` (start afresh) or ``resume``
@@ -55,7 +55,7 @@ RUN_NEUTRAL_KEYS = ("overwrite", "resume", "verbose", "output", "strategy")
 # Keys of a not-yet-completed phase that ``resume=True`` lets change.
 RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay", "momentum",
                         "early_stopping")
-# What a finished run writes (tfxfer.export.save_run), deleted by overwrite before anything new.
+# What a finished run writes (tfxfer.deploy.export.save_run), deleted by overwrite before anything new.
 ARTEFACTS = ("saved_model", "model.keras", "history.json", "metrics.json", "data_report.json",
              "curves.png", "confusion_matrix*.png", "checkpoints")
 
@@ -103,7 +103,7 @@ def clear(out: Path, keep_checkpoints: bool = False) -> None:
 
 
 def _check_resumable(cfg: Config, previous: dict, changed: list[str], ckpt: Path) -> None:
-    from tfxfer.freeze import stages  # heavy (Keras): only when a resume changes something
+    from tfxfer.models.freeze import stages  # heavy (Keras): only when a resume changes something
 
     old_phases = previous.get("phases") or []
     new_phases = cfg.to_dict()["phases"]

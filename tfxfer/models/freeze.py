@@ -11,7 +11,8 @@ after calling :func:`apply_scope`. :func:`stages` splits a phase into stretches 
 which is how gradual unfreezing (ULMFiT) runs: one more block every few epochs, top down.
 
 Example:
-    >>> from tfxfer import model, freeze
+    >>> from tfxfer.models import model
+    >>> from tfxfer.models import freeze
     >>> tm = model.build("MobileNetV2", num_classes=2, image_size=64, weights=None)
     >>> freeze.unfreeze_from(tm.backbone, "MobileNetV2", 4)
     >>> freeze.summary(tm.backbone, "MobileNetV2")["trainable_blocks"]
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import keras
 
-from tfxfer import backbones
+from tfxfer.models import backbones
 from tfxfer.errors import UserError
 
 
@@ -48,7 +49,7 @@ def unfreeze_from(backbone: keras.Model, family: str, block: int, train_bn: bool
     """Freezes blocks ``1..block`` and trains blocks ``block+1..5`` (BatchNorm stays frozen).
 
     Args:
-        backbone: The backbone built by :func:`tfxfer.backbones.build`.
+        backbone: The backbone built by :func:`tfxfer.models.backbones.build`.
         family: Its registry name (for the block boundaries).
         block: Number of leading blocks to freeze, 0 (train all) to 5 (freeze all).
         train_bn: Also train BatchNorm layers in the unfrozen blocks.

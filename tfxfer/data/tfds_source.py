@@ -6,7 +6,7 @@ images all share one size at or below the model input are kept at that size and 
 ``tf.data`` pipeline; others are resized once at load time.
 
 Example (needs tensorflow-datasets and the files, e.g. the kit's Fashion-MNIST as manual_dir):
-    >>> from tfxfer.tfds_source import load_tfds  # doctest: +SKIP
+    >>> from tfxfer.data.tfds_source import load_tfds  # doctest: +SKIP
     >>> train, val, names, src = load_tfds("fashion_mnist", 32, manual_dir="...")  # doctest: +SKIP
 """
 
@@ -21,7 +21,7 @@ from tfxfer.errors import UserError
 
 def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
     """Returns ``(train Split, val Split, class names, source description)``."""
-    from tfxfer.data import Split  # data imports this module lazily; no import cycle at load
+    from tfxfer.data.sources import Split  # data imports this module lazily; no import cycle at load
 
     try:
         import tensorflow_datasets as tfds

@@ -1,14 +1,14 @@
 """``tf.data`` pipelines over decoded ``uint8`` arrays: shuffle, gather, resize, mix, prefetch.
 
-Images are decoded and resized once (:mod:`tfxfer.data`); each epoch only shuffles indices,
+Images are decoded and resized once (:mod:`tfxfer.data.sources`); each epoch only shuffles indices,
 gathers a batch of ``uint8`` rows, casts it to float32 0-255 (resizing and greyscale->RGB on the
 fly for small native images such as Fashion-MNIST) and one-hot encodes the labels. Everything
 after the cache runs in parallel with training and is prefetched.
 
 Example:
     >>> import numpy as np
-    >>> from tfxfer.data import Split
-    >>> from tfxfer.pipeline import image_dataset
+    >>> from tfxfer.data.sources import Split
+    >>> from tfxfer.data.pipeline import image_dataset
     >>> split = Split(np.zeros((10, 28, 28, 1), np.uint8), np.arange(10) % 2)
     >>> x, y = next(iter(image_dataset(split, 2, 32, batch_size=4)))
     >>> x.shape, y.shape
@@ -66,7 +66,7 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
                   augmenter: Callable | None = None, mixer: Callable | None = None,
                   drop_remainder: bool = False, targets: Callable | None = None
                   ) -> tf.data.Dataset:
-    """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.Split`.
+    """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.sources.Split`.
 
     Args:
         split: Decoded images and labels.
@@ -77,10 +77,10 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
         seed: Shuffle seed.
         augmenter: Optional Keras augmentation applied (in training mode) to each batch here,
             when the model trains without its in-graph augmenter.
-        mixer: Optional batch-level MixUp/CutMix from :func:`tfxfer.augment.batch_mixer`.
+        mixer: Optional batch-level MixUp/CutMix from :func:`tfxfer.data.augment.batch_mixer`.
         drop_remainder: Drop the last partial batch (needed by some strategies and by MixUp).
         targets: Maps a batch of integer labels to the model's targets (e.g. a dict of one-hot
-            labels per task, :func:`tfxfer.tasks.targets_fn`); default: one-hot labels.
+            labels per task, :func:`tfxfer.methods.tasks.targets_fn`); default: one-hot labels.
     """
     images, labels = split.images, np.asarray(split.labels, np.int32)
     img_dtype = tf.as_dtype(images.dtype)

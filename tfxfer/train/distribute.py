@@ -18,7 +18,7 @@ validation data does not split evenly across the replicas: keep ``batch_size``, 
 any split smaller than it, a multiple of the number of replicas.
 
 Example:
-    >>> from tfxfer import distribute
+    >>> from tfxfer.train import distribute
     >>> strategy, why = distribute.resolve("default")
     >>> strategy.num_replicas_in_sync, why
     (1, 'requested: default')

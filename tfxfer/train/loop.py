@@ -6,22 +6,22 @@
 2. loads the data and prints its report (classes, counts, skipped images);
 3. builds the model in the strategy's scope;
 4. attaches the ``regularization`` (L2-SP's anchor is captured here, from the pretrained
-   weights, or read back from the checkpoint on resume; :mod:`tfxfer.regularize`);
+   weights, or read back from the checkpoint on resume; :mod:`tfxfer.methods.regularize`);
 5. runs each phase, split into stages (a ``gradual`` phase has one per unfreezing step,
-   :func:`tfxfer.freeze.stages`): sets the ``trainable`` scope, **recompiles** (a ``trainable``
+   :func:`tfxfer.models.freeze.stages`): sets the ``trainable`` scope, **recompiles** (a ``trainable``
    change only takes effect after ``compile``) with per-block learning rates when the phase asks
-   for them (:mod:`tfxfer.optim`), and fits, on cached backbone features when only the head
+   for them (:mod:`tfxfer.train.optim`), and fits, on cached backbone features when only the head
    trains (``cache_features``) or on images otherwise. Every completed epoch is checkpointed
-   (:mod:`tfxfer.checkpoint`): re-running the same command after a crash skips completed phases
+   (:mod:`tfxfer.train.checkpoint`): re-running the same command after a crash skips completed phases
    and resumes the running one from its last completed epoch; a multi-worker run, whose
    checkpoints only the chief holds, starts over instead. A NaN/Inf loss stops the run
    with a message naming the phase and epoch;
 6. evaluates every head on the validation split. Writing the artefacts is
-   :func:`tfxfer.export.save_run`'s job (the recipes' ``run`` does both).
+   :func:`tfxfer.deploy.export.save_run`'s job (the recipes' ``run`` does both).
 
 Example:
     >>> from tfxfer.config import Config, Phase
-    >>> from tfxfer import train  # doctest: +SKIP
+    >>> from tfxfer.train import loop as train  # doctest: +SKIP
     >>> result = train.run(Config(data="hymenoptera", phases=(Phase(epochs=2),)))  # doctest: +SKIP
     >>> result.metrics["val_accuracy"]  # doctest: +SKIP
 """
@@ -39,12 +39,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer import backbones, distribute, features, freeze, optim, pipeline, regularize, rundir
-from tfxfer import augment as augment_lib
-from tfxfer import tasks as tasks_lib
-from tfxfer import data as data_lib
-from tfxfer import model as model_lib
-from tfxfer.checkpoint import RunState, all_finite, history_from_epochs
+from tfxfer.models import backbones
+from tfxfer.train import distribute
+from tfxfer.data import features
+from tfxfer.models import freeze
+from tfxfer.train import optim
+from tfxfer.data import pipeline
+from tfxfer.methods import regularize
+from tfxfer.train import rundir
+from tfxfer.data import augment as augment_lib
+from tfxfer.methods import tasks as tasks_lib
+from tfxfer.data import sources as data_lib
+from tfxfer.models import model as model_lib
+from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
 from tfxfer.config import Config, Phase
 from tfxfer.errors import UserError
 
@@ -60,7 +67,7 @@ class RunResult:
     """What a run produced: the trained model, metrics, per-phase history, artefact paths.
 
     ``output`` is None on a non-chief worker; ``paths`` is filled by
-    :func:`tfxfer.export.save_run`.
+    :func:`tfxfer.deploy.export.save_run`.
     """
 
     metrics: dict
@@ -236,7 +243,8 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
         extra_augment: Extra Keras augmentation layers (e.g. keras-cv) appended to the preset.
 
     Returns:
-        A :class:`RunResult`; pass it to :func:`tfxfer.export.save_run` to write the artefacts.
+        A :class:`RunResult`; pass it to :func:`tfxfer.deploy.export.save_run` to write the
+        artefacts.
     """
     t0 = time.perf_counter()
     keras.utils.set_random_seed(cfg.seed)

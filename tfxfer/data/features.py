@@ -7,7 +7,7 @@ epoch is wasted work. :func:`extract` runs the backbone once per image and view,
 Augmentation is kept through ``views``: view 0 is the clean image, views 1..K-1 are independent
 draws of the model's augmenter. Each epoch every image contributes one randomly drawn view.
 MixUp and CutMix act on the cached features instead of pixels
-(:func:`tfxfer.augment.feature_mixer`).
+(:func:`tfxfer.data.augment.feature_mixer`).
 
 Train features are stored as float16 (pooled activations lose nothing that matters to a linear
 head at that precision), validation features as float32; both go through
@@ -15,8 +15,9 @@ head at that precision), validation features as float32; both go through
 
 Example:
     >>> import numpy as np
-    >>> from tfxfer import features, model
-    >>> from tfxfer.data import ImageData, Split
+    >>> from tfxfer.data import features
+    >>> from tfxfer.models import model
+    >>> from tfxfer.data.sources import ImageData, Split
     >>> split = Split(np.zeros((6, 32, 32, 3), np.uint8), np.arange(6) % 2)
     >>> data = ImageData(["a", "b"], split, split, "synthetic")
     >>> tm = model.build("MobileNet025", 2, 32, weights=None)
@@ -35,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer import storage
-from tfxfer.pipeline import AUTOTUNE, dataset_options, image_dataset, index_batches
+from tfxfer.data.pipeline import AUTOTUNE, dataset_options, image_dataset, index_batches
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,8 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
     """Computes the pooled features of every train image (``views`` times) and val image once.
 
     Args:
-        tm: A :class:`tfxfer.model.TransferModel`.
-        data: The :class:`tfxfer.data.ImageData` of the run.
+        tm: A :class:`tfxfer.models.model.TransferModel`.
+        data: The :class:`tfxfer.data.sources.ImageData` of the run.
         views: Number of views per training image (1 = clean only).
         image_size: Model input size.
     """
@@ -101,8 +102,8 @@ def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, t
     """(features, one-hot) batches; in training each sample draws one of its cached views.
 
     ``targets`` maps integer labels to the model's targets, as in
-    :func:`tfxfer.pipeline.image_dataset`; ``mixer`` (training only) is
-    :func:`tfxfer.augment.feature_mixer`, applied to whole batches (the last partial batch is
+    :func:`tfxfer.data.pipeline.image_dataset`; ``mixer`` (training only) is
+    :func:`tfxfer.data.augment.feature_mixer`, applied to whole batches (the last partial batch is
     then dropped, as on images).
     """
     feats = cache.train if train else cache.val[None]

@@ -10,12 +10,12 @@ A ``--data`` value is one of:
   to ``$TFXFER_DATA_DIR/<folder>`` when that variable is set (an air-gapped mirror) and is
   otherwise downloaded once from its public origin into the Keras cache.
 
-Images are decoded and resized once (see :mod:`tfxfer.images`) into ``uint8`` arrays; Fashion-MNIST
-and other small-image sources stay at their native size and are resized in the ``tf.data``
-pipeline, so 60,000 images never exist as float32 at backbone resolution.
+Images are decoded and resized once (see :mod:`tfxfer.data.images`) into ``uint8`` arrays;
+Fashion-MNIST and other small-image sources stay at their native size and are resized in the
+``tf.data`` pipeline, so 60,000 images never exist as float32 at backbone resolution.
 
 Example:
-    >>> from tfxfer import data
+    >>> from tfxfer.data import sources as data
     >>> sorted(data.BUILTINS)
     ['cats_and_dogs_filtered', 'fashion_mnist', 'hymenoptera']
 """
@@ -33,7 +33,7 @@ import numpy as np
 
 from tfxfer import storage
 from tfxfer.errors import UserError
-from tfxfer.images import IMAGE_EXTENSIONS, UnreadableImage, decode
+from tfxfer.data.images import IMAGE_EXTENSIONS, UnreadableImage, decode
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
     """
     limits = dict(seed=seed, train_per_class=train_per_class, val_per_class=val_per_class)
     if data.startswith("tfds:"):
-        from tfxfer.tfds_source import load_tfds  # optional dependency, imported on demand
+        from tfxfer.data.tfds_source import load_tfds  # optional dependency, imported on demand
         tr, va, names, src = load_tfds(data[5:], image_size, manual_dir)
         return _finish(names, _limit(tr, train_per_class, seed), _limit(va, val_per_class, seed),
                        src)

@@ -11,11 +11,11 @@ optimiser's own variable index, so they hold under ``tf.distribute`` too, and ar
 ``get_config`` (keyed by variable path).
 
 :func:`block_multipliers` turns a phase's ``lr_decay`` / ``lr_range`` into multipliers: block
-``i`` of the backbone (1..5, see :mod:`tfxfer.backbones`) gets ``decay ** (6 - i)``, the head 1.
+``i`` of the backbone (1..5, see :mod:`tfxfer.models.backbones`) gets ``decay ** (6 - i)``, the head 1.
 
 Example:
     >>> import keras
-    >>> from tfxfer import optim
+    >>> from tfxfer.train import optim
     >>> w = keras.Variable([1.0, 1.0], name="w")
     >>> opt = optim.Adam(0.1, lr_multipliers={w.path: 0.5})
     >>> opt.apply([keras.ops.array([1.0, -1.0])], [w])
@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfxfer import backbones
+from tfxfer.models import backbones
 from tfxfer.config import Phase
 
 

@@ -17,7 +17,7 @@ into what the garment is worn as:
 
 Example:
     >>> import numpy as np
-    >>> from tfxfer import tasks
+    >>> from tfxfer.methods import tasks
     >>> from tfxfer.config import Task
     >>> specs = tasks.resolve((Task("fine"), Task("coarse", groups=tasks.FASHION_MNIST_COARSE)),
     ...                       list(tasks.FASHION_MNIST_CLASSES))
@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from tfxfer import evaluate
 from tfxfer.config import Config, Task
-from tfxfer.data import FASHION_MNIST_CLASSES  # noqa: F401  (re-exported for the example)
+from tfxfer.data.sources import FASHION_MNIST_CLASSES  # noqa: F401  (re-exported for the example)
 from tfxfer.errors import UserError
 
 FASHION_MNIST_COARSE = {

@@ -5,15 +5,15 @@ Layout of ``<output>/checkpoints/``:
 - ``last.weights.h5``: the full model after the last completed, finite epoch (kept on NaN).
 - ``phase<i>.backup/``: ``keras.callbacks.BackupAndRestore`` state of the running phase (model
   and optimizer variables, epoch), removed when the phase completes. ``<i>`` is the phase's
-  index, or ``<index>.<step>`` for a step of a gradual phase (:func:`tfxfer.freeze.stages`).
-- ``l2sp_anchor.npz``: the L2-SP starting point (:mod:`tfxfer.regularize`), read on resume.
+  index, or ``<index>.<step>`` for a step of a gradual phase (:func:`tfxfer.models.freeze.stages`).
+- ``l2sp_anchor.npz``: the L2-SP starting point (:mod:`tfxfer.methods.regularize`), read on resume.
 - ``phase<i>.epochs.json``: per-epoch metrics of phase ``i`` so far, by epoch number.
 - ``phase<i>.weights.h5`` + ``phase<i>.done.json``: the model after phase ``i`` completed, and
   its record; a re-run loads these instead of training the phase again.
 
 Every file is written to a temporary name and renamed into place, so a SIGKILL at any moment
 leaves either the previous or the new version, never half of one. Stale temporary files from a
-killed run are removed at the next start (the directory's lock, :mod:`tfxfer.rundir`, makes sure
+killed run are removed at the next start (the directory's lock, :mod:`tfxfer.train.rundir`, makes sure
 no live run owns them).
 
 Example:

@@ -9,7 +9,7 @@ width, and its block boundaries.
 normalisation. :func:`build` always builds the ImageNet graph, so ``weights="imagenet"``, a
 weights file and ``weights=None`` give the same layers and the same input scaling. It also swaps
 the backbone's ``Dropout`` layers (EfficientNet's stochastic depth) for
-:class:`tfxfer.stochastic.FreezableDropout`, which is the identity while frozen.
+:class:`tfxfer.models.stochastic.FreezableDropout`, which is the identity while frozen.
 
 **Blocks.** Every family is cut into five blocks by resolution. A *level* is the output stride
 of a layer (``2**level``); the levels that hold trainable weights, shallowest first, are the
@@ -25,7 +25,7 @@ names such as ``conv2d_3`` are not stable) and are re-derived from the graph whe
 version lays a family out differently.
 
 Example:
-    >>> from tfxfer import backbones
+    >>> from tfxfer.models import backbones
     >>> spec = backbones.get("MobileNetV2")
     >>> spec.default_size, spec.feature_width, spec.preprocess
     (224, 1280, 'tf')
@@ -47,7 +47,7 @@ from typing import Any, Callable
 import keras
 
 from tfxfer.errors import UserError
-from tfxfer.stochastic import freezable
+from tfxfer.models.stochastic import freezable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ keras-cv is frozen upstream and its layers moved into Keras >= 3.9, so the base 
 imports it. A user who has keras-cv (or any other Keras layer) can pass layers through ``extra``.
 
 Example:
-    >>> from tfxfer import augment
+    >>> from tfxfer.data import augment
     >>> aug = augment.build("standard")
     >>> [layer.__class__.__name__ for layer in aug.layers]
     ['RandomFlip', 'RandomRotation', 'RandomZoom', 'RandomTranslation', 'RandomContrast']

@@ -4,7 +4,7 @@ Both functions return a matplotlib ``Figure`` (built without pyplot, so importin
 changes a notebook's backend; ``display(fig)`` shows it inline) and write a PNG when given a path.
 
 Example:
-    >>> from tfxfer.plots import confusion_figure
+    >>> from tfxfer.deploy.plots import confusion_figure
     >>> fig = confusion_figure([[5, 1], [0, 6]], ["ants", "bees"])
     >>> fig.axes[0].get_title()
     'Confusion matrix (validation)'

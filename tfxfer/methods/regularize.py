@@ -18,7 +18,8 @@ reads it back from there instead of capturing it again.
 
 Example:
     >>> import numpy as np
-    >>> from tfxfer import model, regularize
+    >>> from tfxfer.models import model
+    >>> from tfxfer.methods import regularize
     >>> tm = model.build("MobileNet025", 2, 32, weights=None)
     >>> anchors = regularize.attach(tm, "l2sp", alpha=0.1, beta=0.01)
     >>> tm.backbone.trainable = True

@@ -13,7 +13,8 @@ The output directory holds:
   each task after the first).
 
 Example:
-    >>> from tfxfer import export, train  # doctest: +SKIP
+    >>> from tfxfer.deploy import export  # doctest: +SKIP
+    >>> from tfxfer.train import loop as train  # doctest: +SKIP
     >>> result = train.run(cfg)  # doctest: +SKIP
     >>> paths = export.save_run(result, cfg)  # doctest: +SKIP
 """
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfxfer import plots, rundir
+from tfxfer.deploy import plots
+from tfxfer.train import rundir
 from tfxfer.atomic import write_json, write_with
 from tfxfer.config import Config
 
@@ -45,17 +47,18 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def save_run(result, cfg: Config) -> dict[str, str]:
-    """Writes every artefact of a finished :class:`tfxfer.train.RunResult`; returns the paths.
+    """Writes every artefact of a finished :class:`tfxfer.train.loop.RunResult`; returns the paths.
 
     Non-chief workers (``result.output is None``) write nothing. The output directory's lock,
-    taken by :func:`tfxfer.train.run`, is released when this returns (:mod:`tfxfer.rundir`).
+    taken by :func:`tfxfer.train.loop.run`, is released when this returns
+    (:mod:`tfxfer.train.rundir`).
     """
     if result.output is None:
         return {}
     try:
         return _save_all(result, cfg)
     finally:
-        rundir.release(result.output)  # taken by tfxfer.train.run
+        rundir.release(result.output)  # taken by tfxfer.train.loop.run
 
 
 def _save_all(result, cfg: Config) -> dict[str, str]:

@@ -1,0 +1,8 @@
+"""Data: sources (built-in datasets, folders, TFDS), decoding, the input pipeline, augmentation
+and cached backbone features.
+
+Modules: :mod:`~tfxfer.data.sources`, :mod:`~tfxfer.data.images`,
+:mod:`~tfxfer.data.tfds_source`, :mod:`~tfxfer.data.pipeline`, :mod:`~tfxfer.data.augment`,
+:mod:`~tfxfer.data.features`. Imports flow from here to models, methods, train and deploy, never
+back.
+"""
