@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(TF_EXTRA),test,tfds]"
+	$(PY) -m pip install -q -e ".[$(TF_EXTRA),test,tfds,litert]"
 	touch $@
 
 run: install

@@ -216,7 +216,7 @@ def test_mirrored_recipe_through_train_run_writes_every_output(image_folder, tmp
                                                                        ("finetune", False)]
     assert json.loads((out / "metrics.json").read_text())["num_val"] == 12
     served = tf.saved_model.load(str(out / "saved_model"))
-    logits = served.serve(tf.zeros((3, 32, 32, 3), tf.uint8)).numpy()
+    logits = served.serve_images(tf.zeros((3, 32, 32, 3), tf.uint8))["logits"].numpy()
     assert logits.shape == (3, 2) and np.isfinite(logits).all()
 
 
@@ -282,7 +282,8 @@ def test_two_workers_train_in_lock_step_match_one_process_and_only_the_chief_wri
     # The chief's SavedModel loads here and serves what the trained model computes.
     served = tf.saved_model.load(chief["paths"]["saved_model"])
     probe = tf.constant(np.array(chief["probe"], np.uint8))
-    np.testing.assert_allclose(served.serve(probe).numpy(), chief["logits"], atol=1e-5)
+    np.testing.assert_allclose(served.serve_images(probe)["logits"].numpy(), chief["logits"],
+                               atol=1e-5)
     print(f"multi-worker vs one process: losses {chief['loss']} vs {ref['loss']}; max weight-sum "
           f"diff {np.max(np.abs(np.subtract(chief['weight_sums'], ref['weight_sums']))):.1e}")
 

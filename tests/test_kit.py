@@ -28,27 +28,45 @@ def test_main_job_small_similar_on_hymenoptera_reaches_092_and_the_savedmodel_ag
     report = json.loads(Path(result.paths["data_report"]).read_text())
     assert report["counts"]["train"] == {"ants": 124, "bees": 121}
     assert report["skipped_unreadable"] == []
-    # A fresh process that never imports tfxfer serves the SavedModel on the validation images.
+    # A fresh process that never imports tfxfer sends every validation FILE (JPEGs of their
+    # own sizes, e.g. 500x375) to serve_bytes and gets class names and probabilities back.
     script = textwrap.dedent(f"""
-        import glob, json, os, numpy as np, tensorflow as tf
-        from PIL import Image
+        import glob, json, os, sys, tensorflow as tf
         served = tf.saved_model.load({result.paths['saved_model']!r})
         root = os.path.join(os.environ["TFXFER_DATA_DIR"], "hymenoptera_data", "val")
-        correct = total = 0
-        for label, name in enumerate(sorted(os.listdir(root))):
-            for f in sorted(glob.glob(os.path.join(root, name, "*"))):
-                img = Image.open(f); img.draft("RGB", (224, 224))
-                x = np.asarray(img.convert("RGB").resize((224, 224), Image.BILINEAR))[None]
-                correct += int(served.serve(tf.constant(x)).numpy().argmax() == label)
-                total += 1
-        print(json.dumps({{"correct": correct, "total": total}}))
+        out = {{}}
+        for f in sorted(glob.glob(os.path.join(root, "*", "*"))):
+            r = served.serve_bytes(tf.constant([open(f, "rb").read()]))
+            out[f] = {{"top1": r["top_k_classes"].numpy()[0, 0].decode(),
+                      "probabilities": r["probabilities"].numpy()[0].tolist()}}
+        assert not any(m.startswith("tfxfer") for m in sys.modules), "tfxfer was imported"
+        print(json.dumps(out))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert served["total"] == 153
-    assert served["correct"] == result.metrics["correct"]  # the exported model agrees exactly
+    assert len(served) == 153
+    # Parity with the training pipeline: Pillow decode (tfxfer.data.images) -> Keras model.
+    import numpy as np
+    import tensorflow as tf
+
+    from tfxfer.data.images import decode
+
+    files = sorted(served)
+    images = np.stack([decode(f, 224) for f in files]).astype("float32")
+    trained = tf.nn.softmax(result.model.plain_model.predict(images, verbose=0)).numpy()
+    got = np.array([served[f]["probabilities"] for f in files])
+    agree = float((got.argmax(1) == trained.argmax(1)).mean())
+    max_diff = float(np.abs(got - trained).max())
+    print(f"served vs trained on 153 files: argmax agreement {agree:.4f}, max |dp| {max_diff:.4f}")
+    # The issue's bar is 99.5% and 0.02; the in-graph decode is bit-exact, so only float
+    # summation order (a batch against one image) is left.
+    assert agree == 1.0 and max_diff < 1e-4, (agree, max_diff)
+    names = ["ants", "bees"]
+    assert all(served[f]["top1"] == names[int(p.argmax())] for f, p in zip(files, got))
+    correct = sum(served[f]["top1"] == Path(f).parent.name for f in files)
+    assert abs(correct - result.metrics["correct"]) <= 1, (correct, result.metrics["correct"])
 
 
 SMALL = {

@@ -295,15 +295,16 @@ def test_multi_task_run_trains_named_heads_and_exports_one_signature_with_named_
     # the shared backbone follows the phase's scope: blocks 1-4 frozen, block 5 trained
     info = freeze.summary(result.model.backbone, "MobileNetV2")
     assert info["trainable_blocks"] == [5]
-    serve = tf.saved_model.load(paths["saved_model"]).signatures["serve"]
-    assert {k: v.shape.as_list() for k, v in serve.structured_outputs.items()} == {
-        "fine": [None, 3], "coarse": [None, 2]}
+    serve = tf.saved_model.load(paths["saved_model"]).signatures["serve_images"]
+    shapes = {k: v.shape.as_list() for k, v in serve.structured_outputs.items()}
+    assert shapes["fine/logits"] == [None, 3] and shapes["coarse/logits"] == [None, 2]
+    assert shapes["coarse/top_k_classes"] == [None, 2]
     images = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3)).astype("uint8")
-    served = serve(tf.constant(images))
+    served = serve(images=tf.constant(images))
     direct = result.model.serving_model()(images)
     for name in ("fine", "coarse"):
-        np.testing.assert_allclose(served[name].numpy(), np.asarray(direct[name]), rtol=1e-4,
-                                   atol=1e-4)
+        np.testing.assert_allclose(served[f"{name}/logits"].numpy(), np.asarray(direct[name]),
+                                   rtol=1e-4, atol=1e-4)
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert Config.from_dict(saved).tasks == FINE_COARSE
 

@@ -54,8 +54,8 @@ def test_saved_model_serves_uint8_and_reproduces_the_run_accuracy(image_folder, 
     result = small_similar.run(cfg)
     served = tf.saved_model.load(result.paths["saved_model"])
     val = data.load(str(image_folder), SIZE).val
-    logits = served.serve(tf.constant(val.images)).numpy()
+    logits = served.serve_images(tf.constant(val.images))["logits"].numpy()
     assert (logits.argmax(1) == val.labels).mean() == pytest.approx(
         result.metrics["val_accuracy"], abs=1e-4)
     with pytest.raises((TypeError, ValueError)):
-        served.serve(tf.constant(val.images.astype("float32")))
+        served.serve_images(tf.constant(val.images.astype("float32")))

@@ -66,6 +66,9 @@ def build_parser(defaults: Config, prog: str) -> argparse.ArgumentParser:
                         "layer and the loss stay float32")
     p.add_argument("--no-cache-features", action="store_true",
                    help="train head-only phases on images instead of cached backbone features")
+    p.add_argument("--export", metavar="FORMATS",
+                   help="comma-separated extra exports, each measured on the validation set: "
+                        "litert-fp32,litert-fp16,litert-dynamic,litert-int8")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     return p
@@ -95,6 +98,8 @@ def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer
         changes["cache_features"] = False
     if args.mixed_precision:
         changes["mixed_precision"] = True
+    if args.export:
+        changes["export"] = [f.strip() for f in args.export.split(",") if f.strip()]
     if changes:
         cfg = cfg.replace(**changes)
     if args.epochs is not None:
@@ -164,12 +169,46 @@ def entry(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(RECIPES)}; "
-              "tfxfer RECIPE --help for options)")
+              "tfxfer RECIPE --help for options)\n"
+              "       tfxfer predict SAVED_MODEL IMAGES... [--output FILE] [--tta flip]\n"
+              "       tfxfer export RUN_DIR --litert int8[,fp16,dynamic,fp32]")
         return 0
+    if argv[0] == "predict":
+        from tfxfer import predict
+
+        return predict.main(argv[1:])
+    if argv[0] == "export":
+        return export_main(argv[1:])
     if argv[0] not in RECIPES:
-        print(f"tfxfer: error: recipe must be one of the known recipes; valid: "
-              f"{', '.join(RECIPES)}; got {argv[0]!r}. Fix: run e.g. tfxfer small_similar",
+        print(f"tfxfer: error: the command must be a recipe, predict or export; valid: "
+              f"{', '.join(RECIPES)}, predict, export; got {argv[0]!r}. Fix: run e.g. "
+              "tfxfer small_similar",
               file=sys.stderr)
         return 2
     module = importlib.import_module(f"tfxfer.recipes.{argv[0]}")
     return main(module.CONFIG, argv[1:], prog=f"tfxfer {argv[0]}")
+
+
+def export_main(argv: list[str], prog: str = "tfxfer export") -> int:
+    """``tfxfer export RUN_DIR --litert int8,fp16``: LiteRT files for a finished run."""
+    _quiet_tensorflow()
+    p = _Parser(prog=prog, description="Write and measure LiteRT files of a finished run; "
+                                       "their accuracy and size go into its metrics.json.")
+    p.add_argument("run_dir", help="the run's output directory")
+    p.add_argument("--litert", required=True, metavar="VARIANTS",
+                   help="comma-separated: fp32, fp16, dynamic, int8")
+    try:
+        args = p.parse_args(argv)
+        formats = tuple(f"litert-{v.strip()}" for v in args.litert.split(",") if v.strip())
+        Config(export=formats)  # validates the variants with the config's own message
+        from tfxfer.deploy import export
+
+        results = export.export_run(args.run_dir, formats)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    for variant, e in results.items():
+        print(f"LiteRT {variant}: val_accuracy={e['val_accuracy']:.4f} "
+              f"({e['delta_vs_float']:+.4f} vs float), {e['bytes'] / 1e6:.2f} MB "
+              f"({e['gzip_bytes'] / 1e6:.2f} MB gzipped), {e['file']} [{e['interpreter']}]")
+    return 0

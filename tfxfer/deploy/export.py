@@ -2,9 +2,12 @@
 
 The output directory holds:
 
-- ``saved_model/``: ``model.export()`` of the serving graph, whose ``serve`` signature takes a
-  batch of ``uint8`` images ``(N, size, size, 3)`` and returns logits (a multi-task model: one
-  named output per task, all from that one signature); no augmentation inside.
+- ``saved_model/``: the serving SavedModel (:mod:`tfxfer.deploy.serving`): encoded image files
+  or uint8 images of any size in, class names, top-k scores and probabilities out (every task's
+  under its name); the class names are inside; no augmentation.
+- ``model_<variant>.tflite`` for each ``litert-<variant>`` in ``cfg.export``
+  (:mod:`tfxfer.deploy.litert`), each measured on the validation images; its accuracy, size and
+  gzipped size go into ``metrics.json`` under ``litert``.
 - ``model.keras``: the training graph, loadable with ``keras.saving.load_model(path,
   safe_mode=True)`` (no Lambda layers; tfxfer's one custom layer is registered).
 - ``config.json`` (the resolved config), ``history.json``, ``metrics.json``,
@@ -23,17 +26,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfxfer.deploy import plots
-from tfxfer.train import rundir
+import numpy as np
+
 from tfxfer.atomic import write_json, write_with
 from tfxfer.config import Config
+from tfxfer.deploy import litert, plots, serving
+from tfxfer.train import rundir
 
 
-def export_saved_model(tm, path: str | Path) -> Path:
-    """Exports the serving graph (uint8 images -> logits) as a SavedModel at ``path``."""
-    serving = tm.serving_model()
-    write_with(path, lambda tmp: serving.export(tmp, format="tf_saved_model", verbose=False))
-    return Path(path)
+def served_class_names(metrics: dict) -> dict[str, list[str]]:
+    """``{task: class names}`` of the classification heads, from a run's metrics."""
+    if "tasks" in metrics:
+        return {name: m["class_names"] for name, m in metrics["tasks"].items()}
+    return {"head": metrics["class_names"]}
+
+
+def export_saved_model(model, metrics: dict, path: str | Path, top_k: int) -> Path:
+    """Exports the serving SavedModel of a trained training graph at ``path``."""
+    return serving.export(model, served_class_names(metrics), path, top_k)
+
+
+def model_images(split, size: int, batch: int = 256) -> np.ndarray:
+    """A split's images as the model sees them: ``(N, size, size, 3)`` uint8."""
+    from tfxfer.data.pipeline import to_model_input
+
+    parts = [np.asarray(to_model_input(split.images[i:i + batch], size))
+             for i in range(0, len(split.images), batch)]
+    return np.round(np.concatenate(parts)).clip(0, 255).astype(np.uint8)
+
+
+def export_litert(model, cfg: Config, data, out: Path, metrics: dict) -> dict:
+    """Writes and measures each ``litert-<variant>`` of ``cfg.export``; returns their entries.
+
+    A multi-task model's files hold its first head, measured against that task's labels.
+    """
+    from tfxfer.methods import tasks as tasks_lib
+
+    size = model.input.shape[1]
+    spec = tasks_lib.resolve(cfg.tasks, data.class_names)[0]
+    results = litert.export(model, [f.split("-", 1)[1] for f in cfg.export], out,
+                            model_images(data.train, size), spec.labels(data.train.labels),
+                            model_images(data.val, size), spec.labels(data.val.labels), cfg.seed)
+    reference = metrics["tasks"][spec.name] if "tasks" in metrics else metrics
+    for entry in results.values():
+        entry["delta_vs_float"] = round(entry["val_accuracy"] - reference["val_accuracy"], 4)
+    return results
 
 
 def save_keras(tm, path: str | Path) -> Path:
@@ -73,7 +110,11 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
         "curves": out / "curves.png",
         "confusion_matrix": out / "confusion_matrix.png",
     }
-    export_saved_model(result.model, paths["saved_model"])
+    export_saved_model(result.model.model, result.metrics, paths["saved_model"], cfg.top_k)
+    if cfg.export:
+        result.metrics["litert"] = export_litert(result.model.model, cfg, result.data, out,
+                                                 result.metrics)
+        paths.update({f"litert_{k}": Path(v["file"]) for k, v in result.metrics["litert"].items()})
     save_keras(result.model, paths["keras"])
     write_json(paths["config"], cfg.to_dict())
     write_json(paths["history"], result.history)
@@ -88,3 +129,33 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
                      paths[f"confusion_matrix_{name}"])
     result.paths = {k: str(v) for k, v in paths.items()}
     return result.paths
+
+
+def export_run(run_dir: str | Path, formats: tuple[str, ...]) -> dict:
+    """LiteRT files for a finished run (``tfxfer export RUN_DIR --litert int8``).
+
+    Reads the run's ``config.json``, ``model.keras`` and data, writes and measures each format,
+    and adds the results to ``metrics.json``. Returns the new ``litert`` entries.
+    """
+    import json
+
+    import keras
+
+    from tfxfer.errors import UserError
+    from tfxfer.train import loop
+
+    run = Path(run_dir)
+    needed = [run / n for n in ("config.json", "model.keras", "metrics.json")]
+    missing = [p.name for p in needed if not p.exists()]
+    if missing:
+        raise UserError("RUN_DIR must be the output directory of a finished run (config.json, "
+                        "model.keras, metrics.json)", got=f"{run} without {', '.join(missing)}",
+                        fix="pass the --output directory of a run that completed")
+    cfg = Config.load(run / "config.json").replace(export=tuple(formats))
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    metrics = json.loads((run / "metrics.json").read_text())
+    data = loop.load_data(cfg, model.input.shape[1])
+    results = export_litert(model, cfg, data, run, metrics)
+    metrics["litert"] = {**metrics.get("litert", {}), **results}
+    write_json(run / "metrics.json", metrics)
+    return results

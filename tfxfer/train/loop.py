@@ -46,7 +46,8 @@ from tfxfer.models import freeze
 from tfxfer.train import optim
 from tfxfer.data import pipeline
 from tfxfer.methods import regularize
-from tfxfer.train import rundir
+from tfxfer.train import rundir, validate
+from tfxfer.methods import prune as prune_lib
 from tfxfer.data import augment as augment_lib
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.data import sources as data_lib
@@ -77,6 +78,7 @@ class RunResult:
     data_report: dict
     output: str | None
     paths: dict = field(default_factory=dict)
+    data: object = None  # the run's ImageData (LiteRT calibration and measurement)
 
     def summary(self) -> str:
         m = self.metrics
@@ -85,6 +87,14 @@ class RunResult:
         for name, t in m.get("tasks", {}).items():
             text += (f"\n  task {name}: val_accuracy={t['val_accuracy']:.4f} "
                      f"({t['correct']}/{t['num_val']})")
+        for name, t in {k: v for k, v in m.get("tta", {}).items() if isinstance(v, dict)}.items():
+            text += (f"\n  tta={m['tta']['mode']} ({name}): val_accuracy={t['val_accuracy']:.4f} "
+                     f"(without: {t['val_accuracy_without_tta']:.4f})")
+        if "prune" in m:
+            text += f"\n  pruned: {m['prune']['sparsity']:.1%} of prunable weights are zero"
+        for variant, e in m.get("litert", {}).items():
+            text += (f"\n  LiteRT {variant}: val_accuracy={e['val_accuracy']:.4f} "
+                     f"({e['delta_vs_float']:+.4f}), {e['bytes'] / 1e6:.2f} MB, {e['file']}")
         if self.paths:
             text += (f"\nexported SavedModel: {self.paths['saved_model']}\n"
                      f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
@@ -157,7 +167,7 @@ def _rates(phase: Phase) -> str:
 
 
 def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
-               specs) -> dict:
+               specs, pruning: dict) -> dict:
     phase = cfg.phases[stage.index]
     targets = tasks_lib.targets_fn(specs, tm.multi)
     with strategy.scope():
@@ -199,6 +209,8 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
                                         targets=targets)
     guard = _EpochGuard(tm, stage.key, state)
     callbacks = [c for c in (state.backup(stage.key), guard) if c is not None]
+    if cfg.prune.sparsity and stage.key in pruning:
+        callbacks.append(prune_lib.callback(tm.model, cfg.prune, pruning, stage.key))
     if phase.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
@@ -222,17 +234,11 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
     return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
-def _evaluate(tm, cfg: Config, data, cache, specs, size: int) -> dict:
-    if cache is not None:
-        outputs = tm.head_model.predict(cache.val, batch_size=256, verbose=0)
-    else:
-        val_ds = pipeline.image_dataset(data.val, data.num_classes, size, cfg.batch_size)
-        outputs = tm.model.predict(val_ds.map(lambda x, y: x), verbose=0)
-    per_task = tasks_lib.metrics(outputs, data.val.labels, specs)
-    metrics = dict(per_task[specs[0].name])
-    if tm.multi:
-        metrics["tasks"] = per_task
-    return metrics
+def load_data(cfg: Config, size: int):
+    """The run's :class:`~tfxfer.data.sources.ImageData`, decoded at ``size``."""
+    return data_lib.load(cfg.data, size, val_split=cfg.val_split, seed=cfg.seed,
+                         train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
+                         manual_dir=cfg.manual_dir)
 
 
 def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunResult:
@@ -271,9 +277,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
         log.warning("multi-worker run: not resuming; discarding %s", out / "checkpoints")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = RunState(out)
-    data = data_lib.load(cfg.data, size, val_split=cfg.val_split, seed=cfg.seed,
-                         train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
-                         manual_dir=cfg.manual_dir)
+    data = load_data(cfg, size)
     log.info("%s", data.describe())
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():
@@ -285,6 +289,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
     history, cache = [], None
     stages = [st for i, p in enumerate(cfg.phases)
               for st in freeze.stages(p, i, cfg.freeze_blocks)]
+    pruning = prune_lib.plan(stages, math.ceil(len(data.train) / cfg.batch_size))
     for stage in stages:
         phase = cfg.phases[stage.index]
         start = time.perf_counter()
@@ -299,14 +304,16 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
         if use_cache and cache is None:
             cache = features.extract(tm, data, cfg.feature_views, size)
         hist = _fit_stage(tm, cfg, stage, data, cache if use_cache else None, strategy, state,
-                          specs)
+                          specs, pruning)
         if not use_cache:
             cache = None  # the backbone may have changed: cached features are stale
         record = {"phase": stage.label, "trainable": phase.trainable, "cached_features": use_cache,
                   "seconds": round(time.perf_counter() - start, 2), "history": hist}
         state.mark_completed(tm.model, stage.key, record)
         history.append(record)
-    metrics = _evaluate(tm, cfg, data, cache, specs, size)
+    metrics = validate.evaluate(tm, cfg, data, cache, specs, size)
+    if cfg.prune.sparsity:
+        metrics["prune"] = {"target": cfg.prune.sparsity, **prune_lib.report(tm.model)}
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(),
-                     None if out is None else str(out))
+                     None if out is None else str(out), data=data)

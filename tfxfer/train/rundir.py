@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".tfxfer.lock"
 # Keys that do not change what a run computes, so they may differ on a re-run into the same dir.
-RUN_NEUTRAL_KEYS = ("overwrite", "resume", "verbose", "output", "strategy")
+# Keys that do not change what trains (what is exported or reported after training included).
+RUN_NEUTRAL_KEYS = ("overwrite", "resume", "verbose", "output", "strategy", "top_k", "tta",
+                    "export")
 # Keys of a not-yet-completed phase that ``resume=True`` lets change.
 RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay", "momentum",
                         "early_stopping")

@@ -1,0 +1,147 @@
+"""The config's nested tables: training phases, output tasks and pruning.
+
+They live apart from :class:`tfxfer.config.Config` to keep each module small; import them from
+:mod:`tfxfer.config`, their public home.
+
+Example:
+    >>> from tfxfer.config import Phase, Prune
+    >>> Phase(lr_range=(1e-6, 1e-4)).rates()[0], Prune(sparsity=0.5).sparsity
+    (0.0001, 0.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tfxfer.errors import UserError
+from tfxfer.schema import check_choice, check_min
+
+TRAINABLE_SCOPES = ("head", "partial", "all", "gradual")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine")
+TASK_LOSSES = ("crossentropy", "focal")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of training: what is trainable, for how long, and how it is optimised.
+
+    Attributes:
+        name: Label used in logs, history and checkpoints.
+        trainable: ``"head"`` (backbone frozen), ``"partial"`` (the first ``freeze_blocks`` blocks
+            frozen, the rest trained), ``"all"`` (whole backbone trained) or ``"gradual"``
+            (gradual unfreezing: block 5 first, one more block every ``unfreeze_every`` epochs,
+            top down, until only ``freeze_blocks`` blocks are frozen, or none when it is unset).
+        epochs: Number of epochs (>= 1).
+        optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``rmsprop``.
+        lr: Peak learning rate of the head (and of the whole backbone unless ``lr_decay`` or
+            ``lr_range`` spread rates across blocks).
+        lr_decay: Discriminative learning rates: block ``i`` (1..5) trains at
+            ``lr * lr_decay ** (6 - i)``, the head (counted as block 6) at ``lr``. 1.0: one rate.
+        lr_range: ``[lr_low, lr_high]``, like fastai's ``slice``: block 1 at ``lr_low``, the head
+            at ``lr_high``, geometric in between; replaces ``lr`` and ``lr_decay``.
+        unfreeze_every: Epochs between two unfreezing steps of a ``gradual`` phase.
+        weight_decay: Decoupled weight decay (adamw, sgd) .
+        momentum: Momentum for sgd and rmsprop.
+        schedule: ``constant`` or ``cosine`` (decays to 0 over the phase).
+        early_stopping: Patience in epochs on validation loss; 0 turns it off. The best weights
+            are restored when it triggers.
+    """
+
+    name: str = "head"
+    trainable: str = "head"
+    epochs: int = 5
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    lr_range: tuple[float, ...] = ()
+    unfreeze_every: int = 1
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"
+    early_stopping: int = 0
+
+    def __post_init__(self):
+        check_choice("phase.trainable", self.trainable, TRAINABLE_SCOPES)
+        check_choice("phase.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("phase.schedule", self.schedule, SCHEDULES)
+        check_min(f"epochs (phase {self.name!r})", self.epochs, 1)
+        check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
+        check_min("weight_decay", self.weight_decay, 0.0)
+        check_min("early_stopping", self.early_stopping, 0)
+        check_min("unfreeze_every", self.unfreeze_every, 1)
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise UserError(f"lr_decay (phase {self.name!r}) must be in (0, 1]: each block down "
+                            "from the head trains at lr_decay times the rate of the one above",
+                            got=self.lr_decay, fix="pass e.g. phases.1.lr_decay=0.5 (1 = off)")
+        if self.lr_range:
+            low_high = len(self.lr_range) == 2 and 0.0 < self.lr_range[0] <= self.lr_range[1]
+            if not low_high or self.lr_decay != 1.0:
+                raise UserError(f"lr_range (phase {self.name!r}) must be [lr_low, lr_high] with "
+                                "0 < lr_low <= lr_high, and lr_decay left at 1 (it replaces "
+                                "lr and lr_decay)", got=(self.lr_range, self.lr_decay),
+                                fix="write e.g. phases.1.lr_range=[1e-6,1e-4]")
+
+    def rates(self) -> tuple[float, float]:
+        """``(head_lr, decay)``: block ``i`` trains at ``head_lr * decay ** (6 - i)``."""
+        if self.lr_range:
+            low, high = self.lr_range
+            return high, (low / high) ** (1.0 / 5)
+        return self.lr, self.lr_decay
+
+
+@dataclass(frozen=True)
+class Task:
+    """One output head of a multi-task model.
+
+    Attributes:
+        name: The head's name: its output key in the model and the exported signature.
+        groups: Empty: the dataset's own classes. Otherwise a coarse label set defined on them,
+            ``{group: [dataset class, ...]}``; every dataset class must be in exactly one group.
+        loss: ``crossentropy`` (with the config's ``label_smoothing``) or ``focal``.
+        loss_weight: Weight of this head's loss in the total loss.
+    """
+
+    name: str = "label"
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    loss: str = "crossentropy"
+    loss_weight: float = 1.0
+
+    def __post_init__(self):
+        check_choice(f"tasks loss (task {self.name!r})", self.loss, TASK_LOSSES)
+        check_min(f"loss_weight (task {self.name!r})", self.loss_weight, 0.0)
+        if not self.name.isidentifier():
+            raise UserError("a task name must be an identifier (letters, digits, _)",
+                            got=self.name, fix="rename the task, e.g. name = \"coarse\"")
+
+
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Magnitude pruning during the phases that train the backbone (:mod:`tfxfer.methods.prune`).
+
+    Attributes:
+        sparsity: Final fraction of zero weights in every prunable kernel; 0 turns pruning off.
+        begin: Fraction of the pruning steps at which sparsity starts to rise.
+        end: Fraction at which it reaches ``sparsity`` (the rest recovers at that sparsity).
+        power: Exponent of the polynomial schedule (3: Zhu & Gupta, 2017).
+        frequency: Steps between two mask updates; 0: about 50 updates over the schedule.
+    """
+
+    sparsity: float = 0.0
+    begin: float = 0.0
+    end: float = 0.75
+    power: int = 3
+    frequency: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.sparsity < 1.0:
+            raise UserError("prune.sparsity must be in [0, 1): the fraction of weights zeroed",
+                            got=self.sparsity, fix="pass e.g. --set prune.sparsity=0.5")
+        if not 0.0 <= self.begin < self.end <= 1.0:
+            raise UserError("prune.begin and prune.end must satisfy 0 <= begin < end <= 1 "
+                            "(fractions of the pruning steps)", got=(self.begin, self.end),
+                            fix="pass e.g. --set prune.end=0.75")
+        check_min("prune.power", self.power, 1)
+        check_min("prune.frequency", self.frequency, 0)
