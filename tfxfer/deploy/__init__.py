@@ -1,4 +1,7 @@
-"""What a finished run leaves behind: the saved model, SavedModel export, metrics and report.
+"""What a finished run ships: the serving SavedModel (in-graph decoding, class names), LiteRT
+files, the saved Keras model, metrics and report.
 
-Modules: :mod:`~tfxfer.deploy.export`, :mod:`~tfxfer.deploy.plots`.
+Modules: :mod:`~tfxfer.deploy.export` (a run's artefacts), :mod:`~tfxfer.deploy.serving`,
+:mod:`~tfxfer.deploy.decode`, :mod:`~tfxfer.deploy.litert`, :mod:`~tfxfer.deploy.plots`.
+``tfxfer predict`` (:mod:`tfxfer.predict`) uses only the exported SavedModel.
 """

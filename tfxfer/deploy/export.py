@@ -84,7 +84,7 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def save_run(result, cfg: Config) -> dict[str, str]:
-    """Writes every artefact of a finished :class:`tfxfer.train.loop.RunResult`; returns the paths.
+    """Writes every artefact of a finished :class:`tfxfer.train.result.RunResult`; returns the paths.
 
     Non-chief workers (``result.output is None``) write nothing. The output directory's lock,
     taken by :func:`tfxfer.train.loop.run`, is released when this returns

@@ -1,6 +1,7 @@
-"""Training: the one core every recipe calls, its optimisers, checkpoints, run directory and
-``tf.distribute`` strategy.
+"""Training: the one core every recipe calls, its optimisers, checkpoints, run directory,
+``tf.distribute`` strategy, validation and result.
 
 Modules: :mod:`~tfxfer.train.loop` (``run``), :mod:`~tfxfer.train.optim`,
-:mod:`~tfxfer.train.checkpoint`, :mod:`~tfxfer.train.rundir`, :mod:`~tfxfer.train.distribute`.
+:mod:`~tfxfer.train.checkpoint`, :mod:`~tfxfer.train.rundir`, :mod:`~tfxfer.train.distribute`,
+:mod:`~tfxfer.train.validate`, :mod:`~tfxfer.train.result`.
 """

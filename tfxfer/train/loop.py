@@ -32,73 +32,31 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.models import backbones
-from tfxfer.train import distribute
-from tfxfer.data import features
-from tfxfer.models import freeze
-from tfxfer.train import optim
-from tfxfer.data import pipeline
-from tfxfer.methods import regularize
-from tfxfer.train import rundir, validate
-from tfxfer.methods import prune as prune_lib
-from tfxfer.data import augment as augment_lib
-from tfxfer.methods import tasks as tasks_lib
-from tfxfer.data import sources as data_lib
-from tfxfer.models import model as model_lib
-from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
 from tfxfer.config import Config, Phase
+from tfxfer.data import augment as augment_lib
+from tfxfer.data import features, pipeline
+from tfxfer.data import sources as data_lib
 from tfxfer.errors import UserError
+from tfxfer.methods import prune as prune_lib
+from tfxfer.methods import regularize
+from tfxfer.methods import tasks as tasks_lib
+from tfxfer.models import backbones, freeze
+from tfxfer.models import model as model_lib
+from tfxfer.train import distribute, optim, rundir, validate
+from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
+from tfxfer.train.result import RunResult
 
 log = logging.getLogger("tfxfer")
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class RunResult:
-    """What a run produced: the trained model, metrics, per-phase history, artefact paths.
-
-    ``output`` is None on a non-chief worker; ``paths`` is filled by
-    :func:`tfxfer.deploy.export.save_run`.
-    """
-
-    metrics: dict
-    history: list
-    seconds: float
-    model: model_lib.TransferModel
-    data_report: dict
-    output: str | None
-    paths: dict = field(default_factory=dict)
-    data: object = None  # the run's ImageData (LiteRT calibration and measurement)
-
-    def summary(self) -> str:
-        m = self.metrics
-        text = (f"val_accuracy={m['val_accuracy']:.4f} ({m['correct']}/{m['num_val']})  "
-                f"val_loss={m['val_loss']:.4f}  time={self.seconds:.0f}s")
-        for name, t in m.get("tasks", {}).items():
-            text += (f"\n  task {name}: val_accuracy={t['val_accuracy']:.4f} "
-                     f"({t['correct']}/{t['num_val']})")
-        for name, t in {k: v for k, v in m.get("tta", {}).items() if isinstance(v, dict)}.items():
-            text += (f"\n  tta={m['tta']['mode']} ({name}): val_accuracy={t['val_accuracy']:.4f} "
-                     f"(without: {t['val_accuracy_without_tta']:.4f})")
-        if "prune" in m:
-            text += f"\n  pruned: {m['prune']['sparsity']:.1%} of prunable weights are zero"
-        for variant, e in m.get("litert", {}).items():
-            text += (f"\n  LiteRT {variant}: val_accuracy={e['val_accuracy']:.4f} "
-                     f"({e['delta_vs_float']:+.4f}), {e['bytes'] / 1e6:.2f} MB, {e['file']}")
-        if self.paths:
-            text += (f"\nexported SavedModel: {self.paths['saved_model']}\n"
-                     f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
-        return text
 
 
 class _EpochGuard(keras.callbacks.Callback):

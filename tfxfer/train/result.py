@@ -1,0 +1,50 @@
+"""What a run returns: the trained model, its metrics and history, and a printable summary.
+
+Example:
+    >>> r = RunResult({"val_accuracy": 0.5, "correct": 1, "num_val": 2, "val_loss": 0.7}, [], 3.0,
+    ...               None, {}, None)
+    >>> r.summary()
+    'val_accuracy=0.5000 (1/2)  val_loss=0.7000  time=3s'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the trained model, metrics, per-phase history, artefact paths.
+
+    ``output`` is None on a non-chief worker; ``paths`` is filled by
+    :func:`tfxfer.deploy.export.save_run`.
+    """
+
+    metrics: dict
+    history: list
+    seconds: float
+    model: object  # tfxfer.models.model.TransferModel
+    data_report: dict
+    output: str | None
+    paths: dict = field(default_factory=dict)
+    data: object = None  # the run's ImageData (LiteRT calibration and measurement)
+
+    def summary(self) -> str:
+        m = self.metrics
+        text = (f"val_accuracy={m['val_accuracy']:.4f} ({m['correct']}/{m['num_val']})  "
+                f"val_loss={m['val_loss']:.4f}  time={self.seconds:.0f}s")
+        for name, t in m.get("tasks", {}).items():
+            text += (f"\n  task {name}: val_accuracy={t['val_accuracy']:.4f} "
+                     f"({t['correct']}/{t['num_val']})")
+        for name, t in {k: v for k, v in m.get("tta", {}).items() if isinstance(v, dict)}.items():
+            text += (f"\n  tta={m['tta']['mode']} ({name}): val_accuracy={t['val_accuracy']:.4f} "
+                     f"(without: {t['val_accuracy_without_tta']:.4f})")
+        if "prune" in m:
+            text += f"\n  pruned: {m['prune']['sparsity']:.1%} of prunable weights are zero"
+        for variant, e in m.get("litert", {}).items():
+            text += (f"\n  LiteRT {variant}: val_accuracy={e['val_accuracy']:.4f} "
+                     f"({e['delta_vs_float']:+.4f}), {e['bytes'] / 1e6:.2f} MB, {e['file']}")
+        if self.paths:
+            text += (f"\nexported SavedModel: {self.paths['saved_model']}\n"
+                     f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
+        return text
