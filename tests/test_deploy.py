@@ -233,12 +233,19 @@ def test_predict_tta_flip_is_the_mean_of_the_image_and_its_mirror(exported, tmp_
     assert not np.allclose(a, b, atol=1e-4)  # the mirror is a different view
 
 
-def test_predict_refuses_a_folder_that_is_not_a_savedmodel_in_one_line(tmp_path, capsys):
+def test_predict_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
     from tfxfer.predict import main
 
     assert main([str(tmp_path), str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "saved_model.pb" in err and "Fix:" in err
+    assert main([exported[1], str(tmp_path / "nothing*.jpg")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no image files matched" in err
+    with pytest.raises(SystemExit) as stop:
+        main([exported[1], str(tmp_path), "--tta", "rotate"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1 and "invalid choice" in err
 
 
 # ---- TTA ---------------------------------------------------------------------------------------

@@ -178,10 +178,16 @@ def write(rows: list[dict], path: str | None, fmt: str) -> None:
     os.replace(tmp, path)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit status 2, like every tfxfer command
+        self.exit(2, f"{self.prog}: error: invalid command line: {message}. Fix: see "
+                     f"{self.prog} --help\n")
+
+
 def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
     """The command line; returns the exit status."""
-    p = argparse.ArgumentParser(prog=prog, description="Classify images with an exported "
-                                "tfxfer model (a run's saved_model directory).")
+    p = _Parser(prog=prog, description="Classify images with an exported tfxfer model (a "
+                                       "run's saved_model directory).")
     p.add_argument("model", help="the run's saved_model directory")
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--output", "-o", help="CSV or JSON file (by extension); default: CSV on "
