@@ -103,6 +103,34 @@ def test_other_formats_decode_like_the_training_loader(tmp_path, kind):
     assert diff.mean() < 0.6 and diff.max() <= 3, (kind, diff.mean(), diff.max())
 
 
+def test_a_phone_mpo_jpeg_is_decoded_at_the_same_reduced_scale_in_training_and_serving(tmp_path):
+    """Pillow names a phone's multi-picture JPEG "MPO"; training must draft-decode it too."""
+    path = tmp_path / "phone.jpg"
+    first, second = Image.fromarray(_photo(900, 1200, seed=4)), Image.fromarray(_photo(90, 120))
+    first.save(path, "MPO", save_all=True, append_images=[second], quality=92)
+    assert Image.open(path).format == "MPO"
+    assert _compare(tmp_path, path.read_bytes(), 224, "phone2.jpg").max() == 0
+
+
+def _bmp32(rgb: np.ndarray) -> bytes:
+    """A 32-bit BI_RGB BMP whose fourth byte is zero padding (what many writers produce)."""
+    h, w, _ = rgb.shape
+    pixels = np.zeros((h, w, 4), np.uint8)
+    pixels[..., :3] = rgb[..., ::-1]  # BGR
+    body = pixels[::-1].tobytes()  # bottom-up rows
+    header = b"BM" + (54 + len(body)).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little")
+    info = ((40).to_bytes(4, "little") + w.to_bytes(4, "little") + h.to_bytes(4, "little")
+            + (1).to_bytes(2, "little") + (32).to_bytes(2, "little") + bytes(4)
+            + len(body).to_bytes(4, "little") + bytes(16))
+    return header + info + body
+
+
+def test_a_32_bit_bmp_is_read_as_rgb_not_as_a_transparent_image(tmp_path):
+    rgb = _photo(40, 60, seed=5)
+    diff = _compare(tmp_path, _bmp32(rgb), 24, "x.bmp")
+    assert diff.max() == 0, diff.max()
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, start_weights):
     """A small random MobileNetV2 (BN calibrated) with a 3-class head, exported with k=2."""
@@ -110,7 +138,7 @@ def exported(tmp_path_factory, start_weights):
                          seed=1)
     # spread the logits so that the classes' order is decided, not a tie
     kernel = tm.head.get_layer("logits").kernel
-    kernel.assign(np.random.default_rng(0).normal(0, 0.5, kernel.shape).astype("float32"))
+    kernel.assign(np.random.default_rng(0).normal(0, 0.02, kernel.shape).astype("float32"))
     path = tmp_path_factory.mktemp("export") / "saved_model"
     serving.export(tm.model, {"head": ["ant", "bee", "wasp"]}, path, top_k=2)
     return tm, str(path)
@@ -138,6 +166,16 @@ def test_serving_signatures_return_named_sorted_top_k_that_match_the_keras_model
     meta = {k: v.numpy() for k, v in served.metadata().items()}
     assert list(meta["class_names"].astype(str)) == ["ant", "bee", "wasp"]
     assert int(meta["top_k"]) == 2 and int(meta["image_size"]) == 32
+
+
+def test_the_savedmodel_stores_each_weight_once(exported):
+    """keras#23553: a tracked ExportArchive writes every variable twice."""
+    tm, path = exported
+    stored = sum(int(np.prod(shape)) for name, shape in
+                 tf.train.list_variables(os.path.join(path, "variables", "variables"))
+                 if shape)
+    weights = tm.plain_model.count_params()  # backbone and head, no augmenter
+    assert weights <= stored <= weights + 16, (stored, weights)
 
 
 def test_serve_images_takes_any_one_size_and_equals_the_model_at_its_own_size(exported):

@@ -208,7 +208,10 @@ def export_main(argv: list[str], prog: str = "tfxfer export") -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     for variant, e in results.items():
+        if "error" in e:
+            print(f"{prog}: error: LiteRT {variant} failed: {e['error']}", file=sys.stderr)
+            continue
         print(f"LiteRT {variant}: val_accuracy={e['val_accuracy']:.4f} "
               f"({e['delta_vs_float']:+.4f} vs float), {e['bytes'] / 1e6:.2f} MB "
               f"({e['gzip_bytes'] / 1e6:.2f} MB gzipped), {e['file']} [{e['interpreter']}]")
-    return 0
+    return 1 if any("error" in e for e in results.values()) else 0

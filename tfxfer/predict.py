@@ -112,7 +112,8 @@ class Predictor:
         rows = [{} for _ in blobs]
         for task, p in probs.items():
             prefix = "" if self.tasks == ["head"] else f"{task}_"
-            order = np.argsort(-p, axis=1, kind="stable")[:, :self.k]
+            k = min(self.k, len(self.names[task]))
+            order = np.argsort(-p, axis=1, kind="stable")[:, :k]
             for row, idx, scores in zip(rows, order, p):
                 for rank, i in enumerate(idx, 1):
                     row[f"{prefix}class_{rank}"] = self.names[task][i]

@@ -67,7 +67,7 @@ def decode(path: str, size: int) -> np.ndarray:
             warnings.simplefilter("ignore")  # EXIF and decompression-bomb chatter
             with Image.open(path) as im:
                 im.seek(0)
-                if im.format == "JPEG":
+                if im.format in ("JPEG", "MPO"):  # MPO: a phone's JPEG with extra frames
                     im.draft("RGB", (size, size))
                 im.load()
                 im = ImageOps.exif_transpose(im)

@@ -11,13 +11,21 @@ and nothing else. Each step mirrors the training loader, in the same order:
    applied as Pillow's ``ImageOps.exif_transpose`` does (flips, 90/180/270 rotations,
    transpose, transverse).
 3. **RGB.** Greyscale is replicated to three channels; an alpha channel is composited over
-   white (PNG, BMP, GIF), as the loader does.
+   white (PNG, GIF, WebP) and rounded, as the loader does; a 32-bit BMP's padding byte is
+   dropped.
 4. **Resize.** Pillow's ``Image.BILINEAR`` resize, reimplemented with tensor ops (:func:`resize`):
    the same triangle filter widened by the downscale factor, the same fixed-point coefficients,
    the same order of the two passes and the same rounding to uint8 after each. It is
    exact where ``tf.image.resize(antialias=True)``, the same filter in float without the
    intermediate rounding, is off by one level in about a pixel in six; on hymenoptera's
    validation files that was enough to move a probability by 0.0225.
+
+JPEG (what cameras and phones write, MPO included) and 8-bit RGB or grey PNG, BMP and GIF come
+out bit-identical to the training loader. Known differences, all outside those: orientation is
+read from JPEG EXIF only (a PNG ``eXIf`` chunk, WebP EXIF or XMP orientation is not applied);
+an alpha composite can differ by one level (Pillow blends in integers); a GIF's transparent
+colour and 16-bit PNGs by a level or more; a CMYK or otherwise exotic JPEG that TensorFlow's
+decoder refuses fails its request instead of being converted.
 
 Everything here is TensorFlow only: no Pillow, no Keras, no tfxfer training code.
 
@@ -111,11 +119,14 @@ def _decode_jpeg(data: tf.Tensor, size: int) -> tf.Tensor:
 
 def _over_white(rgb: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
     a = alpha / 255.0
-    return rgb * a + 255.0 * (1.0 - a)
+    return tf.round(rgb * a + 255.0 * (1.0 - a))  # Pillow composites into uint8
 
 
 def _decode_other(data: tf.Tensor) -> tf.Tensor:
     image = tf.cast(tf.io.decode_image(data, expand_animations=False), tf.float32)
+    # A 32-bit BMP's fourth byte is padding (often 0), not alpha: Pillow reads it as RGB.
+    bmp = tf.strings.substr(data, 0, 2) == "BM"
+    image = tf.cond(bmp & (tf.shape(image)[-1] == 4), lambda: image[..., :3], lambda: image)
     branches = [
         lambda: tf.tile(image[..., :1], [1, 1, 3]),                          # grey
         lambda: _over_white(tf.tile(image[..., :1], [1, 1, 3]), image[..., 1:2]),

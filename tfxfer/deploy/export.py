@@ -46,30 +46,39 @@ def export_saved_model(model, metrics: dict, path: str | Path, top_k: int) -> Pa
     return serving.export(model, served_class_names(metrics), path, top_k)
 
 
-def model_images(split, size: int, batch: int = 256) -> np.ndarray:
-    """A split's images as the model sees them: ``(N, size, size, 3)`` uint8."""
+def model_images(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
+    """Images as the model sees them: ``(N, size, size, 3)`` uint8 (resized if stored smaller)."""
     from tfxfer.data.pipeline import to_model_input
 
-    parts = [np.asarray(to_model_input(split.images[i:i + batch], size))
-             for i in range(0, len(split.images), batch)]
+    parts = [np.asarray(to_model_input(images[i:i + batch], size))
+             for i in range(0, len(images), batch)]
     return np.round(np.concatenate(parts)).clip(0, 255).astype(np.uint8)
 
 
 def export_litert(model, cfg: Config, data, out: Path, metrics: dict) -> dict:
     """Writes and measures each ``litert-<variant>`` of ``cfg.export``; returns their entries.
 
-    A multi-task model's files hold its first head, measured against that task's labels.
+    A multi-task model's files hold its first task's head, measured against that task's labels.
+    Only the calibration images and one validation batch at a time are held at model size.
     """
     from tfxfer.methods import tasks as tasks_lib
 
     size = model.input.shape[1]
     spec = tasks_lib.resolve(cfg.tasks, data.class_names)[0]
-    results = litert.export(model, [f.split("-", 1)[1] for f in cfg.export], out,
-                            model_images(data.train, size), spec.labels(data.train.labels),
-                            model_images(data.val, size), spec.labels(data.val.labels), cfg.seed)
+    picked = litert.calibration_indices(spec.labels(data.train.labels), seed=cfg.seed)
+    calibration = model_images(data.train.images[picked], size)
+    val_labels = spec.labels(data.val.labels)
+
+    def val_batches(batch: int = 256):
+        for i in range(0, len(val_labels), batch):
+            yield model_images(data.val.images[i:i + batch], size), val_labels[i:i + batch]
+
+    results = litert.export(model, [f.split("-", 1)[1] for f in cfg.export], out, calibration,
+                            val_batches, spec.name if cfg.tasks else None)
     reference = metrics["tasks"][spec.name] if "tasks" in metrics else metrics
     for entry in results.values():
-        entry["delta_vs_float"] = round(entry["val_accuracy"] - reference["val_accuracy"], 4)
+        if "val_accuracy" in entry:
+            entry["delta_vs_float"] = round(entry["val_accuracy"] - reference["val_accuracy"], 4)
     return results
 
 
@@ -111,10 +120,6 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
         "confusion_matrix": out / "confusion_matrix.png",
     }
     export_saved_model(result.model.model, result.metrics, paths["saved_model"], cfg.top_k)
-    if cfg.export:
-        result.metrics["litert"] = export_litert(result.model.model, cfg, result.data, out,
-                                                 result.metrics)
-        paths.update({f"litert_{k}": Path(v["file"]) for k, v in result.metrics["litert"].items()})
     save_keras(result.model, paths["keras"])
     write_json(paths["config"], cfg.to_dict())
     write_json(paths["history"], result.history)
@@ -127,6 +132,12 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
         paths[f"confusion_matrix_{name}"] = out / f"confusion_matrix_{name}.png"
         _save_figure(plots.confusion_figure(m["confusion_matrix"], m["class_names"]),
                      paths[f"confusion_matrix_{name}"])
+    if cfg.export:  # last: everything above is on disk even if a conversion fails
+        result.metrics["litert"] = export_litert(result.model.model, cfg, result.data, out,
+                                                 result.metrics)
+        paths.update({f"litert_{k}": Path(v["file"]) for k, v in result.metrics["litert"].items()
+                      if "file" in v})
+        write_json(paths["metrics"], result.metrics)
     result.paths = {k: str(v) for k, v in paths.items()}
     return result.paths
 

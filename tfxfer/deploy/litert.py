@@ -12,9 +12,10 @@ probabilities ``(1, K)`` (the first head of a multi-task model):
 | ``int8`` | int8 | int8 (full-integer: every op, no float fallback) | uint8 pixels |
 
 The int8 variant is calibrated on a representative dataset of the run's own training images
-(:data:`CALIBRATION_IMAGES` of them, spread over the classes). Its input is raw ``uint8``
-pixels (scale 1, zero point 0), so an app feeds the camera's bytes; its output is dequantised
-to float32. The image resize is not in these files: resize to ``size x size`` with an
+(:data:`CALIBRATION_IMAGES` of them, spread over the classes). Its input is ``uint8`` pixels;
+the converter derives the input's scale and zero point from the calibration images (scale 1,
+zero point 0 when they span 0-255), and ``metrics.json`` records them with each file. Its
+output is dequantised to float32. The image resize is not in these files: resize to ``size x size`` with an
 antialiased bilinear filter, as :mod:`tfxfer.deploy.decode` does.
 
 Files are converted with ``tf.lite.TFLiteConverter`` (still in TensorFlow 2.21) and run with
@@ -32,6 +33,7 @@ from __future__ import annotations
 import gzip
 import tempfile
 from pathlib import Path
+from typing import Callable, Iterable
 
 import keras
 import numpy as np
@@ -44,39 +46,49 @@ VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 CALIBRATION_IMAGES = 200
 
 
-def calibration_images(images: np.ndarray, labels: np.ndarray, count: int = CALIBRATION_IMAGES,
-                       seed: int = 0) -> np.ndarray:
-    """Up to ``count`` training images, the same number from each class where possible."""
+def calibration_indices(labels: np.ndarray, count: int = CALIBRATION_IMAGES,
+                        seed: int = 0) -> np.ndarray:
+    """Indices of up to ``count`` training images, spread evenly over the classes."""
     rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per_class = max(1, count // max(1, len(classes)))
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
-    return images[np.sort(np.concatenate(picked))[:count]]
+    labels = np.asarray(labels)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked = []
+    for rank in range(max(len(p) for p in per_class)):  # round-robin: every class in turn
+        picked += [int(p[rank]) for p in per_class if rank < len(p)]
+        if len(picked) >= count:
+            break
+    return np.sort(np.array(picked[:count], np.int64))
 
 
-def _write_probabilities_graph(model: keras.Model, path: str) -> None:
+def _write_probabilities_graph(model: keras.Model, path: str, task: str | None) -> None:
     graph = inference_graph(model)
     size = graph.input.shape[1]
 
     def probabilities(image):
         logits = graph(image, training=False)
         if isinstance(logits, dict):
-            logits = next(iter(logits.values()))
+            if task not in logits:
+                raise ValueError(f"a multi-task model needs the head to export: one of "
+                                 f"{sorted(logits)}, got {task!r}")
+            logits = logits[task]
         return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
-    archive = keras.export.ExportArchive()
-    archive.track(graph)
+    archive = keras.export.ExportArchive()  # untracked: see tfxfer.deploy.serving.export
     archive.add_endpoint("serving_default", probabilities, input_signature=[
         tf.TensorSpec((1, size, size, 3), tf.float32, name="image")])
     archive.write_out(path, verbose=False)
 
 
-def convert(model: keras.Model, variant: str, calibration: np.ndarray | None = None) -> bytes:
-    """The ``.tflite`` bytes of a trained training graph for one of :data:`VARIANTS`."""
+def convert(model: keras.Model, variant: str, calibration: np.ndarray | None = None,
+            task: str | None = None) -> bytes:
+    """The ``.tflite`` bytes of a trained training graph for one of :data:`VARIANTS`.
+
+    ``task`` names the head of a multi-task model to export (its probabilities only).
+    """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     with tempfile.TemporaryDirectory() as tmp:  # SavedModel: the converter's best-kept path
-        _write_probabilities_graph(model, tmp)
+        _write_probabilities_graph(model, tmp, task)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if variant != "fp32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -132,29 +144,50 @@ class Runner:
         return out
 
 
-def accuracy(content: bytes, images: np.ndarray, labels: np.ndarray) -> tuple[float, str]:
-    """Validation accuracy of a ``.tflite`` file, measured by running it on every image."""
+def accuracy(content: bytes, batches: Iterable) -> tuple[float, str]:
+    """Validation accuracy of a ``.tflite`` file, measured by running it on every image of
+    ``batches`` (``(uint8 images, labels)`` pairs)."""
     run = Runner(content)
-    pred = np.array([int(np.argmax(run(image))) for image in images])
-    return float((pred == np.asarray(labels)).mean()), run.interpreter
+    correct = total = 0
+    for images, labels in batches:
+        pred = np.array([int(np.argmax(run(image))) for image in images])
+        correct += int((pred == np.asarray(labels)).sum())
+        total += len(pred)
+    return correct / max(1, total), run.interpreter
 
 
-def export(model: keras.Model, variants, out_dir: str | Path, train_images: np.ndarray,
-           train_labels: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray,
-           seed: int = 0) -> dict:
+def export(model: keras.Model, variants, out_dir: str | Path, calibration: np.ndarray,
+           val_batches: Callable[[], Iterable], task: str | None = None) -> dict:
     """Writes ``model_<variant>.tflite`` for each variant and measures each one.
 
+    Args:
+        model: The trained training graph.
+        variants: Some of :data:`VARIANTS`.
+        out_dir: Where the files go.
+        calibration: ``(n, size, size, 3)`` training images for int8.
+        val_batches: Returns a fresh iterator of ``(uint8 images, labels)`` validation batches.
+        task: The head to export from a multi-task model.
+
     Returns:
-        ``{variant: {file, bytes, gzip_bytes, val_accuracy, interpreter}}``.
+        ``{variant: {file, bytes, gzip_bytes, val_accuracy, interpreter, input}}``; a variant
+        whose conversion or run fails gets ``{error}`` instead and the others go on.
     """
-    calibration = calibration_images(train_images, train_labels, seed=seed)
     results = {}
     for variant in variants:
-        content = convert(model, variant, calibration if variant == "int8" else None)
-        path = Path(out_dir) / f"model_{variant}.tflite"
-        write_with(path, lambda tmp, data=content: Path(tmp).write_bytes(data), suffix=".tflite")
-        acc, name = accuracy(content, val_images, val_labels)
+        try:
+            content = convert(model, variant, calibration if variant == "int8" else None, task)
+            path = Path(out_dir) / f"model_{variant}.tflite"
+            write_with(path, lambda tmp, data=content: Path(tmp).write_bytes(data),
+                       suffix=".tflite")
+            acc, name = accuracy(content, val_batches())
+            details = Runner(content).input
+        except Exception as exc:  # noqa: BLE001 - a converter failure must not cost the run
+            results[variant] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+            continue
+        scale, zero = details["quantization"]
         results[variant] = {"file": str(path), "bytes": len(content),
                             "gzip_bytes": len(gzip.compress(content, compresslevel=9)),
-                            "val_accuracy": round(acc, 4), "interpreter": name}
+                            "val_accuracy": round(acc, 4), "interpreter": name,
+                            "input": {"dtype": np.dtype(details["dtype"]).name,
+                                      "scale": float(scale), "zero_point": int(zero)}}
     return results

@@ -123,8 +123,10 @@ def export(model: keras.Model, class_names: dict[str, list[str]], path: str | Pa
     """
     graph = inference_graph(model)
     server = _Server(graph, class_names, top_k)
+    # No archive.track(graph): the endpoints capture every variable they use, and tracking the
+    # model as well stores each weight twice (keras#23553: 2x the files and 2x the memory of
+    # every server that loads them).
     archive = keras.export.ExportArchive()
-    archive.track(graph)
     image_bytes = [tf.TensorSpec([None], tf.string, name="image_bytes")]
     # The first endpoint is also `serving_default` (what TF Serving's REST API calls).
     archive.add_endpoint("serve_bytes", server.serve_bytes, input_signature=image_bytes)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 MIN_SIZE = 1024
 
@@ -103,7 +104,10 @@ class MagnitudePruning(keras.callbacks.Callback):
         if not self.masks or step % self.frequency == 0:
             self.sparsity = schedule(step + 1, self.total, self.target, self.begin, self.end,
                                      self.power)
-            self.masks = {id(v): mask_for(np.asarray(v), self.sparsity) for v in self.kernels}
+            # the masks live as tensors next to the weights (on the GPU there): only this
+            # update, every `frequency` steps, reads the weights back to the host
+            self.masks = {id(v): tf.constant(mask_for(np.asarray(v), self.sparsity), v.dtype)
+                          for v in self.kernels}
             self._apply()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -115,7 +119,7 @@ class MagnitudePruning(keras.callbacks.Callback):
 
     def _apply(self) -> None:
         for v in self.kernels:
-            v.assign(np.asarray(v) * self.masks[id(v)])
+            v.assign(v * self.masks[id(v)])
 
 
 def plan(stages, steps_per_epoch: int) -> dict:

@@ -167,11 +167,12 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
                                         targets=targets)
     guard = _EpochGuard(tm, stage.key, state)
     callbacks = [c for c in (state.backup(stage.key), guard) if c is not None]
-    if cfg.prune.sparsity and stage.key in pruning:
-        callbacks.append(prune_lib.callback(tm.model, cfg.prune, pruning, stage.key))
     if phase.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
+    if cfg.prune.sparsity and stage.key in pruning:  # after EarlyStopping: its restore of
+        # earlier, denser weights is followed by the masks at the end of training
+        callbacks.append(prune_lib.callback(tm.model, cfg.prune, pruning, stage.key))
     done_before = len(state.epochs(stage.key))
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
@@ -247,7 +248,10 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
     history, cache = [], None
     stages = [st for i, p in enumerate(cfg.phases)
               for st in freeze.stages(p, i, cfg.freeze_blocks)]
-    pruning = prune_lib.plan(stages, math.ceil(len(data.train) / cfg.batch_size))
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0  # image batches then drop the remainder
+    steps = (len(data.train) // cfg.batch_size if mixing
+             else math.ceil(len(data.train) / cfg.batch_size))
+    pruning = prune_lib.plan(stages, max(1, steps))
     for stage in stages:
         phase = cfg.phases[stage.index]
         start = time.perf_counter()

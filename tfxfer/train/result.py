@@ -42,6 +42,9 @@ class RunResult:
         if "prune" in m:
             text += f"\n  pruned: {m['prune']['sparsity']:.1%} of prunable weights are zero"
         for variant, e in m.get("litert", {}).items():
+            if "error" in e:
+                text += f"\n  LiteRT {variant}: FAILED ({e['error']})"
+                continue
             text += (f"\n  LiteRT {variant}: val_accuracy={e['val_accuracy']:.4f} "
                      f"({e['delta_vs_float']:+.4f}), {e['bytes'] / 1e6:.2f} MB, {e['file']}")
         if self.paths:
