@@ -14,6 +14,8 @@ KIT_REASON = ("needs ../shared's offline kit: run `eval \"$(../shared/kit/prepar
 
 
 def pytest_collection_modifyitems(config, items):
+    # Long tests first: with two xdist workers, one that starts last keeps a core idle meanwhile.
+    items.sort(key=lambda item: -("slow" in item.keywords) - ("kit" in item.keywords))
     if os.environ.get("TFXFER_DATA_DIR"):
         return
     skip = pytest.mark.skip(reason=KIT_REASON)

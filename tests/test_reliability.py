@@ -43,6 +43,7 @@ def folder(tmp_path):
     return tmp_path / "d"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(folder, tmp_path):
     epochs = 5
     out = tmp_path / "killed"
@@ -79,6 +80,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(f
     assert abs(a - b) <= 0.02 + 1e-9, (a, b)
 
 
+@pytest.mark.slow
 def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_checkpoint(
         folder, tmp_path):
     out = tmp_path / "nan"
@@ -119,6 +121,7 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     assert json.loads((out / "config.json").read_text())["phases"][1]["lr"] == 0.001
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augment,augment_in,cache", [
     ("light", "data", True),     # compiled target: the head model
     ("light", "model", False),   # compiled target: the whole training graph (as augment="none")
@@ -156,6 +159,7 @@ def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_pa
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_gives_the_same_accuracy(folder, tmp_path):
     from tfxfer.recipes import small_different
 
@@ -177,6 +181,7 @@ def test_balanced_class_weight_weights_rare_classes_up(tmp_path):
     assert class_weights(Config(), np.array([0, 1]), 2) is None
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never_blocks(
         folder, tmp_path):
     out = tmp_path / "busy"

@@ -2,9 +2,9 @@
 
 Rules (also in the README's "How images are read"):
 
-- Greyscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; 16-bit samples keep
-  their top 8 bits (a 32-bit integer image counts as 16-bit only if a value exceeds 255, else as
-  8-bit). Transparent images are composited over white.
+- Greyscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; 16-bit samples are
+  scaled to 8 bits, ``round(v * 255 / 65535)`` (a 32-bit integer image counts as 16-bit only if
+  a value exceeds 255, else as 8-bit). Transparent images are composited over white.
 - The EXIF orientation tag is applied, so a phone photo is upright.
 - An animated GIF (or any multi-frame file) is decoded as its first frame.
 - Large JPEGs are decoded at reduced scale first (libjpeg's DCT scaling), then resized.
