@@ -140,6 +140,7 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to" chatter
 
 
 def main(defaults: Config, argv: list[str] | None = None, prog: str | None = None) -> int:
