@@ -366,7 +366,7 @@ def test_an_unexpected_decoder_exception_skips_that_file_only(image_folder, monk
                              "reason": "error: unpack requires a buffer of 4 bytes"}]
 
 
-@pytest.mark.parametrize("name", ["hymenoptera", "fashion_mnist"])
+@pytest.mark.parametrize("name", ["hymenoptera", "fashion_mnist", "mnist", "mnist_m", "usps"])
 def test_a_builtin_dataset_without_network_or_mirror_is_a_one_line_error(name, monkeypatch,
                                                                         tmp_path):
     import keras
@@ -377,8 +377,11 @@ def test_a_builtin_dataset_without_network_or_mirror_is_a_one_line_error(name, m
     monkeypatch.setenv("TFXFER_DATA_DIR", str(tmp_path))  # a mirror that lacks the dataset
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    # mnist_m and usps have no download: the reason says so instead of a network error
+    reason = "no public download" if name in ("mnist_m", "usps") else "Name or service not known"
     with pytest.raises(UserError, match=rf"built-in dataset {name} is neither in "
-                                        r"\$TFXFER_DATA_DIR.*Name or service not known.*"
+                                        rf"\$TFXFER_DATA_DIR.*{reason}.*"
                                         r"Fix: connect once") as exc:
         data_lib.load(name, 32)
     assert "\n" not in str(exc.value)

@@ -126,3 +126,38 @@ def test_tfds_source_reads_fashion_mnist_from_the_kit_as_manual_dir(tmp_path, mo
     assert ds.class_names[:2] == ["T-shirt/top", "Trouser"] and ds.num_classes == 10
     assert ds.train.images.shape == (200, 28, 28, 1) and ds.val.images.shape == (50, 28, 28, 1)
     assert set(ds.counts()["val"].values()) == {5}
+
+
+def test_digit_domains_read_from_the_kit_match_the_manifest_and_share_one_label_set():
+    """MNIST (IDX), USPS (HDF5) and MNIST-M (folders) against independent reads of the files."""
+    import gzip
+    import os
+
+    import h5py
+    import numpy as np
+
+    from tfxfer.data import sources
+
+    root = os.environ["TFXFER_DATA_DIR"]
+    mnist = sources.load("mnist", 28)
+    assert mnist.train.images.shape == (60000, 28, 28, 1) and len(mnist.val) == 10000
+    assert np.bincount(mnist.train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
+                                                        6265, 5851, 5949]
+    with gzip.open(os.path.join(root, "mnist", "t10k-images-idx3-ubyte.gz")) as f:
+        raw = f.read()
+    assert np.array_equal(mnist.val.images[-1, ..., 0],
+                          np.frombuffer(raw[-784:], np.uint8).reshape(28, 28))
+    usps = sources.load("usps", 16)
+    assert np.bincount(usps.train.labels).tolist() == [1194, 1005, 731, 658, 652, 556, 664, 645,
+                                                       542, 644]
+    assert len(usps.val) == 2007
+    with h5py.File(os.path.join(root, "usps.h5")) as f:
+        first = f["train/data"][0]
+    assert np.abs(usps.train.images[0, ..., 0].astype(float) / 255 - first.reshape(16, 16)).max() \
+        <= 0.5 / 255 + 1e-6
+    mnist_m = sources.load("mnist_m", 32, train_per_class=2, val_per_class=2)
+    counts = {s: sum(len(files) for _, _, files in os.walk(os.path.join(root, "mnist_m", s)))
+              for s in ("train", "test")}
+    assert counts == {"train": 10000, "test": 9001}
+    digits = [str(d) for d in range(10)]
+    assert mnist.class_names == usps.class_names == mnist_m.class_names == digits

@@ -49,7 +49,8 @@ class Config:
     Attributes:
         recipe: Name of the recipe that produced the defaults (informational).
         data: A directory (``split/label/img`` or ``label/img``), ``tfds:NAME``, or a built-in
-            name: ``hymenoptera``, ``cats_and_dogs_filtered``, ``fashion_mnist``.
+            name: ``hymenoptera``, ``cats_and_dogs_filtered``, ``fashion_mnist``, ``mnist``,
+            ``mnist_m``, ``usps``.
         val_split: Fraction held out for validation when the data has no validation split.
         train_per_class: Keep at most this many training images per class (None: all).
         val_per_class: Keep at most this many validation images per class (None: all).

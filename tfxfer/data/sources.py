@@ -6,9 +6,11 @@ A ``--data`` value is one of:
   ``test``) or ``label/image`` layout (a stratified validation split is drawn with the run's seed;
   every class of 2+ images gets at least one validation and one training image);
 - ``tfds:NAME`` (TensorFlow Datasets; ``manual_dir`` in the config points at pre-downloaded files);
-- a built-in name: ``hymenoptera``, ``cats_and_dogs_filtered`` or ``fashion_mnist``. Each resolves
-  to ``$TFXFER_DATA_DIR/<folder>`` when that variable is set (an air-gapped mirror) and is
-  otherwise downloaded once from its public origin into the Keras cache.
+- a built-in name: ``hymenoptera``, ``cats_and_dogs_filtered``, ``fashion_mnist``, ``mnist``,
+  ``mnist_m`` (a subset: 10,000 train, 9,001 test) or ``usps``. Each resolves to
+  ``$TFXFER_DATA_DIR/<folder>`` when that variable is set (an air-gapped mirror, such as the
+  offline kit); the first four are otherwise downloaded once into the Keras cache, while
+  ``mnist_m`` and ``usps`` need the mirror (:mod:`tfxfer.data.arrays` reads the array ones).
 
 Images are decoded and resized once (see :mod:`tfxfer.data.images`) into ``uint8`` arrays;
 Fashion-MNIST and other small-image sources stay at their native size and are resized in the
@@ -17,12 +19,11 @@ Fashion-MNIST and other small-image sources stay at their native size and are re
 Example:
     >>> from tfxfer.data import sources as data
     >>> sorted(data.BUILTINS)
-    ['cats_and_dogs_filtered', 'fashion_mnist', 'hymenoptera']
+    ['cats_and_dogs_filtered', 'fashion_mnist', 'hymenoptera', 'mnist', 'mnist_m', 'usps']
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tfxfer import storage
+from tfxfer.data import arrays
 from tfxfer.errors import UserError
 from tfxfer.data.images import IMAGE_EXTENSIONS, UnreadableImage, decode
 
@@ -48,6 +50,16 @@ BUILTINS = {
                                "https://storage.googleapis.com/mledu-datasets/"
                                "cats_and_dogs_filtered.zip"),
     "fashion_mnist": ("fashion-mnist", None),
+    "mnist": ("mnist", None),
+    "mnist_m": ("mnist_m", None),
+    "usps": ("usps.h5", None),
+}
+# Built-ins read as arrays (the rest are image folders): reader of the mirror, class names, and
+# the keras.datasets name that downloads it when there is no mirror (None: mirror only).
+ARRAY_BUILTINS = {
+    "fashion_mnist": (arrays.read_idx_folder, FASHION_MNIST_CLASSES, "fashion_mnist"),
+    "mnist": (arrays.read_idx_folder, arrays.DIGITS, "mnist"),
+    "usps": (arrays.read_usps, arrays.DIGITS, None),
 }
 IMBALANCE_WARN_RATIO = 3.0
 
@@ -128,10 +140,10 @@ def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
                        src)
     if data in BUILTINS:
         path = builtin_path(data)
-        if data == "fashion_mnist":
-            tr, va = _read_fashion_mnist(path)
-            return _finish(list(FASHION_MNIST_CLASSES), _limit(tr, train_per_class, seed),
-                           _limit(va, val_per_class, seed), f"fashion_mnist ({path})")
+        if data in ARRAY_BUILTINS:
+            tr, va = _read_arrays(data, path)
+            return _finish(list(ARRAY_BUILTINS[data][1]), _limit(tr, train_per_class, seed),
+                           _limit(va, val_per_class, seed), f"{data} ({path or 'Keras cache'})")
         return load_directory(path, image_size, val_split=val_split, **limits)
     if os.path.isdir(data):
         return load_directory(data, image_size, val_split=val_split, **limits)
@@ -144,10 +156,12 @@ def builtin_path(name: str) -> str:
     """Folder of a built-in dataset: the air-gapped mirror, or a cached download."""
     folder, origin = BUILTINS[name]
     mirror = os.environ.get("TFXFER_DATA_DIR")
-    if mirror and os.path.isdir(os.path.join(mirror, folder)):
+    if mirror and os.path.exists(os.path.join(mirror, folder)):
         return os.path.join(mirror, folder)
     if origin is None:
-        return ""  # fashion_mnist: read through keras.datasets (its own cache and download)
+        if name in ARRAY_BUILTINS and ARRAY_BUILTINS[name][2]:
+            return ""  # read through keras.datasets (its own cache and download)
+        raise _not_downloadable(name, FileNotFoundError("no public download is wired for it"))
     import keras
 
     try:
@@ -294,28 +308,14 @@ def _limit(split: Split, per_class: int | None, seed: int) -> Split:
     return Split(split.images[keep], split.labels[keep])
 
 
-def _read_idx(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _read_fashion_mnist(path: str) -> tuple[Split, Split]:
+def _read_arrays(name: str, path: str):
+    reader, _, keras_name = ARRAY_BUILTINS[name]
     if path:
-        get = lambda name: _read_idx(os.path.join(path, name))  # noqa: E731
-        x_tr, y_tr = get("train-images-idx3-ubyte.gz"), get("train-labels-idx1-ubyte.gz")
-        x_va, y_va = get("t10k-images-idx3-ubyte.gz"), get("t10k-labels-idx1-ubyte.gz")
-    else:
-        import keras
-
-        try:
-            (x_tr, y_tr), (x_va, y_va) = keras.datasets.fashion_mnist.load_data()
-        except Exception as exc:  # noqa: BLE001 - no network and nothing in the Keras cache
-            raise _not_downloadable("fashion_mnist", exc) from None
-    return (Split(x_tr[..., None], y_tr.astype(np.int32)),
-            Split(x_va[..., None], y_va.astype(np.int32)))
+        return reader(path)
+    try:
+        return arrays.read_keras(keras_name)
+    except Exception as exc:  # noqa: BLE001 - no network and nothing in the Keras cache
+        raise _not_downloadable(name, exc) from None
 
 
 def _finish(names, train: Split, val: Split, source: str, skipped=None, ignored=None) -> ImageData:
