@@ -9,7 +9,8 @@ parts share their variables, so the same weights serve three graphs:
 - ``plain_model``: float32 images -> logits without the augmenter, used for training when
   augmentation runs in ``tf.data`` instead (``augment_in="data"``, the measured-faster default).
 - :meth:`TransferModel.serving_model`: ``uint8`` images -> logits, with no augmentation layer at
-  all. This is what is exported as a SavedModel.
+  all. The exported SavedModel is built the same way from the saved graph, with decoding and
+  class names around it (:mod:`tfxfer.deploy.serving`).
 
 With several named heads (:mod:`tfxfer.methods.tasks`), every graph's output is a dict
 ``{task name: logits}`` instead of one logits tensor.
@@ -114,7 +115,7 @@ class TransferModel:
         return _apply_heads(self.heads, self.multi, features, training)
 
     def serving_model(self) -> keras.Model:
-        """``uint8`` images -> logits (or named logits), no augmentation: what a server runs."""
+        """``uint8`` images -> logits (or named logits), no augmentation."""
         inputs = keras.Input((self.image_size, self.image_size, 3), dtype="uint8", name="image")
         x = self.model.get_layer("preprocess")(inputs)
         x = self.backbone(x, training=False)
