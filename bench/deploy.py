@@ -13,7 +13,7 @@ Three tables, every number measured by running the exported files on the validat
 3. **TTA** (both datasets): the served model through ``tfxfer predict``'s path with ``--tta``
    none, flip and crops.
 
-Run: ``python bench/deploy.py`` (about an hour on 2 CPU cores; needs the kit). Writes
+Run: ``python bench/deploy.py`` (about 40 minutes on 2 CPU cores; needs the kit). Writes
 ``bench/results/deploy.json`` and prints the tables that bench/README.md quotes.
 """
 
