@@ -30,9 +30,11 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from tfxfer.atomic import write_with
 from tfxfer.methods import tta as tta_lib
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -173,10 +175,7 @@ def write(rows: list[dict], path: str | None, fmt: str) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: Path(tmp).write_text(text, newline=""))
 
 
 class _Parser(argparse.ArgumentParser):
