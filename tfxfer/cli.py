@@ -14,9 +14,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 
 from tfxfer.models import backbones
 from tfxfer.config import Config
@@ -33,12 +36,26 @@ values parse as JSON (numbers, true/false, null, [lists]). Unknown keys are reje
 backbones: """
 
 
+@dataclass(frozen=True)
+class Flag:
+    """A recipe's own named flag, setting a (dotted) config key: ``--target`` -> adapt.target.
+
+    ``is_list``: the value is comma-separated (``--unseen a,b``) and the key takes a list.
+    """
+
+    name: str
+    key: str
+    help: str
+    is_list: bool = False
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, like every other user error
         raise UserError(f"invalid command line: {message}", fix=f"see {self.prog} --help")
 
 
-def build_parser(defaults: Config, prog: str) -> argparse.ArgumentParser:
+def build_parser(defaults: Config, prog: str, flags: tuple[Flag, ...] = ()
+                 ) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=f"tfxfer recipe '{defaults.recipe}': {_describe(defaults)}",
                 epilog=EPILOG + ", ".join(backbones.names()),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +88,13 @@ def build_parser(defaults: Config, prog: str) -> argparse.ArgumentParser:
                         "litert-fp32,litert-fp16,litert-dynamic,litert-int8")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
+    for flag in flags:
+        p.add_argument(flag.name, dest=_dest(flag), help=f"{flag.help} (sets {flag.key})")
     return p
+
+
+def _dest(flag: Flag) -> str:
+    return "recipe_" + flag.name.lstrip("-").replace("-", "_")
 
 
 def _describe(cfg: Config) -> str:
@@ -85,10 +108,19 @@ _FLAG_KEYS = ("data", "backbone", "weights", "image_size", "batch_size", "freeze
               "strategy", "seed", "output")
 
 
-def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer") -> Config:
-    """Applies a command line to a recipe's default config."""
-    args = build_parser(defaults, prog).parse_args(argv)
+def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer",
+                   flags: tuple[Flag, ...] = ()) -> Config:
+    """Applies a command line to a recipe's default config (``flags``: the recipe's own)."""
+    args = build_parser(defaults, prog, flags).parse_args(argv)
     cfg = Config.load(args.config, base=defaults) if args.config else defaults
+    own = []
+    for flag in flags:
+        value = getattr(args, _dest(flag))
+        if value is not None:
+            if flag.is_list:
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            own.append(f"{flag.key}={json.dumps(value)}")
+    cfg = cfg.override(own) if own else cfg
     changes = {key: getattr(args, key) for key in _FLAG_KEYS if getattr(args, key) is not None}
     if args.overwrite:
         changes["overwrite"] = True
@@ -107,17 +139,21 @@ def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer
     return cfg.override(args.set) if args.set else cfg
 
 
-def run(cfg: Config, extra_augment=()):
-    """Trains, evaluates and writes every artefact: what each recipe's ``run`` calls."""
-    from tfxfer.deploy import export  # heavy imports only when a run starts
-    from tfxfer.train import loop as train
+def run(cfg: Config, extra_augment=(), trainer: str = "tfxfer.train.loop"):
+    """Trains, evaluates and writes every artefact: what each recipe's ``run`` calls.
 
-    result = train.run(cfg, extra_augment)
+    ``trainer`` is the module whose ``run(cfg, extra_augment)`` trains: the one training core
+    (:mod:`tfxfer.train.loop`), or the adaptation core (:mod:`tfxfer.train.adapt`).
+    """
+    from tfxfer.deploy import export  # heavy imports only when a run starts
+
+    result = importlib.import_module(trainer).run(cfg, extra_augment)
     export.save_run(result, cfg)
     return result
 
 
-def entry_points(defaults: Config):
+def entry_points(defaults: Config, trainer: str = "tfxfer.train.loop",
+                 flags: tuple[Flag, ...] = ()):
     """``(run, main)`` for a recipe module: its Python entry point and its command line.
 
     ``run(config=defaults, **overrides)`` trains, evaluates and exports; ``overrides`` are
@@ -126,10 +162,10 @@ def entry_points(defaults: Config):
     """
 
     def run_recipe(config: Config = defaults, **overrides):
-        return run(config.replace(**overrides) if overrides else config)
+        return run(config.replace(**overrides) if overrides else config, trainer=trainer)
 
-    def main_recipe(argv: list[str] | None = None) -> int:
-        return main(defaults, argv)
+    def main_recipe(argv: list[str] | None = None, prog: str | None = None) -> int:
+        return main(defaults, argv, prog, trainer, flags)
 
     run_recipe.__doc__ = f"Runs the {defaults.recipe} recipe (defaults: CONFIG) and exports it."
     main_recipe.__doc__ = f"Command line of the {defaults.recipe} recipe; returns the exit status."
@@ -143,13 +179,14 @@ def _quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to" chatter
 
 
-def main(defaults: Config, argv: list[str] | None = None, prog: str | None = None) -> int:
+def main(defaults: Config, argv: list[str] | None = None, prog: str | None = None,
+         trainer: str = "tfxfer.train.loop", flags: tuple[Flag, ...] = ()) -> int:
     """Runs a recipe from the command line; returns the process exit status."""
     prog = prog or f"python -m tfxfer.recipes.{defaults.recipe}"
     _quiet_tensorflow()
     try:
-        cfg = resolve_config(defaults, argv, prog)
-        result = run(cfg)
+        cfg = resolve_config(defaults, argv, prog, flags)
+        result = run(cfg, trainer=trainer)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -163,13 +200,11 @@ def main(defaults: Config, argv: list[str] | None = None, prog: str | None = Non
 
 def entry(argv: list[str] | None = None) -> int:
     """``tfxfer RECIPE [options]``: the console script."""
-    import importlib
-
-    from tfxfer.recipes import RECIPES
+    from tfxfer.recipes import RECIPES, TARGET_RECIPES
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(RECIPES)}; "
+        print(f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(RECIPES + TARGET_RECIPES)}; "
               "tfxfer RECIPE --help for options)\n"
               "       tfxfer predict SAVED_MODEL IMAGES... [--output FILE] [--tta flip]\n"
               "       tfxfer export RUN_DIR --litert int8[,fp16,dynamic,fp32]")
@@ -180,14 +215,14 @@ def entry(argv: list[str] | None = None) -> int:
         return predict.main(argv[1:])
     if argv[0] == "export":
         return export_main(argv[1:])
-    if argv[0] not in RECIPES:
+    if argv[0] not in RECIPES + TARGET_RECIPES:
         print(f"tfxfer: error: the command must be a recipe, predict or export; valid: "
-              f"{', '.join(RECIPES)}, predict, export; got {argv[0]!r}. Fix: run e.g. "
+              f"{', '.join(RECIPES + TARGET_RECIPES)}, predict, export; got {argv[0]!r}. Fix: run e.g. "
               "tfxfer small_similar",
               file=sys.stderr)
         return 2
     module = importlib.import_module(f"tfxfer.recipes.{argv[0]}")
-    return main(module.CONFIG, argv[1:], prog=f"tfxfer {argv[0]}")
+    return module.main(argv[1:], prog=f"tfxfer {argv[0]}")
 
 
 def export_main(argv: list[str], prog: str = "tfxfer export") -> int:

@@ -29,8 +29,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 
 from tfxfer.errors import UserError
 from tfxfer.schema import assign, build, check_choice, check_min, parse_value
-from tfxfer.sections import (  # noqa: F401  (Phase, Task, Prune: imported from here)
-    OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Phase, Prune, Task)
+from tfxfer.sections import (  # noqa: F401  (the sections are imported from here)
+    OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Phase, Prune, Task, ZeroShot)
 
 AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 POOLINGS = ("avg", "max")
@@ -101,6 +101,10 @@ class Config:
         export: Extra files written and measured after training: any of ``litert-fp32``,
             ``litert-fp16``, ``litert-dynamic``, ``litert-int8`` (:mod:`tfxfer.deploy.litert`).
         prune: Magnitude pruning during backbone fine-tuning (:class:`Prune`).
+        adapt: Unsupervised domain adaptation to an unlabelled target (:class:`Adapt`); used by
+            the ``domain_adapt`` recipe.
+        zero_shot: Zero-shot classification by attributes (:class:`ZeroShot`); used by the
+            ``zero_shot`` recipe.
     """
 
     recipe: str = "custom"
@@ -142,6 +146,8 @@ class Config:
     tta: str = "none"
     export: tuple[str, ...] = ()
     prune: Prune = field(default_factory=Prune)
+    adapt: Adapt = field(default_factory=Adapt)
+    zero_shot: ZeroShot = field(default_factory=ZeroShot)
 
     def __post_init__(self):
         if self.weights is not None and self.weights.lower() == "none":

@@ -1,4 +1,4 @@
-"""The config's nested tables: training phases, output tasks and pruning.
+"""The config's nested tables: phases, output tasks, pruning, domain adaptation and zero-shot.
 
 They live apart from :class:`tfxfer.config.Config` to keep each module small; import them from
 :mod:`tfxfer.config`, their public home.
@@ -7,6 +7,8 @@ Example:
     >>> from tfxfer.config import Phase, Prune
     >>> Phase(lr_range=(1e-6, 1e-4)).rates()[0], Prune(sparsity=0.5).sparsity
     (0.0001, 0.5)
+    >>> Adapt(target="mnist_m").method, ZeroShot(unseen=("Bag",)).methods
+    ('dann', ('dap', 'eszsl'))
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from tfxfer.schema import check_choice, check_min
 
 TRAINABLE_SCOPES = ("head", "partial", "all", "gradual")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "anneal")
+ADAPT_METHODS = ("dann", "source_only")
+ZERO_SHOT_METHODS = ("dap", "eszsl")
 TASK_LOSSES = ("crossentropy", "focal")
 
 
@@ -43,7 +47,9 @@ class Phase:
         unfreeze_every: Epochs between two unfreezing steps of a ``gradual`` phase.
         weight_decay: Decoupled weight decay (adamw, sgd) .
         momentum: Momentum for sgd and rmsprop.
-        schedule: ``constant`` or ``cosine`` (decays to 0 over the phase).
+        schedule: ``constant``, ``cosine`` (decays to 0 over the phase) or ``anneal``
+            (``lr / (1 + 10 p) ** 0.75``, ``p`` the phase's progress from 0 to 1: the annealing
+            of the DANN paper, Ganin & Lempitsky 2015).
         early_stopping: Patience in epochs on validation loss; 0 turns it off. The best weights
             are restored when it triggers.
     """
@@ -115,8 +121,6 @@ class Task:
                             got=self.name, fix="rename the task, e.g. name = \"coarse\"")
 
 
-
-
 @dataclass(frozen=True)
 class Prune:
     """Magnitude pruning during the phases that train the backbone (:mod:`tfxfer.methods.prune`).
@@ -145,3 +149,68 @@ class Prune:
                             fix="pass e.g. --set prune.end=0.75")
         check_min("prune.power", self.power, 1)
         check_min("prune.frequency", self.frequency, 0)
+
+
+@dataclass(frozen=True)
+class Adapt:
+    """Unsupervised domain adaptation (:mod:`tfxfer.train.adapt`): the ``domain_adapt`` recipe.
+
+    The config's ``data`` is the labelled source; ``target`` is trained on without its labels.
+
+    Attributes:
+        target: The target domain: anything ``data`` accepts, or a folder of unlabelled images.
+            Only its images are used for training (its training split when it has labels).
+        target_val: Labelled target data, for evaluation only. None: the target's own validation
+            split when it has labels, else no target accuracy is reported.
+        method: ``dann`` (gradient reversal against a domain classifier) or ``source_only`` (the
+            same code path with the reversal weight held at 0: the baseline).
+        gamma: Steepness of the reversal weight ``lambda_p = 2 / (1 + exp(-gamma p)) - 1``.
+        weight: Final reversal weight (multiplies ``lambda_p``).
+        domain_hidden: Widths of the domain classifier's hidden ReLU layers.
+    """
+
+    target: str | None = None
+    target_val: str | None = None
+    method: str = "dann"
+    gamma: float = 10.0
+    weight: float = 1.0
+    domain_hidden: tuple[int, ...] = (1024, 1024)
+
+    def __post_init__(self):
+        check_choice("adapt.method", self.method, ADAPT_METHODS)
+        check_min("adapt.gamma", self.gamma, 0.0, strict=True)
+        check_min("adapt.weight", self.weight, 0.0)
+        for width in self.domain_hidden:
+            check_min("adapt.domain_hidden", width, 1)
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """Zero-shot classification by attributes (:mod:`tfxfer.methods.zero_shot`).
+
+    Attributes:
+        attributes: CSV file: a header ``class,attr1,attr2,...`` and one row per class, binary
+            or continuous values. None: the built-in table of the data, if it has one.
+        unseen: Classes whose images are never used in training, recognised by their row.
+        methods: Any of ``dap`` (Lampert et al.) and ``eszsl`` (Romera-Paredes & Torr 2015).
+        eszsl_gamma: ESZSL's regulariser on the feature side (``gamma`` in the paper).
+        eszsl_lambda: ESZSL's regulariser on the attribute side (``lambda`` in the paper).
+        dap_c: Inverse L2 strength of DAP's per-attribute logistic regressions.
+        calibration: Subtracted from seen classes' scores in generalised ZSL (Chao et al.
+            2016's calibrated stacking); 0: plain GZSL.
+    """
+
+    attributes: str | None = None
+    unseen: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ZERO_SHOT_METHODS
+    eszsl_gamma: float = 1.0
+    eszsl_lambda: float = 1.0
+    dap_c: float = 1.0
+    calibration: float = 0.0
+
+    def __post_init__(self):
+        for method in self.methods:
+            check_choice("zero_shot.methods", method, ZERO_SHOT_METHODS)
+        check_min("zero_shot.eszsl_gamma", self.eszsl_gamma, 0.0, strict=True)
+        check_min("zero_shot.eszsl_lambda", self.eszsl_lambda, 0.0, strict=True)
+        check_min("zero_shot.dap_c", self.dap_c, 0.0, strict=True)

@@ -235,7 +235,7 @@ def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: 
                 chosen = [chosen[j] for j in sorted(rng.choice(len(chosen), limit, replace=False))]
             paths += chosen
             labels += [i] * len(chosen)
-        splits.append(_decode_all(paths, np.asarray(labels, np.int32), image_size, skipped))
+        splits.append(decode_files(paths, np.asarray(labels, np.int32), image_size, skipped))
     return _finish(names, splits[0], splits[1], str(root), skipped, ignored)
 
 
@@ -272,7 +272,8 @@ def _check_classes(names, train_files, val_files, path) -> None:
                         fix="make the validation folders match the training folders")
 
 
-def _decode_all(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict]) -> Split:
+def decode_files(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict]) -> Split:
+    """Decodes ``paths`` in threads; unreadable files go to ``skipped`` and leave the split."""
     images = storage.allocate((len(paths), size, size, 3), "uint8")
     ok = np.zeros(len(paths), bool)
 

@@ -102,6 +102,28 @@ class PhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"lr": self.lr, "total_steps": self.total_steps, "offset": self.offset}
 
 
+@keras.saving.register_keras_serializable(package="tfxfer")
+class PhaseAnneal(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr / (1 + alpha p) ** beta`` with ``p`` the phase's progress (0 to 1) over ``total_steps``.
+
+    The annealing of the DANN paper (Ganin & Lempitsky 2015: ``alpha = 10``, ``beta = 0.75``),
+    offered to every recipe as ``schedule = "anneal"``; ``offset`` as for :class:`PhaseCosine`.
+    """
+
+    def __init__(self, lr: float, total_steps: int, offset: int = 0, alpha: float = 10.0,
+                 beta: float = 0.75):
+        self.lr, self.total_steps, self.offset = float(lr), int(total_steps), int(offset)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def __call__(self, step):
+        p = ops.minimum(ops.cast(step, "float32") + self.offset, self.total_steps) / self.total_steps
+        return self.lr / (1.0 + self.alpha * p) ** self.beta
+
+    def get_config(self):
+        return {"lr": self.lr, "total_steps": self.total_steps, "offset": self.offset,
+                "alpha": self.alpha, "beta": self.beta}
+
+
 def block_factor(decay: float, block: int) -> float:
     """The rate multiplier of backbone ``block`` (1..5): ``decay ** (6 - block)``; head: 1."""
     return decay ** (backbones.NUM_BLOCKS + 1 - block)
@@ -122,13 +144,14 @@ def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: dict[str, fl
 
     Args:
         phase: The phase (optimiser name, rates, schedule, weight decay, momentum).
-        steps_per_epoch: Optimiser steps per epoch (for the cosine schedule's length).
+        steps_per_epoch: Optimiser steps per epoch (for the schedule's length).
         multipliers: Per-variable rate multipliers, e.g. from :func:`block_multipliers`.
         offset_steps: Steps of this phase already run by an earlier optimiser (gradual phases).
     """
     lr, _ = phase.rates()
-    if phase.schedule == "cosine":
-        lr = PhaseCosine(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
+    if phase.schedule in ("cosine", "anneal"):
+        schedule = PhaseCosine if phase.schedule == "cosine" else PhaseAnneal
+        lr = schedule(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
     kw = {"lr_multipliers": multipliers}
     if phase.optimizer == "adam":
         return Adam(lr, **kw)

@@ -39,6 +39,14 @@ class RunResult:
         for name, t in {k: v for k, v in m.get("tta", {}).items() if isinstance(v, dict)}.items():
             text += (f"\n  tta={m['tta']['mode']} ({name}): val_accuracy={t['val_accuracy']:.4f} "
                      f"(without: {t['val_accuracy_without_tta']:.4f})")
+        if "adapt" in m:
+            a = m["adapt"]
+            text += f"\n  {a['method']} to target {a['target']}: "
+            text += (f"target_accuracy={a['target_accuracy']:.4f} ({a['num_target_val']} images), "
+                     f"domain classifier {a['val_domain_accuracy']:.4f} held out (0.5: "
+                     "indistinguishable)" if "target_accuracy" in a else
+                     f"no labelled target data; domain classifier {a['train_domain_accuracy']:.4f}"
+                     " in training")
         if "prune" in m:
             text += f"\n  pruned: {m['prune']['sparsity']:.1%} of prunable weights are zero"
         for variant, e in m.get("litert", {}).items():

@@ -1,0 +1,118 @@
+"""The target domain of an adaptation run: its training images (never its labels) and its
+labelled evaluation data.
+
+``--target`` takes anything ``--data`` takes (:func:`tfxfer.data.sources.load`), and also a
+folder of **unlabelled** images: a folder that holds image files at its top level is read as
+one pool of images, recursively, whatever its sub-folders are called. A labelled target gives its
+training split's images; its labels are dropped here, before anything trains, and its validation
+split becomes the evaluation data unless ``--target-val`` names other labelled data.
+
+Example:
+    >>> from tfxfer.data import domains  # doctest: +SKIP
+    >>> t = domains.load_target("mnist_m", None, 32, [str(d) for d in range(10)])  # doctest: +SKIP
+    >>> t.images.shape, t.val.val.images.shape  # doctest: +SKIP
+    ((10000, 32, 32, 3), (9001, 32, 32, 3))
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfxfer.data import sources
+from tfxfer.data.images import IMAGE_EXTENSIONS
+from tfxfer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Target:
+    """Target images for training and optional labelled target data for evaluation.
+
+    Attributes:
+        images: ``(N, H, W, C)`` uint8 training images of the target; no labels travel with them.
+        val: Labelled target data (its ``val`` split is evaluated: the validation/test split, or
+            every image of a ``--target-val`` folder in ``label/image`` layout), or None.
+        source: Where the images came from.
+        skipped: Unreadable files of an unlabelled folder.
+    """
+
+    images: np.ndarray
+    val: sources.ImageData | None
+    source: str
+    skipped: list[dict] = field(default_factory=list)
+
+    def describe(self) -> str:
+        text = f"target: {self.source}: {len(self.images)} training images (labels unused)"
+        if self.val is not None:
+            text += f"; evaluated on {len(self.val.val)} labelled images of {self.val.source}"
+        else:
+            text += "; no labelled target data: target accuracy is not reported"
+        if self.skipped:
+            text += f"; skipped as unreadable: {len(self.skipped)}"
+        return text
+
+
+def is_unlabelled_folder(path: str) -> bool:
+    """True for a directory holding image files at its top level (see the module docstring)."""
+    root = Path(path)
+    return root.is_dir() and any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                                 for p in root.iterdir())
+
+
+def load_unlabelled(path: str, image_size: int) -> tuple[np.ndarray, list[dict]]:
+    """Every readable image under ``path`` (recursively), decoded at ``image_size``."""
+    files = sorted(str(p) for p in Path(path).rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not p.name.startswith("."))
+    skipped: list[dict] = []
+    split = sources.decode_files(files, np.zeros(len(files), np.int32), image_size, skipped)
+    if not len(split):
+        raise UserError("the target folder must hold at least one readable image", got=path,
+                        fix="check the files are images (see the skipped list)")
+    return split.images, skipped
+
+
+def _labelled(data: str, image_size: int, seed: int, val_split: float) -> sources.ImageData:
+    return sources.load(data, image_size, val_split=val_split, seed=seed)
+
+
+def _evaluation_data(data: str, image_size: int, seed: int, val_split: float
+                     ) -> sources.ImageData:
+    """``--target-val``: its validation/test split, or all of a ``label/image`` folder."""
+    loaded = _labelled(data, image_size, seed, val_split)
+    root = Path(data)
+    if root.is_dir() and not any((root / d).is_dir() for d in sources.TRAIN_DIRS):
+        both = sources.Split(np.concatenate([loaded.train.images, loaded.val.images]),
+                             np.concatenate([loaded.train.labels, loaded.val.labels]))
+        loaded.val = both  # nothing of it trains: evaluate on every image
+    return loaded
+
+
+def load_target(target: str, target_val: str | None, image_size: int, class_names: list[str],
+                seed: int = 0, val_split: float = 0.2) -> Target:
+    """Reads ``--target`` and ``--target-val``; checks the evaluation classes are the source's.
+
+    Raises:
+        UserError: The target cannot be read, or the labelled target data's classes differ from
+            the source's ``class_names``.
+    """
+    skipped: list[dict] = []
+    if is_unlabelled_folder(target):
+        images, skipped = load_unlabelled(target, image_size)
+        val = None
+    else:
+        data = _labelled(target, image_size, seed, val_split)
+        images, val = data.train.images, data
+    if target_val is not None:
+        val = _evaluation_data(target_val, image_size, seed, val_split)
+    if val is not None and list(val.class_names) != list(class_names):
+        raise UserError("the labelled target data must have the source's classes, in the same "
+                        "order", got=f"target {val.class_names} vs source {list(class_names)}",
+                        fix="name the class folders as in the source, or pass --target-val "
+                            "with matching classes (or a target folder without labels)")
+    return Target(images, val, target, skipped)

@@ -1,0 +1,153 @@
+"""Domain-adversarial training (DANN, Ganin & Lempitsky 2015) as a Keras 3 ``train_step``.
+
+A labelled *source* and an unlabelled *target* share one feature extractor (the backbone and
+its pooling). The label head learns from source labels only; a domain classifier learns to tell
+source from target features, and its gradient reaches the features through a
+:class:`GradientReversal` layer, multiplied by ``-lambda``: the features learn to *defeat* it,
+so they become indistinguishable across domains while staying discriminative for the labels.
+
+- ``lambda_p = 2 / (1 + exp(-gamma p)) - 1`` (:func:`reversal_weight`) rises from 0 to ~1 as
+  training progresses (``p`` from 0 to 1), so the domain classifier's noisy early gradients do
+  not disturb the features; ``gamma = 10`` in the paper.
+- Each step takes a source batch and a target batch of the same size: balanced domains.
+- ``method="source_only"`` holds ``lambda`` at 0: the same graph and the same data, but the
+  domain classifier's gradient stops at the reversal layer, which makes the baseline.
+- Under ``tf.distribute`` each replica's loss is divided by the number of replicas, as Keras's
+  own ``train_step`` does, and the optimiser sums the replicas' gradients.
+
+The model's ``call`` is the plain classifier (images -> logits). The domain classifier is a
+separate part of :class:`DomainAdversarial` and is not in what is saved or exported.
+
+Example:
+    >>> import numpy as np
+    >>> round(float(reversal_weight(0.0)), 3), round(float(reversal_weight(1.0)), 3)
+    (0.0, 0.999)
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.data import augment as augment_lib
+
+
+def reversal_weight(progress, gamma: float = 10.0):
+    """``2 / (1 + exp(-gamma * progress)) - 1``: 0 at the start, about 1 at the end."""
+    return 2.0 / (1.0 + np.exp(-gamma * np.asarray(progress, np.float64))) - 1.0
+
+
+@tf.custom_gradient
+def _reverse(x, weight):
+    def grad(dy):
+        return -tf.cast(weight, dy.dtype) * dy, tf.zeros_like(weight)
+
+    return tf.identity(x), grad
+
+
+@keras.saving.register_keras_serializable(package="tfxfer")
+class GradientReversal(keras.layers.Layer):
+    """The identity forward; multiplies the gradient by ``-weight`` backward.
+
+    Args (of ``call``):
+        x: Any tensor.
+        weight: Scalar reversal weight ``lambda`` (a tensor, so it can change every step).
+    """
+
+    def call(self, x, weight=1.0):
+        return _reverse(x, tf.convert_to_tensor(weight, tf.float32))
+
+    def compute_output_shape(self, input_shape, *args):
+        return input_shape
+
+
+def domain_classifier(hidden, seed: int | None = None) -> keras.Sequential:
+    """Features -> one source-vs-target logit: ReLU Dense layers of widths ``hidden``, dropout 0.5."""
+    seeds = augment_lib.layer_seeds(seed, len(hidden), stream="domain")
+    layers = []
+    for i, width in enumerate(hidden):
+        layers += [keras.layers.Dense(width, activation="relu", name=f"domain_hidden_{i}"),
+                   keras.layers.Dropout(0.5, seed=seeds[i], name=f"domain_dropout_{i}")]
+    layers.append(keras.layers.Dense(1, dtype="float32", name="domain_logit"))
+    return keras.Sequential(layers, name="domain_classifier")
+
+
+class DomainAdversarial(keras.Model):
+    """Trains a :class:`~tfxfer.models.model.TransferModel` adversarially against its domain.
+
+    Fit it on a dataset of ``((source_images, source_onehot), target_images)`` batches.
+
+    Args:
+        tm: The transfer model (its ``feature_model`` and ``head_model`` are trained).
+        domain: The domain classifier (:func:`domain_classifier`).
+        total_steps: Training steps over which the progress ``p`` goes from 0 to 1.
+        method: ``dann`` or ``source_only`` (``lambda`` held at 0).
+        gamma: Steepness of the ``lambda`` schedule.
+        weight: Final reversal weight (multiplies ``lambda_p``).
+        label_smoothing: Label smoothing of the source cross-entropy.
+    """
+
+    def __init__(self, tm, domain: keras.Sequential, total_steps: int, method: str = "dann",
+                 gamma: float = 10.0, weight: float = 1.0, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(name="domain_adversarial", **kwargs)
+        self.features, self.head, self.domain = tm.feature_model, tm.head_model, domain
+        self.reversal = GradientReversal(name="gradient_reversal")
+        self.total_steps, self.method = max(1, int(total_steps)), method
+        self.gamma, self.weight = float(gamma), float(weight)
+        self.label_loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing, reduction="none")
+        self.step = self.add_weight(shape=(), dtype="int64", initializer="zeros",
+                                    trainable=False, name="step", aggregation="only_first_replica")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in
+                         ("loss", "label_loss", "domain_loss", "lambda")}
+        self.trackers["accuracy"] = keras.metrics.CategoricalAccuracy(name="accuracy")
+        self.trackers["domain_accuracy"] = keras.metrics.BinaryAccuracy(
+            name="domain_accuracy", threshold=0.0)  # on logits: > 0 means "source"
+        if not domain.built:
+            domain.build((None, tm.feature_model.output.shape[-1]))
+        self.reversal.built = True  # no weights
+        self.built = True  # every part is built: fit must not trace call() on a data sample
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, images, training=False):
+        return self.head(self.features(images, training=training), training=training)
+
+    def reversal_weight(self):
+        """This step's ``lambda`` (0 for ``source_only``)."""
+        if self.method == "source_only":
+            return tf.constant(0.0)
+        p = tf.minimum(tf.cast(self.step, tf.float32) / self.total_steps, 1.0)
+        return self.weight * (2.0 / (1.0 + tf.exp(-self.gamma * p)) - 1.0)
+
+    def train_step(self, data):
+        (xs, ys), xt = data
+        ns, nt = tf.shape(xs)[0], tf.shape(xt)[0]
+        lam = self.reversal_weight()
+        domains = tf.concat([tf.ones((ns, 1)), tf.zeros((nt, 1))], axis=0)
+        with tf.GradientTape() as tape:
+            # one batch through the backbone: trained BatchNorm sees both domains, as in DANN
+            feats = self.features(tf.concat([xs, xt], axis=0), training=True)
+            logits = self.head(feats[:ns], training=True)
+            label_loss = tf.reduce_mean(self.label_loss(ys, logits))
+            domain_logits = self.domain(self.reversal(feats, weight=lam), training=True)
+            domain_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=domains, logits=domain_logits))
+            loss = label_loss + domain_loss
+            if self.losses:  # L2-SP and other regularisers of the transfer model
+                loss += tf.add_n([tf.cast(l, tf.float32) for l in self.losses])
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        self.step.assign_add(1)
+        for name, value in (("loss", loss), ("label_loss", label_loss),
+                            ("domain_loss", domain_loss), ("lambda", lam)):
+            self.trackers[name].update_state(value)
+        self.trackers["accuracy"].update_state(ys, logits)
+        self.trackers["domain_accuracy"].update_state(domains, domain_logits)
+        return {name: t.result() for name, t in self.trackers.items()}

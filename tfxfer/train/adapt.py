@@ -1,0 +1,234 @@
+"""The training core of unsupervised domain adaptation: labelled source, unlabelled target.
+
+:func:`run` is :func:`tfxfer.train.loop.run`'s counterpart for the ``domain_adapt`` recipe. It
+uses the same pieces (strategy, output directory, data loading, model builder, freezing scopes,
+per-block optimisers, evaluation, export) and trains with
+:class:`tfxfer.methods.dann.DomainAdversarial`:
+
+1. reads the source (``data``) and the target (``adapt.target``; :mod:`tfxfer.data.domains`);
+2. builds the transfer model and a domain classifier in the strategy's scope;
+3. for each phase: sets its ``trainable`` scope, recompiles, and fits on pairs of equal-sized
+   source and target batches (an epoch is one pass over the source; the target repeats). The
+   reversal weight's progress ``p`` runs from 0 to 1 over all phases' steps;
+4. after every epoch it reports the accuracy on the source's validation split, on the labelled
+   target data (when there is some), and the domain classifier's accuracy on held-out source
+   and target images (0.5: the domains are indistinguishable), into the history and the log;
+5. evaluates the classifier on the source's validation split, adds the target's metrics under
+   ``metrics["adapt"]``, and returns a :class:`~tfxfer.train.result.RunResult` whose model is the
+   plain classifier: the domain classifier is not part of what is saved or exported.
+
+An interrupted adaptation run starts over when re-run (it writes no per-epoch checkpoints).
+
+Example:
+    >>> from tfxfer.recipes import domain_adapt  # doctest: +SKIP
+    >>> result = domain_adapt.run(adapt={"target": "mnist_m"})  # doctest: +SKIP
+    >>> result.metrics["adapt"]["target_accuracy"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.config import Config
+from tfxfer.data import augment as augment_lib
+from tfxfer.data import domains, pipeline
+from tfxfer.errors import UserError
+from tfxfer.methods import dann, regularize
+from tfxfer.methods import tasks as tasks_lib
+from tfxfer.models import backbones, freeze
+from tfxfer.models import model as model_lib
+from tfxfer.train import distribute, optim, rundir, validate
+from tfxfer.train.checkpoint import RunState
+from tfxfer.train.loop import load_data
+from tfxfer.train.result import RunResult
+
+log = logging.getLogger("tfxfer")
+
+
+def check(cfg: Config) -> None:
+    """Refuses configs that domain adaptation cannot run, with the rule and the fix."""
+    if not cfg.adapt.target:
+        raise UserError("domain adaptation needs a target domain", got="adapt.target unset",
+                        fix="pass --target DATA (a built-in name, a labelled folder, or a "
+                            "folder of unlabelled images)")
+    if cfg.tasks or cfg.mixup or cfg.cutmix or cfg.class_weight != "none":
+        raise UserError("domain adaptation trains one label head, without MixUp, CutMix or "
+                        "class weights", got=dict(tasks=len(cfg.tasks), mixup=cfg.mixup,
+                                                  cutmix=cfg.cutmix, class_weight=cfg.class_weight),
+                        fix="drop tasks, and set mixup=0, cutmix=0, class_weight=none")
+    if any(p.early_stopping for p in cfg.phases):
+        raise UserError("early_stopping is not available in domain adaptation: the source's "
+                        "validation loss does not tell when the target is best",
+                        got=[p.early_stopping for p in cfg.phases],
+                        fix="set phases.N.early_stopping=0 and choose the epochs")
+    if cfg.adapt.method == "dann" and all(p.trainable == "head" for p in cfg.phases):
+        raise UserError("DANN adapts the features, and every phase trains the head only",
+                        got=[p.trainable for p in cfg.phases],
+                        fix="set phases.0.trainable=all (or partial), or --method source_only")
+
+
+def target_batches(images: np.ndarray, image_size: int, batch_size: int, seed: int,
+                   augmenter=None) -> tf.data.Dataset:
+    """Endless shuffled batches of target images (float32 0-255), no labels."""
+    if len(images) < batch_size:
+        raise UserError("the target must hold at least one batch of images", got=len(images),
+                        fix=f"add target images, or lower --batch-size (now {batch_size})")
+    dtype = tf.as_dtype(images.dtype)
+    ds = pipeline.index_batches(len(images), batch_size, shuffle=True, seed=seed,
+                                drop_remainder=True).repeat()
+    ds = ds.map(lambda idx: pipeline.to_model_input(pipeline.gather_rows(images, idx, dtype),
+                                                    image_size),
+                num_parallel_calls=pipeline.AUTOTUNE)
+    if augmenter is not None:
+        ds = ds.map(lambda x: tf.cast(augmenter(x, training=True), tf.float32),
+                    num_parallel_calls=pipeline.AUTOTUNE)
+    return ds
+
+
+class EpochReport(keras.callbacks.Callback):
+    """Adds source, target and held-out domain accuracy to each epoch's logs, and logs them."""
+
+    def __init__(self, tm, domain, data, target, image_size: int, batch_size: int, label: str):
+        super().__init__()
+        self.tm, self.domain, self.size, self.batch, self.label = (tm, domain, image_size,
+                                                                   batch_size, label)
+        self.source_val = data.val
+        self.target_val = None if target.val is None else target.val.val
+        self.num_classes = data.num_classes
+        # traced once: Keras's predict would retrace for every new dataset, every epoch
+        self._extract = tf.function(lambda x: tm.feature_model(x, training=False),
+                                    reduce_retracing=True)
+
+    def _features(self, split):
+        ds = pipeline.image_dataset(split, self.num_classes, self.size, 256)
+        return np.concatenate([self._extract(x).numpy() for x, _ in ds])
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        source = self._features(self.source_val)
+        logs["val_accuracy"] = _accuracy(self.tm, source, self.source_val.labels)
+        held_out = [source]
+        text = f"source val {logs['val_accuracy']:.4f}"
+        if self.target_val is not None:
+            target = self._features(self.target_val)
+            logs["target_accuracy"] = _accuracy(self.tm, target, self.target_val.labels)
+            held_out.append(target)
+            text += f", target {logs['target_accuracy']:.4f}"
+            # balanced: as many target as source images, so 0.5 is chance
+            n = min(len(source), len(target))
+            d = self.domain(np.concatenate([source[:n], target[:n]]), training=False)
+            d = np.asarray(d)[:, 0]
+            logs["val_domain_accuracy"] = float(np.mean((d > 0) == (np.arange(2 * n) < n)))
+            text += f", domain classifier {logs['val_domain_accuracy']:.4f} held out"
+        log.info("%s epoch %d: accuracy %s; train: domain classifier %.4f, lambda %.3f",
+                 self.label, epoch + 1, text, float(logs.get("domain_accuracy", float("nan"))),
+                 float(logs.get("lambda", float("nan"))))
+
+
+def _accuracy(tm, features: np.ndarray, labels: np.ndarray) -> float:
+    logits = tm.head_model(features, training=False)
+    return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def run(cfg: Config, extra_augment=()) -> RunResult:
+    """Adapts a transfer model from ``cfg.data`` (labelled) to ``cfg.adapt.target``."""
+    check(cfg)
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(cfg.seed)
+    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
+    strategy, why = distribute.resolve(cfg.strategy)
+    policy, _ = distribute.precision_policy(cfg.mixed_precision, strategy)
+    keras.mixed_precision.set_global_policy(policy)
+    log.info("strategy: %s (%s), %d replica(s); each step: %d source + %d target images; "
+             "method %s", type(strategy).__name__, why, strategy.num_replicas_in_sync,
+             cfg.batch_size, cfg.batch_size, cfg.adapt.method)
+    out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
+    try:
+        return _run_locked(cfg, out, strategy, size, extra_augment, t0)
+    except BaseException:
+        rundir.release(out)
+        raise
+
+
+def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float) -> RunResult:
+    data = load_data(cfg, size)
+    log.info("%s", data.describe())
+    target = domains.load_target(cfg.adapt.target, cfg.adapt.target_val, size, data.class_names,
+                                 cfg.seed, cfg.val_split)
+    log.info("%s", target.describe())
+    specs = tasks_lib.resolve((), data.class_names)
+    steps = len(data.train) // cfg.batch_size
+    if steps < 1:
+        raise UserError("the source must hold at least one batch of images", got=len(data.train),
+                        fix=f"lower --batch-size (now {cfg.batch_size})")
+    stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
+    with strategy.scope():
+        tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights, cfg.augment,
+                             extra_augment, cfg.head_pooling, cfg.head_dropout, cfg.head_hidden,
+                             cfg.seed)
+        regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, RunState(out).dir)
+        domain = dann.domain_classifier(cfg.adapt.domain_hidden, cfg.seed)
+        trainer = dann.DomainAdversarial(tm, domain, sum(s.epochs for s in stages) * steps,
+                                         cfg.adapt.method, cfg.adapt.gamma, cfg.adapt.weight,
+                                         cfg.label_smoothing)
+    history = []
+    for stage in stages:
+        history.append(_fit_stage(cfg, tm, trainer, stage, data, target, strategy, steps, size))
+    metrics = validate.evaluate(tm, cfg, data, None, specs, size)
+    metrics["adapt"] = _target_metrics(cfg, history, target)
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
+    return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(),
+                     None if out is None else str(out), data=data)
+
+
+def _fit_stage(cfg: Config, tm, trainer, stage, data, target, strategy, steps: int,
+               size: int) -> dict:
+    phase = cfg.phases[stage.index]
+    start = time.perf_counter()
+    with strategy.scope():
+        freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
+        _, decay = phase.rates()
+        trainer.compile(optimizer=optim.make_optimizer(
+            phase, steps, optim.block_multipliers(tm.backbone, tm.family, decay),
+            stage.first_epoch * steps))  # always recompile after a trainable change
+    info = freeze.summary(tm.backbone, tm.family)
+    log.info("phase %d/%d %r: trainable=%s, backbone params trainable=%s, BN %s, %d epochs of "
+             "%d steps, %s lr=%g schedule=%s", stage.index + 1, len(cfg.phases), stage.label,
+             phase.trainable, f"{info['trainable_params']:,}",
+             "trained" if info["bn_trainable"] else "frozen (inference mode)", stage.epochs,
+             steps, phase.optimizer, phase.rates()[0], phase.schedule)
+    seed = cfg.seed + stage.index + stage.first_epoch
+    source = pipeline.image_dataset(data.train, data.num_classes, size, cfg.batch_size,
+                                    shuffle=True, seed=seed, augmenter=tm.augmenter,
+                                    drop_remainder=True).repeat()
+    target_seed = augment_lib.layer_seeds(seed, 1, stream="target")[0]
+    pairs = tf.data.Dataset.zip((source, target_batches(target.images, size, cfg.batch_size,
+                                                         target_seed, tm.augmenter)))
+    pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
+    report = EpochReport(tm, trainer.domain, data, target, size, cfg.batch_size, stage.label)
+    hist = trainer.fit(pairs, epochs=stage.epochs, steps_per_epoch=steps, callbacks=[report],
+                       verbose=cfg.verbose)
+    return {"phase": stage.label, "trainable": phase.trainable, "cached_features": False,
+            "seconds": round(time.perf_counter() - start, 2),
+            "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()}}
+
+
+def _target_metrics(cfg: Config, history: list[dict], target) -> dict:
+    last = history[-1]["history"]
+    m = {"method": cfg.adapt.method, "target": cfg.adapt.target,
+         "target_val": None if target.val is None else target.val.source,
+         "num_target_train": int(len(target.images)),
+         "train_domain_accuracy": last["domain_accuracy"][-1], "lambda": last["lambda"][-1]}
+    if "target_accuracy" in last:
+        m.update(target_accuracy=last["target_accuracy"][-1],
+                 num_target_val=int(len(target.val.val)),
+                 val_domain_accuracy=last["val_domain_accuracy"][-1],
+                 target_accuracy_per_epoch=[a for h in history
+                                            for a in h["history"]["target_accuracy"]])
+    return m
