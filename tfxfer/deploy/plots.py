@@ -48,7 +48,8 @@ def curves_figure(history: list[dict], path: str | None = None):
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a zero-shot run trains no epochs
+            ax.legend(fontsize=7)
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=100)

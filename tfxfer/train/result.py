@@ -47,6 +47,15 @@ class RunResult:
                      "indistinguishable)" if "target_accuracy" in a else
                      f"no labelled target data; domain classifier {a['train_domain_accuracy']:.4f}"
                      " in training")
+        if "zero_shot" in m:
+            z = m["zero_shot"]
+            text += f"\n  zero-shot, unseen {', '.join(z['unseen'])}:"
+            for name in ("dap", "eszsl"):
+                if name in z:
+                    r = z[name]
+                    text += (f"\n    {name}: ZSL {r['zsl_accuracy']:.4f} (chance "
+                             f"{r['zsl_chance']:.4f}); GZSL seen {r['gzsl_seen']:.4f}, unseen "
+                             f"{r['gzsl_unseen']:.4f}, H {r['gzsl_h']:.4f}")
         if "prune" in m:
             text += f"\n  pruned: {m['prune']['sparsity']:.1%} of prunable weights are zero"
         for variant, e in m.get("litert", {}).items():
