@@ -14,8 +14,7 @@ from PIL import Image
 
 from conftest import write_class_images
 from test_distribute import TWO_CPUS, _python, _result
-from tfxfer.config import Config, Phase
-from tfxfer.errors import UserError
+from tfxfer.config import Phase
 from tfxfer.methods import dann
 from tfxfer.models import model as model_lib
 from tfxfer.recipes import domain_adapt

@@ -121,3 +121,26 @@ def test_methods_command_lines_in_the_readme_resolve_to_what_the_methods_table_s
     assert discriminative.regularization == "l2sp"
     assert [t.name for t in multitask.tasks] == ["fine", "coarse"]
     assert multitask.recipe == "small_different"
+
+
+def test_target_recipe_command_lines_in_the_readme_resolve_to_their_intent():
+    """The domain_adapt and zero_shot blocks are too slow to run here; each line must parse."""
+    import shlex
+
+    from tfxfer import cli
+
+    lines = [line for _, _, c in readme_blocks() for line in c.strip().splitlines()
+             if "recipes.domain_adapt" in line or "recipes.zero_shot" in line]
+    configs = []
+    for line in lines:
+        words = shlex.split(line)
+        module = importlib.import_module(words[2])
+        configs.append(cli.resolve_config(module.CONFIG, words[3:], flags=module.FLAGS))
+    dann, source_only, folders, demo, custom = configs
+    assert (dann.data, dann.adapt.target, dann.adapt.method) == ("mnist", "mnist_m", "dann")
+    assert source_only.adapt.method == "source_only" and dann.train_per_class == 2000
+    assert (folders.adapt.target, folders.adapt.target_val) == ("path/to/unlabelled_photos",
+                                                                "path/to/a_few_labelled_photos")
+    assert demo.zero_shot.unseen == ("Coat", "Sneaker", "Trouser") and demo.data == "fashion_mnist"
+    assert custom.zero_shot.unseen == ("zebra", "otter")
+    assert custom.zero_shot.attributes == "path/to/attributes.csv"

@@ -89,7 +89,8 @@ def build_parser(defaults: Config, prog: str, flags: tuple[Flag, ...] = ()
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     for flag in flags:
-        p.add_argument(flag.name, dest=_dest(flag), help=f"{flag.help} (sets {flag.key})")
+        p.add_argument(flag.name, dest=_dest(flag), help=f"{flag.help} (sets {flag.key})",
+                       metavar=flag.name.lstrip("-").upper().replace("-", "_"))
     return p
 
 

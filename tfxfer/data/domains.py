@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from tfxfer.data import sources
 from tfxfer.data.images import IMAGE_EXTENSIONS
 from tfxfer.errors import UserError
 
-log = logging.getLogger(__name__)
 
 
 @dataclass

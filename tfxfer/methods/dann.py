@@ -19,9 +19,8 @@ The model's ``call`` is the plain classifier (images -> logits). The domain clas
 separate part of :class:`DomainAdversarial` and is not in what is saved or exported.
 
 Example:
-    >>> import numpy as np
-    >>> round(float(reversal_weight(0.0)), 3), round(float(reversal_weight(1.0)), 3)
-    (0.0, 0.999)
+    >>> [round(float(reversal_weight(p)), 4) for p in (0.0, 0.1, 0.5, 1.0)]
+    [0.0, 0.4621, 0.9866, 0.9999]
 """
 
 from __future__ import annotations

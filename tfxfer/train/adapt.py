@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import keras
@@ -41,11 +40,11 @@ from tfxfer.data import domains, pipeline
 from tfxfer.errors import UserError
 from tfxfer.methods import dann, regularize
 from tfxfer.methods import tasks as tasks_lib
-from tfxfer.models import backbones, freeze
+from tfxfer.models import freeze
 from tfxfer.models import model as model_lib
 from tfxfer.train import distribute, optim, rundir, validate
 from tfxfer.train.checkpoint import RunState
-from tfxfer.train.loop import load_data
+from tfxfer.train.loop import load_data, start
 from tfxfer.train.result import RunResult
 
 log = logging.getLogger("tfxfer")
@@ -140,14 +139,8 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
     """Adapts a transfer model from ``cfg.data`` (labelled) to ``cfg.adapt.target``."""
     check(cfg)
     t0 = time.perf_counter()
-    keras.utils.set_random_seed(cfg.seed)
-    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
-    strategy, why = distribute.resolve(cfg.strategy)
-    policy, _ = distribute.precision_policy(cfg.mixed_precision, strategy)
-    keras.mixed_precision.set_global_policy(policy)
-    log.info("strategy: %s (%s), %d replica(s); each step: %d source + %d target images; "
-             "method %s", type(strategy).__name__, why, strategy.num_replicas_in_sync,
-             cfg.batch_size, cfg.batch_size, cfg.adapt.method)
+    size, strategy = start(cfg, batch="each step: as many source as target images,")
+    log.info("adaptation method: %s", cfg.adapt.method)
     out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
     try:
         return _run_locked(cfg, out, strategy, size, extra_augment, t0)

@@ -200,6 +200,21 @@ def load_data(cfg: Config, size: int):
                          manual_dir=cfg.manual_dir)
 
 
+def start(cfg: Config, batch: str = "global batch"):
+    """Seeds, the input size, the strategy and the dtype policy of a run, logged; returns
+    ``(size, strategy)``. ``batch`` names what ``batch_size`` counts in the log line."""
+    keras.utils.set_random_seed(cfg.seed)
+    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
+    strategy, why = distribute.resolve(cfg.strategy)
+    # Set both ways: a policy left by an earlier run in the same process (Colab) must not leak.
+    policy, policy_why = distribute.precision_policy(cfg.mixed_precision, strategy)
+    keras.mixed_precision.set_global_policy(policy)
+    log.info("strategy: %s (%s), %d replica(s), %s %d, dtype policy %s (%s)",
+             type(strategy).__name__, why, strategy.num_replicas_in_sync, batch, cfg.batch_size,
+             policy, policy_why)
+    return size, strategy
+
+
 def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunResult:
     """Trains and evaluates a whole recipe from a config; see the module docstring.
 
@@ -212,15 +227,7 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
         artefacts.
     """
     t0 = time.perf_counter()
-    keras.utils.set_random_seed(cfg.seed)
-    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
-    strategy, why = distribute.resolve(cfg.strategy)
-    # Set both ways: a policy left by an earlier run in the same process (Colab) must not leak.
-    policy, policy_why = distribute.precision_policy(cfg.mixed_precision, strategy)
-    keras.mixed_precision.set_global_policy(policy)
-    log.info("strategy: %s (%s), %d replica(s), global batch %d, dtype policy %s (%s)",
-             type(strategy).__name__, why, strategy.num_replicas_in_sync, cfg.batch_size, policy,
-             policy_why)
+    size, strategy = start(cfg)
     out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
     try:
         return _run_locked(cfg, out, strategy, size, extra_augment, t0)
