@@ -85,6 +85,24 @@ def _num_workers() -> int:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
+_MIRRORED: dict[tuple[str, ...], tf.distribute.MirroredStrategy] = {}
+
+
+def mirrored() -> tf.distribute.MirroredStrategy:
+    """One ``MirroredStrategy`` per process (per set of local devices), reused by every run.
+
+    A second instance in the same process reuses the first one's collective instance keys, so
+    the second model's gradient all-reduce meets the first's shapes and aborts ("Shape mismatch
+    in the collective instance 100"; tensorflow/tensorflow#62790): two recipes in one notebook,
+    or a sweep, would fail from the second run on.
+    """
+    devices = tuple(d.name for d in (tf.config.list_logical_devices("GPU")
+                                     or tf.config.list_logical_devices("CPU")))
+    if devices not in _MIRRORED:
+        _MIRRORED[devices] = tf.distribute.MirroredStrategy()
+    return _MIRRORED[devices]
+
+
 def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
     """Returns ``(strategy, reason)`` for a ``--strategy`` value."""
     if name not in STRATEGIES:
@@ -93,7 +111,7 @@ def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
     if name == "default":
         return tf.distribute.get_strategy(), "requested: default"
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(), "requested: mirrored"
+        return mirrored(), "requested: mirrored"
     if name == "multiworker":
         return MultiWorkerMirroredStrategy(), "requested: multiworker"
     if name == "tpu":
@@ -110,7 +128,7 @@ def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
         return MultiWorkerMirroredStrategy(), f"auto: TF_CONFIG names {workers} workers"
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy(), f"auto: {len(gpus)} GPUs"
+        return mirrored(), f"auto: {len(gpus)} GPUs"
     return tf.distribute.get_strategy(), f"auto: default strategy ({len(gpus)} GPU)"
 
 
