@@ -25,15 +25,22 @@ def cli(args, cwd, **kw):
 
 def _args(data, out, epochs):
     return ["--data", str(data), "--output", str(out), "--weights", "none", "--image-size", "32",
+            "--backbone", "MobileNet025",  # the smallest registered family: the loop is tested
             "--batch-size", "4", "--seed", "3", "--set", "phases.0.epochs=1",
             "--set", f"phases.1.epochs={epochs}", "--set", "phases.1.lr=0.001",
             "--set", "verbose=2"]
 
 
 def _no_half_written_files(out: Path) -> None:
+    import h5py
+
     for path in out.rglob("*.json"):
         if not path.name.startswith("."):
             json.loads(path.read_text())  # every visible JSON file parses
+    for path in out.rglob("*.h5"):
+        if not path.name.startswith("."):
+            with h5py.File(path, "r") as f:  # every visible weights file opens and lists
+                assert list(f.keys()), path
 
 
 @pytest.fixture
@@ -59,8 +66,11 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(f
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     _no_half_written_files(out)
-    killed_at = len(json.loads(log.read_text()))
-    assert 2 <= killed_at < epochs
+    logged = len(json.loads(log.read_text()))
+    meta = out / "checkpoints" / "phase1.backup" / "training_metadata.json"
+    killed_at = json.loads(meta.read_text())["epoch"]  # what the backup holds
+    assert 2 <= logged < epochs and logged in (killed_at, killed_at + 1)  # record, then backup
+    assert [p.name for p in meta.parent.glob("*.weights.h5")] == [f"epoch{killed_at}.weights.h5"]
     assert not (out / "metrics.json").exists()
 
     resumed = cli(_args(folder, out, epochs), tmp_path)
@@ -97,7 +107,7 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
 
     from tfxfer.models import model
 
-    tm = model.build("MobileNetV2", 2, 32, weights=None)
+    tm = model.build("MobileNet025", 2, 32, weights=None)
     tm.model.load_weights(str(out / "checkpoints" / "last.weights.h5"))  # the warm-up's weights
     assert all(np.isfinite(np.asarray(w)).all() for w in tm.model.weights)
     assert keras.backend.backend() == "tensorflow"
@@ -167,6 +177,7 @@ def test_same_seed_same_data_gives_the_same_accuracy(folder, tmp_path):
     for i in range(2):
         cfg = small_different.CONFIG.replace(
             data=str(folder), image_size=32, weights=None, train_per_class=None,
+            backbone="MobileNet025",
             val_per_class=None, output=str(tmp_path / f"r{i}"), verbose=0, seed=7).with_epochs(2)
         accs.append(small_different.run(cfg).metrics)
     assert abs(accs[0]["correct"] - accs[1]["correct"]) <= 1, accs

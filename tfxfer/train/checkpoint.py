@@ -4,7 +4,8 @@ Layout of ``<output>/checkpoints/``:
 
 - ``last.weights.h5``: the full model after the last completed, finite epoch (kept on NaN).
 - ``phase<i>.backup/``: ``keras.callbacks.BackupAndRestore`` state of the running phase (model
-  and optimizer variables, epoch), removed when the phase completes. ``<i>`` is the phase's
+  and optimizer variables in ``epoch<n>.weights.h5``, and the epoch), written so that a kill
+  never leaves half of it (:class:`_FiniteBackup`), removed when the phase completes. ``<i>`` is the phase's
   index, or ``<index>.<step>`` for a step of a gradual phase (:func:`tfxfer.models.freeze.stages`).
 - ``l2sp_anchor.npz``: the L2-SP starting point (:mod:`tfxfer.methods.regularize`), read on resume.
 - ``phase<i>.epochs.json``: per-epoch metrics of phase ``i`` so far, by epoch number.
@@ -41,11 +42,42 @@ def all_finite(logs: dict | None) -> bool:
 
 
 class _FiniteBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that never backs up an epoch whose metrics are NaN or infinite."""
+    """BackupAndRestore that never backs up a non-finite epoch, and whose state survives SIGKILL.
+
+    Keras writes its weights file and then its epoch counter in place, so a kill during the
+    first leaves a half-written HDF5 file (the resumed run fails to open it) and a kill between
+    the two leaves weights and counter from different epochs. Here each epoch's weights go to
+    their own file, ``epoch<n>.weights.h5``, written to a temporary name and renamed; then the
+    metadata naming that file is replaced the same way; only then are older weight files
+    deleted. A kill at any point leaves a metadata file naming complete weights of its epoch.
+    """
 
     def on_epoch_end(self, epoch, logs=None):
         if all_finite(logs):
             super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale(folder)
+        weights = folder / f"epoch{self._current_epoch}.weights.h5"
+        write_with(weights, self.model.save_weights, suffix=".weights.h5")
+        write_json(self._training_metadata_path, {"epoch": self._current_epoch,
+                                                  "batch": self._last_batch_seen,
+                                                  "weights": weights.name})
+        for old in folder.glob("epoch*.weights.h5"):
+            if old != weights:
+                old.unlink(missing_ok=True)
+
+    def _load_model(self):
+        meta = Path(self._training_metadata_path)
+        if not meta.is_file():
+            return
+        state = json.loads(meta.read_text())
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # its slots are saved
+        self.model.load_weights(str(Path(self.backup_dir) / state["weights"]))
+        self.model._initial_epoch = state["epoch"]  # what Keras's own _load_model sets
 
 
 class RunState:
@@ -79,6 +111,12 @@ class RunState:
         if self.dir is None:
             return None
         return _FiniteBackup(str(self.dir / f"phase{index}.backup"), delete_checkpoint=False)
+
+    def resume_epoch(self, index: int | str) -> int:
+        """Epochs of phase ``index`` its backup holds: where a re-run continues (0: none)."""
+        meta = None if self.dir is None else (self.dir / f"phase{index}.backup"
+                                              / "training_metadata.json")
+        return int(json.loads(meta.read_text())["epoch"]) if meta and meta.is_file() else 0
 
     def epochs(self, index: int | str) -> dict[str, dict]:
         path = None if self.dir is None else self.dir / f"phase{index}.epochs.json"

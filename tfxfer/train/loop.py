@@ -166,14 +166,16 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
         val_ds = pipeline.image_dataset(data.val, data.num_classes, tm.image_size, cfg.batch_size,
                                         targets=targets)
     guard = _EpochGuard(tm, stage.key, state)
-    callbacks = [c for c in (state.backup(stage.key), guard) if c is not None]
+    # the epoch's record first, then the backup: a kill between the two repeats the epoch on
+    # resume (its record is rewritten under the same number) instead of losing its record
+    callbacks = [c for c in (guard, state.backup(stage.key)) if c is not None]
     if phase.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
     if cfg.prune.sparsity and stage.key in pruning:  # after EarlyStopping: its restore of
         # earlier, denser weights is followed by the masks at the end of training
         callbacks.append(prune_lib.callback(tm.model, cfg.prune, pruning, stage.key))
-    done_before = len(state.epochs(stage.key))
+    done_before = state.resume_epoch(stage.key)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
     train_ds = with_sample_weights(train_ds, class_weights(cfg, data.train.labels,
