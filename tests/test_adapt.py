@@ -247,16 +247,34 @@ mirrored, _, m_logs = fit(strategy, start)
 pairs = [(a, b, s) for a, b, s in zip(default.weights, mirrored.weights, start) if a.trainable]
 diff = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b, _ in pairs)
 move = max(float(np.max(np.abs(a.numpy() - s))) for a, _, s in pairs)
+
+# the whole recipe under --strategy mirrored, after another mirrored training in this process
+# (a second MirroredStrategy used to abort its all-reduce: tensorflow#62790): distributed pairs
+# of batches, the epoch report
+from tfxfer.recipes import domain_adapt
+source, target, target_val, out = sys.argv[1:5]
+status = domain_adapt.main(["--source", source, "--target", target, "--target-val", target_val,
+                            "--output", out, "--strategy", "mirrored", "--backbone",
+                            "MobileNet025", "--weights", "none", "--image-size", "32",
+                            "--epochs", "1", "--batch-size", "8", "--set", "verbose=0",
+                            "--set", "adapt.domain_hidden=[16]"])
 print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "diff": diff,
                               "move": move, "step": int(mirrored.step.numpy()),
                               "loss": [d_logs["loss"][0], m_logs["loss"][0]],
-                              "lambda": [d_logs["lambda"][0], m_logs["lambda"][0]]}))
+                              "lambda": [d_logs["lambda"][0], m_logs["lambda"][0]],
+                              "recipe_status": status}))
 """
 
 
 @pytest.mark.slow
-def test_dann_under_mirrored_strategy_on_two_cpus_matches_one_device():
-    r = _result(_python(MIRRORED_DANN).stdout)
+def test_dann_under_mirrored_strategy_on_two_cpus_matches_one_device(tmp_path):
+    source, target, target_val = _folders(tmp_path)
+    out = tmp_path / "mirrored"
+    proc = _python(MIRRORED_DANN, str(source), str(target), str(target_val), str(out))
+    r = _result(proc.stdout)
+    assert r["recipe_status"] == 0 and "MirroredStrategy" in proc.stdout, proc.stdout[-2000:]
+    adapted = json.loads((out / "metrics.json").read_text())["adapt"]
+    assert len(adapted["target_accuracy_per_epoch"]) == 1 and adapted["num_target_val"] == 10
     assert r["replicas"] == 2 and r["step"] == 3
     assert r["move"] > 1e-3 and r["diff"] < 1e-4 * max(1.0, r["move"]), r
     assert abs(r["loss"][0] - r["loss"][1]) < 1e-4 * abs(r["loss"][0]), r
