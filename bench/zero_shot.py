@@ -9,8 +9,7 @@ accuracy is the per-class mean top-1 over the unseen classes (candidates: unseen
 their harmonic mean H (Xian et al. 2017's protocol).
 
 Context, not the same data: Xian et al. 2017 ("Zero-shot learning - the good, the bad and the
-ugly", proposed splits, ResNet-101 features) report on AwA2 ZSL DAP 46.1 and ESZSL 58.6, and
-GZSL H 0.0 (DAP) and 11.0 (ESZSL).
+ugly", proposed splits, ResNet-101 features) report on AwA2 ZSL DAP 46.1 and ESZSL 58.6.
 
 Run: ``python bench/zero_shot.py`` (about 5 minutes on 2 CPU cores; needs the kit). Writes
 ``bench/results/zero_shot.json`` and prints the table bench/README.md quotes.
