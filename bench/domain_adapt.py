@@ -21,7 +21,7 @@ DANN 0.7666. Transfer-Learning-Library benchmark docs: MNIST -> USPS 0.821 / 0.9
 0.746 / 0.952 (source-only / DANN); ADDA reports MNIST -> USPS source-only 0.752. The kit's USPS
 is the ESL copy, not the LIBSVM copy those libraries use.
 
-Run: ``python bench/domain_adapt.py [--seeds 0,1,2] [--pairs mnist:mnist_m,...]`` (about 50
+Run: ``python bench/domain_adapt.py [--seeds 0,1,2] [--pairs mnist:mnist_m,...]`` (about 30
 minutes on 2 CPU cores; needs the kit). Writes ``bench/results/domain_adapt.json`` after every
 arm and prints the table bench/README.md quotes.
 """

@@ -103,6 +103,19 @@ def test_a_training_step_matches_the_hand_computed_update(method):
     assert moved_features > 20  # a real step through the backbone
 
 
+def test_a_dann_step_runs_under_mixed_precision():
+    xs, ys, xt = _batch(2)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trainer = _trainer("dann", total_steps=4)
+        trainer.step.assign(2)
+        logs = trainer.train_step(((xs, ys), xt))
+        assert np.isfinite(float(logs["loss"])) and float(logs["lambda"]) > 0.9
+        assert trainer.features.compute_dtype == "bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_the_lambda_metric_follows_the_schedule_step_by_step():
     xs, ys, xt = _batch(1)
     trainer = _trainer("dann", total_steps=6, weight=0.5)
@@ -132,54 +145,42 @@ ARGS = ["--backbone", "MobileNet025", "--weights", "none", "--image-size", str(S
         "--set", "adapt.domain_hidden=[16]"]
 
 
-@pytest.mark.slow
-def test_the_recipe_adapts_to_an_unlabelled_folder_and_exports_no_domain_head(tmp_path, capsys):
-    source, target, target_val = _folders(tmp_path)
-    out = tmp_path / "run"
-    status = domain_adapt.main(ARGS + ["--source", str(source), "--target", str(target),
-                                       "--target-val", str(target_val), "--output", str(out)])
-    assert status == 0, capsys.readouterr().err
-    metrics = json.loads((out / "metrics.json").read_text())
-    a = metrics["adapt"]
-    assert a["method"] == "dann" and a["num_target_train"] == 20 and a["num_target_val"] == 10
-    assert len(a["target_accuracy_per_epoch"]) == 2 and 0 <= a["target_accuracy"] <= 1
-    history = json.loads((out / "history.json").read_text())[0]["history"]
-    for key in ("target_accuracy", "val_domain_accuracy", "domain_accuracy", "lambda"):
-        assert len(history[key]) == 2, key
-    assert history["lambda"][1] > history["lambda"][0] > 0  # rising with progress
-    keras_model = keras.saving.load_model(out / "model.keras")
-    names = [w.path for w in keras_model.weights]
-    assert not [n for n in names if "domain" in n] and any("logits" in n for n in names)
-    served = tf.saved_model.load(str(out / "saved_model"))
-    assert not [v.name for v in served.variables if "domain" in v.name]
-    x = tf.constant(np.random.default_rng(0).integers(0, 255, (3, SIZE, SIZE, 3)), tf.uint8)
-    logits = served.serve_images(x)["logits"].numpy()
-    np.testing.assert_allclose(logits, keras_model.predict(tf.cast(x, tf.float32), verbose=0),
-                               atol=1e-4)
-    assert "target" in capsys.readouterr().out
-
-
 def test_target_labels_never_reach_training(tmp_path, monkeypatch):
-    """A labelled target gives only its images: the one place labels could enter is sentinelled."""
-    source, _, target_val = _folders(tmp_path)
-    seen = {}
-    real = adapt.target_batches
+    """A labelled target whose every image is a sentinel (all pixels 7): no labelled batch that
+    trains holds one; the unlabelled target batches hold only them."""
+    source, _, _ = _folders(tmp_path)
+    target = tmp_path / "labelled_target"
+    for label in ("a", "b"):
+        (target / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(target / label / f"{i}.png")
+    calls = {"labelled": [], "unlabelled": []}
+    real_labelled, real_unlabelled = adapt.pipeline.image_dataset, adapt.target_batches
 
-    def spy(images, *args, **kwargs):
-        seen["arg"] = images
-        return real(images, *args, **kwargs)
+    def sentinels(images):
+        return int((np.asarray(images) == 7).all(axis=(1, 2, 3)).sum())
 
-    monkeypatch.setattr(adapt, "target_batches", spy)
+    def labelled(split, *args, **kwargs):
+        if kwargs.get("shuffle"):  # training batches (evaluation keeps order)
+            calls["labelled"].append((sentinels(split.images), len(split)))
+        return real_labelled(split, *args, **kwargs)
+
+    def unlabelled(images, *args, **kwargs):
+        calls["unlabelled"].append((sentinels(images), len(images)))
+        return real_unlabelled(images, *args, **kwargs)
+
+    monkeypatch.setattr(adapt.pipeline, "image_dataset", labelled)
+    monkeypatch.setattr(adapt, "target_batches", unlabelled)
     cfg = domain_adapt.CONFIG.replace(
         data=str(source), backbone="MobileNet025", weights=None, image_size=SIZE, batch_size=8,
-        verbose=0, output=str(tmp_path / "o"), adapt={"target": str(target_val),
+        verbose=0, output=str(tmp_path / "o"), adapt={"target": str(target),
                                                       "domain_hidden": [8]},
         phases=[{"name": "adapt", "trainable": "all", "epochs": 1, "optimizer": "sgd",
                  "lr": 0.01}])
     result = adapt.run(cfg)
-    assert isinstance(seen["arg"], np.ndarray) and seen["arg"].dtype == np.uint8
-    assert seen["arg"].shape[1:] == (SIZE, SIZE, 3)  # images only: no label array travels
-    assert result.metrics["adapt"]["num_target_val"] == 2  # target_val's own val split (20%)
+    assert calls["labelled"] == [(0, 26)]  # the source's training split only, no sentinel
+    assert calls["unlabelled"] == [(16, 16)]  # the target's training split, every one a sentinel
+    assert result.metrics["adapt"]["num_target_val"] == 4  # its held-out 20%, evaluation only
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -189,13 +190,17 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
     (["--target", "{target}", "--target-val", "{other}"], "must have the source's classes"),
     (["--target", "{target}", "--set", "phases.0.trainable=head"], "DANN adapts the features"),
     (["--target", "{target}", "--batch-size", "64"], "at least one batch"),
+    (["--target", "{mixed}"], "either images (unlabelled) or split folders"),
+    (["--target", "{target}", "--set", "prune.sparsity=0.5"], "pruning is not available"),
 ])
 def test_bad_adaptation_input_fails_in_one_line(tmp_path, capsys, argv, words):
     source, target, _ = _folders(tmp_path)
     other = write_class_images(tmp_path / "other", {"x": 3, "y": 3, "z": 3}, size=20)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "x.png").write_bytes(b"not a png")  # unlabelled, and unreadable
-    paths = {"target": target, "other": other, "broken": tmp_path / "broken"}
+    mixed = write_class_images(tmp_path / "mixed" / "val", {"a": 2, "b": 2}, size=20).parent
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(mixed / "stray.png")
+    paths = {"target": target, "other": other, "broken": tmp_path / "broken", "mixed": mixed}
     argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
     cfg_args = ARGS + ["--source", str(source), "--output", str(tmp_path / "o")]
     status = domain_adapt.main(cfg_args + argv)
@@ -256,7 +261,7 @@ source, target, target_val, out = sys.argv[1:5]
 status = domain_adapt.main(["--source", source, "--target", target, "--target-val", target_val,
                             "--output", out, "--strategy", "mirrored", "--backbone",
                             "MobileNet025", "--weights", "none", "--image-size", "32",
-                            "--epochs", "1", "--batch-size", "8", "--set", "verbose=0",
+                            "--epochs", "2", "--batch-size", "8", "--set", "verbose=0",
                             "--set", "adapt.domain_hidden=[16]"])
 print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "diff": diff,
                               "move": move, "step": int(mirrored.step.numpy()),
@@ -267,14 +272,30 @@ print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "diff":
 
 
 @pytest.mark.slow
-def test_dann_under_mirrored_strategy_on_two_cpus_matches_one_device(tmp_path):
+def test_mirrored_dann_matches_one_device_and_the_recipe_exports_no_domain_head(tmp_path):
     source, target, target_val = _folders(tmp_path)
     out = tmp_path / "mirrored"
     proc = _python(MIRRORED_DANN, str(source), str(target), str(target_val), str(out))
     r = _result(proc.stdout)
     assert r["recipe_status"] == 0 and "MirroredStrategy" in proc.stdout, proc.stdout[-2000:]
-    adapted = json.loads((out / "metrics.json").read_text())["adapt"]
-    assert len(adapted["target_accuracy_per_epoch"]) == 1 and adapted["num_target_val"] == 10
+    # the recipe on an unlabelled folder (with a sub-folder and a non-image file) as --target
+    a = json.loads((out / "metrics.json").read_text())["adapt"]
+    assert a["method"] == "dann" and a["num_target_train"] == 20 and a["num_target_val"] == 10
+    assert len(a["target_accuracy_per_epoch"]) == 2 and 0 <= a["target_accuracy"] <= 1
+    history = json.loads((out / "history.json").read_text())[0]["history"]
+    for key in ("target_accuracy", "val_domain_accuracy", "domain_accuracy", "lambda"):
+        assert len(history[key]) == 2, key
+    assert history["lambda"][1] > history["lambda"][0] > 0  # rising with progress
+    assert "target_accuracy=" in proc.stdout  # the printed summary
+    # the exported model is the plain classifier: no domain head
+    keras_model = keras.saving.load_model(out / "model.keras")
+    names = [w.path for w in keras_model.weights]
+    assert not [n for n in names if "domain" in n] and any("logits" in n for n in names)
+    served = tf.saved_model.load(str(out / "saved_model"))
+    assert not [v.name for v in served.variables if "domain" in v.name]
+    x = tf.constant(np.random.default_rng(0).integers(0, 255, (3, SIZE, SIZE, 3)), tf.uint8)
+    np.testing.assert_allclose(served.serve_images(x)["logits"].numpy(),
+                               keras_model.predict(tf.cast(x, tf.float32), verbose=0), atol=1e-4)
     assert r["replicas"] == 2 and r["step"] == 3
     assert r["move"] > 1e-3 and r["diff"] < 1e-4 * max(1.0, r["move"]), r
     assert abs(r["loss"][0] - r["loss"][1]) < 1e-4 * abs(r["loss"][0]), r

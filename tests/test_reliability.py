@@ -70,7 +70,10 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(f
     meta = out / "checkpoints" / "phase1.backup" / "training_metadata.json"
     killed_at = json.loads(meta.read_text())["epoch"]  # what the backup holds
     assert 2 <= logged < epochs and logged in (killed_at, killed_at + 1)  # record, then backup
-    assert [p.name for p in meta.parent.glob("*.weights.h5")] == [f"epoch{killed_at}.weights.h5"]
+    kept = {p.name for p in meta.parent.glob("epoch*.weights.h5")}  # hidden temporaries aside
+    # the previous epoch's file may remain if the kill came between metadata and clean-up
+    assert f"epoch{killed_at}.weights.h5" in kept
+    assert kept <= {f"epoch{killed_at}.weights.h5", f"epoch{killed_at - 1}.weights.h5"}, kept
     assert not (out / "metrics.json").exists()
 
     resumed = cli(_args(folder, out, epochs), tmp_path)

@@ -150,6 +150,7 @@ def test_unseen_training_images_never_reach_fitting_and_the_served_model_scores_
      "every --unseen class must be a class of the data"),
     ("class,red,green,blue\na,1,0,0\nb,0,0\nc,0,1,0\nd,1,1,0\n", "d", "every row needs 4 fields"),
     ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n", "a,b,c", "two seen classes"),
+    ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n", "d,d", "named once"),
 ])
 def test_a_bad_attribute_table_or_unseen_list_fails_in_one_line(tmp_path, capsys, table, unseen,
                                                                  words):

@@ -192,7 +192,8 @@ def main(defaults: Config, argv: list[str] | None = None, prog: str | None = Non
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; completed epochs are in the output's checkpoints/",
+        print(f"{prog}: interrupted; the four scenario recipes resume from their last completed "
+              "epoch when re-run (checkpoints/), domain_adapt and zero_shot start over",
               file=sys.stderr)
         return 130
     print(result.summary())

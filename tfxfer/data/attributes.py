@@ -126,6 +126,10 @@ def check(table: AttributeTable, class_names, unseen) -> list[str]:
     if unknown:
         raise UserError("every --unseen class must be a class of the data", valid=list(class_names),
                         got=unknown, fix="check the spelling (class names are case-sensitive)")
+    repeated = sorted({c for c in unseen if list(unseen).count(c) > 1})
+    if repeated:
+        raise UserError("each --unseen class must be named once", got=repeated,
+                        fix="remove the repeated names")
     seen = [c for c in class_names if c not in unseen]
     if not unseen or len(seen) < 2:
         raise UserError("zero-shot needs at least one unseen class and two seen classes",
@@ -141,5 +145,9 @@ def check(table: AttributeTable, class_names, unseen) -> list[str]:
     seen_rows = table.signatures(seen)
     constant = [a for j, a in enumerate(table.attribute_names)
                 if np.ptp(seen_rows[:, j]) == 0]
-    return [f"attribute {a!r} has one value over every seen class: it cannot be learned, and "
-            "only its prior informs the unseen classes" for a in constant]
+    warnings = [f"attribute {a!r} has one value over every seen class: it cannot be learned, "
+                "and only its prior informs the unseen classes" for a in constant]
+    warnings += [f"unseen class {u!r} has the same row as seen class {s!r}: generalised ZSL "
+                 "cannot tell them apart" for u, row in zip(unseen, rows)
+                 for s, seen_row in zip(seen, seen_rows) if np.array_equal(row, seen_row)]
+    return warnings

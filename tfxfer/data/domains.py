@@ -56,10 +56,23 @@ class Target:
 
 
 def is_unlabelled_folder(path: str) -> bool:
-    """True for a directory holding image files at its top level (see the module docstring)."""
+    """True for a directory holding image files at its top level (see the module docstring).
+
+    Raises:
+        UserError: The folder also holds split folders (``train``, ``val``, ...): read as one
+            pool, their validation images would train.
+    """
     root = Path(path)
-    return root.is_dir() and any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                                 for p in root.iterdir())
+    if not (root.is_dir() and any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                                  for p in root.iterdir())):
+        return False
+    splits = sorted(p.name for p in root.iterdir()
+                    if p.is_dir() and p.name.lower() in sources.TRAIN_DIRS + sources.VAL_DIRS)
+    if splits:
+        raise UserError("a target folder holds either images (unlabelled) or split folders, "
+                        "not both", got=f"{path}: images beside {splits}",
+                        fix="move the loose images into a folder of their own, or out")
+    return True
 
 
 def load_unlabelled(path: str, image_size: int) -> tuple[np.ndarray, list[dict]]:

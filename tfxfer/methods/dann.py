@@ -55,7 +55,8 @@ class GradientReversal(keras.layers.Layer):
     """
 
     def call(self, x, weight=1.0):
-        return _reverse(x, tf.convert_to_tensor(weight, tf.float32))
+        # under a mixed policy Keras casts float arguments to the compute dtype: cast back
+        return _reverse(x, tf.cast(weight, tf.float32))
 
     def compute_output_shape(self, input_shape, *args):
         return input_shape

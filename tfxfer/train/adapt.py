@@ -61,6 +61,9 @@ def check(cfg: Config) -> None:
                         "class weights", got=dict(tasks=len(cfg.tasks), mixup=cfg.mixup,
                                                   cutmix=cfg.cutmix, class_weight=cfg.class_weight),
                         fix="drop tasks, and set mixup=0, cutmix=0, class_weight=none")
+    if cfg.prune.sparsity:
+        raise UserError("pruning is not available in domain adaptation", got=cfg.prune.sparsity,
+                        fix="set prune.sparsity=0 (prune the adapted model with another recipe)")
     if any(p.early_stopping for p in cfg.phases):
         raise UserError("early_stopping is not available in domain adaptation: the source's "
                         "validation loss does not tell when the target is best",

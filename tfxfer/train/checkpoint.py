@@ -76,7 +76,9 @@ class _FiniteBackup(keras.callbacks.BackupAndRestore):
         state = json.loads(meta.read_text())
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)  # its slots are saved
-        self.model.load_weights(str(Path(self.backup_dir) / state["weights"]))
+        # a backup written by Keras itself (tfxfer before this change) names no weights file
+        self.model.load_weights(str(Path(self.backup_dir)
+                                    / state.get("weights", "latest.weights.h5")))
         self.model._initial_epoch = state["epoch"]  # what Keras's own _load_model sets
 
 

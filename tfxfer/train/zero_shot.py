@@ -31,7 +31,6 @@ import logging
 import time
 from types import SimpleNamespace
 
-import keras
 import numpy as np
 
 from tfxfer.config import Config
@@ -40,10 +39,9 @@ from tfxfer.data.sources import Split
 from tfxfer.errors import UserError
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.methods import zero_shot as zsl
-from tfxfer.models import backbones
 from tfxfer.models import model as model_lib
 from tfxfer.train import rundir, validate
-from tfxfer.train.loop import load_data
+from tfxfer.train.loop import load_data, start
 from tfxfer.train.result import RunResult
 
 log = logging.getLogger("tfxfer")
@@ -72,9 +70,8 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
     if not cfg.zero_shot.methods:
         raise UserError("zero_shot.methods must name at least one method",
                         valid=["dap", "eszsl"], got=[], fix="pass --set zero_shot.methods=[\"eszsl\"]")
-    keras.utils.set_random_seed(cfg.seed)
-    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
     table = load_table(cfg)  # a bad table fails before the output directory is touched
+    size, _ = start(cfg)  # seeds, size and dtype policy (none left by an earlier run leaks)
     out = rundir.prepare(cfg)
     try:
         return _run_locked(cfg, out, size, table, extra_augment, t0)
