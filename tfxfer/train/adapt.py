@@ -115,22 +115,26 @@ class EpochReport(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         source = self._features(self.source_val)
         logs["val_accuracy"] = _accuracy(self.tm, source, self.source_val.labels)
-        held_out = [source]
         text = f"source val {logs['val_accuracy']:.4f}"
         if self.target_val is not None:
             target = self._features(self.target_val)
             logs["target_accuracy"] = _accuracy(self.tm, target, self.target_val.labels)
-            held_out.append(target)
             text += f", target {logs['target_accuracy']:.4f}"
-            # balanced: as many target as source images, so 0.5 is chance
+            # balanced: as many target as source images, so 0.5 is chance; evenly spaced rows,
+            # since a folder's images come sorted by class
             n = min(len(source), len(target))
-            d = self.domain(np.concatenate([source[:n], target[:n]]), training=False)
+            d = self.domain(np.concatenate([_spread(source, n), _spread(target, n)]),
+                            training=False)
             d = np.asarray(d)[:, 0]
             logs["val_domain_accuracy"] = float(np.mean((d > 0) == (np.arange(2 * n) < n)))
             text += f", domain classifier {logs['val_domain_accuracy']:.4f} held out"
         log.info("%s epoch %d: accuracy %s; train: domain classifier %.4f, lambda %.3f",
                  self.label, epoch + 1, text, float(logs.get("domain_accuracy", float("nan"))),
                  float(logs.get("lambda", float("nan"))))
+
+
+def _spread(rows: np.ndarray, n: int) -> np.ndarray:
+    return rows[np.linspace(0, len(rows) - 1, n).astype(int)]
 
 
 def _accuracy(tm, features: np.ndarray, labels: np.ndarray) -> float:
