@@ -193,6 +193,7 @@ def _fit_stage(cfg: Config, tm, trainer, stage, data, target, strategy, steps: i
     start = time.perf_counter()
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
+        freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
         _, decay = phase.rates()
         trainer.compile(optimizer=optim.make_optimizer(
             phase, steps, optim.block_multipliers(tm.backbone, tm.family, decay),

@@ -137,6 +137,7 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
         else:
             target = tm.plain_model if augment_in_data else tm.model
         steps = math.ceil(len(data.train) / cfg.batch_size)
+        freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
         # always recompile after a trainable change
         compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
     info = freeze.summary(tm.backbone, tm.family)
