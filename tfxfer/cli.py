@@ -41,12 +41,14 @@ class Flag:
     """A recipe's own named flag, setting a (dotted) config key: ``--target`` -> adapt.target.
 
     ``is_list``: the value is comma-separated (``--unseen a,b``) and the key takes a list.
+    ``is_switch``: the flag takes no value and sets the key to true (``--dry-run``).
     """
 
     name: str
     key: str
     help: str
     is_list: bool = False
+    is_switch: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +91,10 @@ def build_parser(defaults: Config, prog: str, flags: tuple[Flag, ...] = ()
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     for flag in flags:
+        if flag.is_switch:
+            p.add_argument(flag.name, dest=_dest(flag), action="store_const", const=True,
+                           help=f"{flag.help} (sets {flag.key}=true)")
+            continue
         p.add_argument(flag.name, dest=_dest(flag), help=f"{flag.help} (sets {flag.key})",
                        metavar=flag.name.lstrip("-").upper().replace("-", "_"))
     return p
@@ -99,7 +105,7 @@ def _dest(flag: Flag) -> str:
 
 
 def _describe(cfg: Config) -> str:
-    phases = " -> ".join(f"{p.name}[{p.trainable}, {p.epochs} ep, {p.optimizer} {p.lr:g}]"
+    phases = " -> ".join(f"{p.name}[{p.trainable}, {p.epochs} ep, {p.optimizer} {p.lr}]"
                          for p in cfg.phases)
     return f"{cfg.backbone} on {cfg.data}; phases: {phases}"
 
@@ -144,12 +150,17 @@ def run(cfg: Config, extra_augment=(), trainer: str = "tfxfer.train.loop"):
     """Trains, evaluates and writes every artefact: what each recipe's ``run`` calls.
 
     ``trainer`` is the module whose ``run(cfg, extra_augment)`` trains: the one training core
-    (:mod:`tfxfer.train.loop`), or the adaptation core (:mod:`tfxfer.train.adapt`).
+    (:mod:`tfxfer.train.loop`), or the adaptation core (:mod:`tfxfer.train.adapt`); or such a
+    function itself. A result without a model (the ``auto`` recipe's dry-run plan) is returned
+    as it is; a result that trained with another config (``auto``) is saved with that one.
     """
     from tfxfer.deploy import export  # heavy imports only when a run starts
 
-    result = importlib.import_module(trainer).run(cfg, extra_augment)
-    export.save_run(result, cfg)
+    fn = trainer if callable(trainer) else importlib.import_module(trainer).run
+    result = fn(cfg, extra_augment)
+    if getattr(result, "model", None) is None:
+        return result
+    export.save_run(result, result.config or cfg)
     return result
 
 

@@ -30,7 +30,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 from tfxfer.errors import UserError
 from tfxfer.schema import assign, build, check_choice, check_min, parse_value
 from tfxfer.sections import (  # noqa: F401  (the sections are imported from here)
-    OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Phase, Prune, Task, ZeroShot)
+    OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Auto, Phase, Prune, Task, ZeroShot)
 
 AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 POOLINGS = ("avg", "max")
@@ -105,6 +105,8 @@ class Config:
             the ``domain_adapt`` recipe.
         zero_shot: Zero-shot classification by attributes (:class:`ZeroShot`); used by the
             ``zero_shot`` recipe.
+        auto: Automatic recipe choice from measured signals (:class:`Auto`); used by the
+            ``auto`` recipe.
     """
 
     recipe: str = "custom"
@@ -148,6 +150,7 @@ class Config:
     prune: Prune = field(default_factory=Prune)
     adapt: Adapt = field(default_factory=Adapt)
     zero_shot: ZeroShot = field(default_factory=ZeroShot)
+    auto: Auto = field(default_factory=Auto)
 
     def __post_init__(self):
         if self.weights is not None and self.weights.lower() == "none":

@@ -85,7 +85,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        first_error = None
+        for alternative in inner:  # in order; the first one's error is the one shown
+            try:
+                return _coerce(value, alternative, key)
+            except UserError as exc:
+                first_error = first_error or exc
+        raise first_error
     if origin is dict:
         if not isinstance(value, dict):
             raise UserError(f"{key} must be a table", got=value,

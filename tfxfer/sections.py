@@ -39,7 +39,9 @@ class Phase:
         epochs: Number of epochs (>= 1).
         optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``rmsprop``.
         lr: Peak learning rate of the head (and of the whole backbone unless ``lr_decay`` or
-            ``lr_range`` spread rates across blocks).
+            ``lr_range`` spread rates across blocks), or ``"auto"``: the learning-rate finder
+            (:mod:`tfxfer.train.lr_find`) picks it on the phase's own trainable scope before the
+            phase trains.
         lr_decay: Discriminative learning rates: block ``i`` (1..5) trains at
             ``lr * lr_decay ** (6 - i)``, the head (counted as block 6) at ``lr``. 1.0: one rate.
         lr_range: ``[lr_low, lr_high]``, like fastai's ``slice``: block 1 at ``lr_low``, the head
@@ -58,7 +60,7 @@ class Phase:
     trainable: str = "head"
     epochs: int = 5
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float | str = 1e-3
     lr_decay: float = 1.0
     lr_range: tuple[float, ...] = ()
     unfreeze_every: int = 1
@@ -72,7 +74,14 @@ class Phase:
         check_choice("phase.optimizer", self.optimizer, OPTIMIZERS)
         check_choice("phase.schedule", self.schedule, SCHEDULES)
         check_min(f"epochs (phase {self.name!r})", self.epochs, 1)
-        check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
+        if isinstance(self.lr, str):
+            if self.lr != "auto" or self.lr_range:
+                raise UserError(f"lr (phase {self.name!r}) must be a number, or \"auto\" (the "
+                                "learning-rate finder) without lr_range",
+                                got=(self.lr, self.lr_range) if self.lr_range else self.lr,
+                                fix=f"write e.g. --set phases.N.lr=1e-4 or --set phases.N.lr=auto")
+        else:
+            check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
         check_min("weight_decay", self.weight_decay, 0.0)
         check_min("early_stopping", self.early_stopping, 0)
         check_min("unfreeze_every", self.unfreeze_every, 1)
@@ -90,6 +99,8 @@ class Phase:
 
     def rates(self) -> tuple[float, float]:
         """``(head_lr, decay)``: block ``i`` trains at ``head_lr * decay ** (6 - i)``."""
+        if self.lr == "auto":  # a bug if reached: the training core resolves it first
+            raise ValueError(f"phase {self.name!r}: lr='auto' must be resolved by the finder")
         if self.lr_range:
             low, high = self.lr_range
             return high, (low / high) ** (1.0 / 5)
@@ -214,3 +225,44 @@ class ZeroShot:
         check_min("zero_shot.eszsl_gamma", self.eszsl_gamma, 0.0, strict=True)
         check_min("zero_shot.eszsl_lambda", self.eszsl_lambda, 0.0, strict=True)
         check_min("zero_shot.dap_c", self.dap_c, 0.0, strict=True)
+
+
+@dataclass(frozen=True)
+class Auto:
+    """Automatic recipe choice (:mod:`tfxfer.train.auto`): the ``auto`` recipe.
+
+    The thresholds are fitted on the calibration datasets of ``bench/auto.py`` (all six; the
+    bench reports each dataset judged by thresholds fitted on the other five).
+
+    Attributes:
+        dry_run: Measure, print and write ``plan.json``, train nothing (``--dry-run``).
+        compare: Also run a short version of every candidate recipe and pick the best by
+            validation accuracy: the slow path, for when the signals sit near a threshold.
+        compare_epochs: Epochs of each phase in the comparison runs.
+        epochs: Epochs of every phase of the chosen recipe; None keeps the recipe's own.
+        lr_find: Run the learning-rate finder for every phase of the chosen recipe
+            (``phases.N.lr=auto``) instead of its hand-set rates.
+        probe_images: Training images (stratified by class) the measurements read.
+        large_per_class: Median training images per class from which the data count as large.
+        similar_distance: BatchNorm-statistics distance to ImageNet
+            (:mod:`tfxfer.methods.bn_distance`) at or below which the data count as similar.
+        similar_logme: For backbones without BatchNorm statistics (ConvNeXt): LogME at or above
+            which the data count as similar.
+    """
+
+    dry_run: bool = False
+    compare: bool = False
+    compare_epochs: int = 1
+    epochs: int | None = None
+    lr_find: bool = False
+    probe_images: int = 256
+    large_per_class: float = 500.0
+    similar_distance: float = 1.0
+    similar_logme: float = 0.0
+
+    def __post_init__(self):
+        check_min("auto.compare_epochs", self.compare_epochs, 1)
+        check_min("auto.epochs", self.epochs, 1)
+        check_min("auto.probe_images", self.probe_images, 2)
+        check_min("auto.large_per_class", self.large_per_class, 1.0)
+        check_min("auto.similar_distance", self.similar_distance, 0.0)

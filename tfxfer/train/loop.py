@@ -218,12 +218,14 @@ def start(cfg: Config, batch: str = "global batch"):
     return size, strategy
 
 
-def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunResult:
+def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None) -> RunResult:
     """Trains and evaluates a whole recipe from a config; see the module docstring.
 
     Args:
         cfg: The resolved configuration.
         extra_augment: Extra Keras augmentation layers (e.g. keras-cv) appended to the preset.
+        data: The :class:`~tfxfer.data.sources.ImageData` of ``cfg``, when the caller has
+            already read it (the ``auto`` recipe); None reads it.
 
     Returns:
         A :class:`RunResult`; pass it to :func:`tfxfer.deploy.export.save_run` to write the
@@ -233,20 +235,21 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = ()) -> RunRes
     size, strategy = start(cfg)
     out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
     try:
-        return _run_locked(cfg, out, strategy, size, extra_augment, t0)
+        return _run_locked(cfg, out, strategy, size, extra_augment, t0, data)
     except BaseException:
         rundir.release(out)  # export.save_run releases it after a run that succeeds
         raise
 
 
-def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float) -> RunResult:
+def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
+                data=None) -> RunResult:
     if out is not None and distribute.num_workers(strategy) > 1 and (out / "checkpoints").exists():
         # Only the chief holds checkpoints: resuming there alone would send the workers down
         # different paths and their collectives would fail. A multi-worker run starts over.
         log.warning("multi-worker run: not resuming; discarding %s", out / "checkpoints")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = RunState(out)
-    data = load_data(cfg, size)
+    data = data or load_data(cfg, size)
     log.info("%s", data.describe())
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():

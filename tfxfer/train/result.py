@@ -28,6 +28,7 @@ class RunResult:
     output: str | None
     paths: dict = field(default_factory=dict)
     data: object = None  # the run's ImageData (LiteRT calibration and measurement)
+    config: object = None  # the Config it trained with, when not the one asked for (auto)
 
     def summary(self) -> str:
         m = self.metrics
@@ -64,6 +65,8 @@ class RunResult:
                 continue
             text += (f"\n  LiteRT {variant}: val_accuracy={e['val_accuracy']:.4f} "
                      f"({e['delta_vs_float']:+.4f}), {e['bytes'] / 1e6:.2f} MB, {e['file']}")
+        if "auto" in m:
+            text += f"\n  auto chose {m['auto']['recipe']}: " + "; ".join(m["auto"]["reasons"][:2])
         if self.paths:
             text += (f"\nexported SavedModel: {self.paths['saved_model']}\n"
                      f"Keras model: {self.paths['keras']}\nmetrics: {self.paths['metrics']}")
