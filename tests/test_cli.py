@@ -78,7 +78,8 @@ def test_unknown_recipe_through_the_console_entry(tmp_path):
     code = "import sys; from tfxfer.cli import entry; sys.exit(entry(['tiny_similar']))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path)
-    assert_one_line_error(proc, "must be a recipe, predict or export", "small_similar", "tiny_similar")
+    assert_one_line_error(proc, "must be a recipe, predict, export or lr-find", "small_similar",
+                          "auto", "lr-find", "tiny_similar")
 
 
 def test_output_dir_with_a_different_run_is_refused_unless_overwrite(tmp_path, good_folder):

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
@@ -213,14 +214,15 @@ def main(defaults: Config, argv: list[str] | None = None, prog: str | None = Non
 
 def entry(argv: list[str] | None = None) -> int:
     """``tfxfer RECIPE [options]``: the console script."""
-    from tfxfer.recipes import RECIPES, TARGET_RECIPES
+    from tfxfer.recipes import COMMANDS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(RECIPES + TARGET_RECIPES)}; "
+        print(f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(COMMANDS)}; "
               "tfxfer RECIPE --help for options)\n"
               "       tfxfer predict SAVED_MODEL IMAGES... [--output FILE] [--tta flip]\n"
-              "       tfxfer export RUN_DIR --litert int8[,fp16,dynamic,fp32]")
+              "       tfxfer export RUN_DIR --litert int8[,fp16,dynamic,fp32]\n"
+              "       tfxfer lr-find RECIPE [--phase N] [recipe options]")
         return 0
     if argv[0] == "predict":
         from tfxfer import predict
@@ -228,10 +230,12 @@ def entry(argv: list[str] | None = None) -> int:
         return predict.main(argv[1:])
     if argv[0] == "export":
         return export_main(argv[1:])
-    if argv[0] not in RECIPES + TARGET_RECIPES:
-        print(f"tfxfer: error: the command must be a recipe, predict or export; valid: "
-              f"{', '.join(RECIPES + TARGET_RECIPES)}, predict, export; got {argv[0]!r}. Fix: run e.g. "
-              "tfxfer small_similar",
+    if argv[0] == "lr-find":
+        return lr_find_main(argv[1:])
+    if argv[0] not in COMMANDS:
+        print(f"tfxfer: error: the command must be a recipe, predict, export or lr-find; valid: "
+              f"{', '.join(COMMANDS)}, predict, export, lr-find; got {argv[0]!r}. "
+              "Fix: run e.g. tfxfer small_similar",
               file=sys.stderr)
         return 2
     module = importlib.import_module(f"tfxfer.recipes.{argv[0]}")
@@ -264,3 +268,47 @@ def export_main(argv: list[str], prog: str = "tfxfer export") -> int:
               f"({e['delta_vs_float']:+.4f} vs float), {e['bytes'] / 1e6:.2f} MB "
               f"({e['gzip_bytes'] / 1e6:.2f} MB gzipped), {e['file']} [{e['interpreter']}]")
     return 1 if any("error" in e for e in results.values()) else 0
+
+
+def lr_find_main(argv: list[str], prog: str = "tfxfer lr-find") -> int:
+    """``tfxfer lr-find RECIPE [--phase N] [options]``: the learning-rate finder on one phase.
+
+    The phases before ``N`` (default: the last) train as the recipe says, into
+    ``<output>/lr_find``; phase ``N`` is swept (:mod:`tfxfer.train.lr_find`) and not trained.
+    Prints the rate picked and writes ``lr_find.png`` next to the sweep's ``checkpoints/``.
+    """
+    from tfxfer.recipes import RECIPES
+
+    _quiet_tensorflow()
+    try:
+        if not argv or argv[0] not in RECIPES:
+            raise UserError("tfxfer lr-find needs a scenario recipe first", valid=RECIPES,
+                            got=argv[0] if argv else None,
+                            fix="run e.g. tfxfer lr-find small_different --data DIR")
+        module = importlib.import_module(f"tfxfer.recipes.{argv[0]}")
+        p = _Parser(prog=prog, add_help=False)
+        p.add_argument("--phase", type=int)
+        args, rest = p.parse_known_args(argv[1:])
+        cfg = resolve_config(module.CONFIG, rest, f"{prog} {argv[0]}")
+        index = len(cfg.phases) - 1 if args.phase is None else args.phase
+        if not 0 <= index < len(cfg.phases):
+            raise UserError(f"--phase must name one of the recipe's {len(cfg.phases)} phases",
+                            valid=list(range(len(cfg.phases))), got=index,
+                            fix=f"pass --phase 0..{len(cfg.phases) - 1}")
+        phases = cfg.phases[:index] + (dataclasses.replace(cfg.phases[index], lr="auto",
+                                                           lr_range=()),)
+        cfg = cfg.replace(phases=phases, output=os.path.join(cfg.output, "lr_find"))
+        from tfxfer.train import loop, rundir
+
+        result = loop.run(cfg, find_only=True)
+        rundir.release(result.output)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    rec = result.metrics["lr_find"]
+    print(f"phase {index} {cfg.phases[index].name!r} ({cfg.phases[index].trainable}): "
+          f"{rec['steps']} steps, centred-average loss lowest at lr "
+          f"{rec['lrs'][rec['min_index']]:.3g}; suggested lr {rec['lr']:.3g} (a tenth of it)\n"
+          f"use it: --set phases.{index}.lr={rec['lr']:.3g}   (or phases.{index}.lr=auto)\n"
+          f"plot: {os.path.join(cfg.output, 'lr_find.png')}")
+    return 0

@@ -81,6 +81,8 @@ class Config:
         freeze_blocks: Blocks frozen in ``partial`` phases; None uses the backbone's default.
         phases: The training phases, run in order.
         batch_size: Global batch size (split across replicas under a distribution strategy).
+        lr_find_steps: Batches of the learning-rate finder's sweep, for phases with
+            ``lr="auto"`` (:mod:`tfxfer.train.lr_find`).
         cache_features: Train head-only phases on backbone features computed once per image.
         feature_views: Augmented views per training image cached for head-only phases.
         seed: Seed for splits, shuffling, augmentation and initialisation.
@@ -135,6 +137,7 @@ class Config:
     freeze_blocks: int | None = None
     phases: tuple[Phase, ...] = field(default_factory=lambda: (Phase(),))
     batch_size: int = 32
+    lr_find_steps: int = 200
     cache_features: bool = True
     feature_views: int = 4
     seed: int = 0
@@ -180,6 +183,7 @@ class Config:
             raise UserError("head_dropout must be in [0, 1)", got=self.head_dropout,
                             fix="pass e.g. --set head_dropout=0.2")
         check_min("batch_size", self.batch_size, 1)
+        check_min("lr_find_steps", self.lr_find_steps, 10)
         check_min("feature_views", self.feature_views, 1)
         check_min("train_per_class", self.train_per_class, 1)
         check_min("val_per_class", self.val_per_class, 1)

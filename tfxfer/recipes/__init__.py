@@ -7,6 +7,9 @@
 | large | no | ``large_different`` | everything (``--weights none``: from scratch) |
 | large | yes | ``large_similar`` | head warm-up, then everything at a small learning rate |
 
+``auto`` measures the data (images per class, LogME, a BatchNorm-statistics distance to
+ImageNet) and runs the recipe that the table above picks, saying why.
+
 When the target's labels are missing: ``domain_adapt`` (labelled source, unlabelled target:
 DANN) and ``zero_shot`` (classes never seen in training, recognised by their attributes).
 
@@ -18,3 +21,4 @@ Example:
 
 RECIPES = ("small_similar", "small_different", "large_different", "large_similar")
 TARGET_RECIPES = ("domain_adapt", "zero_shot")  # when the target's labels are missing
+COMMANDS = RECIPES + ("auto",) + TARGET_RECIPES  # every `tfxfer <recipe>`

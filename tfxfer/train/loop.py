@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -48,7 +49,7 @@ from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import distribute, optim, rundir, validate
+from tfxfer.train import distribute, lr_find, optim, rundir, validate
 from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
 from tfxfer.train.result import RunResult
 
@@ -124,8 +125,29 @@ def _rates(phase: Phase) -> str:
                             for b in range(1, backbones.NUM_BLOCKS + 1)) + f" head:{lr:g}"
 
 
+def _find_lr(tm, cfg: Config, stage: freeze.Stage, target, train_ds, strategy, state: RunState,
+             specs, found: dict) -> Phase:
+    """The stage's phase with ``lr="auto"`` replaced by the finder's rate (one sweep a phase,
+    kept in ``found`` and in the checkpoints, so gradual steps and a resumed run reuse it)."""
+    phase = cfg.phases[stage.index]
+    if stage.index not in found:
+        multipliers = optim.block_multipliers(tm.backbone, tm.family, phase.lr_decay)
+        with strategy.scope():
+            found[stage.index] = lr_find.sweep(
+                target, train_ds,
+                lambda ramp: optim.make_optimizer(phase, 1, multipliers, learning_rate=ramp),
+                tasks_lib.compile_args(specs, tm.multi, cfg), cfg.lr_find_steps)
+        rec = found[stage.index]
+        log.info("lr finder, phase %r: %d steps from %.0e, smoothed loss lowest at lr %.2g; "
+                 "picked %.2g (a tenth of it)", phase.name, rec["steps"], lr_find.LR_MIN,
+                 rec["lrs"][rec["min_index"]], rec["lr"])
+        lr_find.save(found, state.dir, None if state.dir is None else state.dir.parent
+                     / "lr_find.png", {i: p.name for i, p in enumerate(cfg.phases)})
+    return dataclasses.replace(phase, lr=found[stage.index]["lr"])
+
+
 def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
-               specs, pruning: dict) -> dict:
+               specs, pruning: dict, found: dict, find_only: bool = False) -> dict | None:
     phase = cfg.phases[stage.index]
     targets = tasks_lib.targets_fn(specs, tm.multi)
     with strategy.scope():
@@ -138,18 +160,6 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
             target = tm.plain_model if augment_in_data else tm.model
         steps = math.ceil(len(data.train) / cfg.batch_size)
         freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
-        # always recompile after a trainable change
-        compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
-    info = freeze.summary(tm.backbone, tm.family)
-    log.info("phase %d/%d %r: trainable=%s blocks=%s backbone params trainable=%s "
-             "BN %s, %s, %d epochs %s %s%s", stage.index + 1, len(cfg.phases), stage.label,
-             phase.trainable, info["trainable_blocks"] or "none",
-             f"{info['trainable_params']:,}",
-             "trained" if info["bn_trainable"] else "frozen (inference mode)",
-             "cached features" if cache is not None else
-             f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
-             stage.epochs, phase.optimizer, _rates(phase),
-             f" regularization={cfg.regularization}" if cfg.regularization != "none" else "")
     if cache is not None:
         train_ds = features.feature_dataset(
             cache, data.num_classes, cfg.batch_size, train=True, seed=cfg.seed + stage.index,
@@ -166,6 +176,24 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
                                           targets=targets)
         val_ds = pipeline.image_dataset(data.val, data.num_classes, tm.image_size, cfg.batch_size,
                                         targets=targets)
+    train_ds = with_sample_weights(train_ds, class_weights(cfg, data.train.labels,
+                                                          data.num_classes))
+    if phase.lr == "auto":
+        phase = _find_lr(tm, cfg, stage, target, train_ds, strategy, state, specs, found)
+        if find_only:
+            return None
+    with strategy.scope():  # always recompile after a trainable change
+        compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
+    info = freeze.summary(tm.backbone, tm.family)
+    log.info("phase %d/%d %r: trainable=%s blocks=%s backbone params trainable=%s "
+             "BN %s, %s, %d epochs %s %s%s", stage.index + 1, len(cfg.phases), stage.label,
+             phase.trainable, info["trainable_blocks"] or "none",
+             f"{info['trainable_params']:,}",
+             "trained" if info["bn_trainable"] else "frozen (inference mode)",
+             "cached features" if cache is not None else
+             f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
+             stage.epochs, phase.optimizer, _rates(phase),
+             f" regularization={cfg.regularization}" if cfg.regularization != "none" else "")
     guard = _EpochGuard(tm, stage.key, state)
     # the epoch's record first, then the backup: a kill between the two repeats the epoch on
     # resume (its record is rewritten under the same number) instead of losing its record
@@ -179,8 +207,6 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
     done_before = state.resume_epoch(stage.key)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
-    train_ds = with_sample_weights(train_ds, class_weights(cfg, data.train.labels,
-                                                          data.num_classes))
     hist = target.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks,
                       verbose=cfg.verbose)
     if guard.diverged_at is not None:
@@ -218,7 +244,8 @@ def start(cfg: Config, batch: str = "global batch"):
     return size, strategy
 
 
-def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None) -> RunResult:
+def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None,
+        find_only: bool = False) -> RunResult:
     """Trains and evaluates a whole recipe from a config; see the module docstring.
 
     Args:
@@ -226,6 +253,9 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
         extra_augment: Extra Keras augmentation layers (e.g. keras-cv) appended to the preset.
         data: The :class:`~tfxfer.data.sources.ImageData` of ``cfg``, when the caller has
             already read it (the ``auto`` recipe); None reads it.
+        find_only: Stop after the learning-rate finder's sweep of the first phase with
+            ``lr="auto"`` (``tfxfer lr-find``); the phases before it train as usual. The
+            result's ``metrics["lr_find"]`` then holds the sweep.
 
     Returns:
         A :class:`RunResult`; pass it to :func:`tfxfer.deploy.export.save_run` to write the
@@ -235,14 +265,14 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
     size, strategy = start(cfg)
     out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
     try:
-        return _run_locked(cfg, out, strategy, size, extra_augment, t0, data)
+        return _run_locked(cfg, out, strategy, size, extra_augment, t0, data, find_only)
     except BaseException:
         rundir.release(out)  # export.save_run releases it after a run that succeeds
         raise
 
 
 def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
-                data=None) -> RunResult:
+                data=None, find_only: bool = False) -> RunResult:
     if out is not None and distribute.num_workers(strategy) > 1 and (out / "checkpoints").exists():
         # Only the chief holds checkpoints: resuming there alone would send the workers down
         # different paths and their collectives would fail. A multi-worker run starts over.
@@ -265,6 +295,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
     steps = (len(data.train) // cfg.batch_size if mixing
              else math.ceil(len(data.train) / cfg.batch_size))
     pruning = prune_lib.plan(stages, max(1, steps))
+    found = lr_find.load(state.dir)  # sweeps of lr="auto" phases, kept across a resume
     for stage in stages:
         phase = cfg.phases[stage.index]
         start = time.perf_counter()
@@ -279,11 +310,17 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
         if use_cache and cache is None:
             cache = features.extract(tm, data, cfg.feature_views, size)
         hist = _fit_stage(tm, cfg, stage, data, cache if use_cache else None, strategy, state,
-                          specs, pruning)
+                          specs, pruning, found, find_only)
+        if hist is None:  # find_only: the sweep is done, nothing more trains
+            return RunResult({"lr_find": found[stage.index], "lr_find_phase": stage.index},
+                             history, time.perf_counter() - t0, tm, data.report(),
+                             None if out is None else str(out), data=data)
         if not use_cache:
             cache = None  # the backbone may have changed: cached features are stale
         record = {"phase": stage.label, "trainable": phase.trainable, "cached_features": use_cache,
                   "seconds": round(time.perf_counter() - start, 2), "history": hist}
+        if stage.index in found:
+            record["lr_found"] = found[stage.index]["lr"]
         state.mark_completed(tm.model, stage.key, record)
         history.append(record)
     metrics = validate.evaluate(tm, cfg, data, cache, specs, size)

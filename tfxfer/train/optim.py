@@ -139,7 +139,7 @@ def block_multipliers(backbone: keras.Model, family: str, decay: float) -> dict[
 
 
 def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: dict[str, float] | None = None,
-                   offset_steps: int = 0) -> keras.optimizers.Optimizer:
+                   offset_steps: int = 0, learning_rate=None) -> keras.optimizers.Optimizer:
     """The phase's optimiser: its head rate, schedule and per-variable ``multipliers``.
 
     Args:
@@ -147,11 +147,16 @@ def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: dict[str, fl
         steps_per_epoch: Optimiser steps per epoch (for the schedule's length).
         multipliers: Per-variable rate multipliers, e.g. from :func:`block_multipliers`.
         offset_steps: Steps of this phase already run by an earlier optimiser (gradual phases).
+        learning_rate: A rate or schedule replacing the phase's (the learning-rate finder's).
     """
-    lr, _ = phase.rates()
-    if phase.schedule in ("cosine", "anneal"):
+    if learning_rate is not None:
+        lr = learning_rate
+    elif phase.schedule in ("cosine", "anneal"):
+        lr = phase.rates()[0]
         schedule = PhaseCosine if phase.schedule == "cosine" else PhaseAnneal
         lr = schedule(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
+    else:
+        lr = phase.rates()[0]
     kw = {"lr_multipliers": multipliers}
     if phase.optimizer == "adam":
         return Adam(lr, **kw)
