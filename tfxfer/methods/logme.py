@@ -78,8 +78,10 @@ def maximise(features: np.ndarray, y: np.ndarray, iterations: int = 100, tol: fl
     alpha, beta = 1.0, 1.0
     for _ in range(iterations):
         _, gamma, m2, residual = _terms(basis, y, alpha, beta)
-        new_alpha = gamma / max(m2, 1e-300)
-        new_beta = (basis.n - gamma) / max(residual, 1e-300)
+        # With n <= d the features can fit y exactly: gamma -> n and n - gamma can round to 0
+        # or below, which would make beta 0 (log 0). Both counts stay strictly positive.
+        new_alpha = max(gamma, 1e-12) / max(m2, 1e-300)
+        new_beta = max(basis.n - gamma, 1e-12 * basis.n) / max(residual, 1e-300)
         done = (abs(new_alpha - alpha) <= tol * alpha and abs(new_beta - beta) <= tol * beta)
         alpha, beta = new_alpha, new_beta
         if done:
