@@ -9,7 +9,8 @@ For each kit dataset below, in separate processes:
   then ``E - 1`` epochs of its second phase; everything else is the recipe's default
   (MobileNetV2 ImageNet, its augmentation, optimiser, rates, frozen blocks);
 - with ``--lr-find``: the recipe again with every phase at ``lr=auto`` (the finder), for the
-  datasets of :data:`LR_FIND`.
+  datasets of :data:`LR_FIND`; and LogME with ImageNet and random-init weights at 224 px, the
+  backbone's own size, next to the run size's.
 
 ``--table`` then fits the thresholds (``large_per_class``, ``similar_distance``) to minimise the
 summed regret over the datasets, and reports every dataset judged by thresholds fitted on the
@@ -60,12 +61,13 @@ def budget(cfg, epochs: int):
     return cfg.replace(phases=phases)
 
 
-def arm_signals(name: str, weights: str) -> dict:
+def arm_signals(name: str, weights: str, size: int | None) -> dict:
     from tfxfer.config import Config
     from tfxfer.models import backbones
     from tfxfer.train import auto, loop
 
     keys, _ = DATASETS[name]
+    keys = {**keys, "image_size": size} if size else keys
     cfg = Config(**keys, weights=None if weights == "none" else weights)
     size = backbones.resolve_size(cfg.backbone, cfg.image_size)
     t0 = time.perf_counter()
@@ -99,7 +101,10 @@ def arm_recipe(name: str, recipe: str, lr_auto: bool) -> dict:
 def measure_all(lr_find: bool) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     jobs = ([(n, "lr_auto", ["--arm", "recipe", "--dataset", n, "--recipe", r, "--lr-auto"])
-             for n, r in LR_FIND.items()] if lr_find else
+             for n, r in LR_FIND.items()]
+            + [(n, f"signals224_{w}", ["--arm", "signals", "--dataset", n, "--weights", w,
+                                       "--size", "224"])
+               for n in DATASETS for w in ("imagenet", "none")] if lr_find else
             [(n, f"signals_{w}", ["--arm", "signals", "--dataset", n, "--weights", w])
              for n in DATASETS for w in ("imagenet", "none")]
             + [(n, r, ["--arm", "recipe", "--dataset", n, "--recipe", r])
@@ -173,12 +178,19 @@ def report() -> int:
                "plan_s": sig["seconds"], "run_s": arms[chosen]["seconds"],
                "plan_pct": round(100 * sig["seconds"] / arms[chosen]["seconds"], 1)}
         row.update({r: arms[r]["val_accuracy"] for r in RECIPES})
+        if "signals224_imagenet" in arms and "signals224_none" in arms:
+            row["logme224"] = arms["signals224_imagenet"]["logme"]
+            row["logme224_random"] = arms["signals224_none"]["logme"]
         table_rows.append(row)
     large, similar = fit(rows, names)
     print(f"auto calibration ({machine()})\n")
+    print(table(table_rows, [("dataset", "dataset"), ("logme", "LogME ImageNet (run size)"),
+                             ("logme_random", "LogME random init (run size)"),
+                             ("logme224", "LogME ImageNet (224 px)"),
+                             ("logme224_random", "LogME random init (224 px)")]) + "\n")
     print(table(table_rows, [("dataset", "dataset"), ("per_class", "img/class"),
-                             ("distance", "BN distance"), ("logme", "LogME ImageNet"),
-                             ("logme_random", "LogME random"), *[(r, r) for r in RECIPES],
+                             ("distance", "BN distance"), ("logme", "LogME"),
+                             *[(r, r) for r in RECIPES],
                              ("thresholds", "LOO thresholds (size / distance)"),
                              ("chosen", "chosen"), ("best", "best"), ("regret_pts", "regret (pts)"),
                              ("plan_s", "plan s"), ("run_s", "chosen run s"),
@@ -209,13 +221,15 @@ def main() -> int:
     p.add_argument("--dataset", choices=tuple(DATASETS))
     p.add_argument("--recipe", choices=RECIPES)
     p.add_argument("--weights", default="imagenet")
+    p.add_argument("--size", type=int, help="measure the signals at this input size instead")
     p.add_argument("--lr-auto", action="store_true")
-    p.add_argument("--lr-find", action="store_true", help="run the LR-finder arms")
+    p.add_argument("--lr-find", action="store_true",
+                   help="run the LR-finder arms and LogME at 224 px (after the calibration)")
     p.add_argument("--table", action="store_true", help="print the tables from saved arms")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.arm == "signals":
-        emit(arm_signals(args.dataset, args.weights))
+        emit(arm_signals(args.dataset, args.weights, args.size))
     elif args.arm == "recipe":
         emit(arm_recipe(args.dataset, args.recipe, args.lr_auto))
     elif args.table:

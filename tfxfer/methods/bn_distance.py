@@ -61,7 +61,8 @@ class StatsProbe:
         probe = keras.Model(backbone.input, outputs, name="bn_probe")
 
         def step(x, count):
-            out = [o[:count] for o in probe(x, training=False)]
+            out = probe(x, training=False)
+            out = [o[:count] for o in (out if isinstance(out, (list, tuple)) else [out])]
             pooled = tf.reduce_mean(tf.cast(out[0], tf.float32), axis=(1, 2))
             # float32 sums over one batch (accumulated in float64 in update): measured 3x
             # faster than float64 here, and exact to ~1e-6 relative

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import shutil
@@ -125,27 +124,6 @@ def _rates(phase: Phase) -> str:
                             for b in range(1, backbones.NUM_BLOCKS + 1)) + f" head:{lr:g}"
 
 
-def _find_lr(tm, cfg: Config, stage: freeze.Stage, target, train_ds, strategy, state: RunState,
-             specs, found: dict) -> Phase:
-    """The stage's phase with ``lr="auto"`` replaced by the finder's rate (one sweep a phase,
-    kept in ``found`` and in the checkpoints, so gradual steps and a resumed run reuse it)."""
-    phase = cfg.phases[stage.index]
-    if stage.index not in found:
-        multipliers = optim.block_multipliers(tm.backbone, tm.family, phase.lr_decay)
-        with strategy.scope():
-            found[stage.index] = lr_find.sweep(
-                target, train_ds,
-                lambda ramp: optim.make_optimizer(phase, 1, multipliers, learning_rate=ramp),
-                tasks_lib.compile_args(specs, tm.multi, cfg), cfg.lr_find_steps)
-        rec = found[stage.index]
-        log.info("lr finder, phase %r: %d steps from %.0e, smoothed loss lowest at lr %.2g; "
-                 "picked %.2g (a tenth of it)", phase.name, rec["steps"], lr_find.LR_MIN,
-                 rec["lrs"][rec["min_index"]], rec["lr"])
-        lr_find.save(found, state.dir, None if state.dir is None else state.dir.parent
-                     / "lr_find.png", {i: p.name for i, p in enumerate(cfg.phases)})
-    return dataclasses.replace(phase, lr=found[stage.index]["lr"])
-
-
 def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
                specs, pruning: dict, found: dict, find_only: bool = False) -> dict | None:
     phase = cfg.phases[stage.index]
@@ -179,7 +157,9 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
     train_ds = with_sample_weights(train_ds, class_weights(cfg, data.train.labels,
                                                           data.num_classes))
     if phase.lr == "auto":
-        phase = _find_lr(tm, cfg, stage, target, train_ds, strategy, state, specs, found)
+        with strategy.scope():
+            phase = lr_find.resolve(tm, cfg, stage.index, target, train_ds, state.dir,
+                                    tasks_lib.compile_args(specs, tm.multi, cfg), found)
         if find_only:
             return None
     with strategy.scope():  # always recompile after a trainable change

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ import keras
 import numpy as np
 
 from tfxfer.atomic import write_json
+from tfxfer.train import optim
 
 log = logging.getLogger("tfxfer")
 
@@ -141,6 +143,30 @@ def sweep(target: keras.Model, train_ds, make_optimizer, compile_kwargs: dict,
     lr, best = pick(recorder.lrs, recorder.losses)
     return {"lr": lr, "min_index": best, "steps": len(recorder.losses), "lrs": recorder.lrs,
             "losses": recorder.losses, "smoothed": centred(recorder.losses).tolist()}
+
+
+def resolve(tm, cfg, index: int, target: keras.Model, train_ds, state_dir: Path | None,
+            compile_kwargs: dict, found: dict):
+    """Phase ``index`` of ``cfg`` with ``lr="auto"`` replaced by the finder's rate.
+
+    One sweep a phase, kept in ``found`` and written to ``state_dir`` (the run's checkpoints),
+    so the steps of a gradual phase and a resumed run reuse it; ``lr_find.png`` goes next to
+    ``state_dir``. Call it inside the strategy's scope, after the phase's scope is set.
+    """
+    phase = cfg.phases[index]
+    if index not in found:
+        multipliers = optim.block_multipliers(tm.backbone, tm.family, phase.lr_decay)
+        found[index] = sweep(
+            target, train_ds,
+            lambda ramp: optim.make_optimizer(phase, 1, multipliers, learning_rate=ramp),
+            compile_kwargs, cfg.lr_find_steps)
+        rec = found[index]
+        log.info("lr finder, phase %r: %d steps from %.0e, centred-average loss lowest at lr "
+                 "%.2g; picked %.2g (a tenth of it)", phase.name, rec["steps"], LR_MIN,
+                 rec["lrs"][rec["min_index"]], rec["lr"])
+        save(found, state_dir, None if state_dir is None else Path(state_dir).parent
+             / "lr_find.png", {i: p.name for i, p in enumerate(cfg.phases)})
+    return dataclasses.replace(phase, lr=found[index]["lr"])
 
 
 def load(state_dir: Path | None) -> dict:
