@@ -215,31 +215,51 @@ def test_dry_run_plans_from_measured_signals_and_trains_nothing(two_class_folder
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plan.json"]
 
 
-@pytest.mark.slow
-def test_auto_runs_the_chosen_recipe_and_compare_runs_every_candidate(two_class_folder, tmp_path):
+def _random_weights_file(tmp_path):
     from tfxfer.models import backbones
 
-    weights = tmp_path / "mobilenet025.weights.h5"  # a weights file: auto needs "pretrained"
-    backbones.build("MobileNet025", 32, weights=None).save_weights(weights)
+    path = tmp_path / "mobilenet025.weights.h5"  # a weights file: auto needs "pretrained"
+    backbones.build("MobileNet025", 32, weights=None).save_weights(path)
+    return str(path)
+
+
+def test_auto_runs_the_chosen_recipe_with_found_rates_through_the_cli(two_class_folder, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tfxfer.recipes.auto", "--data", str(two_class_folder),
-           "--output", str(out), "--weights", str(weights), "--image-size", "32",
-           "--backbone", "MobileNet025", "--set", "auto.epochs=1", "--set", "auto.probe_images=12",
-           "--set", "auto.compare=true", "--set", "verbose=0", "--set", "lr_find_steps=10",
-           "--set", "auto.lr_find=true"]
+           "--output", str(out), "--weights", _random_weights_file(tmp_path), "--image-size",
+           "32", "--backbone", "MobileNet025", "--set", "auto.epochs=1",
+           "--set", "auto.probe_images=12", "--set", "auto.similar_distance=100",
+           "--set", "verbose=0", "--set", "lr_find_steps=10", "--set", "auto.lr_find=true"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     plan = json.loads((out / "plan.json").read_text())
-    assert sorted(plan["compare"]) == sorted(auto_recipe.CANDIDATES)
-    best = max(plan["compare"].values())
-    assert plan["compare"][plan["recipe"]] == best
+    assert plan["recipe"] == "small_similar" and "<= 100" in plan["reasons"][1]
     config = json.loads((out / "config.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert config["recipe"] == plan["recipe"] and metrics["auto"]["recipe"] == plan["recipe"]
+    assert config["recipe"] == "small_similar" and metrics["auto"]["recipe"] == "small_similar"
+    assert config["phases"][0]["epochs"] == 1 and config["phases"][0]["lr"] == "auto"
     history = json.loads((out / "history.json").read_text())
     assert all(isinstance(h["lr_found"], float) for h in history)  # every phase found its rate
     assert (out / "lr_find.png").stat().st_size > 0 and (out / "saved_model").is_dir()
-    assert f"auto chose {plan['recipe']}" in proc.stdout
+    assert "auto chose small_similar" in proc.stdout
+
+
+def test_compare_runs_every_candidate_and_keeps_the_best(two_class_folder, tmp_path):
+    from tfxfer.train import loop
+
+    cfg = _cfg(two_class_folder, tmp_path / "out", _random_weights_file(tmp_path),
+               compare_epochs=1).replace(backbone="MobileNet025")
+    base = auto_recipe.CANDIDATES["small_similar"]
+    candidates = {"dead": base.replace(recipe="dead", phases=(Phase(lr=0.0),)),
+                  "small_similar": base}  # a rate of 0 leaves the head at its random init
+    data = loop.load_data(cfg, 32)
+    first = auto.plan(cfg, data, 32, {**candidates, **auto_recipe.CANDIDATES})
+    chosen = auto.compare(first, cfg, data, candidates)
+    assert sorted(chosen.compare) == ["dead", "small_similar"]
+    assert chosen.compare[chosen.recipe] == max(chosen.compare.values())
+    assert chosen.compare["small_similar"] >= chosen.compare["dead"]
+    assert chosen.config.recipe == chosen.recipe and "compare" in chosen.reasons[2]
+    assert all((tmp_path / "out" / "compare" / n / "config.json").exists() for n in candidates)
 
 
 def test_lr_find_command_sweeps_one_phase_and_says_how_to_use_it(two_class_folder, tmp_path,

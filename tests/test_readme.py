@@ -144,3 +144,28 @@ def test_target_recipe_command_lines_in_the_readme_resolve_to_their_intent():
     assert demo.zero_shot.unseen == ("Coat", "Sneaker", "Trouser") and demo.data == "fashion_mnist"
     assert custom.zero_shot.unseen == ("zebra", "otter")
     assert custom.zero_shot.attributes == "path/to/attributes.csv"
+
+
+def test_auto_and_lr_finder_command_lines_in_the_readme_resolve_to_their_intent():
+    """The auto and LR-finder lines are too slow to run here; each must parse to what it says."""
+    import shlex
+
+    from tfxfer import cli
+
+    configs = []
+    for line in [line.split("#")[0] for _, _, c in readme_blocks()
+                 for line in c.strip().splitlines() if "recipes.auto --data path" in line
+                 or "lr=auto" in line or "tfxfer lr-find" in line]:
+        words = shlex.split(line)
+        if words[0] == "tfxfer":  # tfxfer lr-find RECIPE options: the recipe's own options
+            module = importlib.import_module(f"tfxfer.recipes.{words[2]}")
+            configs.append(cli.resolve_config(module.CONFIG, words[3:]))
+            continue
+        module = importlib.import_module(words[2])
+        configs.append(cli.resolve_config(module.CONFIG, words[3:],
+                                          flags=getattr(module, "FLAGS", ())))
+    plain, compare, found, one_phase, sweep = configs
+    assert plain.recipe == "auto" and not plain.auto.compare and not plain.auto.lr_find
+    assert compare.auto.compare and found.auto.lr_find
+    assert [p.lr for p in one_phase.phases] == [1e-3, "auto"]
+    assert sweep.recipe == "small_different" and sweep.data == "path/to/folder"

@@ -186,9 +186,10 @@ def chosen_config(cfg: Config, base: Config) -> Config:
     keep = {k: mine[k] for k in mine if k not in ("recipe", "phases", "auto")
             and (k in CARRIED or mine[k] != defaults[k])}
     chosen = Config.from_dict(keep, base=base)
-    phases = [dataclasses.replace(p, epochs=cfg.auto.epochs or p.epochs,
-                                  lr="auto" if cfg.auto.lr_find else p.lr, lr_range=())
-              if cfg.auto.epochs or cfg.auto.lr_find else p for p in chosen.phases]
+    phases = [dataclasses.replace(p, epochs=cfg.auto.epochs or p.epochs)
+              for p in chosen.phases]
+    if cfg.auto.lr_find:
+        phases = [dataclasses.replace(p, lr="auto", lr_range=()) for p in phases]
     return chosen.replace(phases=tuple(phases))
 
 
