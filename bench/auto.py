@@ -17,7 +17,7 @@ summed regret over the datasets (equal regrets: the cheaper choices), and report
 other five (leave-one-out): its LogME, the recipe chosen, the best recipe and the regret (best
 accuracy minus chosen), and the plan's seconds against the chosen run's.
 
-Run (about 45 minutes on 2 CPU cores; needs the kit; resumable, each arm's JSON is kept in
+Run (about 50 minutes on 2 CPU cores; needs the kit; resumable, each arm's JSON is kept in
 ``bench/results/auto/``): ``python bench/auto.py``, then ``python bench/auto.py --lr-find``,
 then ``python bench/auto.py --table``.
 """
@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import RESULTS, emit, machine, run_arm, table  # noqa: E402
@@ -74,8 +76,38 @@ def arm_signals(name: str, weights: str, size: int | None) -> dict:
     t0 = time.perf_counter()
     data = loop.load_data(cfg, size)
     load_s = time.perf_counter() - t0
-    s = auto.measure(cfg, data, size)
+    net = None
+    if cfg.weights is None:
+        net = random_backbone(cfg, data, size)
+    s = auto.measure(cfg, data, size, net)
     return {**dataclasses.asdict(s), "load_seconds": round(load_s, 2)}
+
+
+def random_backbone(cfg, data, size: int):
+    """The random-init baseline: seeded weights, and BatchNorm statistics set from one
+    training-mode pass over 64 training images (momentum 0), as training from scratch would
+    have them. With Keras's init statistics (mean 0, variance 1) the activations saturate and
+    the pooled features are constant: measured, LogME then only sees the class balance."""
+    import keras
+    import tensorflow as tf
+
+    from tfxfer.data import pipeline
+    from tfxfer.methods import bn_distance
+    from tfxfer.models import backbones
+    from tfxfer.models.model import Preprocess
+
+    keras.utils.set_random_seed(cfg.seed)
+    net = backbones.build(cfg.backbone, size, None)
+    rows = np.random.default_rng(cfg.seed).permutation(len(data.train))[:64]
+    x = Preprocess(backbones.get(cfg.backbone).preprocess)(
+        pipeline.to_model_input(tf.constant(data.train.images[rows]), size))
+    layers = bn_distance.bn_layers(net)
+    for layer in layers:
+        layer.momentum = 0.0
+    net(x, training=True)
+    for layer in layers:
+        layer.momentum = 0.99
+    return net
 
 
 def arm_recipe(name: str, recipe: str, lr_auto: bool, seed: int = 0) -> dict:

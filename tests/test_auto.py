@@ -87,8 +87,9 @@ def test_decide_follows_the_documented_table(per_class, distance, recipe):
     rules = Auto(large_per_class=500, similar_distance=0.5)
     chosen, reasons = auto.decide(_signals(per_class, distance), rules, "MobileNetV2")
     assert chosen == recipe
-    assert f"{per_class:g}" in reasons[0] and "500" in reasons[0]
-    assert f"{distance:.3f}" in reasons[1] and "0.5" in reasons[1]
+    assert f" {per_class:g} training images" in reasons[0] and reasons[0].endswith(
+        f" 500 -> {'small' if per_class < 500 else 'large'}")
+    assert f" {distance:.3f} " in reasons[1] and " 0.5 -> " in reasons[1]
 
 
 def test_without_batchnorm_similarity_comes_from_logme():
@@ -124,6 +125,7 @@ def test_chosen_config_is_the_recipes_own_with_the_users_data_and_changes():
     (dict(weights=None), "weights must be pretrained"),
     (dict(phases=(Phase(epochs=3),)), "auto.epochs"),
     (dict(adapt={"target": "mnist_m"}), "domain_adapt"),
+    (dict(strategy="multiworker"), "--dry-run, then run the chosen recipe"),
 ])
 def test_auto_refuses_what_it_cannot_plan(change, words):
     cfg = Config.from_dict(change, base=auto_recipe.CONFIG)
@@ -213,6 +215,12 @@ def test_dry_run_plans_from_measured_signals_and_trains_nothing(two_class_folder
     written = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert written["recipe"] == the_plan.recipe and written["config"]["recipe"] == the_plan.recipe
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plan.json"]
+    # a directory that holds a run keeps its own plan.json
+    (tmp_path / "out" / "config.json").write_text("{}")
+    (tmp_path / "out" / "plan.json").write_text("theirs")
+    again = auto_recipe.plan(_cfg(two_class_folder, tmp_path / "out", start_weights[0]))
+    assert (tmp_path / "out" / "plan.json").read_text() == "theirs"
+    assert "plan.json not written" in again.summary()
 
 
 def _random_weights_file(tmp_path):
@@ -239,6 +247,7 @@ def test_auto_runs_the_chosen_recipe_with_found_rates_through_the_cli(two_class_
     assert config["recipe"] == "small_similar" and metrics["auto"]["recipe"] == "small_similar"
     assert config["phases"][0]["epochs"] == 1 and config["phases"][0]["lr"] == "auto"
     history = json.loads((out / "history.json").read_text())
+    assert len(history) == len(config["phases"]) == 1
     assert all(isinstance(h["lr_found"], float) for h in history)  # every phase found its rate
     assert (out / "lr_find.png").stat().st_size > 0 and (out / "saved_model").is_dir()
     assert "auto chose small_similar" in proc.stdout
@@ -259,7 +268,15 @@ def test_compare_runs_every_candidate_and_keeps_the_best(two_class_folder, tmp_p
     assert chosen.compare[chosen.recipe] == max(chosen.compare.values())
     assert chosen.compare["small_similar"] >= chosen.compare["dead"]
     assert chosen.config.recipe == chosen.recipe and "compare" in chosen.reasons[2]
-    assert all((tmp_path / "out" / "compare" / n / "config.json").exists() for n in candidates)
+    for name in candidates:  # each ran into its own folder; only its score is kept
+        assert (tmp_path / "out" / "compare" / name / "config.json").exists()
+        assert not (tmp_path / "out" / "compare" / name / "checkpoints").exists()
+    # a tie goes to the signals' choice: with two equal candidates, the plan's recipe is kept
+    first.recipe = "small_similar"
+    tied = auto.compare(first, cfg.replace(output=str(tmp_path / "tie")), data,
+                        {"small_similar": base, "twin": base.replace(recipe="twin")})
+    if tied.compare["twin"] == tied.compare["small_similar"]:
+        assert tied.recipe == "small_similar"
 
 
 def test_lr_find_command_sweeps_one_phase_and_says_how_to_use_it(two_class_folder, tmp_path,
@@ -277,3 +294,30 @@ def test_lr_find_command_sweeps_one_phase_and_says_how_to_use_it(two_class_folde
     bad = subprocess.run([sys.executable, "-c", code, *base, "--phase", "4"],
                          capture_output=True, text=True)
     assert_one_line_error(bad, "--phase must name one of the recipe's 1 phases", "got 4")
+
+
+def test_find_only_stops_at_the_named_phase_after_an_earlier_auto_phase(two_class_folder,
+                                                                        tmp_path, start_weights):
+    from tfxfer.train import loop
+
+    cfg = Config(data=str(two_class_folder), output=str(tmp_path / "out"), image_size=32,
+                 weights=start_weights[0], verbose=0, lr_find_steps=12, feature_views=1,
+                 phases=(Phase(name="a", lr="auto", epochs=1), Phase(name="b", lr="auto")))
+    result = loop.run(cfg, find_only=1)
+    assert result.metrics["lr_find_phase"] == 1
+    assert [h["phase"] for h in result.history] == ["a"]  # phase a trained with its own sweep
+    assert isinstance(result.history[0]["lr_found"], float)
+    saved = lr_find.load(tmp_path / "out" / "checkpoints")
+    assert sorted(saved) == [0, 1] and result.metrics["lr_find"] == saved[1]
+    from tfxfer.train import rundir
+
+    rundir.release(result.output)
+
+
+def test_domain_adapt_refuses_lr_auto_in_one_line():
+    from tfxfer.recipes import domain_adapt
+    from tfxfer.train import adapt
+
+    cfg = domain_adapt.CONFIG.override(["phases.0.lr=auto"])
+    with pytest.raises(UserError, match="lr=auto.*not in domain adaptation"):
+        adapt.check(cfg)

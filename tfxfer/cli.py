@@ -279,6 +279,9 @@ def lr_find_main(argv: list[str], prog: str = "tfxfer lr-find") -> int:
     """
     from tfxfer.recipes import RECIPES
 
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"usage: {prog} RECIPE [--phase N] [recipe options]\n{lr_find_main.__doc__}")
+        return 0
     _quiet_tensorflow()
     try:
         if not argv or argv[0] not in RECIPES:
@@ -300,7 +303,7 @@ def lr_find_main(argv: list[str], prog: str = "tfxfer lr-find") -> int:
         cfg = cfg.replace(phases=phases, output=os.path.join(cfg.output, "lr_find"))
         from tfxfer.train import loop, rundir
 
-        result = loop.run(cfg, find_only=True)
+        result = loop.run(cfg, find_only=index)
         rundir.release(result.output)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -61,6 +61,12 @@ def check(cfg: Config) -> None:
                         "class weights", got=dict(tasks=len(cfg.tasks), mixup=cfg.mixup,
                                                   cutmix=cfg.cutmix, class_weight=cfg.class_weight),
                         fix="drop tasks, and set mixup=0, cutmix=0, class_weight=none")
+    auto = [i for i, p in enumerate(cfg.phases) if p.lr == "auto"]
+    if auto:
+        raise UserError("the learning-rate finder (lr=auto) runs in the scenario recipes, not in "
+                        "domain adaptation", got=[f"phases.{i}.lr=auto" for i in auto],
+                        fix="give a number, e.g. --set phases.0.lr=0.01 (find one with tfxfer "
+                            "lr-find on the source data)")
     if cfg.prune.sparsity:
         raise UserError("pruning is not available in domain adaptation", got=cfg.prune.sparsity,
                         fix="set prune.sparsity=0 (prune the adapted model with another recipe)")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,20 +107,22 @@ class Plan:
 
 
 def probe_indices(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """Up to ``limit`` training indices, the same number from every class where it can."""
+    """Up to ``limit`` training indices (at least one per class), ``limit // classes`` from
+    every class that has them."""
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
-    per_class = max(1, math.ceil(limit / len(classes)))
+    per_class = max(1, limit // len(classes))
     picked = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
     return np.sort(np.concatenate(picked))
 
 
-def measure(cfg: Config, data, size: int) -> Signals:
-    """Images per class, LogME and the BatchNorm distance of ``data`` (see the module doc)."""
+def measure(cfg: Config, data, size: int, net=None) -> Signals:
+    """Images per class, LogME and the BatchNorm distance of ``data`` (see the module doc);
+    ``net``: a backbone to measure instead of ``cfg``'s (the benchmark's random baseline)."""
     t0 = time.perf_counter()
     labels = np.asarray(data.train.labels)
     counts = np.bincount(labels, minlength=data.num_classes)
-    net = backbones.build(cfg.backbone, size, cfg.weights)
+    net = net or backbones.build(cfg.backbone, size, cfg.weights)
     scale = Preprocess(backbones.get(cfg.backbone).preprocess)
     probe = bn_distance.StatsProbe(net)
     idx = probe_indices(labels, cfg.auto.probe_images, cfg.seed)
@@ -197,18 +199,28 @@ def check(cfg: Config) -> None:
     """Refuses what the ``auto`` recipe cannot plan, each with a one-line fix."""
     if cfg.weights is None:
         raise UserError("auto measures how well pretrained features fit the data, so weights "
-                        "must be pretrained", valid=("imagenet", "a weights file"), got=None,
+                        "must be pretrained", valid=("imagenet", "a weights file"),
+                        got="weights=none",
                         fix="drop --weights none, or pick a recipe yourself (e.g. "
                             "large_different --weights none)")
     if cfg.phases != Config().phases:
+        default = dataclasses.asdict(Config().phases[0])
+        changed = sorted({f"phases.{i}.{k}" for i, p in enumerate(cfg.phases)
+                          for k, v in dataclasses.asdict(p).items() if default.get(k) != v})
         raise UserError("auto chooses the phases itself; --epochs and phases.* do not apply",
-                        got=[dataclasses.asdict(p) for p in cfg.phases][:1],
+                        got=", ".join(changed) or f"{len(cfg.phases)} phases",
                         fix="use --set auto.epochs=N, --set auto.lr_find=true, or run the "
                             "chosen recipe yourself with its plan.json config")
     if cfg.adapt != Config().adapt or cfg.zero_shot != Config().zero_shot:
         raise UserError("auto chooses among the four scenario recipes; adapt.* and "
-                        "zero_shot.* belong to domain_adapt and zero_shot", got="adapt/zero_shot",
+                        "zero_shot.* belong to domain_adapt and zero_shot",
+                        got=cfg.adapt if cfg.adapt != Config().adapt else cfg.zero_shot,
                         fix="run tfxfer domain_adapt or tfxfer zero_shot instead")
+    if cfg.strategy in ("multiworker", "tpu"):
+        raise UserError("auto measures (and with compare, trains several models) in one process "
+                        "before it trains", valid=("auto", "default", "mirrored"),
+                        got=cfg.strategy, fix="plan with --dry-run, then run the chosen recipe "
+                                              f"with --strategy {cfg.strategy}")
 
 
 def plan(cfg: Config, data, size: int, candidates: dict[str, Config]) -> Plan:
@@ -235,6 +247,8 @@ def compare(the_plan: Plan, cfg: Config, data, candidates: dict[str, Config],
         result = loop.run(short, extra_augment, data=data)
         rundir.release(result.output)
         scores[name] = result.metrics["val_accuracy"]
+        if result.output is not None:  # the score is what is kept, not the candidate's weights
+            shutil.rmtree(Path(result.output) / "checkpoints", ignore_errors=True)
     best = max(scores, key=lambda name: (scores[name], name == the_plan.recipe))
     table = ", ".join(f"{n} {a:.4f}" for n, a in scores.items())
     reason = (f"compare ({cfg.auto.compare_epochs} epoch(s) per phase, validation accuracy): "
@@ -252,12 +266,17 @@ def run(cfg: Config, extra_augment=(), candidates: dict[str, Config] | None = No
     check(cfg)
     if not candidates:
         raise ValueError("auto.run needs the candidate recipes' configs")  # a bug, not a user's
-    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
+    size, _ = loop.start(cfg)  # seeds and the dtype policy before anything is measured
     data = loop.load_data(cfg, size)
     the_plan = plan(cfg, data, size, candidates)
     if cfg.auto.dry_run:  # the command line prints the returned plan
-        Path(cfg.output).mkdir(parents=True, exist_ok=True)
-        write_json(Path(cfg.output) / "plan.json", the_plan.to_dict())
+        out = Path(cfg.output)
+        if (out / "config.json").exists():  # a run lives there: its plan.json stays its own
+            the_plan.reasons.append(f"plan.json not written: {out} holds a run; pass another "
+                                    "--output to keep this plan")
+            return the_plan
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "plan.json", the_plan.to_dict())
         return the_plan
     log.info("%s", the_plan.summary())
     if cfg.auto.compare:

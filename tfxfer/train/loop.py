@@ -125,7 +125,7 @@ def _rates(phase: Phase) -> str:
 
 
 def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
-               specs, pruning: dict, found: dict, find_only: bool = False) -> dict | None:
+               specs, pruning: dict, found: dict, find_only: int | None = None) -> dict | None:
     phase = cfg.phases[stage.index]
     targets = tasks_lib.targets_fn(specs, tm.multi)
     with strategy.scope():
@@ -160,7 +160,7 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
         with strategy.scope():
             phase = lr_find.resolve(tm, cfg, stage.index, target, train_ds, state.dir,
                                     tasks_lib.compile_args(specs, tm.multi, cfg), found)
-        if find_only:
+        if find_only == stage.index:
             return None
     with strategy.scope():  # always recompile after a trainable change
         compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
@@ -225,7 +225,7 @@ def start(cfg: Config, batch: str = "global batch"):
 
 
 def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None,
-        find_only: bool = False) -> RunResult:
+        find_only: int | None = None) -> RunResult:
     """Trains and evaluates a whole recipe from a config; see the module docstring.
 
     Args:
@@ -233,8 +233,8 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
         extra_augment: Extra Keras augmentation layers (e.g. keras-cv) appended to the preset.
         data: The :class:`~tfxfer.data.sources.ImageData` of ``cfg``, when the caller has
             already read it (the ``auto`` recipe); None reads it.
-        find_only: Stop after the learning-rate finder's sweep of the first phase with
-            ``lr="auto"`` (``tfxfer lr-find``); the phases before it train as usual. The
+        find_only: Index of a phase with ``lr="auto"``: stop after the learning-rate finder's
+            sweep of it (``tfxfer lr-find``); the phases before it train as usual. The
             result's ``metrics["lr_find"]`` then holds the sweep.
 
     Returns:
@@ -252,14 +252,14 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
 
 
 def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
-                data=None, find_only: bool = False) -> RunResult:
+                data=None, find_only: int | None = None) -> RunResult:
     if out is not None and distribute.num_workers(strategy) > 1 and (out / "checkpoints").exists():
         # Only the chief holds checkpoints: resuming there alone would send the workers down
         # different paths and their collectives would fail. A multi-worker run starts over.
         log.warning("multi-worker run: not resuming; discarding %s", out / "checkpoints")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = RunState(out)
-    data = data or load_data(cfg, size)
+    data = load_data(cfg, size) if data is None else data
     log.info("%s", data.describe())
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():
@@ -299,7 +299,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
             cache = None  # the backbone may have changed: cached features are stale
         record = {"phase": stage.label, "trainable": phase.trainable, "cached_features": use_cache,
                   "seconds": round(time.perf_counter() - start, 2), "history": hist}
-        if stage.index in found:
+        if phase.lr == "auto":
             record["lr_found"] = found[stage.index]["lr"]
         state.mark_completed(tm.model, stage.key, record)
         history.append(record)

@@ -6,7 +6,8 @@ record the loss of every batch, and stop early once the loss has clearly diverge
 the model exactly as the phase will train it: the same trainable scope (frozen blocks, BatchNorm
 mode), optimiser, per-block rate multipliers, data and augmentation (cached features for a
 head-only phase). Every weight, non-trainable ones (BatchNorm statistics) included, is restored
-afterwards, so the phase then starts from where it would have started.
+afterwards, so the phase then starts from where it would have started. A ``gradual`` phase is
+swept once, on its first step's scope (block 5), and every later step uses that rate.
 
 **The pick rule.** The per-batch losses are smoothed by a *centred* moving average (half-width
 ``n // 25`` batches, at least 2), and the rate picked is one tenth of the rate at the smoothed
@@ -38,6 +39,7 @@ import keras
 import numpy as np
 
 from tfxfer.atomic import write_json
+from tfxfer.errors import UserError
 from tfxfer.train import optim
 
 log = logging.getLogger("tfxfer")
@@ -140,7 +142,17 @@ def sweep(target: keras.Model, train_ds, make_optimizer, compile_kwargs: dict,
                    callbacks=[recorder])
     finally:
         target.set_weights(saved)
+    finite = int(np.sum(np.isfinite(recorder.losses[:2])))
+    if finite < 2:
+        raise UserError("the learning-rate finder needs finite losses at its smallest rates",
+                        got=f"loss {recorder.losses[:2]} at lr {LR_MIN:g}",
+                        fix="check the data and labels, or turn mixed precision off for the "
+                            "sweep; then set the phase's lr by hand")
     lr, best = pick(recorder.lrs, recorder.losses)
+    if best in (0, len(recorder.losses) - 1):
+        log.warning("lr finder: the loss was lowest at the %s of the sweep (lr %.2g): the "
+                    "pick %.2g is a bound, not a measured minimum", "start" if best == 0
+                    else "end", recorder.lrs[best], lr)
     return {"lr": lr, "min_index": best, "steps": len(recorder.losses), "lrs": recorder.lrs,
             "losses": recorder.losses, "smoothed": centred(recorder.losses).tolist()}
 
@@ -154,18 +166,27 @@ def resolve(tm, cfg, index: int, target: keras.Model, train_ds, state_dir: Path 
     ``state_dir``. Call it inside the strategy's scope, after the phase's scope is set.
     """
     phase = cfg.phases[index]
+    settings = {"trainable": phase.trainable, "optimizer": phase.optimizer,
+                "lr_decay": phase.lr_decay, "momentum": phase.momentum,
+                "weight_decay": phase.weight_decay, "steps": cfg.lr_find_steps,
+                "batch_size": cfg.batch_size}
+    if index in found and found[index].get("settings") != settings:
+        del found[index]  # a resume changed what the sweep depends on: sweep again
+    plot = None if state_dir is None else Path(state_dir).parent / "lr_find.png"
     if index not in found:
         multipliers = optim.block_multipliers(tm.backbone, tm.family, phase.lr_decay)
         found[index] = sweep(
             target, train_ds,
             lambda ramp: optim.make_optimizer(phase, 1, multipliers, learning_rate=ramp),
             compile_kwargs, cfg.lr_find_steps)
+        found[index]["settings"] = settings
         rec = found[index]
         log.info("lr finder, phase %r: %d steps from %.0e, centred-average loss lowest at lr "
                  "%.2g; picked %.2g (a tenth of it)", phase.name, rec["steps"], LR_MIN,
                  rec["lrs"][rec["min_index"]], rec["lr"])
-        save(found, state_dir, None if state_dir is None else Path(state_dir).parent
-             / "lr_find.png", {i: p.name for i, p in enumerate(cfg.phases)})
+        save(found, state_dir, plot, {i: p.name for i, p in enumerate(cfg.phases)})
+    elif plot is not None and not plot.exists():  # a resume after the plot was cleared
+        save(found, None, plot, {i: p.name for i, p in enumerate(cfg.phases)})
     return dataclasses.replace(phase, lr=found[index]["lr"])
 
 

@@ -60,7 +60,7 @@ RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay"
 # What a finished run writes (tfxfer.deploy.export.save_run), deleted by overwrite before anything new.
 ARTEFACTS = ("saved_model", "model.keras", "history.json", "metrics.json", "data_report.json",
              "curves.png", "confusion_matrix*.png", "model_*.tflite", "checkpoints", "plan.json",
-             "lr_find.png")
+             "lr_find.png", "compare")
 
 _held: dict[str, int] = {}  # lock path -> open file descriptor, for this process
 
