@@ -51,6 +51,8 @@ CASES = {
     "weights file that does not fit": (["--weights", "__WRONG__", "--image-size", "32"],
                                        ["weights file must fit MobileNetV2"]),
     "missing config file": (["--config", "/no/such.toml"], ["config file must exist"]),
+    "another recipe's section": (["--set", "auto.compare=true"],
+                                 ["auto.* settings belong to the auto recipe", "compare=True"]),
 }
 
 

@@ -202,6 +202,16 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
     return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
+def check_sections(cfg: Config) -> None:
+    """The scenario recipes have no use for the other recipes' sections: a user who sets
+    ``auto.*``, ``adapt.*`` or ``zero_shot.*`` on one is told, rather than silently ignored."""
+    for key, recipe in (("adapt", "domain_adapt"), ("zero_shot", "zero_shot"), ("auto", "auto")):
+        if getattr(cfg, key) != getattr(Config(), key):
+            raise UserError(f"{key}.* settings belong to the {recipe} recipe; the "
+                            f"{cfg.recipe} recipe would ignore them", got=getattr(cfg, key),
+                            fix=f"run tfxfer {recipe} ..., or drop the {key}.* keys")
+
+
 def load_data(cfg: Config, size: int):
     """The run's :class:`~tfxfer.data.sources.ImageData`, decoded at ``size``."""
     return data_lib.load(cfg.data, size, val_split=cfg.val_split, seed=cfg.seed,
@@ -242,6 +252,7 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
         artefacts.
     """
     t0 = time.perf_counter()
+    check_sections(cfg)
     size, strategy = start(cfg)
     out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
     try:
