@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -266,7 +267,11 @@ def run(cfg: Config, extra_augment=(), candidates: dict[str, Config] | None = No
     check(cfg)
     if not candidates:
         raise ValueError("auto.run needs the candidate recipes' configs")  # a bug, not a user's
-    size, _ = loop.start(cfg)  # seeds and the dtype policy before anything is measured
+    # Seeded, and measured in float32 whatever the run's precision (a policy left by an earlier
+    # run in the same process must not leak in); the chosen run sets its own strategy and policy.
+    keras.utils.set_random_seed(cfg.seed)
+    keras.mixed_precision.set_global_policy("float32")
+    size = backbones.resolve_size(cfg.backbone, cfg.image_size)
     data = loop.load_data(cfg, size)
     the_plan = plan(cfg, data, size, candidates)
     if cfg.auto.dry_run:  # the command line prints the returned plan
