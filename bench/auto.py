@@ -166,10 +166,13 @@ def load() -> dict:
 
 
 def choose(sig: dict, large: float, similar: float) -> str:
-    small = sig["per_class"] < large
-    close = sig["distance"] <= similar
-    return {(True, True): "small_similar", (True, False): "small_different",
-            (False, True): "large_similar", (False, False): "large_different"}[(small, close)]
+    """The recipe the shipped rule (:func:`tfxfer.train.auto.decide`) picks at these thresholds."""
+    from tfxfer.config import Auto
+    from tfxfer.train import auto
+
+    signals = auto.Signals(**{f.name: sig[f.name] for f in dataclasses.fields(auto.Signals)})
+    rules = Auto(large_per_class=large, similar_distance=similar)
+    return auto.decide(signals, rules, "MobileNetV2")[0]
 
 
 def regret(arms: dict, recipe: str) -> float:

@@ -137,10 +137,11 @@ def measure(cfg: Config, data, size: int, net=None) -> Signals:
         x = scale(pipeline.to_model_input(tf.constant(batch), size))
         features.append(probe.update(x, len(rows)))
     score = logme.logme(np.concatenate(features), labels[idx])
+    distance = probe.distance()
     return Signals(per_class=float(np.median(counts)), min_per_class=int(counts.min()),
                    max_per_class=int(counts.max()), num_classes=data.num_classes,
                    logme=round(score, 4),
-                   distance=None if probe.distance() is None else round(probe.distance(), 4),
+                   distance=None if distance is None else round(distance, 4),
                    probe_images=len(idx), image_size=size,
                    seconds=round(time.perf_counter() - t0, 2))
 
@@ -256,8 +257,7 @@ def compare(the_plan: Plan, cfg: Config, data, candidates: dict[str, Config],
               f"{table} -> {best}" + ("" if best == the_plan.recipe
                                       else f" (the signals chose {the_plan.recipe})"))
     chosen = chosen_config(cfg, candidates[best])
-    keep = [r for r in the_plan.reasons[:2]]
-    return Plan(best, the_plan.signals, keep + [reason, f"recipe: {best}"] + _what_trains(chosen),
+    return Plan(best, the_plan.signals, the_plan.reasons[:2] + [reason, f"recipe: {best}"] + _what_trains(chosen),
                 chosen, the_plan.thresholds, scores)
 
 

@@ -149,14 +149,12 @@ def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: dict[str, fl
         offset_steps: Steps of this phase already run by an earlier optimiser (gradual phases).
         learning_rate: A rate or schedule replacing the phase's (the learning-rate finder's).
     """
-    if learning_rate is not None:
-        lr = learning_rate
-    elif phase.schedule in ("cosine", "anneal"):
-        lr = phase.rates()[0]
-        schedule = PhaseCosine if phase.schedule == "cosine" else PhaseAnneal
-        lr = schedule(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
-    else:
-        lr = phase.rates()[0]
+    lr = learning_rate
+    if lr is None:
+        lr, _ = phase.rates()
+        if phase.schedule in ("cosine", "anneal"):
+            schedule = PhaseCosine if phase.schedule == "cosine" else PhaseAnneal
+            lr = schedule(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
     kw = {"lr_multipliers": multipliers}
     if phase.optimizer == "adam":
         return Adam(lr, **kw)
