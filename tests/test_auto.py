@@ -115,7 +115,7 @@ def test_chosen_config_is_the_recipes_own_with_the_users_data_and_changes():
     chosen = auto.chosen_config(user, base)
     assert (chosen.recipe, chosen.data, chosen.output, chosen.image_size) == (
         "small_different", "/d", "/o", 64)
-    assert chosen.train_per_class is None and chosen.augment == "strong"
+    assert chosen.train_per_class is None and chosen.augment.preset == "strong"
     assert [p.trainable for p in chosen.phases] == [p.trainable for p in base.phases]
     assert {p.epochs for p in chosen.phases} == {2} and {p.lr for p in chosen.phases} == {"auto"}
     assert chosen.batch_size == base.batch_size  # not changed by the user: the recipe's

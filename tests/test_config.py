@@ -42,7 +42,7 @@ def test_unknown_key_is_rejected_with_the_valid_keys():
     ("phases.0.epochs=0", "epochs .* must be >= 1"),
     ("phases.0.epochs=-3", "epochs .* must be >= 1"),
     ("strategy=cluster", "strategy must be one of"),
-    ("augment=extreme", "augment must be one of"),
+    ("augment=extreme", "augment.preset must be one of"),
     ("phases.3.lr=1", "index in 'phases.3.lr' must name an existing entry"),
     ("nonsense", "--set takes key=value"),
 ])

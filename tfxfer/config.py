@@ -28,11 +28,10 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
 from tfxfer.errors import UserError
-from tfxfer.schema import assign, build, check_choice, check_min, parse_value
+from tfxfer.schema import assign, build, check_choice, check_min, merge, parse_value
 from tfxfer.sections import (  # noqa: F401  (the sections are imported from here)
     OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Auto, Phase, Prune, Task, ZeroShot)
-
-AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+from tfxfer.sections_augment import AUGMENT_PRESETS, Augment, Generative  # noqa: F401
 POOLINGS = ("avg", "max")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -61,7 +60,9 @@ class Config:
         head_pooling: ``avg`` or ``max`` global pooling over the backbone's feature map.
         head_dropout: Dropout rate before each Dense layer of the head.
         head_hidden: Widths of optional hidden Dense layers (ReLU) in the head.
-        augment: Augmentation preset: ``none``, ``light``, ``standard``, ``strong``.
+        augment: Augmentation (:class:`Augment`): the preset ``none``, ``light``, ``standard``
+            or ``strong`` (``augment=none`` is short for ``augment.preset=none``), and
+            ``synthetic_ratio``, GAN-generated training images (:mod:`tfxfer.generative`).
         augment_in: Where augmentation runs while training on images: ``data`` (in ``tf.data``,
             overlapping the training step; measured faster, see bench/README.md) or ``model``
             (inside the training graph). The saved and exported models are the same either way.
@@ -109,6 +110,9 @@ class Config:
             ``zero_shot`` recipe.
         auto: Automatic recipe choice from measured signals (:class:`Auto`); used by the
             ``auto`` recipe.
+        generative: The GAN trained when ``augment.synthetic_ratio`` > 0 and no
+            ``augment.generator`` is given, and by ``python -m tfxfer.generative``
+            (:class:`Generative`).
     """
 
     recipe: str = "custom"
@@ -123,7 +127,7 @@ class Config:
     head_pooling: str = "avg"
     head_dropout: float = 0.2
     head_hidden: tuple[int, ...] = ()
-    augment: str = "light"
+    augment: Augment = field(default_factory=Augment)
     augment_in: str = "data"
     mixup: float = 0.0
     cutmix: float = 0.0
@@ -154,12 +158,14 @@ class Config:
     adapt: Adapt = field(default_factory=Adapt)
     zero_shot: ZeroShot = field(default_factory=ZeroShot)
     auto: Auto = field(default_factory=Auto)
+    generative: Generative = field(default_factory=Generative)
 
     def __post_init__(self):
+        if isinstance(self.augment, str):  # Config(augment="none"): the preset alone
+            object.__setattr__(self, "augment", Augment(preset=self.augment))
         if self.weights is not None and self.weights.lower() == "none":
             object.__setattr__(self, "weights", None)
         check_choice("head_pooling", self.head_pooling, POOLINGS)
-        check_choice("augment", self.augment, AUGMENT_PRESETS)
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         check_choice("augment_in", self.augment_in, AUGMENT_PLACES)
@@ -221,7 +227,7 @@ class Config:
             if key not in merged:
                 raise UserError("unknown config key", valid=sorted(merged), got=key,
                                 fix="check the spelling against `--help` or the Config docs")
-            merged[key] = value
+            merged[key] = merge(merged[key], value)
         return build(cls, merged, "")
 
     @classmethod

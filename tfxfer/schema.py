@@ -46,6 +46,26 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+SHORTHAND = "preset"  # a table with this key takes a bare string for it: augment=none
+
+
+def shorthand(value: Any) -> Any:
+    """A bare preset name as the table it stands for (``none`` parses as null: the preset
+    "none"), or ``value`` unchanged."""
+    if value is None or isinstance(value, str):
+        return {SHORTHAND: "none" if value is None else value}
+    return value
+
+
+def merge(old: Any, new: Any) -> Any:
+    """The value a key takes when ``new`` is written over ``old``: ``new``, except that a bare
+    string written over a table holding a ``preset`` sets only that preset
+    (``--set augment=none`` keeps ``augment.synthetic_ratio``)."""
+    if isinstance(old, dict) and SHORTHAND in old and (new is None or isinstance(new, str)):
+        return {**old, **shorthand(new)}
+    return new
+
+
 def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
     head, rest = path[0], path[1:]
     if isinstance(data, list):
@@ -61,7 +81,7 @@ def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
     if rest:
         assign(data[slot], rest, value, full_key)
     else:
-        data[slot] = value
+        data[slot] = merge(data[slot], value)
 
 
 def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
@@ -104,6 +124,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
+        if SHORTHAND in {f.name for f in dataclasses.fields(hint)}:
+            value = shorthand(value)
         return build(hint, {**dataclasses.asdict(hint()), **_as_table(value, key)}, f"{key}.")
     if hint is bool:
         if isinstance(value, bool):

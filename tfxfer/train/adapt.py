@@ -175,7 +175,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
                         fix=f"lower --batch-size (now {cfg.batch_size})")
     stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
     with strategy.scope():
-        tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights, cfg.augment,
+        tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights, cfg.augment.preset,
                              extra_augment, cfg.head_pooling, cfg.head_dropout, cfg.head_hidden,
                              cfg.seed)
         regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, RunState(out).dir)
