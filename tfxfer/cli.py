@@ -43,6 +43,7 @@ class Flag:
 
     ``is_list``: the value is comma-separated (``--unseen a,b``) and the key takes a list.
     ``is_switch``: the flag takes no value and sets the key to true (``--dry-run``).
+    ``type``: what the value is parsed as (``int`` for ``--steps 2000``).
     """
 
     name: str
@@ -50,6 +51,7 @@ class Flag:
     help: str
     is_list: bool = False
     is_switch: bool = False
+    type: type = str
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +99,7 @@ def build_parser(defaults: Config, prog: str, flags: tuple[Flag, ...] = ()
                            help=f"{flag.help} (sets {flag.key}=true)")
             continue
         p.add_argument(flag.name, dest=_dest(flag), help=f"{flag.help} (sets {flag.key})",
+                       type=flag.type,
                        metavar=flag.name.lstrip("-").upper().replace("-", "_"))
     return p
 

@@ -63,6 +63,10 @@ class Generative:
     3x3 convolutions, batch norm) against a spectrally normalised projection discriminator,
     trained with the hinge loss and DiffAugment; :mod:`tfxfer.generative.networks` says why.
 
+    The defaults are sized for two CPU cores (2,000 steps at 28 px: about 3 minutes) and are
+    what ``bench/generative.py`` measured; on a GPU, more ``steps`` and ``width`` (32-64) are
+    cheap.
+
     Attributes:
         steps: Discriminator + generator updates (one each per step).
         batch_size: Real images per step (and as many generated).
@@ -82,11 +86,11 @@ class Generative:
         kid_images: Generated and real validation images compared by KID after training.
     """
 
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     image_size: int = 0
     latent_dim: int = 64
-    width: int = 32
+    width: int = 16
     lr: float = 2e-4
     ema: float = 0.999
     diff_augment: bool = True

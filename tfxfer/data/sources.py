@@ -85,6 +85,7 @@ class ImageData:
     source: str
     skipped: list[dict] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    generated: int = 0  # the last ``generated`` rows of ``train`` are GAN samples (synthetic_ratio)
 
     @property
     def num_classes(self) -> int:
@@ -102,7 +103,8 @@ class ImageData:
         """The data report saved as ``data_report.json``."""
         return {"source": self.source, "class_names": self.class_names, "counts": self.counts(),
                 "imbalance_ratio": round(self.imbalance(), 3),
-                "skipped_unreadable": self.skipped, "ignored_non_images": self.ignored}
+                "skipped_unreadable": self.skipped, "ignored_non_images": self.ignored,
+                "generated_train_images": self.generated}
 
     def describe(self) -> str:
         """A human-readable summary: classes, counts per split and class, skipped files."""
@@ -113,6 +115,8 @@ class ImageData:
         for c in self.class_names:
             lines.append(f"  {c:<{width}}  {counts['train'][c]:>7}  {counts['val'][c]:>7}")
         lines.append(f"  {'total':<{width}}  {len(self.train):>7}  {len(self.val):>7}")
+        if self.generated:
+            lines.append(f"  of which generated (train only): {self.generated}")
         lines.append(f"  skipped as unreadable: {len(self.skipped)}")
         lines += [f"    {s['path']}: {s['reason']}" for s in self.skipped]
         if self.ignored:

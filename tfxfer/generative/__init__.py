@@ -1,3 +1,15 @@
-"""Generative augmentation (issue 16, in progress): so far the metric the generator will be
-judged by, :mod:`~tfxfer.generative.kid` (Kernel Inception Distance on the run's own backbone
-features)."""
+"""Generative augmentation: a class-conditional GAN trained on a run's training split only.
+
+- :mod:`~tfxfer.generative.networks`: the generator (DCGAN) and the spectrally normalised
+  projection discriminator, DiffAugment, and why this GAN;
+- :mod:`~tfxfer.generative.train`: the resumable training loop, writing ``generator.keras``;
+- :mod:`~tfxfer.generative.sample`: labelled ``uint8`` samples shaped like the data, the
+  per-class grid;
+- :mod:`~tfxfer.generative.kid` and :mod:`~tfxfer.generative.quality`: Kernel Inception
+  Distance on the run's own backbone features;
+- :mod:`~tfxfer.generative.synthetic`: ``augment.synthetic_ratio``, the training split extended
+  with generated images (validation untouched);
+- :mod:`~tfxfer.generative.command`: ``python -m tfxfer.generative --data ... --output ...``.
+
+Whether it helps is measured in ``bench/generative.py``; the README states the result.
+"""

@@ -38,6 +38,7 @@ from tfxfer.config import Config
 from tfxfer.data import augment as augment_lib
 from tfxfer.data import domains, pipeline
 from tfxfer.errors import UserError
+from tfxfer.generative import synthetic
 from tfxfer.methods import dann, regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import freeze
@@ -52,6 +53,7 @@ log = logging.getLogger("tfxfer")
 
 def check(cfg: Config) -> None:
     """Refuses configs that domain adaptation cannot run, with the rule and the fix."""
+    synthetic.refuse(cfg)
     if not cfg.adapt.target:
         raise UserError("domain adaptation needs a target domain", got="adapt.target unset",
                         fix="pass --target DATA (a built-in name, a labelled folder, or a "

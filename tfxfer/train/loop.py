@@ -43,6 +43,7 @@ from tfxfer.data import augment as augment_lib
 from tfxfer.data import features, pipeline
 from tfxfer.data import sources as data_lib
 from tfxfer.errors import UserError
+from tfxfer.generative import synthetic
 from tfxfer.methods import prune as prune_lib
 from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
@@ -210,6 +211,10 @@ def check_sections(cfg: Config) -> None:
             raise UserError(f"{key}.* settings belong to the {recipe} recipe; the "
                             f"{cfg.recipe} recipe would ignore them", got=getattr(cfg, key),
                             fix=f"run tfxfer {recipe} ..., or drop the {key}.* keys")
+    if cfg.generative != Config().generative and not cfg.augment.synthetic_ratio:
+        raise UserError("generative.* settings train the GAN of augment.synthetic_ratio, which "
+                        "is 0 here", got=cfg.generative,
+                        fix="add --set augment.synthetic_ratio=1, or drop the generative.* keys")
 
 
 def load_data(cfg: Config, size: int):
@@ -271,6 +276,8 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = RunState(out)
     data = load_data(cfg, size) if data is None else data
+    if cfg.augment.synthetic_ratio:  # the GAN sees data.train only; data.val stays as read
+        data = synthetic.extend(cfg, data, out, size)
     log.info("%s", data.describe())
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():

@@ -60,7 +60,9 @@ RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay"
 # What a finished run writes (tfxfer.deploy.export.save_run), deleted by overwrite before anything new.
 ARTEFACTS = ("saved_model", "model.keras", "history.json", "metrics.json", "data_report.json",
              "curves.png", "confusion_matrix*.png", "model_*.tflite", "checkpoints", "plan.json",
-             "lr_find.png", "compare")
+             "lr_find.png", "compare", "generator", "generator.keras", "generator.json",
+             "samples.png")
+KEPT_ON_RESUME = ("checkpoints", "generator")  # expensive to redo, and resumable
 
 _held: dict[str, int] = {}  # lock path -> open file descriptor, for this process
 
@@ -96,7 +98,7 @@ def prepare(cfg: Config) -> Path:
 def clear(out: Path, keep_checkpoints: bool = False) -> None:
     """Deletes a previous run's artefacts (and checkpoints unless ``keep_checkpoints``)."""
     for pattern in ARTEFACTS:
-        if keep_checkpoints and pattern == "checkpoints":
+        if keep_checkpoints and pattern in KEPT_ON_RESUME:
             continue
         for path in out.glob(pattern):
             if path.is_dir():

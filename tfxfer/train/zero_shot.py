@@ -37,6 +37,7 @@ from tfxfer.config import Config
 from tfxfer.data import attributes, pipeline
 from tfxfer.data.sources import Split
 from tfxfer.errors import UserError
+from tfxfer.generative import synthetic
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.methods import zero_shot as zsl
 from tfxfer.models import model as model_lib
@@ -67,6 +68,7 @@ def make_method(name: str, cfg: Config):
 def run(cfg: Config, extra_augment=()) -> RunResult:
     """Fits and evaluates zero-shot classifiers; see the module docstring."""
     t0 = time.perf_counter()
+    synthetic.refuse(cfg)
     if not cfg.zero_shot.methods:
         raise UserError("zero_shot.methods must name at least one method",
                         valid=["dap", "eszsl"], got=[], fix="pass --set zero_shot.methods=[\"eszsl\"]")

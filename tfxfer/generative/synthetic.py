@@ -1,0 +1,106 @@
+"""``augment.synthetic_ratio``: a run's training split, extended with generated images.
+
+:func:`train_generator` trains the GAN on the **training split only** (the one argument it is
+given), then writes its per-class sample grid (``samples.png``) and measures its KID
+(:mod:`tfxfer.generative.quality`) into ``generator.json``. :func:`extend` adds
+``round(r * n_c)`` generated images of every class ``c`` (``n_c`` its training images), so the
+class proportions do not change, sampled once with the run's seed. They go through the run's
+classic augmentation like every real image. Validation is returned untouched: no generated
+image is ever validated on, and no validation image ever reaches the GAN.
+
+Example:
+    >>> from tfxfer.generative.synthetic import per_class_counts
+    >>> per_class_counts([0, 0, 0, 1], 0.5, 2).tolist()   # 1.5 -> 2 (half up), 0.5 -> 1
+    [2, 1]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from tfxfer.atomic import write_json
+from tfxfer.config import Config
+from tfxfer.data.sources import ImageData, Split
+from tfxfer.errors import UserError
+from tfxfer.generative import quality, sample, train
+
+log = logging.getLogger("tfxfer")
+
+GRID = "samples.png"
+
+
+def per_class_counts(labels, ratio: float, num_classes: int) -> np.ndarray:
+    """Generated images per class: ``ratio`` times each class's count, rounded half up."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)
+    return np.floor(counts * ratio + 0.5).astype(np.int64)
+
+
+def train_generator(cfg: Config, data: ImageData, folder: str | Path, image_size: int) -> dict:
+    """Trains (or resumes, or reuses) the GAN of ``data.train`` in ``folder``, writes its grid
+    and KID; returns ``generator.json``'s content."""
+    folder = Path(folder)
+    meta = train.fit(data.train, data.class_names, cfg.generative, folder, seed=cfg.seed,
+                     verbose=cfg.verbose)
+    if "kid" not in meta:
+        gen = sample.load(folder)
+        sample.grid(gen, seed=cfg.seed, path=folder / GRID)
+        meta = {**meta, **quality.measure(gen, data, cfg.backbone, cfg.weights, image_size,
+                                          cfg.generative.kid_images, cfg.seed)}
+        write_json(folder / train.META, meta)
+    return meta
+
+
+def refuse(cfg: Config) -> None:
+    """For the recipes that train on no labelled split of their classes (``domain_adapt``,
+    ``zero_shot``): a one-line error rather than an ignored ``synthetic_ratio``."""
+    if cfg.augment.synthetic_ratio or cfg.generative != Config().generative:
+        raise UserError(f"augment.synthetic_ratio and generative.* work with the four scenario "
+                        f"recipes and auto, not {cfg.recipe}",
+                        got=dict(synthetic_ratio=cfg.augment.synthetic_ratio),
+                        fix="drop augment.synthetic_ratio and the generative.* keys")
+
+
+def _check_classes(gen: sample.Generator, data: ImageData, folder: str) -> None:
+    if gen.class_names != list(data.class_names):
+        raise UserError("augment.generator must have been trained on the run's classes, in "
+                        "the same order", got=f"{folder}: {gen.class_names[:6]} (the data has "
+                                              f"{list(data.class_names)[:6]})",
+                        fix="train a generator on this data (leave augment.generator unset)")
+
+
+def extend(cfg: Config, data: ImageData, out: Path | None, image_size: int) -> ImageData:
+    """``data`` with ``r x N`` generated images appended to its training split.
+
+    Args:
+        cfg: The run's config (``augment.synthetic_ratio`` > 0).
+        data: The run's real data.
+        out: The run's output directory; the GAN trains into ``<out>/generator`` unless
+            ``augment.generator`` names one.
+        image_size: The run's input size (for the KID features).
+    """
+    if cfg.augment.generator:
+        folder = cfg.augment.generator
+    elif out is None:
+        raise UserError("a multi-worker run cannot train its generator (only the chief writes "
+                        "files)", got="augment.synthetic_ratio without augment.generator",
+                        fix="train it first: python -m tfxfer.generative --data ... --output "
+                            "DIR, then --set augment.generator=DIR")
+    else:
+        folder = Path(out) / "generator"
+        train_generator(cfg, data, folder, image_size)
+    gen = sample.load(folder)
+    _check_classes(gen, data, str(folder))
+    counts = per_class_counts(data.train.labels, cfg.augment.synthetic_ratio, data.num_classes)
+    labels = np.repeat(np.arange(data.num_classes), counts)
+    images = sample.synthesize(gen, labels, seed=cfg.seed, shape=data.train.images.shape[1:])
+    log.info("synthetic_ratio=%g: %d generated training images (%s) from %s",
+             cfg.augment.synthetic_ratio, len(labels),
+             json.dumps(dict(zip(data.class_names, counts.tolist()))), folder)
+    train_split = Split(np.concatenate([data.train.images, images]),
+                        np.concatenate([np.asarray(data.train.labels), labels]))
+    return dataclasses.replace(data, train=train_split, generated=len(labels))

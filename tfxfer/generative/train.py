@@ -1,0 +1,237 @@
+"""Trains the class-conditional GAN of :mod:`tfxfer.generative.networks` on one training split.
+
+:func:`fit` takes a :class:`~tfxfer.data.sources.Split` (the *training* split: callers never
+pass anything else, and the recipe's test checks it) and writes into ``folder``:
+
+- ``generator.keras``: the generator (its moving average of weights when ``ema`` > 0), a plain
+  Keras model ``[noise, label] -> image in [-1, 1]``, with ``generator.json`` (classes, sizes,
+  steps, seconds) beside it;
+- ``checkpoints/gan.npz``: both networks, their optimisers, the averaged generator and the step,
+  every ``checkpoint_every`` steps, written atomically. Calling :func:`fit` again on the same
+  folder with the same settings continues from there (a different setting starts over); a
+  finished folder is returned as it is.
+
+Each step updates the discriminator once on a real batch and a generated batch of the same
+labels (hinge loss, DiffAugment on both), then the generator once. Noise, batches and
+augmentation are drawn from stateless seeds of ``(seed, step)``, so a resumed run draws what the
+uninterrupted one would have.
+
+Example:
+    >>> import numpy as np, tempfile
+    >>> from tfxfer.config import Generative
+    >>> from tfxfer.data.sources import Split
+    >>> split = Split(np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2)
+    >>> meta = fit(split, ["a", "b"], Generative(steps=2, batch_size=4, width=4, kid_images=4),
+    ...            tempfile.mkdtemp(), verbose=0)
+    >>> meta["steps"], meta["image_size"], meta["channels"]
+    (2, 8, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.atomic import write_json, write_with
+from tfxfer.config import Generative
+from tfxfer.generative import networks
+
+log = logging.getLogger("tfxfer")
+
+GENERATOR = "generator.keras"
+META = "generator.json"
+CHECKPOINT = "checkpoints/gan.npz"
+
+
+def gan_size(image_shape: tuple[int, ...], cfg: Generative) -> int:
+    """The generated images' side: ``cfg.image_size``, or the data's when it is at most 64 and a
+    multiple of 4, or else the nearest multiple of 4 up to 64."""
+    if cfg.image_size:
+        return cfg.image_size
+    side = max(image_shape[:2])
+    return side if side <= 64 and side % 4 == 0 else min(64, max(8, -(-side // 4) * 4))
+
+
+def to_unit_range(images: np.ndarray | tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 images -> float32 in [-1, 1] at ``size`` x ``size`` (area-averaged when smaller)."""
+    x = tf.cast(images, tf.float32)
+    if x.shape[1] != size or x.shape[2] != size:
+        x = tf.clip_by_value(tf.image.resize(x, (size, size), antialias=True), 0.0, 255.0)
+    return x / 127.5 - 1.0
+
+
+class _Gan:
+    """Both networks, their optimisers, the averaged generator, and one training step."""
+
+    def __init__(self, num_classes: int, size: int, channels: int, cfg: Generative, seed: int):
+        keras.utils.set_random_seed(seed)
+        self.cfg, self.seed, self.num_classes = cfg, seed, num_classes
+        args = dict(num_classes=num_classes, image_size=size, channels=channels)
+        self.g = networks.build_generator(**args, latent_dim=cfg.latent_dim, width=cfg.width)
+        self.d = networks.build_discriminator(**args, width=cfg.width)
+        self.g_ema = networks.build_generator(**args, latent_dim=cfg.latent_dim, width=cfg.width)
+        self.g_ema.set_weights(self.g.get_weights())
+        self.g_opt = keras.optimizers.Adam(cfg.lr, beta_1=0.5, beta_2=0.999)
+        self.d_opt = keras.optimizers.Adam(cfg.lr, beta_1=0.5, beta_2=0.999)
+        self.g_opt.build(self.g.trainable_variables)
+        self.d_opt.build(self.d.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.train_step = tf.function(self._train_step, jit_compile=False)
+
+    def _variables(self) -> list:
+        return [*self.g.weights, *self.d.weights, *self.g_ema.weights, *self.g_opt.variables,
+                *self.d_opt.variables, self.step]
+
+    def save(self, path: Path, settings: dict) -> None:
+        arrays = {f"v{i}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+                  for i, v in enumerate(self._variables())}
+        write_with(path, lambda p: np.savez(p, settings=json.dumps(settings), **arrays),
+                   suffix=".npz")
+
+    def restore(self, path: Path, settings: dict) -> bool:
+        """Loads ``path`` when it exists and was written with the same settings."""
+        if not path.is_file():
+            return False
+        with np.load(path) as saved:
+            if json.loads(str(saved["settings"])) != settings:
+                log.info("generator checkpoint %s has other settings: starting over", path)
+                return False
+            for i, v in enumerate(self._variables()):
+                v.assign(saved[f"v{i}"])
+        return True
+
+    def sampler(self, batch: int = 1024) -> keras.Model:
+        """The generator to save: the weight average with its batch-norm statistics recomputed.
+
+        Averaging the moving statistics along with the weights gives statistics of no network
+        that ever ran (measured: samples with a tenth of the real images' contrast), so each
+        batch-norm layer of the average takes the mean and variance of one large batch of its
+        own activations instead ("standing statistics", as BigGAN samples).
+        """
+        if not self.cfg.ema:
+            return self.g
+        rng = np.random.default_rng(self.seed)
+        z = rng.standard_normal((batch, self.cfg.latent_dim)).astype(np.float32)
+        y = (np.arange(batch) % self.num_classes).astype(np.int32)
+        norms = [l for l in self.g_ema.layers if isinstance(l, keras.layers.BatchNormalization)]
+        momenta = [l.momentum for l in norms]
+        for layer in norms:
+            layer.momentum = 0.0  # moving statistics := this batch's
+        self.g_ema([z, y], training=True)
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+        return self.g_ema
+
+    def _train_step(self, real: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        n = tf.shape(real)[0]
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.cast(self.seed, tf.int64), self.step]), 5)
+        augment = (networks.diff_augment if self.cfg.diff_augment
+                   else lambda x, _: x)
+        z = tf.random.stateless_normal((n, self.cfg.latent_dim), seeds[0])
+        with tf.GradientTape() as tape:
+            fake = self.g([z, labels], training=True)
+            real_score = self.d([augment(real, seeds[1]), labels], training=True)
+            fake_score = self.d([augment(fake, seeds[2]), labels], training=True)
+            d_loss = (tf.reduce_mean(tf.nn.relu(1.0 - real_score))
+                      + tf.reduce_mean(tf.nn.relu(1.0 + fake_score)))
+        self.d_opt.apply_gradients(zip(tape.gradient(d_loss, self.d.trainable_variables),
+                                       self.d.trainable_variables))
+        z = tf.random.stateless_normal((n, self.cfg.latent_dim), seeds[3])
+        with tf.GradientTape() as tape:
+            fake = self.g([z, labels], training=True)
+            g_loss = -tf.reduce_mean(self.d([augment(fake, seeds[4]), labels], training=True))
+        self.g_opt.apply_gradients(zip(tape.gradient(g_loss, self.g.trainable_variables),
+                                       self.g.trainable_variables))
+        decay = self.cfg.ema
+        for avg, new in zip(self.g_ema.weights, self.g.weights):
+            avg.assign(decay * avg + (1.0 - decay) * new)
+        self.step.assign_add(1)
+        return d_loss, g_loss
+
+
+def _batches(images: np.ndarray, labels: np.ndarray, batch: int, seed: int, step: int):
+    """Stratum-free uniform batches, reshuffled every pass, from the pass ``step`` lies in."""
+    n = len(labels)
+    batch = min(batch, n)
+    per_pass = n // batch
+    epoch, offset = divmod(step, per_pass)
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        for b in range(offset, per_pass):
+            idx = np.sort(order[b * batch:(b + 1) * batch])
+            yield images[idx], labels[idx]
+        epoch, offset = epoch + 1, 0
+
+
+def fit(split, class_names: list[str], cfg: Generative, folder: str | Path, seed: int = 0,
+        verbose: int = 1) -> dict:
+    """Trains (or resumes, or returns) the generator of ``split`` in ``folder``.
+
+    Args:
+        split: The training split: ``uint8`` images ``(N, H, W, C)`` and integer labels.
+        class_names: One name per label.
+        cfg: The GAN's settings.
+        folder: Where the generator, its metadata and its checkpoint go.
+        seed: Seed of the initialisation, batches, noise and augmentation.
+        verbose: 1 shows a progress bar, 2 one line per checkpoint (Keras's per-epoch
+            lines), 0 nothing.
+
+    Returns:
+        The metadata written to ``generator.json``.
+    """
+    folder = Path(folder)
+    size, channels = gan_size(split.images.shape[1:], cfg), int(split.images.shape[-1])
+    settings = {"generative": dataclasses.asdict(cfg), "seed": seed, "classes": class_names,
+                "images": int(len(split)), "shape": list(split.images.shape[1:])}
+    meta_path = folder / META
+    if meta_path.is_file() and (folder / GENERATOR).is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("settings") == settings:
+            log.info("generator in %s was trained by an earlier run: reused", folder)
+            return meta
+    gan = _Gan(len(class_names), size, channels, cfg, seed)
+    ckpt = folder / CHECKPOINT
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if gan.restore(ckpt, settings):
+        log.info("generator: resuming after step %d of %d", int(gan.step.numpy()), cfg.steps)
+    images = to_unit_range(split.images, size).numpy()
+    labels = np.asarray(split.labels, np.int32)
+    log.info("generator: class-conditional GAN at %dx%dx%d on %d training images, %d steps of "
+             "batch %d", size, size, channels, len(labels), cfg.steps, cfg.batch_size)
+    done = resumed_at = int(gan.step.numpy())
+    progress = keras.utils.Progbar(cfg.steps, verbose=verbose == 1, stateful_metrics=["d", "g"])
+    progress.update(done)
+    last, last_step = time.perf_counter(), done
+    t0 = time.perf_counter()
+    for real, y in _batches(images, labels, cfg.batch_size, seed, done):
+        if done >= cfg.steps:
+            break
+        d_loss, g_loss = gan.train_step(tf.constant(real), tf.constant(y))
+        done += 1
+        if not (np.isfinite(float(d_loss)) and np.isfinite(float(g_loss))):
+            raise FloatingPointError(f"GAN loss became non-finite at step {done}")
+        progress.update(done, [("d", float(d_loss)), ("g", float(g_loss))])
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            gan.save(ckpt, settings)
+            if verbose == 2:
+                now = time.perf_counter()
+                log.info("generator step %d/%d: d_loss %.3f g_loss %.3f, %.0f ms/step, "
+                         "checkpoint saved", done, cfg.steps, float(d_loss), float(g_loss),
+                         1000 * (now - last) / max(1, done - last_step))
+                last, last_step = now, done
+    seconds = time.perf_counter() - t0
+    write_with(folder / GENERATOR, gan.sampler().save, suffix=".keras")
+    meta = {"class_names": class_names, "image_size": size, "channels": channels,
+            "data_shape": list(split.images.shape[1:]), "latent_dim": cfg.latent_dim,
+            "steps": cfg.steps, "resumed_at_step": resumed_at, "seconds": round(seconds, 1),
+            "settings": settings}
+    write_json(meta_path, meta)
+    return meta
