@@ -53,6 +53,14 @@ CASES = {
     "missing config file": (["--config", "/no/such.toml"], ["config file must exist"]),
     "another recipe's section": (["--set", "auto.compare=true"],
                                  ["auto.* settings belong to the auto recipe", "compare=True"]),
+    "GAN settings without synthetic images": (["--set", "generative.steps=5"],
+                                              ["generative.* settings train the GAN of "
+                                               "augment.synthetic_ratio, which is 0 here"]),
+    "generator folder that holds none": (["--set", "augment.synthetic_ratio=1", "--set",
+                                          "augment.generator=/no/such", "--weights", "none",
+                                          "--image-size", "32"],
+                                         ["augment.generator must be a folder holding "
+                                          "generator.keras", "/no/such"]),
 }
 
 
@@ -101,3 +109,21 @@ def test_help_lists_backbones_and_the_global_batch_rule(tmp_path):
     proc = run_cli(["--help"], tmp_path)
     assert proc.returncode == 0
     assert "GLOBAL batch" in proc.stdout and "EfficientNetV2S" in proc.stdout
+
+
+def test_generative_command_trains_samples_and_measures_then_reuses(tmp_path, good_folder):
+    out = tmp_path / "gan"
+    args = ["--data", str(good_folder), "--output", str(out), "--weights", "none",
+            "--image-size", "32", "--steps", "3", "--set", "generative.batch_size=4",
+            "--set", "generative.width=4", "--set", "generative.kid_images=4"]
+    proc = run_cli(args, tmp_path, module="tfxfer.generative")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((out / "generator.json").read_text())
+    assert (meta["steps"], meta["image_size"], meta["channels"]) == (3, 32, 3)  # decoded at 32
+    # 20% of the 12 images are validation: the GAN trained on the rest, KID used the held-out
+    assert meta["settings"]["images"] + meta["kid_images"] == 12 and meta["kid_images"] >= 2
+    assert (out / "samples.png").stat().st_size > 0 and "KID vs validation" in proc.stdout
+    again = run_cli(args, tmp_path, module="tfxfer.generative")
+    assert again.returncode == 0 and "reused" in again.stdout, again.stderr[-2000:]
+    assert_one_line_error(run_cli(args[:-6] + ["--steps", "many"], tmp_path,
+                                  module="tfxfer.generative"), "invalid command line", "many")

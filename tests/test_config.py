@@ -43,12 +43,31 @@ def test_unknown_key_is_rejected_with_the_valid_keys():
     ("phases.0.epochs=-3", "epochs .* must be >= 1"),
     ("strategy=cluster", "strategy must be one of"),
     ("augment=extreme", "augment.preset must be one of"),
+    ("augment.synthetic_ratio=-1", "augment.synthetic_ratio must be >= 0"),
+    ("augment.generator=/g", "augment.generator is sampled only when augment.synthetic_ratio"),
+    ("generative.image_size=30", "generative.image_size must be 0 .automatic. or a multiple"),
+    ("generative.ema=1", "generative.ema must be in"),
     ("phases.3.lr=1", "index in 'phases.3.lr' must name an existing entry"),
     ("nonsense", "--set takes key=value"),
 ])
 def test_wrong_values_are_rejected_with_the_rule(assignment, message):
     with pytest.raises(UserError, match=message):
         Config().override([assignment])
+
+
+def test_augment_shorthand_keeps_the_rest_of_the_table(tmp_path):
+    from tfxfer.config import Augment
+
+    cfg = Config().override(["augment.synthetic_ratio=2", "augment=none"])
+    assert cfg.augment == Augment(preset="none", synthetic_ratio=2.0)  # "none" parses as null
+    assert cfg.replace(augment="strong").augment == Augment("strong", 2.0)
+    assert Config(augment="standard").augment == Augment("standard")  # alone: the defaults
+    assert Config(augment={"synthetic_ratio": 1}).augment == Augment("light", 1.0)
+    path = tmp_path / "c.toml"
+    path.write_text('augment = "strong"\n[generative]\nsteps = 10\n')
+    loaded = Config.load(path)
+    assert (loaded.augment.preset, loaded.generative.steps) == ("strong", 10)
+    assert Config.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["augment"]["preset"] == "none"
 
 
 def test_set_overrides_parse_json_values_and_dotted_paths():

@@ -28,7 +28,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
 from tfxfer.errors import UserError
-from tfxfer.schema import assign, build, check_choice, check_min, merge, parse_value
+from tfxfer.schema import assign, build, check_choice, check_min, coerce, merge, parse_value
 from tfxfer.sections import (  # noqa: F401  (the sections are imported from here)
     OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Auto, Phase, Prune, Task, ZeroShot)
 from tfxfer.sections_augment import AUGMENT_PRESETS, Augment, Generative  # noqa: F401
@@ -161,8 +161,10 @@ class Config:
     generative: Generative = field(default_factory=Generative)
 
     def __post_init__(self):
-        if isinstance(self.augment, str):  # Config(augment="none"): the preset alone
-            object.__setattr__(self, "augment", Augment(preset=self.augment))
+        for name, section in SECTIONS.items():  # Config(augment="none"), Config(prune={...})
+            value = getattr(self, name)
+            if not isinstance(value, section):
+                object.__setattr__(self, name, coerce(value, section, name))
         if self.weights is not None and self.weights.lower() == "none":
             object.__setattr__(self, "weights", None)
         check_choice("head_pooling", self.head_pooling, POOLINGS)
@@ -275,3 +277,7 @@ class Config:
     def with_epochs(self, epochs: int) -> Config:
         """Sets the epoch count of every phase (what ``--epochs`` does)."""
         return self.replace(phases=[{**dataclasses.asdict(p), "epochs": epochs} for p in self.phases])
+
+
+SECTIONS = {"augment": Augment, "prune": Prune, "adapt": Adapt, "zero_shot": ZeroShot,
+            "auto": Auto, "generative": Generative}  # the tables a Python caller may give as dicts

@@ -99,6 +99,11 @@ def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked and converted to the type ``hint`` (a dataclass from a dict, ...)."""
+    return _coerce(value, hint, key)
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):

@@ -136,24 +136,34 @@ def build_discriminator(num_classes: int, image_size: int, channels: int, width:
     return keras.Model([x, y], layers.Add()([linear, projection]), name="discriminator")
 
 
-def diff_augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random translation (up to 1/8 of the side, zero fill) and cutout (a square of half the
-    side, zeroed) per image, differentiable in ``images``; ``seed`` is a stateless seed pair."""
-    shape = tf.shape(images)
-    n, size = shape[0], images.shape[1]
-    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    shift = size // 8
-    offsets = tf.random.stateless_uniform((n, 2), s1, -shift, shift + 1, dtype=tf.int32)
+def translate(images: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+    """Shifts image ``i`` by ``offsets[i] = (dy, dx)`` pixels, filling with zeros."""
+    size = images.shape[1]
     grid = tf.range(size)
-    rows = grid[None, :] - offsets[:, :1]           # (n, size) source row of each output row
+    rows = grid[None, :] - offsets[:, :1]  # (n, size): the source row of each output row
     cols = grid[None, :] - offsets[:, 1:]
     valid = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
     moved = tf.gather(images, tf.clip_by_value(rows, 0, size - 1), axis=1, batch_dims=1)
     moved = tf.gather(moved, tf.clip_by_value(cols, 0, size - 1), axis=2, batch_dims=1)
-    moved = moved * tf.cast(valid, images.dtype)[..., None]
-    half = size // 2
-    corner = tf.random.stateless_uniform((n, 2), s2, 0, size + 1 - half, dtype=tf.int32)
-    inside_r = (grid[None, :] >= corner[:, :1]) & (grid[None, :] < corner[:, :1] + half)
-    inside_c = (grid[None, :] >= corner[:, 1:]) & (grid[None, :] < corner[:, 1:] + half)
+    return moved * tf.cast(valid, images.dtype)[..., None]
+
+
+def cutout(images: tf.Tensor, corners: tf.Tensor, side: int) -> tf.Tensor:
+    """Zeroes the ``side`` x ``side`` square of image ``i`` whose top-left is ``corners[i]``."""
+    grid = tf.range(images.shape[1])[None, :]
+    inside_r = (grid >= corners[:, :1]) & (grid < corners[:, :1] + side)
+    inside_c = (grid >= corners[:, 1:]) & (grid < corners[:, 1:] + side)
     keep = 1.0 - tf.cast(inside_r[:, :, None] & inside_c[:, None, :], images.dtype)
-    return moved * keep[..., None]
+    return images * keep[..., None]
+
+
+def diff_augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """DiffAugment's translation (up to 1/8 of the side each way) then cutout (a square of half
+    the side, inside the image), drawn per image from the stateless ``seed`` pair;
+    differentiable in ``images``."""
+    n, size = tf.shape(images)[0], images.shape[1]
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    shift, side = size // 8, size // 2
+    offsets = tf.random.stateless_uniform((n, 2), s1, -shift, shift + 1, dtype=tf.int32)
+    corners = tf.random.stateless_uniform((n, 2), s2, 0, size - side + 1, dtype=tf.int32)
+    return cutout(translate(images, offsets), corners, side)
