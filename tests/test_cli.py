@@ -111,7 +111,7 @@ def test_help_lists_backbones_and_the_global_batch_rule(tmp_path):
     assert "GLOBAL batch" in proc.stdout and "EfficientNetV2S" in proc.stdout
 
 
-def test_generative_command_trains_samples_and_measures_then_reuses(tmp_path, good_folder):
+def test_generative_command_trains_samples_and_measures(tmp_path, good_folder):
     out = tmp_path / "gan"
     args = ["--data", str(good_folder), "--output", str(out), "--weights", "none",
             "--image-size", "32", "--steps", "3", "--set", "generative.batch_size=4",
@@ -123,7 +123,5 @@ def test_generative_command_trains_samples_and_measures_then_reuses(tmp_path, go
     # 20% of the 12 images are validation: the GAN trained on the rest, KID used the held-out
     assert meta["settings"]["images"] + meta["kid_images"] == 12 and meta["kid_images"] >= 2
     assert (out / "samples.png").stat().st_size > 0 and "KID vs validation" in proc.stdout
-    again = run_cli(args, tmp_path, module="tfxfer.generative")
-    assert again.returncode == 0 and "reused" in again.stdout, again.stderr[-2000:]
     assert_one_line_error(run_cli(args[:-6] + ["--steps", "many"], tmp_path,
                                   module="tfxfer.generative"), "invalid command line", "many")

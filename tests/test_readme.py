@@ -169,3 +169,23 @@ def test_auto_and_lr_finder_command_lines_in_the_readme_resolve_to_their_intent(
     assert compare.auto.compare and found.auto.lr_find
     assert [p.lr for p in one_phase.phases] == [1e-3, "auto"]
     assert sweep.recipe == "small_different" and sweep.data == "path/to/folder"
+
+
+def test_generative_command_lines_in_the_readme_resolve_to_their_intent():
+    """The GAN block is too slow to run here (test_cli.py runs the command on a small folder)."""
+    import shlex
+
+    from tfxfer import cli
+    from tfxfer.generative import command
+
+    (code,) = [c for _, _, c in readme_blocks() if "tfxfer.generative" in c]
+    configs = []
+    for line in code.strip().splitlines():
+        words = shlex.split(line)
+        module = command if words[2] == "tfxfer.generative" else importlib.import_module(words[2])
+        configs.append(cli.resolve_config(module.CONFIG, words[3:],
+                                          flags=getattr(module, "FLAGS", ())))
+    gan, recipe = configs
+    assert (gan.data, gan.train_per_class, gan.output) == ("fashion_mnist", 100, "runs/gan")
+    assert recipe.augment.synthetic_ratio == 1.0 and recipe.augment.generator == gan.output
+    assert (recipe.data, recipe.train_per_class) == (gan.data, gan.train_per_class)
