@@ -35,6 +35,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -176,6 +177,7 @@ def main() -> None:
     results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     results.update(machine=machine(), sizes=sorted(set(results.get("sizes", [])) | set(sizes)))
     gens = BENCH / "runs" / "generative"
+    lock = threading.Lock()
     t0 = time.perf_counter()
     for size in sizes:
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -189,10 +191,12 @@ def main() -> None:
             save("generative", results)
 
             def one(arm, size=size, seed=seed, folder=folder, runs=runs):
-                runs[arm] = run_arm(__file__, ["--arm", arm, "--size", str(size), "--seed",
-                                               str(seed), "--generator", str(folder)])
-                print(f"{size}/class seed {seed} {arm}: {runs[arm]}", flush=True)
-                save("generative", results)
+                result = run_arm(__file__, ["--arm", arm, "--size", str(size), "--seed",
+                                            str(seed), "--generator", str(folder)])
+                with lock:  # the other arm's thread saves the same dict
+                    runs[arm] = result
+                    print(f"{size}/class seed {seed} {arm}: {result}", flush=True)
+                    save("generative", results)
 
             with ThreadPoolExecutor(args.jobs) as pool:
                 list(pool.map(one, args.arms.split(",")))

@@ -60,6 +60,9 @@ def test_augment_shorthand_keeps_the_rest_of_the_table(tmp_path):
 
     cfg = Config().override(["augment.synthetic_ratio=2", "augment=none"])
     assert cfg.augment == Augment(preset="none", synthetic_ratio=2.0)  # "none" parses as null
+    assert Config().override(["augment.preset=none"]).augment.preset == "none"  # the long form
+    assert (Config(augment="strong").replace(augment={"synthetic_ratio": 1}).augment
+            == Augment("strong", 1.0))  # a partial table keeps the rest of the base's
     assert cfg.replace(augment="strong").augment == Augment("strong", 2.0)
     assert Config(augment="standard").augment == Augment("standard")  # alone: the defaults
     assert Config(augment={"synthetic_ratio": 1}).augment == Augment("light", 1.0)

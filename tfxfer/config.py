@@ -229,7 +229,10 @@ class Config:
             if key not in merged:
                 raise UserError("unknown config key", valid=sorted(merged), got=key,
                                 fix="check the spelling against `--help` or the Config docs")
-            merged[key] = merge(merged[key], value)
+            if key in SECTIONS and isinstance(value, dict) and isinstance(merged[key], dict):
+                merged[key] = {**merged[key], **value}  # a partial table keeps the base's rest
+            else:
+                merged[key] = merge(merged[key], value)
         return build(cls, merged, "")
 
     @classmethod

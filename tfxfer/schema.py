@@ -81,6 +81,8 @@ def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
     if rest:
         assign(data[slot], rest, value, full_key)
     else:
+        if slot == SHORTHAND and value is None:
+            value = "none"  # --set augment.preset=none: the preset, not null
         data[slot] = merge(data[slot], value)
 
 
@@ -160,5 +162,6 @@ def _as_table(value: Any, key: str) -> dict[str, Any]:
         return dataclasses.asdict(value)
     if not isinstance(value, dict):
         raise UserError(f"{key} must be a table of keys", got=value,
-                        fix="give each phase as a table, e.g. {\"epochs\": 5}")
+                        fix=f"give {key} as a table (e.g. {{\"epochs\": 5}} for a phase), or "
+                            f"set its keys one by one: --set {key}.KEY=VALUE")
     return value

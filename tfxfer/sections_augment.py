@@ -33,13 +33,15 @@ class Augment:
             contrast) or ``strong`` (flip + RandAugment); :mod:`tfxfer.data.augment`.
         synthetic_ratio: ``r``: add ``r x N`` generated images (``N`` the training images), in
             the training split's class proportions and labelled with their class, to every
-            epoch, on top of the preset (which they go through too). 0 disables it. A
+            epoch, on top of the preset (which they go through too). They are sampled once per
+            run: every epoch sees the same generated images, freshly augmented. 0 disables it. A
             class-conditional GAN is trained on the training split only, into
             ``<output>/generator`` (resumable), unless ``generator`` names one
             (:mod:`tfxfer.generative`). Validation never sees a generated image.
         generator: Directory of a trained generator (``python -m tfxfer.generative`` output, or
             an earlier run's ``<output>/generator``) to sample from instead of training one.
-            It must have been trained on these classes, and on no validation image.
+            It must have been trained on these classes, and on none of the run's validation
+            images (checked against the digests it stores).
     """
 
     preset: str = "light"
@@ -70,9 +72,11 @@ class Generative:
     Attributes:
         steps: Discriminator + generator updates (one each per step).
         batch_size: Real images per step (and as many generated).
-        image_size: Side of the generated images; 0 takes the training images' own size when it
-            is at most 64 and a multiple of 4 (Fashion-MNIST 28, MNIST-M 32), else 64. Larger
-            images are downscaled for the GAN and its samples upscaled back.
+        image_size: Side of the generated images; 0 takes the side of the training images as
+            decoded (built-in arrays keep their own: Fashion-MNIST 28, MNIST-M 32; folders are
+            decoded at the run's input size) when it is at most 64 and a multiple of 4, else
+            the next multiple of 4, at most 64. The images are resized to it for the GAN, and
+            its samples back to the data's size.
         latent_dim: Width of the noise vector (and of the label embedding).
         width: Channels of the generator's last block; each block before it has twice as many.
             The discriminator mirrors it.

@@ -42,10 +42,11 @@ class GeneratorRun:
 
     def summary(self) -> str:
         m = self.meta
+        kid = (f"KID vs validation {m['kid']:.4f} +- {m['kid_std']:.4f} (real training images: "
+               f"{m['kid_real']:.4f}) on {m['kid_features']}" if m.get("kid") is not None
+               else f"KID not measured ({m['kid_images']} validation images)")
         return (f"generator: {m['image_size']} px x {m['channels']}, {m['steps']} steps, "
-                f"{m['seconds']} s; KID vs validation {m['kid']:.4f} +- {m['kid_std']:.4f} "
-                f"(real training images: {m['kid_real']:.4f}) on {m['kid_features']}; "
-                f"samples: {Path(self.output) / synthetic.GRID}")
+                f"{m['seconds']} s; {kid}; samples: {Path(self.output) / synthetic.GRID}")
 
 
 def train(cfg: Config, extra_augment=()) -> GeneratorRun:

@@ -48,7 +48,8 @@ class SpectralNorm(keras.layers.Layer):
     estimated by one power iteration per training call, continuing from the vector ``u`` of the
     previous call (Miyato et al. 2018). The division happens inside the forward pass, so the
     gradient flows through ``sigma`` too, as in the paper; the stored kernel is never
-    overwritten, and inference uses the last ``u`` without updating it.
+    overwritten. Inference runs the same power step from the stored ``u`` but does not store
+    its result.
     """
 
     def __init__(self, layer: keras.layers.Layer, eps: float = 1e-12, **kwargs):

@@ -7,8 +7,9 @@ Fashion-MNIST or a medical image has little to do with. Three numbers come out:
 
 - ``kid``: generated images vs real **validation** images (as many of each, in the validation
   split's class proportions). Validation images are only *measured* here, never trained on.
-- ``kid_real``: real **training** images vs the same validation images: the floor a perfect
-  generator of the training distribution would reach with so few samples.
+- ``kid_real``: real **training** images (in the same class counts) vs the same validation
+  images: the floor a perfect generator of the training distribution would reach with so few
+  samples.
 - ``cas`` is not here: the Classification Accuracy Score needs a classifier trained on samples
   (``bench/generative.py``).
 
@@ -63,21 +64,28 @@ def measure(gen: sample.Generator, data: ImageData, backbone: str, weights: str 
     rng = np.random.default_rng(seed)
     val_idx = class_matched(data.val.labels, count, rng)
     n = len(val_idx)
-    train_idx = class_matched(data.train.labels, n, rng)
+    if n < 4:
+        log.warning("generator KID not measured: %d validation images (at least 4 needed)", n)
+        return {"kid": None, "kid_images": n, "kid_requested": count}
     fake_labels = data.val.labels[val_idx]
+    # real training images in the validation subset's class counts, as the generated ones are
+    train_idx = np.concatenate([
+        rng.choice(np.flatnonzero(data.train.labels == c),
+                   min(k, int((data.train.labels == c).sum())), replace=False)
+        for c, k in enumerate(np.bincount(fake_labels, minlength=data.num_classes)) if k])
     fake = sample.synthesize(gen, fake_labels, seed=seed, shape=data.train.images.shape[1:])
-    both = Split(np.concatenate([data.train.images[train_idx], fake]),
-                 np.concatenate([data.train.labels[train_idx], fake_labels]))
-    val = Split(data.val.images[val_idx], data.val.labels[val_idx])
+    # all three sets on the float32 (validation) side of the feature cache
+    rows = Split(np.concatenate([data.val.images[val_idx], data.train.images[train_idx], fake]),
+                 np.concatenate([fake_labels, data.train.labels[train_idx], fake_labels]))
     tm = model_lib.build(backbone, data.num_classes, image_size, weights, "none", dropout=0.0)
-    cache = features.extract(tm, ImageData(data.class_names, both, val, data.source), 1,
-                             image_size)
-    real, generated = cache.train[0, :len(train_idx)], cache.train[0, len(train_idx):]
-    subset = max(2, n // 2)  # half of each side per draw, so that the draws differ
-    kid, kid_std = kid_lib.kid(cache.val, np.asarray(generated, np.float32), 50, subset, seed)
-    floor, floor_std = kid_lib.kid(cache.val, np.asarray(real, np.float32), 50, subset, seed)
+    cache = features.extract(tm, ImageData(data.class_names, Split(fake[:1], fake_labels[:1]),
+                                           rows, data.source), 1, image_size)
+    val, real, generated = np.split(cache.val, [n, n + len(train_idx)])
+    subset = max(2, min(len(real), n) // 2)  # half of each side per draw: the draws differ
+    kid, kid_std = kid_lib.kid(val, generated, 50, subset, seed)
+    floor, floor_std = kid_lib.kid(val, real, 50, subset, seed)
     report = {"kid": round(kid, 5), "kid_std": round(kid_std, 5), "kid_real": round(floor, 5),
-              "kid_real_std": round(floor_std, 5), "kid_images": n,
+              "kid_real_std": round(floor_std, 5), "kid_images": n, "kid_requested": count,
               "kid_features": f"{backbone} ({weights or 'random'} weights) global average pool, "
                               f"{cache.val.shape[-1]} features, {image_size} px"}
     log.info("generator KID vs validation: %.4f +- %.4f (real training images: %.4f); %s",

@@ -28,8 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfxfer.atomic import write_with
 from tfxfer.errors import UserError
-from tfxfer.generative.train import GENERATOR, META
+from tfxfer.generative.train import GENERATOR, META, float32_policy
 
 BATCH = 256
 
@@ -54,8 +55,9 @@ def load(folder: str | Path) -> Generator:
                         "generator.json", got=str(folder),
                         fix="train one with python -m tfxfer.generative --data ... --output "
                             "DIR and pass DIR, or leave augment.generator unset to train one")
-    return Generator(keras.saving.load_model(folder / GENERATOR, compile=False),
-                     json.loads((folder / META).read_text()))
+    with float32_policy():
+        model = keras.saving.load_model(folder / GENERATOR, compile=False)
+    return Generator(model, json.loads((folder / META).read_text()))
 
 
 def synthesize(gen: Generator, labels: np.ndarray, seed: int = 0,
@@ -69,7 +71,7 @@ def synthesize(gen: Generator, labels: np.ndarray, seed: int = 0,
     for start in range(0, len(labels), BATCH):
         y = labels[start:start + BATCH]
         z = rng.standard_normal((len(y), gen.meta["latent_dim"])).astype(np.float32)
-        x = (tf.convert_to_tensor(gen.model([z, y], training=False), tf.float32) + 1.0) * 127.5
+        x = (tf.cast(gen.model([z, y], training=False), tf.float32) + 1.0) * 127.5
         if x.shape[1] != height or x.shape[2] != width:
             x = tf.image.resize(x, (height, width), antialias=True)
         if x.shape[-1] != channels:
@@ -98,5 +100,5 @@ def grid(gen: Generator, per_class: int = 10, seed: int = 0, path: str | Path | 
     fig.subplots_adjust(left=1.4 / (per_class * 0.8 + 1.6), right=0.99, top=0.99, bottom=0.01,
                         wspace=0.05, hspace=0.05)
     if path is not None:
-        fig.savefig(path, dpi=80)
+        write_with(path, lambda p: fig.savefig(p, dpi=80, format="png"), suffix=".png")
     return fig

@@ -4,8 +4,10 @@
 given), then writes its per-class sample grid (``samples.png``) and measures its KID
 (:mod:`tfxfer.generative.quality`) into ``generator.json``. :func:`extend` adds
 ``round(r * n_c)`` generated images of every class ``c`` (``n_c`` its training images), so the
-class proportions do not change, sampled once with the run's seed. They go through the run's
-classic augmentation like every real image. Validation is returned untouched: no generated
+class proportions do not change, sampled once with the run's seed: every epoch sees the same
+generated images, each through a fresh draw of the run's classic augmentation, as the real
+images do. A reused generator (``augment.generator``) must know the run's classes and hold the
+digests of its training images, none of which may be a validation image of the run. Validation is returned untouched: no generated
 image is ever validated on, and no validation image ever reaches the GAN.
 
 Example:
@@ -46,7 +48,7 @@ def train_generator(cfg: Config, data: ImageData, folder: str | Path, image_size
     folder = Path(folder)
     meta = train.fit(data.train, data.class_names, cfg.generative, folder, seed=cfg.seed,
                      verbose=cfg.verbose)
-    if "kid" not in meta:
+    if meta.get("kid_requested") != cfg.generative.kid_images:  # new, or asked for another size
         gen = sample.load(folder)
         sample.grid(gen, seed=cfg.seed, path=folder / GRID)
         meta = {**meta, **quality.measure(gen, data, cfg.backbone, cfg.weights, image_size,
@@ -58,11 +60,48 @@ def train_generator(cfg: Config, data: ImageData, folder: str | Path, image_size
 def refuse(cfg: Config) -> None:
     """For the recipes that train on no labelled split of their classes (``domain_adapt``,
     ``zero_shot``): a one-line error rather than an ignored ``synthetic_ratio``."""
-    if cfg.augment.synthetic_ratio or cfg.generative != Config().generative:
+    changed = {k: v for k, v in dataclasses.asdict(cfg.generative).items()
+               if v != getattr(Config().generative, k)}
+    if cfg.augment.synthetic_ratio or changed:
         raise UserError(f"augment.synthetic_ratio and generative.* work with the four scenario "
                         f"recipes and auto, not {cfg.recipe}",
-                        got=dict(synthetic_ratio=cfg.augment.synthetic_ratio),
+                        got=dict(synthetic_ratio=cfg.augment.synthetic_ratio,
+                                 **{f"generative.{k}": v for k, v in changed.items()}),
                         fix="drop augment.synthetic_ratio and the generative.* keys")
+
+
+def check(cfg: Config, workers: int) -> None:
+    """Refuses, on every worker and before any training, what :func:`extend` could not do."""
+    if not cfg.augment.synthetic_ratio:
+        return
+    if workers > 1 and not cfg.augment.generator:
+        raise UserError("a multi-worker run cannot train its generator (only the chief writes "
+                        "files)", got="augment.synthetic_ratio without augment.generator",
+                        fix="train it first: python -m tfxfer.generative --data ... --output "
+                            "DIR, then --set augment.generator=DIR")
+    if cfg.augment.generator and cfg.overwrite and Path(cfg.output).resolve() in (
+            Path(cfg.augment.generator).resolve(), *Path(cfg.augment.generator).resolve().parents):
+        raise UserError("augment.generator must lie outside an --output that --overwrite "
+                        "clears", got=dict(generator=cfg.augment.generator, output=cfg.output),
+                        fix="choose another --output, or drop --overwrite")
+
+
+def _check_unseen(folder: Path, data: ImageData) -> None:
+    """A reused generator must not have trained on any of this run's validation images."""
+    path = folder / train.DIGESTS
+    if not path.is_file():
+        raise UserError("augment.generator must hold training_images.npy, the digests of the "
+                        "images it trained on", got=str(folder),
+                        fix="re-train it with this version: python -m tfxfer.generative ...")
+    seen = np.load(path)
+    leaked = int(np.isin(train.digests(data.val.images), seen).sum())
+    if leaked:
+        raise UserError("augment.generator must not have trained on this run's validation "
+                        "images", got=f"{folder}: {leaked} of the {len(data.val)} validation "
+                                      "images were in its training data",
+                        fix="train the generator with the run's own data settings (--data, "
+                            "--seed, val_split, train_per_class), or leave augment.generator "
+                            "unset so the run trains one on its training split")
 
 
 def _check_classes(gen: sample.Generator, data: ImageData, folder: str) -> None:
@@ -83,19 +122,20 @@ def extend(cfg: Config, data: ImageData, out: Path | None, image_size: int) -> I
             ``augment.generator`` names one.
         image_size: The run's input size (for the KID features).
     """
+    check(cfg, 1 if out is not None else 2)
     if cfg.augment.generator:
-        folder = cfg.augment.generator
-    elif out is None:
-        raise UserError("a multi-worker run cannot train its generator (only the chief writes "
-                        "files)", got="augment.synthetic_ratio without augment.generator",
-                        fix="train it first: python -m tfxfer.generative --data ... --output "
-                            "DIR, then --set augment.generator=DIR")
+        folder = Path(cfg.augment.generator)
+        gen = sample.load(folder)
+        _check_classes(gen, data, str(folder))
+        _check_unseen(folder, data)
     else:
         folder = Path(out) / "generator"
         train_generator(cfg, data, folder, image_size)
-    gen = sample.load(folder)
-    _check_classes(gen, data, str(folder))
+        gen = sample.load(folder)
     counts = per_class_counts(data.train.labels, cfg.augment.synthetic_ratio, data.num_classes)
+    if not counts.any():
+        log.warning("synthetic_ratio=%g rounds to no generated image for any class",
+                    cfg.augment.synthetic_ratio)
     labels = np.repeat(np.arange(data.num_classes), counts)
     images = sample.synthesize(gen, labels, seed=cfg.seed, shape=data.train.images.shape[1:])
     log.info("synthetic_ratio=%g: %d generated training images (%s) from %s",

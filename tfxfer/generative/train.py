@@ -4,15 +4,19 @@
 pass anything else, and the recipe's test checks it) and writes into ``folder``:
 
 - ``generator.keras``: the generator (its moving average of weights when ``ema`` > 0), a plain
-  Keras model ``[noise, label] -> image in [-1, 1]``, with ``generator.json`` (classes, sizes,
-  steps, seconds) beside it;
+  float32 Keras model ``[noise, label] -> image in [-1, 1]``, with ``generator.json`` (classes,
+  sizes, steps, seconds) and ``training_images.npy`` (a 64-bit digest of every training image,
+  so that a run reusing the generator can check it never saw that run's validation images)
+  beside it;
 - ``checkpoints/gan.npz``: both networks, their optimisers, the averaged generator and the step,
   every ``checkpoint_every`` steps, written atomically. Calling :func:`fit` again on the same
-  folder with the same settings continues from there (a different setting starts over); a
-  finished folder is returned as it is.
+  folder with the same settings continues from there (a setting that changes what trains
+  starts over); a finished folder is returned as it is.
 
 Each step updates the discriminator once on a real batch and a generated batch of the same
-labels (hinge loss, DiffAugment on both), then the generator once. Noise, batches and
+labels, in one call (hinge loss, DiffAugment on both), then the generator once. The GAN always
+computes in float32, whatever the run's mixed-precision policy: its custom loop has no loss
+scaling, and its samples join uint8 data anyway. Noise, batches and
 augmentation are drawn from stateless seeds of ``(seed, step)``, so a resumed run draws what the
 uninterrupted one would have.
 
@@ -29,7 +33,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -41,6 +47,7 @@ import tensorflow as tf
 
 from tfxfer.atomic import write_json, write_with
 from tfxfer.config import Generative
+from tfxfer.errors import UserError
 from tfxfer.generative import networks
 
 log = logging.getLogger("tfxfer")
@@ -48,6 +55,26 @@ log = logging.getLogger("tfxfer")
 GENERATOR = "generator.keras"
 META = "generator.json"
 CHECKPOINT = "checkpoints/gan.npz"
+DIGESTS = "training_images.npy"
+NOT_IDENTITY = ("checkpoint_every", "kid_images")  # change no trained weight
+
+
+def digests(images: np.ndarray) -> np.ndarray:
+    """A 64-bit BLAKE2 digest of each image's bytes (``uint64``, one per row)."""
+    return np.array([int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(),
+                                                    digest_size=8).digest(), "little")
+                     for row in images], np.uint64)
+
+
+@contextlib.contextmanager
+def float32_policy():
+    """Builds, trains and samples the GAN in float32 under any global dtype policy."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def gan_size(image_shape: tuple[int, ...], cfg: Generative) -> int:
@@ -138,8 +165,10 @@ class _Gan:
         z = tf.random.stateless_normal((n, self.cfg.latent_dim), seeds[0])
         with tf.GradientTape() as tape:
             fake = self.g([z, labels], training=True)
-            real_score = self.d([augment(real, seeds[1]), labels], training=True)
-            fake_score = self.d([augment(fake, seeds[2]), labels], training=True)
+            # one call: both halves of the loss see the same spectral norms (one power step)
+            both = tf.concat([augment(real, seeds[1]), augment(fake, seeds[2])], axis=0)
+            scores = self.d([both, tf.concat([labels, labels], axis=0)], training=True)
+            real_score, fake_score = scores[:n], scores[n:]
             d_loss = (tf.reduce_mean(tf.nn.relu(1.0 - real_score))
                       + tf.reduce_mean(tf.nn.relu(1.0 + fake_score)))
         self.d_opt.apply_gradients(zip(tape.gradient(d_loss, self.d.trainable_variables),
@@ -150,7 +179,10 @@ class _Gan:
             g_loss = -tf.reduce_mean(self.d([augment(fake, seeds[4]), labels], training=True))
         self.g_opt.apply_gradients(zip(tape.gradient(g_loss, self.g.trainable_variables),
                                        self.g.trainable_variables))
-        decay = self.cfg.ema
+        # warmed-up decay, as tf.train.ExponentialMovingAverage's num_updates: the average
+        # forgets the random initialisation instead of keeping ema ** steps of it
+        t = tf.cast(self.step, tf.float32)
+        decay = tf.minimum(self.cfg.ema, (1.0 + t) / (10.0 + t))
         for avg, new in zip(self.g_ema.weights, self.g.weights):
             avg.assign(decay * avg + (1.0 - decay) * new)
         self.step.assign_add(1)
@@ -187,10 +219,18 @@ def fit(split, class_names: list[str], cfg: Generative, folder: str | Path, seed
     Returns:
         The metadata written to ``generator.json``.
     """
-    folder = Path(folder)
+    with float32_policy():
+        return _fit(split, class_names, cfg, Path(folder), seed, verbose)
+
+
+def _fit(split, class_names: list[str], cfg: Generative, folder: Path, seed: int,
+         verbose: int) -> dict:
     size, channels = gan_size(split.images.shape[1:], cfg), int(split.images.shape[-1])
-    settings = {"generative": dataclasses.asdict(cfg), "seed": seed, "classes": class_names,
-                "images": int(len(split)), "shape": list(split.images.shape[1:])}
+    what = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IDENTITY}
+    settings = {"generative": what, "seed": seed, "classes": class_names,
+                "images": int(len(split)), "shape": list(split.images.shape[1:]),
+                "data": hashlib.blake2b(digests(split.images).tobytes() + np.asarray(
+                    split.labels, np.int64).tobytes(), digest_size=8).hexdigest()}
     meta_path = folder / META
     if meta_path.is_file() and (folder / GENERATOR).is_file():
         meta = json.loads(meta_path.read_text())
@@ -217,7 +257,11 @@ def fit(split, class_names: list[str], cfg: Generative, folder: str | Path, seed
         d_loss, g_loss = gan.train_step(tf.constant(real), tf.constant(y))
         done += 1
         if not (np.isfinite(float(d_loss)) and np.isfinite(float(g_loss))):
-            raise FloatingPointError(f"GAN loss became non-finite at step {done}")
+            raise UserError(f"the GAN's loss became NaN or infinite at step {done}; the last "
+                            f"checkpoint (step {done - done % cfg.checkpoint_every}) is kept",
+                            got=dict(d_loss=float(d_loss), g_loss=float(g_loss)),
+                            fix=f"re-run with a lower generative.lr (now {cfg.lr:g}), e.g. "
+                                f"--set generative.lr={cfg.lr / 2:g} (it starts over)")
         progress.update(done, [("d", float(d_loss)), ("g", float(g_loss))])
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             gan.save(ckpt, settings)
@@ -228,6 +272,7 @@ def fit(split, class_names: list[str], cfg: Generative, folder: str | Path, seed
                          1000 * (now - last) / max(1, done - last_step))
                 last, last_step = now, done
     seconds = time.perf_counter() - t0
+    write_with(folder / DIGESTS, lambda p: np.save(p, digests(split.images)), suffix=".npy")
     write_with(folder / GENERATOR, gan.sampler().save, suffix=".keras")
     meta = {"class_names": class_names, "image_size": size, "channels": channels,
             "data_shape": list(split.images.shape[1:]), "latent_dim": cfg.latent_dim,

@@ -50,7 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.atomic import write_json
-from tfxfer.config import Config
+from tfxfer.config import SECTIONS, Config
 from tfxfer.data import pipeline
 from tfxfer.errors import UserError
 from tfxfer.methods import bn_distance, logme
@@ -189,6 +189,8 @@ def chosen_config(cfg: Config, base: Config) -> Config:
     defaults, mine = Config().to_dict(), cfg.to_dict()
     keep = {k: mine[k] for k in mine if k not in ("recipe", "phases", "auto")
             and (k in CARRIED or mine[k] != defaults[k])}
+    for k in set(keep) & set(SECTIONS):  # of a table, only the keys the user changed
+        keep[k] = {sub: v for sub, v in keep[k].items() if v != defaults[k][sub]}
     chosen = Config.from_dict(keep, base=base)
     phases = [dataclasses.replace(p, epochs=cfg.auto.epochs or p.epochs)
               for p in chosen.phases]

@@ -259,6 +259,7 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
     t0 = time.perf_counter()
     check_sections(cfg)
     size, strategy = start(cfg)
+    synthetic.check(cfg, distribute.num_workers(strategy))
     out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
     try:
         return _run_locked(cfg, out, strategy, size, extra_augment, t0, data, find_only)
@@ -278,6 +279,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
     data = load_data(cfg, size) if data is None else data
     if cfg.augment.synthetic_ratio:  # the GAN sees data.train only; data.val stays as read
         data = synthetic.extend(cfg, data, out, size)
+        keras.utils.set_random_seed(cfg.seed)  # the classifier starts as it would without it
     log.info("%s", data.describe())
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():

@@ -76,6 +76,7 @@ def prepare(cfg: Config) -> Path:
         previous = _read_json(out / "config.json")
         if previous is None and (out / "config.json").exists():
             previous = {}  # unreadable: it cannot be shown to be the same run
+        previous = _normalised(previous)
         new = cfg.to_dict()
         changed = [] if previous is None else sorted(
             k for k in new if k not in RUN_NEUTRAL_KEYS and previous.get(k) != new[k])
@@ -163,6 +164,17 @@ def release(out: Path | str | None) -> None:
     fd = _held.pop(str((Path(out) / LOCK_NAME).resolve()), None)
     if fd is not None:
         os.close(fd)  # closing the descriptor drops the flock; the file itself stays
+
+
+def _normalised(previous: dict | None) -> dict | None:
+    """A saved config in today's form (``augment = "light"`` written before ``augment`` became a
+    table, no ``generative`` table), so that an older run of the same config still resumes."""
+    if not previous:
+        return previous
+    try:
+        return Config.from_dict(previous).to_dict()
+    except UserError:
+        return previous
 
 
 def _read_json(path: Path) -> dict | None:
