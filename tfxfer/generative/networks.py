@@ -22,8 +22,8 @@ Example:
     >>> import numpy as np
     >>> g = build_generator(num_classes=3, image_size=28, channels=1, latent_dim=8, width=8)
     >>> d = build_discriminator(num_classes=3, image_size=28, channels=1, width=8)
-    >>> x = g([np.zeros((2, 8), "float32"), np.array([0, 2])])
-    >>> tuple(x.shape), tuple(d([x, np.array([0, 2])]).shape)
+    >>> x = np.asarray(g([np.zeros((2, 8), "float32"), np.array([0, 2])]))
+    >>> x.shape, tuple(d([x, np.array([0, 2])]).shape)
     ((2, 28, 28, 1), (2,))
 """
 

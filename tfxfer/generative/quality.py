@@ -16,8 +16,9 @@ Fashion-MNIST or a medical image has little to do with. Three numbers come out:
 Example:
     >>> import numpy as np
     >>> from tfxfer.generative.quality import class_matched
-    >>> class_matched(np.array([0, 0, 0, 1]), 2, np.random.default_rng(0)).tolist()
-    [0, 1]
+    >>> labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    >>> np.bincount(labels[class_matched(labels, 8, np.random.default_rng(0))]).tolist()
+    [4, 2, 2]
 """
 
 from __future__ import annotations
