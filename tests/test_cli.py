@@ -111,17 +111,18 @@ def test_help_lists_backbones_and_the_global_batch_rule(tmp_path):
     assert "GLOBAL batch" in proc.stdout and "EfficientNetV2S" in proc.stdout
 
 
-def test_generative_command_trains_samples_and_measures(tmp_path, good_folder):
+def test_generative_command_trains_samples_and_measures(tmp_path):
+    folder = write_class_images(tmp_path / "ten", {"a": 10, "b": 10})
     out = tmp_path / "gan"
-    args = ["--data", str(good_folder), "--output", str(out), "--weights", "none",
+    args = ["--data", str(folder), "--output", str(out), "--weights", "none",
             "--image-size", "32", "--steps", "3", "--set", "generative.batch_size=4",
             "--set", "generative.width=4", "--set", "generative.kid_images=4"]
     proc = run_cli(args, tmp_path, module="tfxfer.generative")
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = json.loads((out / "generator.json").read_text())
     assert (meta["steps"], meta["image_size"], meta["channels"]) == (3, 32, 3)  # decoded at 32
-    # 20% of the 12 images are validation: the GAN trained on the rest, KID used the held-out
-    assert meta["settings"]["images"] + meta["kid_images"] == 12 and meta["kid_images"] >= 2
+    # 20% of the 20 images are validation: the GAN trained on the rest, KID used the held-out
+    assert meta["settings"]["images"] + meta["kid_images"] == 20 and meta["kid_images"] == 4
     assert (out / "samples.png").stat().st_size > 0 and "KID vs validation" in proc.stdout
     assert_one_line_error(run_cli(args[:-6] + ["--steps", "many"], tmp_path,
                                   module="tfxfer.generative"), "invalid command line", "many")
