@@ -227,10 +227,11 @@ def _fit(split, class_names: list[str], cfg: Generative, folder: Path, seed: int
          verbose: int) -> dict:
     size, channels = gan_size(split.images.shape[1:], cfg), int(split.images.shape[-1])
     what = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IDENTITY}
+    seen = digests(split.images)
     settings = {"generative": what, "seed": seed, "classes": class_names,
                 "images": int(len(split)), "shape": list(split.images.shape[1:]),
-                "data": hashlib.blake2b(digests(split.images).tobytes() + np.asarray(
-                    split.labels, np.int64).tobytes(), digest_size=8).hexdigest()}
+                "data": hashlib.blake2b(seen.tobytes() + np.asarray(split.labels, np.int64)
+                                        .tobytes(), digest_size=8).hexdigest()}
     meta_path = folder / META
     if meta_path.is_file() and (folder / GENERATOR).is_file():
         meta = json.loads(meta_path.read_text())
@@ -272,7 +273,7 @@ def _fit(split, class_names: list[str], cfg: Generative, folder: Path, seed: int
                          1000 * (now - last) / max(1, done - last_step))
                 last, last_step = now, done
     seconds = time.perf_counter() - t0
-    write_with(folder / DIGESTS, lambda p: np.save(p, digests(split.images)), suffix=".npy")
+    write_with(folder / DIGESTS, lambda p: np.save(p, seen), suffix=".npy")
     write_with(folder / GENERATOR, gan.sampler().save, suffix=".keras")
     meta = {"class_names": class_names, "image_size": size, "channels": channels,
             "data_shape": list(split.images.shape[1:]), "latent_dim": cfg.latent_dim,
