@@ -114,40 +114,52 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
 
 
+def paired(runs: dict, seeds: list[str], arm: str, base: str) -> str:
+    """Mean ± sd over seeds of ``arm - base`` in accuracy points, on the same seeds."""
+    diffs = [100 * (runs[s][arm]["val_accuracy"] - runs[s][base]["val_accuracy"])
+             for s in seeds if arm in runs[s] and base in runs[s]]
+    if not diffs:
+        return ""
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return f"{statistics.mean(diffs):+.1f} ± {sd:.1f}"
+
+
 def report(results: dict) -> str:
     lines = [f"Machine: {results['machine']}", ""]
     rows = []
     for size in results["sizes"]:
         runs = results["runs"].get(str(size), {})
         seeds = sorted(runs)
-        row = {"size": f"{size}/class"}
+        row = {"size": f"{size}/class", "seeds": len(seeds)}
         for arm in ARMS:
-            accs = [runs[s][arm]["val_accuracy"] for s in seeds if arm in runs[s]]
-            row[arm] = mean_sd(accs)
-            if arm != "classic":
-                diffs = [runs[s][arm]["val_accuracy"] - runs[s]["classic"]["val_accuracy"]
-                         for s in seeds if arm in runs[s] and "classic" in runs[s]]
-                row[f"d_{arm}"] = (f"{100 * statistics.mean(diffs):+.1f} ± "
-                                   f"{100 * (statistics.stdev(diffs) if len(diffs) > 1 else 0):.1f}"
-                                   if diffs else "")
+            row[arm] = mean_sd([runs[s][arm]["val_accuracy"] for s in seeds if arm in runs[s]])
+            for base in ("classic", "noaug", "classic_long"):
+                row[f"{arm}-{base}"] = paired(runs, seeds, arm, base)
         gans = [runs[s]["gan"] for s in seeds if "gan" in runs[s]]
-        row["kid"] = mean_sd([g["kid"] for g in gans])
-        row["kid_real"] = mean_sd([g["kid_real"] for g in gans])
-        row["gan_s"] = mean_sd([g["seconds"] for g in gans]).replace(".0000", "")
-        row["seeds"] = len(seeds)
+        if gans:
+            kid = [1000 * g["kid"] for g in gans]
+            real = [1000 * g["kid_real"] for g in gans]
+            row["kid"] = f"{statistics.mean(kid):.2f} ({', '.join(f'{k:.2f}' for k in kid)})"
+            row["kid_real"] = f"{statistics.mean(real):.3f}"
+            row["gan_s"] = ", ".join(f"{g['seconds']:.0f}" for g in gans)
         row["arm_s"] = ", ".join(
             f"{arm} {statistics.mean(runs[s][arm]['seconds'] for s in seeds if arm in runs[s]):.0f}"
             for arm in ARMS if any(arm in runs[s] for s in seeds))
         rows.append(row)
+    synthetic = [a for a in ARMS if a.startswith("syn")]
     lines.append("Validation accuracy, mean ± sd over seeds:")
-    lines.append(table(rows, [("size", "train"), ("seeds", "seeds")]
-                       + [(a, a) for a in ARMS]))
-    lines += ["", "Paired difference to `classic` (points, mean ± sd over seeds), GAN KID and "
-              "time (s):"]
-    lines.append(table(rows, [("size", "train")] + [(f"d_{a}", a) for a in ARMS if a != "classic"]
-                       + [("kid", "KID gen vs val"), ("kid_real", "KID real train vs val"),
-                          ("gan_s", "GAN s")]))
-    lines += ["", "Mean seconds per arm:"] + [f"- {r['size']}: {r['arm_s']}" for r in rows]
+    lines.append(table(rows, [("size", "train"), ("seeds", "seeds")] + [(a, a) for a in ARMS]))
+    lines += ["", "Paired differences (accuracy points, mean ± sd over the same seeds):"]
+    lines.append(table(rows, [("size", "train")]
+                       + [(f"{a}-classic", f"{a} − classic") for a in ARMS if a != "classic"]
+                       + [(f"{a}-noaug", f"{a} − noaug") for a in synthetic]
+                       + [("syn2-classic_long", "syn2 − classic_long (equal steps)")]))
+    lines += ["", "Generator: KID x 1000 against validation features (per seed), the same for "
+              "real training images, training seconds per seed:"]
+    lines.append(table(rows, [("size", "train"), ("kid", "KID x1000 generated"),
+                              ("kid_real", "KID x1000 real train"), ("gan_s", "GAN seconds")]))
+    lines += ["", "Mean seconds per arm (two arms at a time):"]
+    lines += [f"- {r['size']}: {r['arm_s']}" for r in rows]
     return "\n".join(lines)
 
 
