@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfxfer.config import Auto, Config, Phase
+from tfxfer.config import Augment, Auto, Config, Phase
 from tfxfer.errors import UserError
 from tfxfer.methods import bn_distance
 from tfxfer.models import freeze
@@ -111,6 +111,10 @@ def test_probe_indices_are_stratified_capped_and_seeded():
 def test_chosen_config_is_the_recipes_own_with_the_users_data_and_changes():
     user = Config(recipe="auto", data="/d", output="/o", image_size=64, augment="strong",
                   train_per_class=None, auto=Auto(epochs=2, lr_find=True))
+    ratio_only = auto.chosen_config(
+        Config(recipe="auto", augment={"synthetic_ratio": 1}),
+        auto_recipe.CANDIDATES["small_different"].replace(augment="none"))
+    assert ratio_only.augment == Augment("none", 1.0)  # the recipe's preset, the user's ratio
     base = auto_recipe.CANDIDATES["small_different"]  # its own default is 100 per class
     chosen = auto.chosen_config(user, base)
     assert (chosen.recipe, chosen.data, chosen.output, chosen.image_size) == (

@@ -75,14 +75,15 @@ def test_translate_and_cutout_match_numpy_and_pass_gradients_to_kept_pixels():
     grad = tape.gradient(total, ones).numpy()
     assert set(np.unique(grad)) <= {0.0, 1.0} and grad.sum() == (out.numpy() != 0).sum()
     zeros = (out.numpy() == 0).reshape(64, -1).sum(axis=1)
-    # the hole lies inside (64 zeros at least); a shift of at most 2 px adds at most 16^2 - 14^2
-    assert zeros.min() >= 8 * 8 and zeros.max() <= 8 * 8 + 16 * 16 - 14 * 14
+    assert zeros.min() >= 8 * 8  # the half-size hole always lies inside
+    blank = out.numpy()[..., 0] == 0  # a translation leaves whole zero rows/columns; the hole not
+    assert blank.all(axis=2).sum(axis=1).max() <= 2 and blank.all(axis=1).sum(axis=1).max() <= 2
+    assert blank.all(axis=2).sum(axis=1).max() >= 1  # (some image moved: the check has teeth)
     np.testing.assert_array_equal(out, networks.diff_augment(ones, tf.constant([1, 2], tf.int64)))
     assert not np.array_equal(out, networks.diff_augment(ones, tf.constant([3, 4], tf.int64)))
 
 
-def test_gan_trains_on_the_split_it_is_given_and_a_killed_run_resumes_exactly(tmp_path,
-                                                                               monkeypatch):
+def test_a_killed_gan_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
     data = tiny_data()
     full = gan_train.fit(data.train, data.class_names, TINY, tmp_path / "full", verbose=0)
     reference = keras.saving.load_model(tmp_path / "full" / gan_train.GENERATOR).get_weights()
@@ -218,4 +219,6 @@ def test_the_gan_trains_and_samples_in_float32_under_a_mixed_policy(tmp_path):
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # restored
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    assert gen.model.dtype_policy.name == "float32" and images.dtype == np.uint8
+    # the saved layers carry the policy they were built under: float32, not mixed_bfloat16
+    assert {layer.dtype_policy.name for layer in gen.model.layers} == {"float32"}
+    assert images.min() < images.max()  # real samples, not an empty array

@@ -65,6 +65,21 @@ def test_resume_refuses_changes_outside_the_rates_of_unfinished_phases(tmp_path)
         base.replace(resume=True, overwrite=True)
 
 
+def test_a_run_folder_written_before_augment_became_a_table_is_the_same_run(tmp_path):
+    out = tmp_path / "old"
+    cfg = Config(output=str(out), augment="standard")
+    old = cfg.to_dict()
+    old["augment"] = "standard"  # how config.json stored it then, with no generative table
+    del old["generative"]
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(old))
+    (out / "checkpoints").mkdir()
+    rundir.release(rundir.prepare(cfg))  # the same run: resumes, nothing cleared
+    assert (out / "checkpoints").is_dir()
+    with pytest.raises(UserError, match="different run.*augment"):
+        rundir.prepare(cfg.replace(augment="strong"))
+
+
 def test_lock_is_reentrant_in_one_process_and_names_the_holder_in_another(tmp_path):
     out = tmp_path / "l"
     out.mkdir()

@@ -3,7 +3,8 @@
 The same data options as every recipe (``--data``, ``--set train_per_class=100``, ``--seed``,
 ...) select the training split; the GAN trains on it only and writes ``generator.keras``,
 ``generator.json`` (with KID against the validation split, on the backbone's features),
-``samples.png`` (a grid per class) and ``checkpoints/gan.npz`` into ``--output``. Re-running
+``samples.png`` (a grid per class), ``training_images.npy`` (digests of the images it trained
+on), ``checkpoints/gan.npz`` and ``config.json`` into ``--output``. Re-running
 the same command resumes from the last checkpoint (``generative.checkpoint_every`` steps). A
 recipe then samples it with ``--set augment.synthetic_ratio=1 --set augment.generator=DIR``.
 

@@ -47,6 +47,11 @@ class Generator:
         return list(self.meta["class_names"])
 
 
+def load_meta(folder: str | Path) -> dict:
+    """``generator.json`` of a generator folder."""
+    return json.loads((Path(folder) / META).read_text())
+
+
 def load(folder: str | Path) -> Generator:
     """Loads ``generator.keras`` and ``generator.json`` from a generator folder."""
     folder = Path(folder)
@@ -57,7 +62,7 @@ def load(folder: str | Path) -> Generator:
                             "DIR and pass DIR, or leave augment.generator unset to train one")
     with float32_policy():
         model = keras.saving.load_model(folder / GENERATOR, compile=False)
-    return Generator(model, json.loads((folder / META).read_text()))
+    return Generator(model, load_meta(folder))
 
 
 def synthesize(gen: Generator, labels: np.ndarray, seed: int = 0,

@@ -2,8 +2,8 @@
 
 :func:`train_generator` trains the GAN on the **training split only** (the one argument it is
 given), then writes its per-class sample grid (``samples.png``) and measures its KID
-(:mod:`tfxfer.generative.quality`) into ``generator.json``. :func:`extend` adds
-``round(r * n_c)`` generated images of every class ``c`` (``n_c`` its training images), so the
+(:mod:`tfxfer.generative.quality`) into ``generator.json``. :func:`extend` adds ``r * n_c``
+(rounded half up) generated images of every class ``c`` (``n_c`` its training images), so the
 class proportions do not change, sampled once with the run's seed: every epoch sees the same
 generated images, each through a fresh draw of the run's classic augmentation, as the real
 images do. A reused generator (``augment.generator``) must know the run's classes and hold the
@@ -93,6 +93,14 @@ def _check_unseen(folder: Path, data: ImageData) -> None:
         raise UserError("augment.generator must hold training_images.npy, the digests of the "
                         "images it trained on", got=str(folder),
                         fix="re-train it with this version: python -m tfxfer.generative ...")
+    shape = list(data.val.images.shape[1:])
+    if shape != list(sample.load_meta(folder)["data_shape"]):
+        raise UserError("augment.generator must have been trained on images decoded like the "
+                        "run's (the same size), so that its digests can show that it never saw "
+                        "a validation image", got=f"{folder}: trained on "
+                        f"{sample.load_meta(folder)['data_shape']}, the run decodes {shape}",
+                        fix="train it with the run's --image-size, or leave augment.generator "
+                            "unset so the run trains one on its training split")
     seen = np.load(path)
     leaked = int(np.isin(train.digests(data.val.images), seen).sum())
     if leaked:

@@ -79,7 +79,7 @@ def float32_policy():
 
 def gan_size(image_shape: tuple[int, ...], cfg: Generative) -> int:
     """The generated images' side: ``cfg.image_size``, or the data's when it is at most 64 and a
-    multiple of 4, or else the nearest multiple of 4 up to 64."""
+    multiple of 4, or else the next multiple of 4 above it, at most 64."""
     if cfg.image_size:
         return cfg.image_size
     side = max(image_shape[:2])
