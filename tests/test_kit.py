@@ -126,6 +126,32 @@ def test_tfds_source_reads_fashion_mnist_from_the_kit_as_manual_dir(tmp_path, mo
     assert ds.class_names[:2] == ["T-shirt/top", "Trouser"] and ds.num_classes == 10
     assert ds.train.images.shape == (200, 28, 28, 1) and ds.val.images.shape == (50, 28, 28, 1)
     assert set(ds.counts()["val"].values()) == {5}
+    # the whole splits stream into storage.allocate: a disk memmap above the budget (10 MB here)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tfxfer.data.tfds_source import load_tfds
+
+    monkeypatch.setenv("TFXFER_MEMORY_BUDGET_GB", "0.01")
+    monkeypatch.setenv("TFXFER_CACHE_DIR", str(tmp_path / "cache"))
+    train, val, _, _ = load_tfds("fashion_mnist", 32, manual_dir=manual)
+    assert isinstance(train.images, np.memmap) and not isinstance(val.images, np.memmap)
+    (x_train, y_train), (x_val, y_val) = keras.datasets.fashion_mnist.load_data()  # the IDX files
+
+    def rows(images, labels):  # order-free: TFDS shuffles examples when it prepares them
+        flat = np.asarray(images).reshape(len(labels), -1)
+        return sorted(zip(map(bytes, flat), np.asarray(labels).tolist()))
+
+    assert rows(train.images, train.labels) == rows(x_train, y_train)
+    assert rows(val.images, val.labels) == rows(x_val, y_val)
+    # above the model input (16 px here) every image is resized once, to RGB, while streaming
+    _, small, _, _ = load_tfds("fashion_mnist", 16, manual_dir=manual)
+    expected = tf.image.resize(tf.image.grayscale_to_rgb(tf.cast(x_val[..., None], tf.float32)),
+                               (16, 16), antialias=True)
+    expected = tf.cast(tf.clip_by_value(expected + 0.5, 0, 255), tf.uint8).numpy()
+    assert small.images.shape == (10000, 16, 16, 3)
+    assert rows(small.images, small.labels) == rows(expected, y_val)
 
 
 def test_digit_domains_read_from_the_kit_match_the_manifest_and_share_one_label_set():

@@ -2,8 +2,10 @@
 
 ``NAME`` may carry a version (``tfds:fashion_mnist:3.0.1``). The training split is ``train``; the
 validation split is the first of ``validation``, ``val``, ``test`` the dataset has. Datasets whose
-images all share one size at or below the model input are kept at that size and resized in the
-``tf.data`` pipeline; others are resized once at load time.
+image feature has one fixed size at or below the model input are kept at that size and resized
+in the ``tf.data`` pipeline; others are resized once at load time. Either way the examples
+stream, in batches, into an array from :func:`tfxfer.storage.allocate` (in memory under the
+budget, a disk memmap above it): no list of every example is ever held.
 
 Example (needs tensorflow-datasets and the files, e.g. the kit's Fashion-MNIST as manual_dir):
     >>> from tfxfer.data.tfds_source import load_tfds  # doctest: +SKIP
@@ -16,7 +18,10 @@ import os
 
 import numpy as np
 
+from tfxfer import storage
 from tfxfer.errors import UserError
+
+READ_BATCH = 256
 
 
 def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
@@ -46,17 +51,30 @@ def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
     label = builder.info.features["label"]
     names = list(label.names)
 
+    image_key = (builder.info.supervised_keys or ("image",))[0]
+    shape = tuple(builder.info.features[image_key].shape)
+    native = None not in shape and max(shape[:2]) <= image_size
+    stored = shape if native else (image_size, image_size, 3)
+
+    def to_stored(image, label):
+        if native:
+            return image, label
+        x = tf.cast(image, tf.float32)
+        x = tf.image.grayscale_to_rgb(x) if shape[-1] == 1 else x
+        x = tf.image.resize(x, (image_size, image_size), antialias=True)
+        return tf.cast(tf.clip_by_value(x + 0.5, 0, 255), tf.uint8), label
+
     def read(split: str) -> Split:
-        images, labels = [], []
-        for ex in tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True)):
-            images.append(ex[0])
-            labels.append(ex[1])
-        shapes = {im.shape for im in images}
-        if len(shapes) == 1 and next(iter(shapes))[0] <= image_size:
-            return Split(np.stack(images).astype(np.uint8), np.asarray(labels, np.int32))
-        resized = [tf.image.resize(im if im.shape[-1] == 3 else tf.image.grayscale_to_rgb(
-            tf.convert_to_tensor(im)), (image_size, image_size), antialias=True) for im in images]
-        batch = np.clip(np.stack([r.numpy() for r in resized]) + 0.5, 0, 255).astype(np.uint8)
-        return Split(batch, np.asarray(labels, np.int32))
+        n = builder.info.splits[split].num_examples
+        images = storage.allocate((n,) + stored, "uint8")
+        labels = np.empty(n, np.int32)
+        ds = builder.as_dataset(split=split, as_supervised=True)
+        ds = ds.map(to_stored, num_parallel_calls=tf.data.AUTOTUNE).batch(READ_BATCH)
+        start = 0
+        for x, y in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
+            images[start:start + len(y)] = x
+            labels[start:start + len(y)] = y
+            start += len(y)
+        return Split(images[:start], labels[:start])
 
     return read("train"), read(val_name), names, f"tfds:{name} ({builder.data_dir})"
