@@ -22,9 +22,9 @@ steps" from "more (synthetic) images" for ``syn2``.
 Run: ``python bench/generative.py [--seeds 0,1,2] [--sizes 100,500] [--jobs 2]`` (needs the
 kit; under an hour on 2 CPU cores). Each GAN trains alone (its time is reported); the
 classifier arms of a seed then run ``--jobs`` at a time (a 32 px fine-tune keeps about one core
-busy), so their seconds are not comparable to a lone run. Writes ``bench/results/generative.json`` after every arm, copies the
-seed-0 sample grids to ``bench/generative_samples_<size>.png``, and prints the table that
-bench/README.md quotes. ``--table`` reprints it from the saved results.
+busy), so their seconds are not comparable to a lone run. Writes
+``bench/results/generative.json`` after every arm, copies the seed-0 sample grids to
+``bench/generative_samples_<size>.png``, and prints the table that bench/README.md quotes. ``--table`` reprints it from the saved results.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ given), then writes its per-class sample grid (``samples.png``) and measures its
 class proportions do not change, sampled once with the run's seed: every epoch sees the same
 generated images, each through a fresh draw of the run's classic augmentation, as the real
 images do. A reused generator (``augment.generator``) must know the run's classes and hold the
-digests of its training images, none of which may be a validation image of the run. Validation is returned untouched: no generated
-image is ever validated on, and no validation image ever reaches the GAN.
+digests of its training images, none of which may be a validation image of the run.
+Validation is returned untouched: no generated image is ever validated on, and no validation
+image ever reaches the GAN.
 
 Example:
     >>> from tfxfer.generative.synthetic import per_class_counts

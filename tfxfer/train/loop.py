@@ -283,9 +283,9 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
     log.info("%s", data.describe())
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():
-        tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights, cfg.augment.preset,
-                             extra_augment, cfg.head_pooling, cfg.head_dropout, cfg.head_hidden,
-                             cfg.seed,
+        tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights,
+                             cfg.augment.preset, extra_augment, cfg.head_pooling,
+                             cfg.head_dropout, cfg.head_hidden, cfg.seed,
                              {s.name: s.num_classes for s in specs} if cfg.tasks else None)
         regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
     history, cache = [], None

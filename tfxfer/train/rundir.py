@@ -61,7 +61,7 @@ RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay"
 ARTEFACTS = ("saved_model", "model.keras", "history.json", "metrics.json", "data_report.json",
              "curves.png", "confusion_matrix*.png", "model_*.tflite", "checkpoints", "plan.json",
              "lr_find.png", "compare", "generator", "generator.keras", "generator.json",
-             "samples.png")
+             "samples.png", "training_images.npy")
 KEPT_ON_RESUME = ("checkpoints", "generator")  # expensive to redo, and resumable
 
 _held: dict[str, int] = {}  # lock path -> open file descriptor, for this process
