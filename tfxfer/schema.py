@@ -97,16 +97,12 @@ def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         raise UserError("unknown config key", valid=sorted(names),
                         got=f"{prefix}{sorted(unknown)[0]}",
                         fix="check the spelling against `--help` or the Config docs")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    kwargs = {k: coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
 
 
 def coerce(value: Any, hint: Any, key: str) -> Any:
     """``value`` checked and converted to the type ``hint`` (a dataclass from a dict, ...)."""
-    return _coerce(value, hint, key)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -115,7 +111,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         first_error = None
         for alternative in inner:  # in order; the first one's error is the one shown
             try:
-                return _coerce(value, alternative, key)
+                return coerce(value, alternative, key)
             except UserError as exc:
                 first_error = first_error or exc
         raise first_error
@@ -123,11 +119,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{key} must be a table", got=value,
                             fix=f'write e.g. {key} = {{name = ["a", "b"]}}')
-        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+        return {str(k): coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{key} must be a list", got=value, fix=f"write e.g. {key}=[...]")
-        return tuple(_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value))
+        return tuple(coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value))
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value

@@ -58,11 +58,17 @@ def train_generator(cfg: Config, data: ImageData, folder: str | Path, image_size
     return meta
 
 
+def changed_settings(cfg: Config) -> dict:
+    """The ``generative.*`` keys set to other than their defaults."""
+    default = Config().generative
+    return {k: v for k, v in dataclasses.asdict(cfg.generative).items()
+            if v != getattr(default, k)}
+
+
 def refuse(cfg: Config) -> None:
     """For the recipes that train on no labelled split of their classes (``domain_adapt``,
     ``zero_shot``): a one-line error rather than an ignored ``synthetic_ratio``."""
-    changed = {k: v for k, v in dataclasses.asdict(cfg.generative).items()
-               if v != getattr(Config().generative, k)}
+    changed = changed_settings(cfg)
     if cfg.augment.synthetic_ratio or changed:
         raise UserError(f"augment.synthetic_ratio and generative.* work with the four scenario "
                         f"recipes and auto, not {cfg.recipe}",
@@ -72,8 +78,16 @@ def refuse(cfg: Config) -> None:
 
 
 def check(cfg: Config, workers: int) -> None:
-    """Refuses, on every worker and before any training, what :func:`extend` could not do."""
+    """Refuses, on every worker and before any training, what :func:`extend` could not do, and
+    ``generative.*`` settings that nothing would read."""
     if not cfg.augment.synthetic_ratio:
+        changed = changed_settings(cfg)
+        if changed:
+            raise UserError("generative.* settings train the GAN of augment.synthetic_ratio, "
+                            "which is 0 here",
+                            got={f"generative.{k}": v for k, v in changed.items()},
+                            fix="add --set augment.synthetic_ratio=1, or drop the generative.* "
+                                "keys")
         return
     if workers > 1 and not cfg.augment.generator:
         raise UserError("a multi-worker run cannot train its generator (only the chief writes "
@@ -87,7 +101,7 @@ def check(cfg: Config, workers: int) -> None:
                         fix="choose another --output, or drop --overwrite")
 
 
-def _check_unseen(folder: Path, data: ImageData) -> None:
+def _check_unseen(gen: sample.Generator, folder: Path, data: ImageData) -> None:
     """A reused generator must not have trained on any of this run's validation images."""
     path = folder / train.DIGESTS
     if not path.is_file():
@@ -95,11 +109,11 @@ def _check_unseen(folder: Path, data: ImageData) -> None:
                         "images it trained on", got=str(folder),
                         fix="re-train it with this version: python -m tfxfer.generative ...")
     shape = list(data.val.images.shape[1:])
-    if shape != list(sample.load_meta(folder)["data_shape"]):
+    if shape != list(gen.meta["data_shape"]):
         raise UserError("augment.generator must have been trained on images decoded like the "
                         "run's (the same size), so that its digests can show that it never saw "
                         "a validation image", got=f"{folder}: trained on "
-                        f"{sample.load_meta(folder)['data_shape']}, the run decodes {shape}",
+                        f"{gen.meta['data_shape']}, the run decodes {shape}",
                         fix="train it with the run's --image-size, or leave augment.generator "
                             "unset so the run trains one on its training split")
     seen = np.load(path)
@@ -136,7 +150,7 @@ def extend(cfg: Config, data: ImageData, out: Path | None, image_size: int) -> I
         folder = Path(cfg.augment.generator)
         gen = sample.load(folder)
         _check_classes(gen, data, str(folder))
-        _check_unseen(folder, data)
+        _check_unseen(gen, folder, data)
     else:
         folder = Path(out) / "generator"
         train_generator(cfg, data, folder, image_size)

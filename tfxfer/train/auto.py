@@ -259,8 +259,8 @@ def compare(the_plan: Plan, cfg: Config, data, candidates: dict[str, Config],
               f"{table} -> {best}" + ("" if best == the_plan.recipe
                                       else f" (the signals chose {the_plan.recipe})"))
     chosen = chosen_config(cfg, candidates[best])
-    return Plan(best, the_plan.signals, the_plan.reasons[:2] + [reason, f"recipe: {best}"] + _what_trains(chosen),
-                chosen, the_plan.thresholds, scores)
+    reasons = the_plan.reasons[:2] + [reason, f"recipe: {best}"] + _what_trains(chosen)
+    return Plan(best, the_plan.signals, reasons, chosen, the_plan.thresholds, scores)
 
 
 def run(cfg: Config, extra_augment=(), candidates: dict[str, Config] | None = None):

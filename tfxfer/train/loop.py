@@ -211,10 +211,6 @@ def check_sections(cfg: Config) -> None:
             raise UserError(f"{key}.* settings belong to the {recipe} recipe; the "
                             f"{cfg.recipe} recipe would ignore them", got=getattr(cfg, key),
                             fix=f"run tfxfer {recipe} ..., or drop the {key}.* keys")
-    if cfg.generative != Config().generative and not cfg.augment.synthetic_ratio:
-        raise UserError("generative.* settings train the GAN of augment.synthetic_ratio, which "
-                        "is 0 here", got=cfg.generative,
-                        fix="add --set augment.synthetic_ratio=1, or drop the generative.* keys")
 
 
 def load_data(cfg: Config, size: int):
@@ -259,7 +255,7 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
     t0 = time.perf_counter()
     check_sections(cfg)
     size, strategy = start(cfg)
-    synthetic.check(cfg, distribute.num_workers(strategy))
+    synthetic.check(cfg, distribute.num_workers(strategy))  # also generative.* without a ratio
     out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
     try:
         return _run_locked(cfg, out, strategy, size, extra_augment, t0, data, find_only)
