@@ -112,7 +112,7 @@ def test_mixup_in_a_cached_phase_reaches_the_head_training(image_folder, tmp_pat
 
 
 def test_class_weight_of_a_mixed_label_is_its_label_weighted_mix():
-    from tfxfer.train.loop import with_sample_weights
+    from tfxfer.train.inputs import with_sample_weights
 
     w = np.array([0.5, 2.0, 4.0])
     y = np.array([[1, 0, 0], [0, 0, 1], [0.3, 0.7, 0], [0.25, 0, 0.75]], np.float32)

@@ -2,8 +2,9 @@
 
 - ``MirroredStrategy`` over two logical CPU devices takes the same training step as one device;
   a whole recipe runs with ``--strategy mirrored`` and writes every output.
-- Two real ``MultiWorkerMirroredStrategy`` workers on 127.0.0.1 train in lock-step, match a
-  one-process run, and only the chief writes; its SavedModel serves (kit data and weights).
+- Two real ``MultiWorkerMirroredStrategy`` workers on 127.0.0.1 each decode half of the images
+  (their own training rows, a share of validation), train in lock-step, match a one-process
+  run, and only the chief writes; its SavedModel serves (kit data and weights).
 - ``auto`` picks a TPU, then multi-worker, then the default strategy, and says why (mocked).
 
 Logical devices and ``TF_CONFIG`` must be set before TensorFlow initialises, so the first two
@@ -259,6 +260,10 @@ def test_two_workers_train_in_lock_step_match_one_process_and_only_the_chief_wri
     for log in (log0, log1):
         assert ("strategy: MultiWorkerMirroredStrategy (requested: multiworker), 2 replica(s), "
                 "global batch 8") in log
+    # Each worker decoded only its half of each split (hymenoptera, 4 + 4 images per split) ...
+    for k, log in enumerate((log0, log1)):
+        for split in ("training", "validation"):
+            assert f"worker {k} of 2 decoded 4 of the 8 {split} images" in log, log[-3000:]
     chief, other = _result(log0), _result(log1)
     ref = _result(_python(WORKER, str(tmp_path / "ref"), "default").stdout)
 
@@ -273,7 +278,8 @@ def test_two_workers_train_in_lock_step_match_one_process_and_only_the_chief_wri
     # Synchronous data parallelism: both workers hold identical weights and losses ...
     assert other["loss"] == chief["loss"] and other["weight_sums"] == chief["weight_sums"]
     assert other["logits"] == chief["logits"]
-    # ... equal, to float round-off, to one process on the same global batches.
+    # ... equal, to float round-off, to one process on the same global batches (each global
+    # batch is the union of the workers' own rows).
     np.testing.assert_allclose(chief["loss"], ref["loss"], rtol=1e-5)
     np.testing.assert_allclose(chief["weight_sums"], ref["weight_sums"], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(chief["logits"], ref["logits"], atol=1e-4)

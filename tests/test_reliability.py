@@ -188,7 +188,7 @@ def test_same_seed_same_data_gives_the_same_accuracy(folder, tmp_path):
 
 def test_balanced_class_weight_weights_rare_classes_up(tmp_path):
     from tfxfer.config import Config
-    from tfxfer.train.loop import class_weights
+    from tfxfer.train.inputs import class_weights
 
     weights = class_weights(Config(class_weight="balanced"), np.array([0] * 12 + [1] * 3), 2)
     np.testing.assert_allclose(weights, [15 / 24, 15 / 6])

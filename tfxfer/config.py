@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ class Config:
         feature_views: Augmented views per training image cached for head-only phases.
         seed: Seed for splits, shuffling, augmentation and initialisation.
         strategy: ``auto``, ``default``, ``mirrored``, ``multiworker`` or ``tpu``.
+        data_service: ``grpc://host:port`` of a ``tf.data`` service dispatcher: training
+            batches are then produced by its workers (:func:`tfxfer.data.pipeline.via_service`);
+            empty (the default) produces them in this process.
         mixed_precision: Mixed precision, by device: float16 on GPUs, bfloat16 on TPUs and
             CPUs (:func:`tfxfer.train.distribute.precision_policy`); logits and loss stay float32.
         output: Output directory for the run.
@@ -146,6 +150,7 @@ class Config:
     feature_views: int = 4
     seed: int = 0
     strategy: str = "auto"
+    data_service: str = ""
     mixed_precision: bool = False
     output: str = "runs/tfxfer"
     overwrite: bool = False
@@ -169,6 +174,11 @@ class Config:
             object.__setattr__(self, "weights", None)
         check_choice("head_pooling", self.head_pooling, POOLINGS)
         check_choice("strategy", self.strategy, STRATEGIES)
+        if self.data_service and not re.fullmatch(r"grpc://[^/:\s]+:\d+", self.data_service):
+            raise UserError("data_service must be the address of a tf.data service dispatcher, "
+                            "grpc://host:port", got=self.data_service,
+                            fix="pass e.g. --set data_service=grpc://10.0.0.2:5050, or leave it "
+                                "empty to read data in this process")
         check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         check_choice("augment_in", self.augment_in, AUGMENT_PLACES)
         check_choice("regularization", self.regularization, REGULARIZATIONS)

@@ -7,6 +7,11 @@ few hundred thousand images never needs that much RAM.
 - ``TFXFER_CACHE_DIR`` (default ``~/.cache/tfxfer``): where larger ones are mapped. The files are
   unlinked as soon as they are mapped, so they vanish when the process ends, even on SIGKILL.
 
+Pages of a mapped file that the process has touched count in its resident set until the kernel
+needs the memory back. :func:`release` hands them back at once (the data stays in the file and
+the page cache), so writing or reading a 10 GB memmap does not show as 10 GB of RSS; the
+decoder and the input pipeline call it as they go.
+
 Example:
     >>> from tfxfer import storage
     >>> a = storage.allocate((4, 8, 8, 3), "uint8")
@@ -16,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 
@@ -44,3 +50,25 @@ def allocate(shape: tuple[int, ...], dtype: str | np.dtype, budget: int | None =
         return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
     finally:
         os.unlink(path)  # the mapping keeps the data alive; the name goes now
+
+
+def release(array: np.ndarray) -> None:
+    """Drops a disk memmap's pages from this process's resident set (a no-op in memory)."""
+    pages = getattr(array, "_mmap", None)
+    if isinstance(array, np.memmap) and pages is not None and hasattr(mmap, "MADV_DONTNEED"):
+        pages.madvise(mmap.MADV_DONTNEED)
+
+
+class Releaser:
+    """Calls :func:`release` on ``array`` after every ``every`` bytes counted by :meth:`add`."""
+
+    def __init__(self, array: np.ndarray, every: int = 256 << 20):
+        self.array, self.every, self.count = array, every, 0
+        self.active = isinstance(array, np.memmap)
+
+    def add(self, nbytes: int) -> None:
+        if self.active:
+            self.count += nbytes
+            if self.count >= self.every:
+                self.count = 0
+                release(self.array)

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from tfxfer import storage
+from tfxfer import progress, storage
+from tfxfer.data.shard import Shard
+from tfxfer.data.sources import Split
 from tfxfer.data.pipeline import AUTOTUNE, dataset_options, image_dataset, index_batches
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class FeatureCache:
     val_labels: np.ndarray
 
 
-def _predict(fn, ds: tf.data.Dataset, out: np.ndarray) -> None:
+def _predict(fn, ds: tf.data.Dataset, out: np.ndarray, bar: progress.Progress) -> None:
     start = 0
     for batch in ds:
         n = int(batch.shape[0])
@@ -61,16 +63,22 @@ def _predict(fn, ds: tf.data.Dataset, out: np.ndarray) -> None:
             batch = tf.pad(batch, [[0, EXTRACT_BATCH - n], [0, 0], [0, 0], [0, 0]])
         out[start:start + n] = np.asarray(fn(batch))[:n]
         start += n
+        bar.add(n)
 
 
-def extract(tm, data, views: int, image_size: int) -> FeatureCache:
+def extract(tm, data, views: int, image_size: int, shard: Shard = Shard()) -> FeatureCache:
     """Computes the pooled features of every train image (``views`` times) and val image once.
+
+    Under multi-worker training (``shard``) each worker computes its own training rows (the
+    only ones it holds) and its share of the validation rows; the validation features are then
+    all-gathered, so every worker holds all of them and none was computed twice.
 
     Args:
         tm: A :class:`tfxfer.models.model.TransferModel`.
         data: The :class:`tfxfer.data.sources.ImageData` of the run.
         views: Number of views per training image (1 = clean only).
         image_size: Model input size.
+        shard: This worker's share (:class:`tfxfer.data.shard.Shard`).
     """
     t0 = time.perf_counter()
     views = views if tm.augmenter is not None else 1
@@ -85,14 +93,20 @@ def extract(tm, data, views: int, image_size: int) -> FeatureCache:
                            augmenter=tm.augmenter if view > 0 else None)
         return ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
+    val_rows = shard.rows(len(data.val))
+    val_mine = (data.val if shard.whole
+                else Split(data.val.images[val_rows], data.val.labels[val_rows]))
+    n = views * len(data.train) + len(val_mine)
+    bar = progress.Progress("features", n, "images")
     train = storage.allocate((views, len(data.train), width), "float16")
     for v in range(views):
-        _predict(infer, images_only(data.train, v), train[v])
-    val = storage.allocate((len(data.val), width), "float32")
-    _predict(infer, images_only(data.val, 0), val)
-    n = views * len(data.train) + len(data.val)
+        _predict(infer, images_only(data.train, v), train[v], bar)
+    val = storage.allocate((len(val_mine), width), "float32")
+    _predict(infer, images_only(val_mine, 0), val, bar)
+    bar.done()
+    val = shard.assemble(val, len(data.val))
     elapsed = time.perf_counter() - t0
-    log.info("cached features: %d images x views in %.1fs (%.0f images/s)", n, elapsed,
+    log.info("cached features: %d images x views here in %.1fs (%.0f images/s)", n, elapsed,
              n / max(elapsed, 1e-9))
     return FeatureCache(train, data.train.labels, val, data.val.labels)
 

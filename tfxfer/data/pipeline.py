@@ -22,7 +22,11 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from tfxfer import storage
+from tfxfer.errors import UserError
+
 AUTOTUNE = tf.data.AUTOTUNE
+GRAPH_ARRAY_LIMIT = 1 << 30
 
 
 def dataset_options() -> tf.data.Options:
@@ -45,10 +49,50 @@ def index_batches(n: int, batch_size: int, *, shuffle: bool, seed: int | None,
 
 def gather_rows(array: np.ndarray, idx: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     """``array[idx]`` for a numpy array (or disk memmap) inside a ``tf.data`` map."""
-    rows = tf.numpy_function(lambda i: np.asarray(array[i]),
-                             [idx], dtype, stateful=False)
+    pages = storage.Releaser(array)  # a memmap's touched pages leave the resident set
+
+    def gather(i):
+        rows = np.asarray(array[i])
+        pages.add(rows.nbytes)
+        return rows
+
+    rows = tf.numpy_function(gather, [idx], dtype, stateful=False)
     rows.set_shape((None,) + tuple(array.shape[1:]))
     return rows
+
+
+def graph_rows(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``idx -> array[idx]`` with the array held in the dataset's graph: no Python call.
+
+    What the ``tf.data`` service needs (a ``numpy_function`` cannot leave this process). The
+    array is copied into the graph, so it must be in memory and under
+    :data:`GRAPH_ARRAY_LIMIT` bytes (a serialised graph is capped at 2 GB).
+
+    Raises:
+        UserError: The array is a disk memmap or over the limit.
+    """
+    if isinstance(array, np.memmap) or array.nbytes > GRAPH_ARRAY_LIMIT:
+        raise UserError("data_service needs the decoded images in memory and under "
+                        f"{GRAPH_ARRAY_LIMIT / 2**30:g} GiB, to ship them inside the dataset "
+                        "graph", got=f"{array.nbytes / 2**30:.2f} GiB"
+                             f"{' (a disk memmap)' if isinstance(array, np.memmap) else ''}",
+                        fix="use a smaller image_size, or train without data_service")
+    constant = tf.constant(array)
+    return lambda idx: tf.gather(constant, idx)
+
+
+def via_service(ds: tf.data.Dataset, address: str) -> tf.data.Dataset:
+    """``ds`` produced by the ``tf.data`` service at ``address`` (``grpc://host:port``).
+
+    The dispatcher hands each epoch's source (the shuffled row indices) out to its workers in
+    pieces (``distributed_epoch``): every element is produced once per epoch, by whichever
+    worker is free, and the batches stream back to this process. The dataset graph must not
+    call Python (:func:`graph_rows`). Batch order then depends on the workers' timing.
+    """
+    batches = ds.cardinality()  # known here; the service's stream does not declare it
+    ds = ds.apply(tf.data.experimental.service.distribute(
+        processing_mode="distributed_epoch", service=address))
+    return ds.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -64,8 +108,8 @@ def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:
 def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
                   shuffle: bool = False, seed: int | None = None,
                   augmenter: Callable | None = None, mixer: Callable | None = None,
-                  drop_remainder: bool = False, targets: Callable | None = None
-                  ) -> tf.data.Dataset:
+                  drop_remainder: bool = False, targets: Callable | None = None,
+                  graph: bool = False) -> tf.data.Dataset:
     """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.sources.Split`.
 
     Args:
@@ -81,12 +125,15 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
         drop_remainder: Drop the last partial batch (needed by some strategies and by MixUp).
         targets: Maps a batch of integer labels to the model's targets (e.g. a dict of one-hot
             labels per task, :func:`tfxfer.methods.tasks.targets_fn`); default: one-hot labels.
+        graph: Gather rows with graph ops (:func:`graph_rows`), as the ``tf.data`` service
+            needs; the default calls numpy, which also reads disk memmaps.
     """
     images, labels = split.images, np.asarray(split.labels, np.int32)
     img_dtype = tf.as_dtype(images.dtype)
+    rows = graph_rows(images) if graph else (lambda i: gather_rows(images, i, img_dtype))
 
     def load(idx):
-        x = to_model_input(gather_rows(images, idx, img_dtype), image_size)
+        x = to_model_input(rows(idx), image_size)
         y = tf.gather(labels, idx)
         return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
 

@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tfxfer import storage
+from tfxfer import progress, storage
 from tfxfer.data import arrays
 from tfxfer.errors import UserError
 from tfxfer.data.images import IMAGE_EXTENSIONS, UnreadableImage, decode
+from tfxfer.data.shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,22 @@ class ImageData:
     skipped: list[dict] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     generated: int = 0  # the last ``generated`` rows of ``train`` are GAN samples (synthetic_ratio)
+    # Multi-worker: ``train`` holds this worker's rows; these are the labels of all workers' rows
+    all_train_labels: np.ndarray | None = None
+    workers: tuple[int, int] = (0, 1)  # (this worker, number of workers)
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        """Labels of the whole training split (every worker's rows, once each)."""
+        return self.train.labels if self.all_train_labels is None else self.all_train_labels
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {name: {c: int((s.labels == i).sum()) for i, c in enumerate(self.class_names)}
-                for name, s in (("train", self.train), ("val", self.val))}
+        return {name: {c: int((labels == i).sum()) for i, c in enumerate(self.class_names)}
+                for name, labels in (("train", self.train_labels), ("val", self.val.labels))}
 
     def imbalance(self) -> float:
         train = list(self.counts()["train"].values())
@@ -104,7 +113,9 @@ class ImageData:
         return {"source": self.source, "class_names": self.class_names, "counts": self.counts(),
                 "imbalance_ratio": round(self.imbalance(), 3),
                 "skipped_unreadable": self.skipped, "ignored_non_images": self.ignored,
-                "generated_train_images": self.generated}
+                "generated_train_images": self.generated,
+                **({"workers": self.workers[1], "train_rows_per_worker": len(self.train)}
+                   if self.workers[1] > 1 else {})}
 
     def describe(self) -> str:
         """A human-readable summary: classes, counts per split and class, skipped files."""
@@ -114,7 +125,10 @@ class ImageData:
                  f"  {'class':<{width}}  {'train':>7}  {'val':>7}"]
         for c in self.class_names:
             lines.append(f"  {c:<{width}}  {counts['train'][c]:>7}  {counts['val'][c]:>7}")
-        lines.append(f"  {'total':<{width}}  {len(self.train):>7}  {len(self.val):>7}")
+        lines.append(f"  {'total':<{width}}  {len(self.train_labels):>7}  {len(self.val):>7}")
+        if self.workers[1] > 1:
+            lines.append(f"  worker {self.workers[0]} of {self.workers[1]} holds "
+                         f"{len(self.train)} training rows (its shard, padded to the largest)")
         if self.generated:
             lines.append(f"  of which generated (train only): {self.generated}")
         lines.append(f"  skipped as unreadable: {len(self.skipped)}")
@@ -129,8 +143,12 @@ class ImageData:
 
 def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
          train_per_class: int | None = None, val_per_class: int | None = None,
-         manual_dir: str | None = None) -> ImageData:
+         manual_dir: str | None = None, shard: Shard = Shard()) -> ImageData:
     """Resolves and reads a ``--data`` value (see the module docstring).
+
+    Under multi-worker training ``shard`` names this worker's share: it decodes only its rows of
+    each split, keeps its training rows and receives the validation rows of the others
+    (:func:`decode_shard`).
 
     Raises:
         UserError: The path does not exist, a class is empty or missing from validation, only
@@ -141,16 +159,17 @@ def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
         from tfxfer.data.tfds_source import load_tfds  # optional dependency, imported on demand
         tr, va, names, src = load_tfds(data[5:], image_size, manual_dir)
         return _finish(names, _limit(tr, train_per_class, seed), _limit(va, val_per_class, seed),
-                       src)
+                       src, shard=shard)
     if data in BUILTINS:
         path = builtin_path(data)
         if data in ARRAY_BUILTINS:
             tr, va = _read_arrays(data, path)
             return _finish(list(ARRAY_BUILTINS[data][1]), _limit(tr, train_per_class, seed),
-                           _limit(va, val_per_class, seed), f"{data} ({path or 'Keras cache'})")
-        return load_directory(path, image_size, val_split=val_split, **limits)
+                           _limit(va, val_per_class, seed), f"{data} ({path or 'Keras cache'})",
+                           shard=shard)
+        return load_directory(path, image_size, val_split=val_split, shard=shard, **limits)
     if os.path.isdir(data):
-        return load_directory(data, image_size, val_split=val_split, **limits)
+        return load_directory(data, image_size, val_split=val_split, shard=shard, **limits)
     raise UserError("data must be an existing directory, tfds:NAME or a built-in name",
                     valid=list(BUILTINS) + ["<dir>", "tfds:<name>"], got=data,
                     fix="check the path (it must exist and hold one folder per class)")
@@ -210,8 +229,8 @@ def _class_dirs(root: Path, ignored: list[str]) -> dict[str, list[str]]:
 
 
 def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
-                   train_per_class: int | None = None, val_per_class: int | None = None
-                   ) -> ImageData:
+                   train_per_class: int | None = None, val_per_class: int | None = None,
+                   shard: Shard = Shard()) -> ImageData:
     """Reads a ``split/label/image`` or ``label/image`` folder (see :func:`load`)."""
     root = Path(path)
     ignored: list[str] = []
@@ -230,7 +249,7 @@ def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: 
     _check_classes(names, train_files, val_files, path)
     rng = np.random.default_rng(seed)
     skipped: list[dict] = []
-    splits = []
+    splits, all_train = [], None
     for files, limit in ((train_files, train_per_class), (val_files, val_per_class)):
         paths, labels = [], []
         for i, name in enumerate(names):
@@ -239,8 +258,12 @@ def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: 
                 chosen = [chosen[j] for j in sorted(rng.choice(len(chosen), limit, replace=False))]
             paths += chosen
             labels += [i] * len(chosen)
-        splits.append(decode_files(paths, np.asarray(labels, np.int32), image_size, skipped))
-    return _finish(names, splits[0], splits[1], str(root), skipped, ignored)
+        split, readable = decode_shard(paths, np.asarray(labels, np.int32), image_size, skipped,
+                                       shard, train=not splits)
+        all_train = readable if all_train is None else all_train
+        splits.append(split)
+    return _finish(names, splits[0], splits[1], str(root), skipped, ignored,
+                   all_train_labels=None if shard.whole else all_train, shard=shard)
 
 
 def _split_files(classes: dict[str, list[str]], val_split: float, seed: int):
@@ -276,10 +299,16 @@ def _check_classes(names, train_files, val_files, path) -> None:
                         fix="make the validation folders match the training folders")
 
 
-def decode_files(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict]) -> Split:
-    """Decodes ``paths`` in threads; unreadable files go to ``skipped`` and leave the split."""
-    images = storage.allocate((len(paths), size, size, 3), "uint8")
-    ok = np.zeros(len(paths), bool)
+def decode_rows(paths: list[str], size: int, skipped: list[dict], capacity: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Decodes ``paths`` in threads into ``(images, ok)`` of ``max(capacity, len(paths))``
+    rows; a row whose file is unreadable stays in place (``ok`` False) and the file goes to
+    ``skipped``."""
+    rows = max(capacity, len(paths))
+    images = storage.allocate((rows, size, size, 3), "uint8")
+    ok = np.zeros(rows, bool)
+    bar = progress.Progress("decoding", len(paths), "images")
+    pages = storage.Releaser(images)
 
     def work(i: int) -> None:
         try:
@@ -289,15 +318,61 @@ def decode_files(paths: list[str], labels: np.ndarray, size: int, skipped: list[
             skipped.append({"path": paths[i], "reason": str(exc)})
         except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad file
             skipped.append({"path": paths[i], "reason": f"{type(exc).__name__}: {exc}".strip()})
+        bar.add(1)
+        pages.add(images[0].nbytes)
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
         list(pool.map(work, range(len(paths))))
+    bar.done()
+    skipped.sort(key=lambda s: s["path"])
+    return images, ok
+
+
+def _compact(images: np.ndarray, labels: np.ndarray, ok: np.ndarray) -> Split:
     keep = np.flatnonzero(ok)
-    for dst, src in enumerate(keep):  # compact in place (also works for disk memmaps)
+    for dst, src in enumerate(keep):  # in place (also works for disk memmaps)
         if dst != src:
             images[dst] = images[src]
-    skipped.sort(key=lambda s: s["path"])
     return Split(images[: len(keep)], labels[keep])
+
+
+def decode_files(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict]) -> Split:
+    """Decodes ``paths`` in threads; unreadable files go to ``skipped`` and leave the split."""
+    images, ok = decode_rows(paths, size, skipped)
+    return _compact(images, labels, ok)
+
+
+def decode_shard(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict],
+                 shard: Shard, train: bool) -> tuple[Split, np.ndarray]:
+    """Decodes only this worker's files of a split (see :mod:`tfxfer.data.shard`).
+
+    Returns:
+        ``(split, labels)``. For ``train``, the split holds this worker's readable rows,
+        repeated up to the largest count of any worker; for validation, the whole split, decoded
+        in shards and all-gathered. ``labels`` are those of every readable file of the split.
+    """
+    if shard.whole:
+        split = decode_files(paths, labels, size, skipped)
+        return split, split.labels
+    mine, m = shard.mine(len(paths)), shard.size(len(paths))
+    images, ok = decode_rows([paths[i] for i in mine], size, skipped, capacity=m)
+    whole_ok = shard.assemble(ok, len(paths))  # the padded tail (ok False) is dropped there
+    log.info("worker %d of %d decoded %d of the %d %s images", shard.index, shard.count,
+             len(mine), len(paths), "training" if train else "validation")
+    if not train:
+        return _compact(shard.assemble(images, len(paths)), labels, whole_ok), labels[whole_ok]
+    mine_labels = np.zeros(m, labels.dtype)
+    mine_labels[:len(mine)] = labels[mine]
+    local = _compact(images, mine_labels, ok)
+    if len(local) == 0:
+        raise UserError(f"worker {shard.index} could read none of its {len(mine)} training "
+                        "images", got=paths[mine[0]] if len(mine) else "no files",
+                        fix="check the files (see the skipped list), or use fewer workers")
+    most = shard.largest(len(local))  # every worker takes as many steps as the others
+    extra = np.arange(most - len(local)) % len(local)
+    images[len(local):most] = images[extra]  # most <= m: the array has room
+    return Split(images[:most], np.concatenate([local.labels, local.labels[extra]])), \
+        labels[whole_ok]
 
 
 # ---- arrays ------------------------------------------------------------------------------------
@@ -323,13 +398,24 @@ def _read_arrays(name: str, path: str):
         raise _not_downloadable(name, exc) from None
 
 
-def _finish(names, train: Split, val: Split, source: str, skipped=None, ignored=None) -> ImageData:
+def _take_shard(split: Split, shard: Shard) -> Split:
+    """This worker's training rows of an array split (padded; see :mod:`tfxfer.data.shard`)."""
+    rows = shard.rows(len(split))
+    return Split(split.images[rows], split.labels[rows])
+
+
+def _finish(names, train: Split, val: Split, source: str, skipped=None, ignored=None, *,
+            all_train_labels: np.ndarray | None = None, shard: Shard = Shard()) -> ImageData:
     if len(train) == 0:
         raise UserError("no training image could be read", got=source,
                         fix="check the files are images (see the skipped list in the log)")
-    result = ImageData(list(names), train, val, source, skipped or [], ignored or [])
-    for split_name, split in (("training", train), ("validation", val)):
-        present = set(np.unique(split.labels).tolist())
+    if not shard.whole and all_train_labels is None:  # arrays: read whole, then keep a shard
+        all_train_labels, train = train.labels, _take_shard(train, shard)
+    result = ImageData(list(names), train, val, source, skipped or [], ignored or [],
+                       all_train_labels=all_train_labels,
+                       workers=(shard.index, shard.count))
+    for split_name, labels in (("training", result.train_labels), ("validation", val.labels)):
+        present = set(np.unique(labels).tolist())
         missing = [n for i, n in enumerate(result.class_names) if i not in present]
         if missing:
             raise UserError(f"the {split_name} split must hold readable images of every class",

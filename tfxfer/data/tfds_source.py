@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tfxfer import storage
+from tfxfer import progress, storage
 from tfxfer.errors import UserError
 
 READ_BATCH = 256
@@ -70,11 +70,15 @@ def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
         labels = np.empty(n, np.int32)
         ds = builder.as_dataset(split=split, as_supervised=True)
         ds = ds.map(to_stored, num_parallel_calls=tf.data.AUTOTUNE).batch(READ_BATCH)
-        start = 0
+        start, pages = 0, storage.Releaser(images)
+        bar = progress.Progress(f"reading {name}:{split}", n, "images")
         for x, y in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
             images[start:start + len(y)] = x
             labels[start:start + len(y)] = y
             start += len(y)
+            bar.add(len(y))
+            pages.add(x.nbytes)
+        bar.done()
         return Split(images[:start], labels[:start])
 
     return read("train"), read(val_name), names, f"tfds:{name} ({builder.data_dir})"

@@ -155,15 +155,22 @@ def extend(cfg: Config, data: ImageData, out: Path | None, image_size: int) -> I
         folder = Path(out) / "generator"
         train_generator(cfg, data, folder, image_size)
         gen = sample.load(folder)
-    counts = per_class_counts(data.train.labels, cfg.augment.synthetic_ratio, data.num_classes)
+    counts = per_class_counts(data.train_labels, cfg.augment.synthetic_ratio, data.num_classes)
     if not counts.any():
         log.warning("synthetic_ratio=%g rounds to no generated image for any class",
                     cfg.augment.synthetic_ratio)
+    worker, workers = data.workers
+    if workers > 1:  # each worker samples its share, the same count on each, its own images
+        counts = -(-counts // workers)
     labels = np.repeat(np.arange(data.num_classes), counts)
-    images = sample.synthesize(gen, labels, seed=cfg.seed, shape=data.train.images.shape[1:])
+    images = sample.synthesize(gen, labels, seed=cfg.seed + worker,
+                               shape=data.train.images.shape[1:])
     log.info("synthetic_ratio=%g: %d generated training images (%s) from %s",
              cfg.augment.synthetic_ratio, len(labels),
              json.dumps(dict(zip(data.class_names, counts.tolist()))), folder)
     train_split = Split(np.concatenate([data.train.images, images]),
                         np.concatenate([np.asarray(data.train.labels), labels]))
-    return dataclasses.replace(data, train=train_split, generated=len(labels))
+    everyone = (None if data.all_train_labels is None
+                else np.concatenate([data.all_train_labels, np.tile(labels, workers)]))
+    return dataclasses.replace(data, train=train_split, generated=len(labels) * workers,
+                               all_train_labels=everyone)

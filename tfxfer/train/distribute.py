@@ -30,9 +30,11 @@ import json
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import STRATEGIES
+from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -173,3 +175,32 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
         return 1
     spec = resolver.cluster_spec().as_dict()
     return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
+
+
+def shard_of(strategy: tf.distribute.Strategy) -> Shard:
+    """This worker's :class:`~tfxfer.data.shard.Shard` of the data work, with an all-gather.
+
+    One worker (any single-process strategy) gets the whole data. Under multi-worker training
+    the index is the strategy's own worker order (the first replica id of this worker divided by
+    the replicas per worker), so a worker's rows match the slot the all-gather puts them in.
+    """
+    workers = num_workers(strategy)
+    if workers == 1:
+        return Shard()
+    per_worker = strategy.num_replicas_in_sync // workers
+    first = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(ctx.replica_id_in_sync_group))
+    index = int(strategy.experimental_local_results(first)[0]) // per_worker
+
+    def gather(local: np.ndarray) -> np.ndarray:
+        # Collectives move int32/int64/float only: each row travels as its bytes in int32 words
+        row = int(np.prod(local.shape[1:], dtype=np.int64))
+        raw = np.ascontiguousarray(local).reshape(len(local), row).view(np.uint8)
+        width = raw.shape[1]
+        words = tf.constant(np.pad(raw, ((0, 0), (0, -width % 4))).view(np.int32))
+        value = strategy.experimental_distribute_values_from_function(
+            lambda ctx: words if ctx.replica_id_in_sync_group % per_worker == 0 else words[:0])
+        got = strategy.gather(value, axis=0).numpy().view(np.uint8)[:, :width]
+        return np.ascontiguousarray(got).view(local.dtype).reshape((-1,) + local.shape[1:])
+
+    return Shard(index, workers, gather)

@@ -39,8 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import Config, Phase
-from tfxfer.data import augment as augment_lib
-from tfxfer.data import features, pipeline
+from tfxfer.data import features
+from tfxfer.data.shard import Shard
 from tfxfer.data import sources as data_lib
 from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
@@ -49,7 +49,7 @@ from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import distribute, lr_find, optim, rundir, validate
+from tfxfer.train import distribute, inputs, lr_find, optim, rundir, validate
 from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
 from tfxfer.train.result import RunResult
 
@@ -95,28 +95,6 @@ def compile_for(target: keras.Model, tm, phase: Phase, steps_per_epoch: int, cfg
         first_epoch * steps_per_epoch), **tasks_lib.compile_args(specs, tm.multi, cfg))
 
 
-def class_weights(cfg: Config, labels: np.ndarray, num_classes: int) -> np.ndarray | None:
-    """Per-class weights ``N / (K * n_class)`` for ``class_weight="balanced"``, else None."""
-    if cfg.class_weight == "none":
-        return None
-    counts = np.bincount(labels, minlength=num_classes).astype(float)
-    return len(labels) / (num_classes * np.maximum(counts, 1.0))
-
-
-def with_sample_weights(ds: tf.data.Dataset, weights: np.ndarray | None) -> tf.data.Dataset:
-    """Adds each sample's weight ``sum_c y_c * w_c``: its label-weighted class weight.
-
-    For a one-hot label this is Keras's ``class_weight``; for a MixUp/CutMix label it weights
-    the sample by the classes it was mixed from, in their proportions (Keras's ``class_weight``
-    would take the argmax of the mixed label).
-    """
-    if weights is None:
-        return ds
-    w = tf.constant(weights, tf.float32)
-    return ds.map(lambda x, y: (x, y, tf.linalg.matvec(tf.cast(y, tf.float32), w)),
-                  num_parallel_calls=tf.data.AUTOTUNE)
-
-
 def _rates(phase: Phase) -> str:
     lr, decay = phase.rates()
     if decay == 1.0:
@@ -126,7 +104,8 @@ def _rates(phase: Phase) -> str:
 
 
 def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
-               specs, pruning: dict, found: dict, find_only: int | None = None) -> dict | None:
+               specs, pruning: dict, found: dict, shard: Shard,
+               find_only: int | None = None) -> dict | None:
     phase = cfg.phases[stage.index]
     targets = tasks_lib.targets_fn(specs, tm.multi)
     with strategy.scope():
@@ -137,29 +116,14 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
             target = tm.head_model
         else:
             target = tm.plain_model if augment_in_data else tm.model
-        steps = math.ceil(len(data.train) / cfg.batch_size)
+        steps = math.ceil(len(data.train) / inputs.per_worker_batch(cfg.batch_size, shard))
         freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
-    if cache is not None:
-        train_ds = features.feature_dataset(
-            cache, data.num_classes, cfg.batch_size, train=True, seed=cfg.seed + stage.index,
-            targets=targets, mixer=augment_lib.feature_mixer(cfg.mixup, cfg.cutmix, cfg.seed))
-        val_ds = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=False,
-                                          targets=targets)
-    else:
-        mixer = augment_lib.batch_mixer(cfg.mixup, cfg.cutmix, cfg.seed)
-        train_ds = pipeline.image_dataset(data.train, data.num_classes, tm.image_size,
-                                          cfg.batch_size, shuffle=True,
-                                          seed=cfg.seed + stage.index + stage.first_epoch,
-                                          augmenter=tm.augmenter if augment_in_data else None,
-                                          mixer=mixer, drop_remainder=mixer is not None,
-                                          targets=targets)
-        val_ds = pipeline.image_dataset(data.val, data.num_classes, tm.image_size, cfg.batch_size,
-                                        targets=targets)
-    train_ds = with_sample_weights(train_ds, class_weights(cfg, data.train.labels,
-                                                          data.num_classes))
+    batches = inputs.stage(tm, cfg, data, cache, cfg.seed + stage.index + stage.first_epoch
+                           if cache is None else cfg.seed + stage.index, targets,
+                           augment_in_data, strategy, shard)
     if phase.lr == "auto":
         with strategy.scope():
-            phase = lr_find.resolve(tm, cfg, stage.index, target, train_ds, state.dir,
+            phase = lr_find.resolve(tm, cfg, stage.index, target, batches.local, state.dir,
                                     tasks_lib.compile_args(specs, tm.multi, cfg), found)
         if find_only == stage.index:
             return None
@@ -188,8 +152,8 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
     done_before = state.resume_epoch(stage.key)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
-    hist = target.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks,
-                      verbose=cfg.verbose)
+    hist = target.fit(batches.train, validation_data=batches.val, epochs=stage.epochs,
+                      callbacks=callbacks, verbose=cfg.verbose)
     if guard.diverged_at is not None:
         raise TrainingDiverged(f"the loss became NaN or infinite in phase {stage.label!r} "
                                f"(#{stage.index + 1}), epoch {guard.diverged_at}; training "
@@ -213,11 +177,12 @@ def check_sections(cfg: Config) -> None:
                             fix=f"run tfxfer {recipe} ..., or drop the {key}.* keys")
 
 
-def load_data(cfg: Config, size: int):
-    """The run's :class:`~tfxfer.data.sources.ImageData`, decoded at ``size``."""
+def load_data(cfg: Config, size: int, shard: Shard = Shard()):
+    """The run's :class:`~tfxfer.data.sources.ImageData`, decoded at ``size`` (this worker's
+    share of it under multi-worker training, :mod:`tfxfer.data.shard`)."""
     return data_lib.load(cfg.data, size, val_split=cfg.val_split, seed=cfg.seed,
                          train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
-                         manual_dir=cfg.manual_dir)
+                         manual_dir=cfg.manual_dir, shard=shard)
 
 
 def start(cfg: Config, batch: str = "global batch"):
@@ -272,7 +237,8 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
         log.warning("multi-worker run: not resuming; discarding %s", out / "checkpoints")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = RunState(out)
-    data = load_data(cfg, size) if data is None else data
+    shard = distribute.shard_of(strategy)
+    data = load_data(cfg, size, shard) if data is None else data
     if cfg.augment.synthetic_ratio:  # the GAN sees data.train only; data.val stays as read
         data = synthetic.extend(cfg, data, out, size)
         keras.utils.set_random_seed(cfg.seed)  # the classifier starts as it would without it
@@ -288,8 +254,8 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
     stages = [st for i, p in enumerate(cfg.phases)
               for st in freeze.stages(p, i, cfg.freeze_blocks)]
     mixing = cfg.mixup > 0 or cfg.cutmix > 0  # image batches then drop the remainder
-    steps = (len(data.train) // cfg.batch_size if mixing
-             else math.ceil(len(data.train) / cfg.batch_size))
+    batch = inputs.per_worker_batch(cfg.batch_size, shard)
+    steps = len(data.train) // batch if mixing else math.ceil(len(data.train) / batch)
     pruning = prune_lib.plan(stages, max(1, steps))
     found = lr_find.load(state.dir)  # sweeps of lr="auto" phases, kept across a resume
     for stage in stages:
@@ -304,9 +270,9 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
             continue
         use_cache = stage.scope == "head" and cfg.cache_features
         if use_cache and cache is None:
-            cache = features.extract(tm, data, cfg.feature_views, size)
+            cache = features.extract(tm, data, cfg.feature_views, size, shard)
         hist = _fit_stage(tm, cfg, stage, data, cache if use_cache else None, strategy, state,
-                          specs, pruning, found, find_only)
+                          specs, pruning, found, shard, find_only)
         if hist is None:  # find_only: the sweep is done, nothing more trains
             return RunResult({"lr_find": found[stage.index], "lr_find_phase": stage.index},
                              history, time.perf_counter() - t0, tm, data.report(),
