@@ -11,8 +11,8 @@
 
 Example:
     >>> from tfxfer.train import inputs  # doctest: +SKIP
-    >>> batches = inputs.stage(tm, cfg, data, cache, seed, targets, in_data, strategy, shard)
-    >>> model.fit(batches.train, validation_data=batches.val)  # doctest: +SKIP
+    >>> b = inputs.stage(tm, cfg, data, cache, seed, targets, True, strategy, shard)  # doctest: +SKIP
+    >>> model.fit(b.train, validation_data=b.val)  # doctest: +SKIP
 """
 
 from __future__ import annotations
