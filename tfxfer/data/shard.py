@@ -83,8 +83,8 @@ class Shard:
                 out[original[keep]] = got[k * (stop - start):(k + 1) * (stop - start)][keep]
         return out
 
-    def largest(self, value: int) -> int:
-        """The largest of an integer over the workers (e.g. the rows each one could read)."""
+    def each(self, value: int) -> np.ndarray:
+        """An integer of every worker, in worker order (e.g. the rows each one could read)."""
         if self.whole:
-            return int(value)
-        return int(np.asarray(self.gather(np.asarray([value], np.int64))).max())
+            return np.asarray([value], np.int64)
+        return np.asarray(self.gather(np.asarray([value], np.int64)))

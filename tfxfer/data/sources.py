@@ -364,11 +364,12 @@ def decode_shard(paths: list[str], labels: np.ndarray, size: int, skipped: list[
     mine_labels = np.zeros(m, labels.dtype)
     mine_labels[:len(mine)] = labels[mine]
     local = _compact(images, mine_labels, ok)
-    if len(local) == 0:
-        raise UserError(f"worker {shard.index} could read none of its {len(mine)} training "
-                        "images", got=paths[mine[0]] if len(mine) else "no files",
+    readable = shard.each(len(local))  # every worker learns every count: all stop, or none
+    if readable.min() == 0:
+        raise UserError("every worker needs a readable training image of its own",
+                        got=f"workers with none: {np.flatnonzero(readable == 0).tolist()}",
                         fix="check the files (see the skipped list), or use fewer workers")
-    most = shard.largest(len(local))  # every worker takes as many steps as the others
+    most = int(readable.max())  # every worker takes as many steps as the others
     extra = np.arange(most - len(local)) % len(local)
     images[len(local):most] = images[extra]  # most <= m: the array has room
     return Split(images[:most], np.concatenate([local.labels, local.labels[extra]])), \
