@@ -17,7 +17,8 @@ import tensorflow as tf
 from PIL import Image
 
 from tfxfer.data.images import decode as pillow_decode
-from tfxfer.deploy import decode, serving
+from tfxfer.data import graph_decode as decode
+from tfxfer.deploy import serving
 from tfxfer.methods import prune, tta
 from tfxfer.models import model as model_lib
 

@@ -2,6 +2,6 @@
 files, the saved Keras model, metrics and report.
 
 Modules: :mod:`~tfxfer.deploy.export` (a run's artefacts), :mod:`~tfxfer.deploy.serving`,
-:mod:`~tfxfer.deploy.decode`, :mod:`~tfxfer.deploy.litert`, :mod:`~tfxfer.deploy.plots`.
+:mod:`~tfxfer.deploy.litert`, :mod:`~tfxfer.deploy.plots`.
 ``tfxfer predict`` (:mod:`tfxfer.predict`) uses only the exported SavedModel.
 """

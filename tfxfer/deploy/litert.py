@@ -16,7 +16,7 @@ The int8 variant is calibrated on a representative dataset of the run's own trai
 the converter derives the input's scale and zero point from the calibration images (scale 1,
 zero point 0 when they span 0-255), and ``metrics.json`` records them with each file. Its
 output is dequantised to float32. The image resize is not in these files: resize to ``size x size`` with an
-antialiased bilinear filter, as :mod:`tfxfer.deploy.decode` does.
+antialiased bilinear filter, as :mod:`tfxfer.data.graph_decode` does.
 
 Files are converted with ``tf.lite.TFLiteConverter`` (still in TensorFlow 2.21) and run with
 :func:`interpreter`: the maintained ``ai-edge-litert`` interpreter when it is installed

@@ -4,7 +4,7 @@ Signatures (``tf.saved_model.load(path).signatures[...]``, or the same names as 
 
 - ``serve_bytes`` (also ``serving_default``): ``image_bytes``, a ``string[N]`` batch of
   encoded JPEG/PNG/GIF/BMP/WebP files of any size. Decoding, EXIF orientation and the resize run
-  in the graph (:mod:`tfxfer.deploy.decode`), exactly as training read the files.
+  in the graph (:mod:`tfxfer.data.graph_decode`), exactly as training read the files.
 - ``serve_images``: ``images``, a ``uint8[N, H, W, 3]`` batch of one size; resized in-graph.
 - ``decode``: ``image_bytes`` -> ``uint8[N, size, size, 3]``, what the model sees (for clients
   that build test-time-augmentation views, such as ``tfxfer predict --tta``).
@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from tfxfer.atomic import write_with
-from tfxfer.deploy import decode
+from tfxfer.data import graph_decode as decode
 
 DEFAULT_TOP_K = 5
 
