@@ -45,7 +45,7 @@ class Progress:
 
     Args:
         what: What is being done ("decoding", "features").
-        total: Items to do.
+        total: Items to do (0 when not known in advance: no percentage or ETA then).
         unit: What an item is ("images").
         stream: Where a terminal's line goes (default ``sys.stderr``); None writes log lines only.
     """
@@ -56,13 +56,16 @@ class Progress:
         self.start = self.shown = time.monotonic()
         self.stream = stream
         self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        self.quiet = self.total < MIN_ITEMS
+        self.quiet = 0 < self.total < MIN_ITEMS  # total 0: not known in advance
         self._lock = threading.Lock()
 
     def line(self, elapsed: float | None = None) -> str:
         """The current state as one line."""
         elapsed = time.monotonic() - self.start if elapsed is None else elapsed
         rate = self.count / max(elapsed, 1e-9)
+        if self.total <= 0:
+            return (f"{self.what}: {self.count:,} {self.unit}, {rate:,.1f} {self.unit}/s, "
+                    f"{clock(elapsed)} elapsed")
         text = (f"{self.what}: {self.count:,}/{self.total:,} {self.unit} "
                 f"({100 * self.count / max(self.total, 1):.0f}%), {rate:,.1f} {self.unit}/s")
         if self.count < self.total and self.count:

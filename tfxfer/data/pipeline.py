@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer import storage
+from tfxfer.data.tfrecord import Stream
 from tfxfer.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -113,7 +114,8 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
     """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.sources.Split`.
 
     Args:
-        split: Decoded images and labels.
+        split: Decoded images and labels, or a streamed
+            :class:`~tfxfer.data.tfrecord.Stream` (read from its shards each pass).
         num_classes: Width of the one-hot labels.
         image_size: Model input size (rows are resized when they differ).
         batch_size: Global batch size.
@@ -128,18 +130,21 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
         graph: Gather rows with graph ops (:func:`graph_rows`), as the ``tf.data`` service
             needs; the default calls numpy, which also reads disk memmaps.
     """
-    images, labels = split.images, np.asarray(split.labels, np.int32)
-    img_dtype = tf.as_dtype(images.dtype)
-    rows = graph_rows(images) if graph else (lambda i: gather_rows(images, i, img_dtype))
-
-    def load(idx):
-        x = to_model_input(rows(idx), image_size)
-        y = tf.gather(labels, idx)
+    def encode(x, y):
+        x = to_model_input(x, image_size)
         return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
 
-    ds = index_batches(len(labels), batch_size, shuffle=shuffle, seed=seed,
-                       drop_remainder=drop_remainder)
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if isinstance(split, Stream):  # shards read every epoch, decoded in the graph
+        ds = split.records(shuffle, seed).batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(encode, num_parallel_calls=AUTOTUNE)
+    else:
+        images, labels = split.images, np.asarray(split.labels, np.int32)
+        img_dtype = tf.as_dtype(images.dtype)
+        rows = graph_rows(images) if graph else (lambda i: gather_rows(images, i, img_dtype))
+        ds = index_batches(len(labels), batch_size, shuffle=shuffle, seed=seed,
+                           drop_remainder=drop_remainder)
+        ds = ds.map(lambda idx: encode(rows(idx), tf.gather(labels, idx)),
+                    num_parallel_calls=AUTOTUNE)
     if augmenter is not None:
         # under a mixed policy the layers compute in (b)float16; the model takes float32 0-255
         ds = ds.map(lambda x, y: (tf.cast(augmenter(x, training=True), tf.float32), y),

@@ -75,6 +75,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def rows(self, idx) -> np.ndarray:
+        """The images at ``idx`` (a streamed split, :class:`tfxfer.data.tfrecord.Stream`, reads
+        them from its shards)."""
+        return self.images[idx]
+
 
 @dataclass
 class ImageData:
@@ -155,6 +160,15 @@ def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
             one class is present, or no image is readable.
     """
     limits = dict(seed=seed, train_per_class=train_per_class, val_per_class=val_per_class)
+    if data.startswith("tfrecord:"):
+        from tfxfer.data import tfrecord
+
+        if train_per_class is not None or val_per_class is not None:
+            raise UserError("train_per_class / val_per_class pick images by class, and a "
+                            "tfrecord: source streams its training split unpicked",
+                            got=data, fix="drop them, or write shards of the subset you want")
+        stream, val, names, everyone, src = tfrecord.read(data[9:], image_size, shard)
+        return _finish(names, stream, val, src, all_train_labels=everyone, shard=shard)
     if data.startswith("tfds:"):
         from tfxfer.data.tfds_source import load_tfds  # optional dependency, imported on demand
         tr, va, names, src = load_tfds(data[5:], image_size, manual_dir)
@@ -170,8 +184,9 @@ def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
         return load_directory(path, image_size, val_split=val_split, shard=shard, **limits)
     if os.path.isdir(data):
         return load_directory(data, image_size, val_split=val_split, shard=shard, **limits)
-    raise UserError("data must be an existing directory, tfds:NAME or a built-in name",
-                    valid=list(BUILTINS) + ["<dir>", "tfds:<name>"], got=data,
+    raise UserError("data must be an existing directory, tfds:NAME, tfrecord:DIR or a "
+                    "built-in name",
+                    valid=list(BUILTINS) + ["<dir>", "tfds:<name>", "tfrecord:<dir>"], got=data,
                     fix="check the path (it must exist and hold one folder per class)")
 
 
@@ -232,6 +247,24 @@ def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: 
                    train_per_class: int | None = None, val_per_class: int | None = None,
                    shard: Shard = Shard()) -> ImageData:
     """Reads a ``split/label/image`` or ``label/image`` folder (see :func:`load`)."""
+    names, splits, ignored = list_directory(path, val_split=val_split, seed=seed,
+                                            train_per_class=train_per_class,
+                                            val_per_class=val_per_class)
+    skipped: list[dict] = []
+    decoded, all_train = [], None
+    for paths, labels in splits:
+        split, readable = decode_shard(paths, labels, image_size, skipped, shard,
+                                       train=not decoded)
+        all_train = readable if all_train is None else all_train
+        decoded.append(split)
+    return _finish(names, decoded[0], decoded[1], str(Path(path)), skipped, ignored,
+                   all_train_labels=None if shard.whole else all_train, shard=shard)
+
+
+def list_directory(path: str, *, val_split: float = 0.2, seed: int = 0,
+                   train_per_class: int | None = None, val_per_class: int | None = None):
+    """A folder's class names, its ``[(paths, labels)]`` for train and validation, and the
+    non-image files it ignores; nothing is decoded (:func:`load_directory` decodes)."""
     root = Path(path)
     ignored: list[str] = []
     subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
@@ -248,8 +281,7 @@ def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: 
     names = sorted(train_files)
     _check_classes(names, train_files, val_files, path)
     rng = np.random.default_rng(seed)
-    skipped: list[dict] = []
-    splits, all_train = [], None
+    splits = []
     for files, limit in ((train_files, train_per_class), (val_files, val_per_class)):
         paths, labels = [], []
         for i, name in enumerate(names):
@@ -258,12 +290,8 @@ def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: 
                 chosen = [chosen[j] for j in sorted(rng.choice(len(chosen), limit, replace=False))]
             paths += chosen
             labels += [i] * len(chosen)
-        split, readable = decode_shard(paths, np.asarray(labels, np.int32), image_size, skipped,
-                                       shard, train=not splits)
-        all_train = readable if all_train is None else all_train
-        splits.append(split)
-    return _finish(names, splits[0], splits[1], str(root), skipped, ignored,
-                   all_train_labels=None if shard.whole else all_train, shard=shard)
+        splits.append((paths, np.asarray(labels, np.int32)))
+    return names, splits, ignored
 
 
 def _split_files(classes: dict[str, list[str]], val_split: float, seed: int):

@@ -66,7 +66,7 @@ def export_litert(model, cfg: Config, data, out: Path, metrics: dict) -> dict:
     size = model.input.shape[1]
     spec = tasks_lib.resolve(cfg.tasks, data.class_names)[0]
     picked = litert.calibration_indices(spec.labels(data.train.labels), seed=cfg.seed)
-    calibration = model_images(data.train.images[picked], size)
+    calibration = model_images(data.train.rows(picked), size)
     val_labels = spec.labels(data.val.labels)
 
     def val_batches(batch: int = 256):

@@ -130,7 +130,7 @@ def measure(cfg: Config, data, size: int, net=None) -> Signals:
     features = []
     for start in range(0, len(idx), PROBE_BATCH):
         rows = idx[start:start + PROBE_BATCH]
-        batch = data.train.images[rows]
+        batch = data.train.rows(rows)
         if len(rows) < PROBE_BATCH:  # one batch shape, one trace of the backbone
             pad = np.zeros((PROBE_BATCH - len(rows),) + batch.shape[1:], batch.dtype)
             batch = np.concatenate([batch, pad])
