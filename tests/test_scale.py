@@ -5,9 +5,10 @@
 - Workers simulated as threads with a real all-gather (a barrier): each decodes only its files;
   the union of their training rows and the assembled validation split equal a one-process
   decode, unreadable files included. (Two real workers are in test_distribute.py.)
-- ``--set data_service=grpc://...``: a dispatcher and a worker started in this process on
-  127.0.0.1 produce a training epoch of exactly the rows of an in-process epoch, and a whole
-  recipe trains through it; a memmap or a bad address is a one-line error.
+- ``--set data_service=grpc://...``: a dispatcher and two workers started in this process on
+  127.0.0.1 produce a training epoch of exactly the rows of an in-process epoch, in
+  ``ceil(n / batch)`` batches (arrays and ``tfrecord:`` shards), and a whole recipe trains
+  through it; a memmap or a bad address is a one-line error.
 - Progress lines give count, rate and ETA; below the threshold they stay quiet.
 """
 
@@ -23,14 +24,16 @@ import tensorflow as tf
 
 from tfxfer import progress
 from tfxfer.config import Config
-from tfxfer.data import pipeline, sources
+from tfxfer.data import decoding, pipeline, sources
+from tfxfer.data import shard as shard_lib
 from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
 from conftest import write_class_images
 
 
 @pytest.mark.parametrize("n,workers", [(1, 1), (7, 3), (8, 2), (9, 4), (2, 3), (100, 7)])
-def test_shard_rows_partition_the_split_and_assemble_restores_its_order(n, workers):
+def test_shard_rows_partition_the_split_and_assemble_restores_its_order(n, workers,
+                                                                        monkeypatch):
     shards = [Shard(k, workers) for k in range(workers)]
     mine = [s.mine(n) for s in shards]
     assert sorted(np.concatenate(mine).tolist()) == list(range(n))  # a partition
@@ -40,10 +43,9 @@ def test_shard_rows_partition_the_split_and_assemble_restores_its_order(n, worke
         assert set(r.tolist()) <= set(m.tolist()) or len(m) == 0  # padding repeats its own rows
     data = np.random.default_rng(0).normal(size=(n, 3))
     parts = [data[r] for r in rows]
-    for k, s in enumerate(shards):
-        s = Shard(k, workers, lambda local, k=k: np.concatenate(
-            [local if j == k else parts[j] for j in range(workers)]))
-        np.testing.assert_array_equal(s.assemble(parts[k], n), data)
+    monkeypatch.setattr(shard_lib, "GATHER_BYTES", 2 * 3 * 8)  # two rows a call: chunked
+    for whole in ThreadCluster(workers).run(lambda s: s.assemble(parts[s.index], n)):
+        np.testing.assert_array_equal(whole, data)
 
 
 class ThreadCluster:
@@ -94,14 +96,14 @@ def test_each_worker_decodes_only_its_files_and_the_cluster_sees_the_one_process
     whole = sources.load(str(root), 16)
 
     cluster = ThreadCluster(3)
-    real_decode = sources.decode
+    real_decode = decoding.decode
 
     def counting(path, size):
         cluster.decoded[threading.current_thread().name] += 1
         return real_decode(path, size)
 
-    monkeypatch.setattr(sources, "decode", counting)
-    monkeypatch.setattr(sources, "ThreadPoolExecutor", _InlinePool)  # decode on the worker
+    monkeypatch.setattr(decoding, "decode", counting)
+    monkeypatch.setattr(decoding, "ThreadPoolExecutor", _InlinePool)  # decode on the worker
     parts = cluster.run(lambda shard: sources.load(str(root), 16, shard=shard))
 
     # every file decoded once in the cluster: 14 train + 6 val, split 7/7/6
@@ -118,6 +120,7 @@ def test_each_worker_decodes_only_its_files_and_the_cluster_sees_the_one_process
         np.testing.assert_array_equal(p.val.labels, whole.val.labels)
         assert p.counts() == whole.counts()  # the report counts the whole training split
         assert p.report()["workers"] == 3
+        assert [s["path"] for s in p.skipped] == [s["path"] for s in whole.skipped]
     assert len(whole.skipped) == 2
 
 
@@ -158,14 +161,17 @@ def test_array_sources_keep_a_shard_of_training_rows_and_the_whole_validation():
 
 @pytest.fixture(scope="module")
 def data_service():
-    """A dispatcher and one worker, in this process, on 127.0.0.1."""
+    """A dispatcher and two workers, in this process, on 127.0.0.1 (two, so that each epoch's
+    rows are split between workers and batch counts are checked across them)."""
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0, protocol="grpc"))
     address = dispatcher.target.split("://")[1]
-    worker = service.WorkerServer(service.WorkerConfig(
+    workers = [service.WorkerServer(service.WorkerConfig(
         dispatcher_address=address, worker_address="127.0.0.1:%port%", port=0))
+        for _ in range(2)]
     yield dispatcher.target.replace("localhost", "127.0.0.1")
-    worker.stop()
+    for worker in workers:
+        worker.stop()
     dispatcher._stop()  # noqa: SLF001 - no public stop on the dispatcher
 
 
@@ -174,8 +180,7 @@ def test_an_epoch_through_the_data_service_holds_exactly_the_in_process_rows(dat
     split = sources.Split(rng.integers(0, 255, (37, 8, 8, 3), dtype=np.uint8),
                           np.arange(37) % 3)
     local = pipeline.image_dataset(split, 3, 8, 5, shuffle=True, seed=1)
-    remote = pipeline.via_service(
-        pipeline.image_dataset(split, 3, 8, 5, shuffle=True, seed=1, graph=True), data_service)
+    remote = pipeline.image_dataset(split, 3, 8, 5, shuffle=True, seed=1, service=data_service)
 
     def rows(ds):
         return sorted(map(bytes, np.concatenate(
@@ -185,6 +190,7 @@ def test_an_epoch_through_the_data_service_holds_exactly_the_in_process_rows(dat
 
     assert len(rows(remote)) == 37 and rows(remote) == rows(local)
     assert rows(remote) == rows(remote)  # a second epoch: a new job, the same rows
+    assert len(list(remote)) == remote.cardinality() == 8  # ceil(37 / 5), batched here
 
 
 def test_a_recipe_trains_through_the_data_service(data_service, image_folder, tmp_path, caplog):
@@ -203,14 +209,31 @@ def test_a_recipe_trains_through_the_data_service(data_service, image_folder, tm
     assert result.metrics["num_val"] == 12 and np.isfinite(result.history[0]["history"]["loss"]).all()
 
 
+def test_streamed_shards_go_through_the_data_service(data_service, tmp_path):
+    from tfxfer.data import tfrecord
+
+    write_class_images(tmp_path / "src" / "train", {"a": 5, "b": 4}, size=12)
+    write_class_images(tmp_path / "src" / "val", {"a": 1, "b": 1}, size=12)
+    tfrecord.write(str(tmp_path / "src"), str(tmp_path / "shards"), shards=2)
+    stream = sources.load(f"tfrecord:{tmp_path / 'shards'}", 12).train
+
+    def rows(ds):
+        return sorted(x.numpy().astype(np.uint8).tobytes() for batch, _ in ds for x in batch)
+
+    local = pipeline.image_dataset(stream, 2, 12, 4, shuffle=True, seed=0)
+    remote = pipeline.image_dataset(stream, 2, 12, 4, shuffle=True, seed=0, service=data_service)
+    assert len(rows(remote)) == 9 and rows(remote) == rows(local)
+
+
 def test_data_service_refusals_are_one_line():
     with pytest.raises(UserError, match="grpc://host:port") as err:
         Config(data_service="localhost:5000")
     assert "\n" not in str(err.value)
     memmap = np.memmap(_tmpfile(), dtype=np.uint8, mode="w+",
                        shape=(4, 8, 8, 3))
-    with pytest.raises(UserError, match="in memory"):
+    with pytest.raises(UserError, match="in memory") as err:
         pipeline.graph_rows(memmap)
+    assert "\n" not in str(err.value)
 
 
 def _tmpfile() -> str:

@@ -55,7 +55,8 @@ def allocate(shape: tuple[int, ...], dtype: str | np.dtype, budget: int | None =
 def release(array: np.ndarray) -> None:
     """Drops a disk memmap's pages from this process's resident set (a no-op in memory)."""
     pages = getattr(array, "_mmap", None)
-    if isinstance(array, np.memmap) and pages is not None and hasattr(mmap, "MADV_DONTNEED"):
+    if (isinstance(array, np.memmap) and pages is not None and hasattr(mmap, "MADV_DONTNEED")
+            and array.mode != "c"):  # a private (copy-on-write) map would lose its writes
         pages.madvise(mmap.MADV_DONTNEED)
 
 

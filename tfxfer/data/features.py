@@ -93,15 +93,16 @@ def extract(tm, data, views: int, image_size: int, shard: Shard = Shard()) -> Fe
                            augmenter=tm.augmenter if view > 0 else None)
         return ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
-    val_rows = shard.rows(len(data.val))
-    val_mine = (data.val if shard.whole
-                else Split(data.val.images[val_rows], data.val.labels[val_rows]))
+    # a strided view (a memmap stays a memmap); assemble drops the rows past this worker's
+    val_mine = (data.val if shard.whole else
+                Split(data.val.images[shard.index::shard.count],
+                      data.val.labels[shard.index::shard.count]))
     n = views * len(data.train) + len(val_mine)
     bar = progress.Progress("features", n, "images")
     train = storage.allocate((views, len(data.train), width), "float16")
     for v in range(views):
         _predict(infer, images_only(data.train, v), train[v], bar)
-    val = storage.allocate((len(val_mine), width), "float32")
+    val = storage.allocate((shard.size(len(data.val)), width), "float32")
     _predict(infer, images_only(val_mine, 0), val, bar)
     bar.done()
     val = shard.assemble(val, len(data.val))

@@ -82,18 +82,34 @@ def graph_rows(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
     return lambda idx: tf.gather(constant, idx)
 
 
-def via_service(ds: tf.data.Dataset, address: str) -> tf.data.Dataset:
-    """``ds`` produced by the ``tf.data`` service at ``address`` (``grpc://host:port``).
+def via_service(rows: tf.data.Dataset, address: str) -> tf.data.Dataset:
+    """``rows`` (single decoded rows, not batches) produced by the ``tf.data`` service at
+    ``address`` (``grpc://host:port``).
 
-    The dispatcher hands each epoch's source (the shuffled row indices) out to its workers in
-    pieces (``distributed_epoch``): every element is produced once per epoch, by whichever
-    worker is free, and the batches stream back to this process. The dataset graph must not
-    call Python (:func:`graph_rows`). Batch order then depends on the workers' timing.
+    The dispatcher hands each epoch's source (row indices, or shard files) out to its workers in
+    pieces (``distributed_epoch``): every row is produced once per epoch, by whichever worker is
+    free, and streams back here, where :func:`image_dataset` batches it. Batching here, not on
+    the service's workers, keeps ``ceil(n / batch)`` batches per epoch however many workers
+    there are. The graph must not call Python (:func:`graph_rows`); row order then depends on
+    the workers' timing.
     """
-    batches = ds.cardinality()  # known here; the service's stream does not declare it
-    ds = ds.apply(tf.data.experimental.service.distribute(
+    n = rows.cardinality()  # known here; the service's stream does not declare it
+    rows = rows.apply(tf.data.experimental.service.distribute(
         processing_mode="distributed_epoch", service=address))
-    return ds.apply(tf.data.experimental.assert_cardinality(batches))
+    return rows.apply(tf.data.experimental.assert_cardinality(n)) if n >= 0 else rows
+
+
+def _service_rows(split, shuffle: bool, seed: int | None, address: str) -> tf.data.Dataset:
+    """Single ``(uint8 row, label)`` pairs made by the service, ``len(split)`` per epoch."""
+    if isinstance(split, Stream):  # each record once on the service, repeated up to len here
+        rows = via_service(split.records(shuffle, seed, exact=False), address)
+        return rows.repeat().take(len(split))
+    images, labels = graph_rows(split.images), tf.constant(np.asarray(split.labels, np.int32))
+    idx = tf.data.Dataset.range(len(split))
+    if shuffle:
+        idx = idx.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    rows = idx.map(lambda i: (images(i), tf.gather(labels, i)), num_parallel_calls=AUTOTUNE)
+    return via_service(rows, address)
 
 
 def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -110,7 +126,7 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
                   shuffle: bool = False, seed: int | None = None,
                   augmenter: Callable | None = None, mixer: Callable | None = None,
                   drop_remainder: bool = False, targets: Callable | None = None,
-                  graph: bool = False) -> tf.data.Dataset:
+                  service: str = "") -> tf.data.Dataset:
     """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.sources.Split`.
 
     Args:
@@ -127,23 +143,29 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
         drop_remainder: Drop the last partial batch (needed by some strategies and by MixUp).
         targets: Maps a batch of integer labels to the model's targets (e.g. a dict of one-hot
             labels per task, :func:`tfxfer.methods.tasks.targets_fn`); default: one-hot labels.
-        graph: Gather rows with graph ops (:func:`graph_rows`), as the ``tf.data`` service
-            needs; the default calls numpy, which also reads disk memmaps.
+        service: ``grpc://host:port`` of a ``tf.data`` service that produces the decoded rows
+            (:func:`via_service`; arrays are then gathered in the graph, :func:`graph_rows`);
+            empty: this process produces them (gathering with numpy, which also reads disk
+            memmaps).
     """
     def encode(x, y):
         x = to_model_input(x, image_size)
         return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
 
-    if isinstance(split, Stream):  # shards read every epoch, decoded in the graph
+    if service:
+        ds = _service_rows(split, shuffle, seed, service)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(encode, num_parallel_calls=AUTOTUNE)
+    elif isinstance(split, Stream):  # shards read every epoch, decoded in the graph
         ds = split.records(shuffle, seed).batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(encode, num_parallel_calls=AUTOTUNE)
     else:
         images, labels = split.images, np.asarray(split.labels, np.int32)
         img_dtype = tf.as_dtype(images.dtype)
-        rows = graph_rows(images) if graph else (lambda i: gather_rows(images, i, img_dtype))
+        gather = lambda i: gather_rows(images, i, img_dtype)  # noqa: E731
         ds = index_batches(len(labels), batch_size, shuffle=shuffle, seed=seed,
                            drop_remainder=drop_remainder)
-        ds = ds.map(lambda idx: encode(rows(idx), tf.gather(labels, idx)),
+        ds = ds.map(lambda idx: encode(gather(idx), tf.gather(labels, idx)),
                     num_parallel_calls=AUTOTUNE)
     if augmenter is not None:
         # under a mixed policy the layers compute in (b)float16; the model takes float32 0-255

@@ -31,7 +31,7 @@ import numpy as np
 
 from tfxfer import storage
 
-GATHER_ROWS = 1024  # rows per worker per all-gather call: bounds the memory of one exchange
+GATHER_BYTES = 64 << 20  # per worker per all-gather call: bounds the memory of one exchange
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,9 @@ class Shard:
             return local
         m = self.size(n)
         out = storage.allocate((n,) + local.shape[1:], local.dtype)
-        for start in range(0, m, GATHER_ROWS):  # the same calls on every worker: m is shared
-            stop = min(m, start + GATHER_ROWS)
+        step = max(1, GATHER_BYTES // max(1, local[:1].nbytes))  # the same on every worker
+        for start in range(0, m, step):  # the same calls on every worker: m is shared
+            stop = min(m, start + step)
             got = np.asarray(self.gather(np.ascontiguousarray(local[start:stop])))
             for k in range(self.count):
                 original = k + self.count * np.arange(start, stop)

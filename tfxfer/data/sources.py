@@ -6,6 +6,8 @@ A ``--data`` value is one of:
   ``test``) or ``label/image`` layout (a stratified validation split is drawn with the run's seed;
   every class of 2+ images gets at least one validation and one training image);
 - ``tfds:NAME`` (TensorFlow Datasets; ``manual_dir`` in the config points at pre-downloaded files);
+- ``tfrecord:DIR`` (TFRecord shards of encoded images, the training split streamed every epoch;
+  :mod:`tfxfer.data.tfrecord`);
 - a built-in name: ``hymenoptera``, ``cats_and_dogs_filtered``, ``fashion_mnist``, ``mnist``,
   ``mnist_m`` (a subset: 10,000 train, 9,001 test) or ``usps``. Each resolves to
   ``$TFXFER_DATA_DIR/<folder>`` when that variable is set (an air-gapped mirror, such as the
@@ -24,21 +26,18 @@ Example:
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tfxfer import progress, storage
 from tfxfer.data import arrays
-from tfxfer.errors import UserError
-from tfxfer.data.images import IMAGE_EXTENSIONS, UnreadableImage, decode
+from tfxfer.data.decoding import decode_files, decode_shard  # noqa: F401 - re-exported
+from tfxfer.data.images import IMAGE_EXTENSIONS
 from tfxfer.data.shard import Shard
-
-log = logging.getLogger(__name__)
+from tfxfer.data.splits import ImageData, Split  # noqa: F401 - re-exported
+from tfxfer.errors import UserError
 
 TRAIN_DIRS = ("train", "training")
 VAL_DIRS = ("val", "validation", "valid", "test")
@@ -62,88 +61,6 @@ ARRAY_BUILTINS = {
     "mnist": (arrays.read_idx_folder, arrays.DIGITS, "mnist"),
     "usps": (arrays.read_usps, arrays.DIGITS, None),
 }
-IMBALANCE_WARN_RATIO = 3.0
-
-
-@dataclass
-class Split:
-    """Images (``(N, H, W, C)`` uint8, possibly smaller than the model input) and int labels."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def rows(self, idx) -> np.ndarray:
-        """The images at ``idx`` (a streamed split, :class:`tfxfer.data.tfrecord.Stream`, reads
-        them from its shards)."""
-        return self.images[idx]
-
-
-@dataclass
-class ImageData:
-    """A resolved dataset: both splits, class names, and the report of what was read."""
-
-    class_names: list[str]
-    train: Split
-    val: Split
-    source: str
-    skipped: list[dict] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    generated: int = 0  # the last ``generated`` rows of ``train`` are GAN samples (synthetic_ratio)
-    # Multi-worker: ``train`` holds this worker's rows; these are the labels of all workers' rows
-    all_train_labels: np.ndarray | None = None
-    workers: tuple[int, int] = (0, 1)  # (this worker, number of workers)
-
-    @property
-    def train_labels(self) -> np.ndarray:
-        """Labels of the whole training split (every worker's rows, once each)."""
-        return self.train.labels if self.all_train_labels is None else self.all_train_labels
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {name: {c: int((labels == i).sum()) for i, c in enumerate(self.class_names)}
-                for name, labels in (("train", self.train_labels), ("val", self.val.labels))}
-
-    def imbalance(self) -> float:
-        train = list(self.counts()["train"].values())
-        return max(train) / max(1, min(train))
-
-    def report(self) -> dict:
-        """The data report saved as ``data_report.json``."""
-        return {"source": self.source, "class_names": self.class_names, "counts": self.counts(),
-                "imbalance_ratio": round(self.imbalance(), 3),
-                "skipped_unreadable": self.skipped, "ignored_non_images": self.ignored,
-                "generated_train_images": self.generated,
-                **({"workers": self.workers[1], "train_rows_per_worker": len(self.train)}
-                   if self.workers[1] > 1 else {})}
-
-    def describe(self) -> str:
-        """A human-readable summary: classes, counts per split and class, skipped files."""
-        counts = self.counts()
-        width = max(len(c) for c in self.class_names)
-        lines = [f"data: {self.source}",
-                 f"  {'class':<{width}}  {'train':>7}  {'val':>7}"]
-        for c in self.class_names:
-            lines.append(f"  {c:<{width}}  {counts['train'][c]:>7}  {counts['val'][c]:>7}")
-        lines.append(f"  {'total':<{width}}  {len(self.train_labels):>7}  {len(self.val):>7}")
-        if self.workers[1] > 1:
-            lines.append(f"  worker {self.workers[0]} of {self.workers[1]} holds "
-                         f"{len(self.train)} training rows (its shard, padded to the largest)")
-        if self.generated:
-            lines.append(f"  of which generated (train only): {self.generated}")
-        lines.append(f"  skipped as unreadable: {len(self.skipped)}")
-        lines += [f"    {s['path']}: {s['reason']}" for s in self.skipped]
-        if self.ignored:
-            lines.append(f"  ignored non-image files: {len(self.ignored)}")
-        if self.imbalance() >= IMBALANCE_WARN_RATIO:
-            lines.append(f"  WARNING: class imbalance {self.imbalance():.1f}:1 in train; "
-                         "consider --set class_weight=balanced")
-        return "\n".join(lines)
 
 
 def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
@@ -327,83 +244,6 @@ def _check_classes(names, train_files, val_files, path) -> None:
                         fix="make the validation folders match the training folders")
 
 
-def decode_rows(paths: list[str], size: int, skipped: list[dict], capacity: int = 0
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Decodes ``paths`` in threads into ``(images, ok)`` of ``max(capacity, len(paths))``
-    rows; a row whose file is unreadable stays in place (``ok`` False) and the file goes to
-    ``skipped``."""
-    rows = max(capacity, len(paths))
-    images = storage.allocate((rows, size, size, 3), "uint8")
-    ok = np.zeros(rows, bool)
-    bar = progress.Progress("decoding", len(paths), "images")
-    pages = storage.Releaser(images)
-
-    def work(i: int) -> None:
-        try:
-            images[i] = decode(paths[i], size)
-            ok[i] = True
-        except UnreadableImage as exc:
-            skipped.append({"path": paths[i], "reason": str(exc)})
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad file
-            skipped.append({"path": paths[i], "reason": f"{type(exc).__name__}: {exc}".strip()})
-        bar.add(1)
-        pages.add(images[0].nbytes)
-
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
-        list(pool.map(work, range(len(paths))))
-    bar.done()
-    skipped.sort(key=lambda s: s["path"])
-    return images, ok
-
-
-def _compact(images: np.ndarray, labels: np.ndarray, ok: np.ndarray) -> Split:
-    keep = np.flatnonzero(ok)
-    for dst, src in enumerate(keep):  # in place (also works for disk memmaps)
-        if dst != src:
-            images[dst] = images[src]
-    return Split(images[: len(keep)], labels[keep])
-
-
-def decode_files(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict]) -> Split:
-    """Decodes ``paths`` in threads; unreadable files go to ``skipped`` and leave the split."""
-    images, ok = decode_rows(paths, size, skipped)
-    return _compact(images, labels, ok)
-
-
-def decode_shard(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict],
-                 shard: Shard, train: bool) -> tuple[Split, np.ndarray]:
-    """Decodes only this worker's files of a split (see :mod:`tfxfer.data.shard`).
-
-    Returns:
-        ``(split, labels)``. For ``train``, the split holds this worker's readable rows,
-        repeated up to the largest count of any worker; for validation, the whole split, decoded
-        in shards and all-gathered. ``labels`` are those of every readable file of the split.
-    """
-    if shard.whole:
-        split = decode_files(paths, labels, size, skipped)
-        return split, split.labels
-    mine, m = shard.mine(len(paths)), shard.size(len(paths))
-    images, ok = decode_rows([paths[i] for i in mine], size, skipped, capacity=m)
-    whole_ok = shard.assemble(ok, len(paths))  # the padded tail (ok False) is dropped there
-    log.info("worker %d of %d decoded %d of the %d %s images", shard.index, shard.count,
-             len(mine), len(paths), "training" if train else "validation")
-    if not train:
-        return _compact(shard.assemble(images, len(paths)), labels, whole_ok), labels[whole_ok]
-    mine_labels = np.zeros(m, labels.dtype)
-    mine_labels[:len(mine)] = labels[mine]
-    local = _compact(images, mine_labels, ok)
-    readable = shard.each(len(local))  # every worker learns every count: all stop, or none
-    if readable.min() == 0:
-        raise UserError("every worker needs a readable training image of its own",
-                        got=f"workers with none: {np.flatnonzero(readable == 0).tolist()}",
-                        fix="check the files (see the skipped list), or use fewer workers")
-    most = int(readable.max())  # every worker takes as many steps as the others
-    extra = np.arange(most - len(local)) % len(local)
-    images[len(local):most] = images[extra]  # most <= m: the array has room
-    return Split(images[:most], np.concatenate([local.labels, local.labels[extra]])), \
-        labels[whole_ok]
-
-
 # ---- arrays ------------------------------------------------------------------------------------
 def _limit(split: Split, per_class: int | None, seed: int) -> Split:
     if per_class is None:
@@ -431,6 +271,16 @@ def _take_shard(split: Split, shard: Shard) -> Split:
     """This worker's training rows of an array split (padded; see :mod:`tfxfer.data.shard`)."""
     rows = shard.rows(len(split))
     return Split(split.images[rows], split.labels[rows])
+
+
+def take_shard(data: ImageData, shard: Shard) -> ImageData:
+    """``data`` read whole, reduced to this worker's training rows (validation stays whole)."""
+    if isinstance(data.train, Split):
+        return dataclasses.replace(data, train=_take_shard(data.train, shard),
+                                   all_train_labels=data.train_labels,
+                                   workers=(shard.index, shard.count))
+    raise UserError("a streamed training split must be read per worker",
+                    got=data.source, fix="let the run read --data itself")
 
 
 def _finish(names, train: Split, val: Split, source: str, skipped=None, ignored=None, *,

@@ -25,9 +25,9 @@ Reading:
   (a worker with fewer repeats some); validation records are decoded in shares and
   all-gathered (:mod:`tfxfer.data.shard`).
 
-Everything that needs the training images as an array (generative augmentation, the ``auto``
-recipe's probe, domain adaptation, zero-shot) refuses a streamed split with a one-line error;
-int8 export reads its calibration images from the stream.
+Everything that needs the training images as an array (generative augmentation, zero-shot)
+refuses a streamed split with a one-line error; int8 export's calibration images and the
+``auto`` recipe's probe are read from the stream, in one pass.
 
 Example:
     >>> import os, tempfile
@@ -87,7 +87,7 @@ class Stream:
                         "source streams its training split from the shards", got=self.files[0],
                         fix="use the folder the shards were written from as --data")
 
-    def _raw(self, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    def _raw(self, shuffle: bool, seed: int | None, exact: bool = True) -> tf.data.Dataset:
         files = tf.data.Dataset.from_tensor_slices(self.files)
         if shuffle:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
@@ -96,13 +96,16 @@ class Stream:
             ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
         else:  # file order, record order: the order of ``labels``
             ds = files.flat_map(tf.data.TFRecordDataset)
-        return ds.repeat().take(len(self))
+        return ds.repeat().take(len(self)) if exact else ds
 
-    def records(self, shuffle: bool, seed: int | None = None) -> tf.data.Dataset:
-        """``(uint8 image, int32 label)`` pairs: exactly ``len(self)`` of them per pass."""
+    def records(self, shuffle: bool, seed: int | None = None, exact: bool = True
+                ) -> tf.data.Dataset:
+        """``(uint8 image, int32 label)`` pairs: exactly ``len(self)`` of them per pass, or
+        (``exact=False``) each of this worker's records once, for the ``tf.data`` service,
+        whose client then repeats and takes."""
         size = self.size
-        return self._raw(shuffle, seed).map(lambda r: _decode(r, size),
-                                            num_parallel_calls=tf.data.AUTOTUNE)
+        return self._raw(shuffle, seed, exact).map(lambda r: _decode(r, size),
+                                                   num_parallel_calls=tf.data.AUTOTUNE)
 
     def rows(self, idx) -> np.ndarray:
         """The images at stream positions ``idx`` (one pass over the shards, decoding only
@@ -110,7 +113,7 @@ class Stream:
         idx = np.asarray(idx)
         wanted = tf.constant(np.unique(idx), tf.int64)
         size = self.size
-        ds = self._raw(False, None).enumerate().filter(
+        ds = self._raw(False, None).take(int(idx.max()) + 1).enumerate().filter(
             lambda i, r: tf.reduce_any(tf.equal(i, wanted)))
         found = {int(i): x.numpy() for i, x in ds.map(lambda i, r: (i, _decode(r, size)[0]))}
         return np.stack([found[int(i)] for i in idx])
@@ -176,7 +179,12 @@ def read(root: str, image_size: int, shard: Shard = Shard()):
                         fix=f"rewrite them with --shards {max(16, shard.count)}")
     mine = train_files[shard.index::shard.count]
     local = scan_labels(mine, "training shards")
-    counts = shard.each(len(local))
+    counts = shard.each(len(local))  # every worker sees every count: all stop, or none
+    if counts.min() == 0:
+        raise UserError("every worker needs training records of its own",
+                        got=f"workers with none: {np.flatnonzero(counts == 0).tolist()} "
+                            f"({len(train_files)} shards in {root})",
+                        fix="rewrite the shards with fewer --shards than there are images")
     everyone = local if shard.whole else _gather_labels(local, counts, shard)
     stream = Stream(mine, np.resize(local, int(counts.max())), image_size)
     val_labels = scan_labels(val_files, "validation shards")
@@ -232,14 +240,16 @@ def write(data: str, output: str, shards: int = 16, *, val_split: float = 0.2, s
     """Writes a folder's images (their file bytes, unchanged) as TFRecord shards.
 
     The folder is read as ``--data`` reads it (``split/label/image`` or ``label/image``, the
-    same validation split for the same seed); every file is test-decoded and an unreadable one
-    is left out and listed. Training records are shuffled by ``seed`` before they are dealt
+    same validation split for the same seed); every file is test-decoded, by Pillow and by the
+    in-graph decoder the stream uses, and one either cannot read (a TIFF, a CMYK JPEG) is left
+    out and listed. Shards already in ``output`` are deleted first. Training records are shuffled by ``seed`` before they are dealt
     round-robin to ``shards`` files, so each shard holds a mix of classes.
 
     Returns:
         ``{"classes": [...], "train": {"records", "shards"}, "val": {...}, "skipped": [...]}``.
     """
     from tfxfer.data import sources
+    from tfxfer.data.images import decode
 
     if not os.path.isdir(data):
         raise UserError("--data must be an image folder to convert", got=data,
@@ -248,6 +258,8 @@ def write(data: str, output: str, shards: int = 16, *, val_split: float = 0.2, s
         raise UserError("--shards must be at least 1", got=shards, fix="pass --shards 16")
     names, splits, _ = sources.list_directory(data, val_split=val_split, seed=seed)
     tf.io.gfile.makedirs(output)
+    for old in tf.io.gfile.glob(f"{output.rstrip('/')}/*.tfrecord"):  # no stale shards mix in
+        tf.io.gfile.remove(old)
     with tf.io.gfile.GFile(f"{output.rstrip('/')}/classes.txt", "w") as f:
         f.write("".join(n + "\n" for n in names))
     report: dict = {"classes": names, "skipped": []}
@@ -260,14 +272,16 @@ def write(data: str, output: str, shards: int = 16, *, val_split: float = 0.2, s
                                         f"{n_shards:05d}.tfrecord") for i in range(n_shards)]
         bar, written = progress.Progress(f"writing {split}", len(paths), "images"), 0
         for j in order:
-            try:
-                sources.decode(paths[j], 8)  # test-decode: a shard holds readable images only
-            except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad file
-                report["skipped"].append({"path": paths[j], "reason": str(exc) or
-                                          type(exc).__name__})
-                continue
             with open(paths[j], "rb") as f:
-                writers[written % n_shards].write(_example(f.read(), int(labels[j])))
+                raw = f.read()
+            try:  # a shard holds only what both decoders read: Pillow's and the graph's
+                decode(paths[j], 8)
+                graph_decode.decode_image(tf.constant(raw), 8)
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad file
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                report["skipped"].append({"path": paths[j], "reason": reason})
+                continue
+            writers[written % n_shards].write(_example(raw, int(labels[j])))
             written += 1
             bar.add(1)
         bar.done()

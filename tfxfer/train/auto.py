@@ -128,9 +128,10 @@ def measure(cfg: Config, data, size: int, net=None) -> Signals:
     probe = bn_distance.StatsProbe(net)
     idx = probe_indices(labels, cfg.auto.probe_images, cfg.seed)
     features = []
+    images = data.train.rows(idx)  # one read (a streamed split reads its shards once)
     for start in range(0, len(idx), PROBE_BATCH):
         rows = idx[start:start + PROBE_BATCH]
-        batch = data.train.rows(rows)
+        batch = images[start:start + PROBE_BATCH]
         if len(rows) < PROBE_BATCH:  # one batch shape, one trace of the backbone
             pad = np.zeros((PROBE_BATCH - len(rows),) + batch.shape[1:], batch.dtype)
             batch = np.concatenate([batch, pad])

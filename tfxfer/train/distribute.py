@@ -185,8 +185,8 @@ def shard_of(strategy: tf.distribute.Strategy) -> Shard:
     the replicas per worker), so a worker's rows match the slot the all-gather puts them in.
     """
     workers = num_workers(strategy)
-    if workers == 1:
-        return Shard()
+    if workers == 1 or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return Shard()  # a TPU pod's hosts are one client: nothing to split
     per_worker = strategy.num_replicas_in_sync // workers
     first = strategy.experimental_distribute_values_from_function(
         lambda ctx: tf.constant(ctx.replica_id_in_sync_group))

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -32,11 +33,11 @@ from tfxfer.errors import UserError
 @dataclass
 class Batches:
     """``train`` is what ``fit`` takes (a distributed dataset under several workers);
-    ``local`` is this process's plain training dataset of the global batch (the LR finder's);
-    ``val`` the validation batches."""
+    ``local()`` builds this process's plain training dataset of the global batch (the LR
+    finder's, only when one runs); ``val`` the validation batches."""
 
     train: object
-    local: tf.data.Dataset
+    local: Callable[[], tf.data.Dataset]
     val: tf.data.Dataset
 
 
@@ -88,9 +89,9 @@ def stage(tm, cfg: Config, data, cache, seed: int, targets, augment_in_data: boo
             ds = pipeline.image_dataset(
                 data.train, data.num_classes, tm.image_size, batch_size, shuffle=True, seed=seed,
                 augmenter=tm.augmenter if augment_in_data else None, mixer=mixer,
-                drop_remainder=mixer is not None, targets=targets, graph=bool(service))
-        ds = with_sample_weights(ds, weights)
-        return pipeline.via_service(ds, cfg.data_service) if service else ds
+                drop_remainder=mixer is not None, targets=targets,
+                service=cfg.data_service if service else "")
+        return with_sample_weights(ds, weights)
 
     if cache is not None:
         val = features.feature_dataset(cache, data.num_classes, cfg.batch_size, train=False,
@@ -100,8 +101,12 @@ def stage(tm, cfg: Config, data, cache, seed: int, targets, augment_in_data: boo
                                      targets=targets)
     if shard.whole:
         local = train(cfg.batch_size)
-        return Batches(local, local, val)
+        return Batches(local, lambda: local, val)
     per_worker_batch(cfg.batch_size, shard)
+    if cfg.batch_size % strategy.num_replicas_in_sync:
+        raise UserError("batch_size must be a multiple of the number of replicas",
+                        got=f"batch_size={cfg.batch_size}, {strategy.num_replicas_in_sync} "
+                            "replicas", fix=f"pass a multiple of {strategy.num_replicas_in_sync}")
     distributed = strategy.distribute_datasets_from_function(
         lambda ctx: train(ctx.get_per_replica_batch_size(cfg.batch_size)))
-    return Batches(distributed, train(cfg.batch_size), val)
+    return Batches(distributed, lambda: train(cfg.batch_size), val)

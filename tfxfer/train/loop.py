@@ -123,7 +123,7 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
                            augment_in_data, strategy, shard)
     if phase.lr == "auto":
         with strategy.scope():
-            phase = lr_find.resolve(tm, cfg, stage.index, target, batches.local, state.dir,
+            phase = lr_find.resolve(tm, cfg, stage.index, target, batches.local(), state.dir,
                                     tasks_lib.compile_args(specs, tm.multi, cfg), found)
         if find_only == stage.index:
             return None
@@ -238,7 +238,10 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = RunState(out)
     shard = distribute.shard_of(strategy)
-    data = load_data(cfg, size, shard) if data is None else data
+    if data is None:
+        data = load_data(cfg, size, shard)
+    elif not shard.whole and data.workers[1] == 1:  # read whole by the caller (auto): keep a share
+        data = data_lib.take_shard(data, shard)
     if cfg.augment.synthetic_ratio:  # the GAN sees data.train only; data.val stays as read
         data = synthetic.extend(cfg, data, out, size)
         keras.utils.set_random_seed(cfg.seed)  # the classifier starts as it would without it
