@@ -23,8 +23,12 @@ Issue 17's first check. The script
      through ``manual_dir`` (timed), then the ``large_different`` recipe at 32 px up to its
      first step, as above.
 
-Run: ``python bench/scale.py`` (about 25 minutes on 2 CPU cores; ~4 GB of free disk for the
-JPEGs and ~10 GB under ``TFXFER_CACHE_DIR`` for the decoded memmap). ``--count 20000`` for a
+   - with ``--tfrecord``: the folder written as 64 ``tfrecord:`` shards (timed, as
+     ``prepare``), one streamed pass over them (read, in-graph decode and resize: what every
+     epoch costs), and the recipe on ``tfrecord:`` up to its first step.
+
+Run: ``python bench/scale.py`` (about 9 minutes on 2 CPU cores; ~4 GB of free disk for the
+JPEGs and ~8 GB under ``TFXFER_CACHE_DIR`` for the decoded memmap). ``--count 20000`` for a
 quick look. Results go to bench/results/scale.json; ``--table`` prints them again.
 """
 
@@ -135,7 +139,8 @@ def arm_tfxfer(data: str, recipe: str, size: int, out: str, manual_dir: str | No
     from tfxfer.train import loop
 
     t0 = time.perf_counter()
-    result: dict = {"arm": data if data.startswith("tfds:") else "tfxfer", "size": size}
+    result: dict = {"arm": data if data.startswith(("tfds:", "tfrecord:")) else "tfxfer",
+                    "size": size}
     load = loop.load_data
 
     def timed_load(cfg, size, shard=None):
@@ -143,7 +148,11 @@ def arm_tfxfer(data: str, recipe: str, size: int, out: str, manual_dir: str | No
         data_ = load(cfg, size) if shard is None else load(cfg, size, shard)
         seconds = time.perf_counter() - start
         n = len(data_.train) + len(data_.val)
-        result.update(images=n, decode_s=round(seconds, 1), images_per_s=round(n / seconds, 1))
+        if data.startswith("tfrecord:"):  # labels read, validation decoded; training streams
+            result.update(images=n, load_s=round(seconds, 1))
+        else:
+            result.update(images=n, decode_s=round(seconds, 1),
+                          images_per_s=round(n / seconds, 1))
         return data_
 
     loop.load_data = timed_load
@@ -182,6 +191,19 @@ def arm_keras(root: str, size: int) -> None:
           "images_per_s": round(n / seconds, 1), "first_step_s": round(first, 1)})
 
 
+def arm_stream_pass(shards: str, size: int) -> None:
+    """One pass over a ``tfrecord:`` training split: read, decode in the graph, resize."""
+    from tfxfer.data import sources
+
+    data = sources.load(f"tfrecord:{shards}", size)
+    start, n = time.perf_counter(), 0
+    for x, _ in data.train.records(shuffle=True, seed=0).batch(64).prefetch(8):
+        n += int(x.shape[0])
+    seconds = time.perf_counter() - start
+    emit({"arm": "tfrecord pass", "size": size, "images": n, "decode_s": round(seconds, 1),
+          "images_per_s": round(n / seconds, 1)})
+
+
 def prepare_tfds(name: str, manual_dir: str) -> float:
     import tensorflow_datasets as tfds
 
@@ -194,7 +216,7 @@ def prepare_tfds(name: str, manual_dir: str) -> float:
 
 # ---- driver -----------------------------------------------------------------------------------
 COLUMNS = [("arm", "loader"), ("images", "images"), ("size", "px"),
-           ("prepare_s", "prepare s"), ("decode_s", "decode s"),
+           ("prepare_s", "prepare s"), ("load_s", "load s"), ("decode_s", "decode s"),
            ("images_per_s", "decode images/s"), ("first_step_s", "to first step s"),
            ("peak_rss_mb", "peak RSS MB")]
 
@@ -204,6 +226,9 @@ def main() -> None:
     p.add_argument("--count", type=int, default=200_000)
     p.add_argument("--workdir", default=None, help="where the JPEGs go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the JPEG folder")
+    p.add_argument("--tfrecord", action="store_true",
+                   help="also write the folder as 64 TFRecord shards (timed) and stream them: "
+                        "one pass, and the recipe to its first step")
     p.add_argument("--table", action="store_true", help="print the saved results")
     p.add_argument("--arm", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -216,6 +241,8 @@ def main() -> None:
         return arm_tfxfer(a.data, a.recipe, a.size, a.out, a.manual_dir)
     if a.arm == "keras":
         return arm_keras(a.data, a.size)
+    if a.arm == "stream":
+        return arm_stream_pass(a.data, a.size)
     results = Path(__file__).resolve().parent / "results" / "scale.json"
     if a.table:
         payload = json.loads(results.read_text())
@@ -234,6 +261,18 @@ def main() -> None:
                                        str(work / "run")]))
         rows.append(run_arm(__file__, ["--arm", "keras", "--data", str(root), "--size",
                                        str(SIZE)]))
+        if a.tfrecord:
+            from tfxfer.data import tfrecord
+
+            start = time.perf_counter()
+            tfrecord.write(str(root), str(work / "shards"), shards=64)
+            written = round(time.perf_counter() - start, 1)
+            rows.append({**run_arm(__file__, ["--arm", "stream", "--data", str(work / "shards"),
+                                              "--size", str(SIZE)]), "prepare_s": written})
+            rows.append(run_arm(__file__, ["--arm", "tfxfer", "--data",
+                                           f"tfrecord:{work / 'shards'}", "--recipe",
+                                           "large_similar", "--size", str(SIZE), "--out",
+                                           str(work / "run-tfrecord")]))
         os.environ.setdefault("TFDS_DATA_DIR", str(work / "tfds"))
         kit = os.environ["TFXFER_DATA_DIR"]
         for name, folder_name in (("fashion_mnist", "fashion-mnist"), ("mnist", "mnist")):
