@@ -159,6 +159,9 @@ def test_array_sources_keep_a_shard_of_training_rows_and_the_whole_validation():
 
 # ---- tf.data service --------------------------------------------------------------------------
 
+_SERVERS: list = []
+
+
 @pytest.fixture(scope="module")
 def data_service():
     """A dispatcher and two workers, in this process, on 127.0.0.1 (two, so that each epoch's
@@ -169,9 +172,10 @@ def data_service():
     workers = [service.WorkerServer(service.WorkerConfig(
         dispatcher_address=address, worker_address="127.0.0.1:%port%", port=0))
         for _ in range(2)]
-    # Not stopped: WorkerServer.stop() waits ~40 s for its tasks to time out (measured in the
-    # suite); the servers end with this test process.
-    yield dispatcher.target.replace("localhost", "127.0.0.1"), workers
+    # Kept alive to the end of the test process: stopping them (explicitly, or when the fixture
+    # drops them) waited 40-70 s in the suite for their tasks to time out.
+    _SERVERS.extend([dispatcher, *workers])
+    return dispatcher.target.replace("localhost", "127.0.0.1"), workers
 
 
 def test_an_epoch_through_the_data_service_holds_exactly_the_in_process_rows(data_service):
