@@ -33,6 +33,7 @@ from tfxfer.schema import assign, build, check_choice, check_min, coerce, merge,
 from tfxfer.sections import (  # noqa: F401  (the sections are imported from here)
     OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Auto, Phase, Prune, Task, ZeroShot)
 from tfxfer.sections_augment import AUGMENT_PRESETS, Augment, Generative  # noqa: F401
+from tfxfer.sections_text import TEXT_SCOPES, Lora, Text  # noqa: F401
 POOLINGS = ("avg", "max")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -117,6 +118,9 @@ class Config:
         generative: The GAN trained when ``augment.synthetic_ratio`` > 0 and no
             ``augment.generator`` is given, and by ``python -m tfxfer.generative``
             (:class:`Generative`).
+        text: The pretrained text encoder and its training scope (:class:`Text`); used by the
+            ``text_classify`` recipe.
+        lora: Low-rank adapters for ``text.scope=lora`` (:class:`Lora`).
     """
 
     recipe: str = "custom"
@@ -164,6 +168,8 @@ class Config:
     zero_shot: ZeroShot = field(default_factory=ZeroShot)
     auto: Auto = field(default_factory=Auto)
     generative: Generative = field(default_factory=Generative)
+    text: Text = field(default_factory=Text)
+    lora: Lora = field(default_factory=Lora)
 
     def __post_init__(self):
         for name, section in SECTIONS.items():  # Config(augment="none"), Config(prune={...})
@@ -293,4 +299,5 @@ class Config:
 
 
 SECTIONS = {"augment": Augment, "prune": Prune, "adapt": Adapt, "zero_shot": ZeroShot,
-            "auto": Auto, "generative": Generative}  # the tables a Python caller may give as dicts
+            "auto": Auto, "generative": Generative, "text": Text,
+            "lora": Lora}  # the tables a Python caller may give as dicts

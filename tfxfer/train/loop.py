@@ -60,7 +60,7 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class _EpochGuard(keras.callbacks.Callback):
+class EpochGuard(keras.callbacks.Callback):
     """Stops on a non-finite loss, and checkpoints the full model after every finite epoch."""
 
     def __init__(self, tm, key: str, state: RunState):
@@ -139,7 +139,7 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
              f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
              stage.epochs, phase.optimizer, _rates(phase),
              f" regularization={cfg.regularization}" if cfg.regularization != "none" else "")
-    guard = _EpochGuard(tm, stage.key, state)
+    guard = EpochGuard(tm, stage.key, state)
     # the epoch's record first, then the backup: a kill between the two repeats the epoch on
     # resume (its record is rewritten under the same number) instead of losing its record
     callbacks = [c for c in (guard, state.backup(stage.key)) if c is not None]
@@ -169,8 +169,10 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
 
 def check_sections(cfg: Config) -> None:
     """The scenario recipes have no use for the other recipes' sections: a user who sets
-    ``auto.*``, ``adapt.*`` or ``zero_shot.*`` on one is told, rather than silently ignored."""
-    for key, recipe in (("adapt", "domain_adapt"), ("zero_shot", "zero_shot"), ("auto", "auto")):
+    ``auto.*``, ``adapt.*``, ``zero_shot.*``, ``text.*`` or ``lora.*`` on one is told, rather
+    than silently ignored."""
+    for key, recipe in (("adapt", "domain_adapt"), ("zero_shot", "zero_shot"), ("auto", "auto"),
+                        ("text", "text_classify"), ("lora", "text_classify")):
         if getattr(cfg, key) != getattr(Config(), key):
             raise UserError(f"{key}.* settings belong to the {recipe} recipe; the "
                             f"{cfg.recipe} recipe would ignore them", got=getattr(cfg, key),
