@@ -196,11 +196,22 @@ def _quiet_tensorflow() -> None:
 
 
 def main(defaults: Config, argv: list[str] | None = None, prog: str | None = None,
-         trainer: str = "tfxfer.train.loop", flags: tuple[Flag, ...] = ()) -> int:
-    """Runs a recipe from the command line; returns the process exit status."""
+         trainer: str = "tfxfer.train.loop", flags: tuple[Flag, ...] = (),
+         variant: tuple[str, object] | None = None) -> int:
+    """Runs a recipe from the command line; returns the process exit status.
+
+    ``variant``: ``(flag, make)`` when a flag chooses the defaults themselves (the text
+    recipe's ``--scope``): ``make(value)`` gives them, and the other options apply on top.
+    """
     prog = prog or f"python -m tfxfer.recipes.{defaults.recipe}"
     _quiet_tensorflow()
     try:
+        if variant is not None:
+            peek = argparse.ArgumentParser(add_help=False)
+            peek.add_argument(variant[0])
+            value = getattr(peek.parse_known_args(
+                sys.argv[1:] if argv is None else argv)[0], variant[0].lstrip("-"))
+            defaults = variant[1](value) if value is not None else defaults
         cfg = resolve_config(defaults, argv, prog, flags)
         result = run(cfg, trainer=trainer)
     except UserError as exc:

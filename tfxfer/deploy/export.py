@@ -119,7 +119,11 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
         "curves": out / "curves.png",
         "confusion_matrix": out / "confusion_matrix.png",
     }
-    export_saved_model(result.model.model, result.metrics, paths["saved_model"], cfg.top_k)
+    own_export = getattr(result.model, "export_serving", None)  # a text model's raw-text one
+    if own_export is not None:
+        own_export(served_class_names(result.metrics), paths["saved_model"], cfg.top_k)
+    else:
+        export_saved_model(result.model.model, result.metrics, paths["saved_model"], cfg.top_k)
     save_keras(result.model, paths["keras"])
     write_json(paths["config"], cfg.to_dict())
     write_json(paths["history"], result.history)

@@ -1,0 +1,11 @@
+"""Text transfer learning on KerasHub encoders: the ``text_classify`` recipe's parts.
+
+- :mod:`tfxfer.text.wordpiece`: BERT's WordPiece tokenizer in core TensorFlow ops;
+- :mod:`tfxfer.text.data`: labelled text from folders of ``.txt`` files, CSV/TSV or SST-2;
+- :mod:`tfxfer.text.encoder`: a preset's encoder with a new head, and what of it trains;
+- :mod:`tfxfer.text.train`: the trainer (the image core's phases, checkpoints and outputs);
+- :mod:`tfxfer.text.serving`: the SavedModel that takes raw strings.
+
+Nothing here is imported by ``import tfxfer`` or by the image recipes: KerasHub is an optional
+install (``tfxfer[text]``, see the README), imported only when a text run starts.
+"""

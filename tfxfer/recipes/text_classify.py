@@ -1,0 +1,54 @@
+"""Text classification by fine-tuning a pretrained BERT-family encoder (KerasHub).
+
+``--scope`` picks what trains, and with it the phases' defaults (``SCOPES``):
+
+| scope | trains | phases |
+|---|---|---|
+| ``frozen`` | the head, on pooled features computed once (a linear probe) | 1: head, adam 1e-3 |
+| ``top_k`` | the top ``text.top_k`` (2) transformer layers and the head | 1: adamw 1e-4 |
+| ``full`` | everything | 1: adamw 5e-5, cosine |
+| ``lora`` | rank-``lora.rank`` (8) adapters of each attention's query and value, and the head | 1: adamw 1e-3 |
+
+Needs the ``text`` extra (see the README). The exported SavedModel takes raw strings
+(:mod:`tfxfer.text.serving`).
+
+Example:
+    >>> from tfxfer.recipes import text_classify
+    >>> cfg = text_classify.config("lora")
+    >>> cfg.text.scope, cfg.phases[0].lr
+    ('lora', 0.001)
+"""
+
+from tfxfer import cli
+from tfxfer.config import Config, Lora, Phase, Text
+
+_FINE = dict(name="finetune", trainable="all", optimizer="adamw", weight_decay=0.01,
+             schedule="cosine", epochs=3)
+SCOPES = {
+    "frozen": (Phase(name="probe", trainable="head", epochs=20, optimizer="adam", lr=1e-3),),
+    "top_k": (Phase(**_FINE, lr=1e-4),),
+    "full": (Phase(**_FINE, lr=5e-5),),
+    "lora": (Phase(**_FINE, lr=1e-3),),
+}
+CONFIG = Config(recipe="text_classify", data="sst2", backbone="text", weights=None,
+                augment="none", head_dropout=0.1, batch_size=32, text=Text(scope="full"),
+                lora=Lora(rank=8), phases=SCOPES["full"], output="runs/text_classify")
+FLAGS = (cli.Flag("--preset", "text.preset", "KerasHub preset: a folder, kaggle://... or hf://..."),
+         cli.Flag("--scope", "text.scope", "frozen|top_k|full|lora; also picks the phases"))
+
+
+def config(scope: str = "full") -> Config:
+    """The recipe's defaults for ``scope`` (its phases included)."""
+    return CONFIG.override([f"text.scope={scope}"]).replace(phases=SCOPES.get(scope, ()))
+
+
+run, _main = cli.entry_points(CONFIG, trainer="tfxfer.text.train", flags=FLAGS)
+
+
+def main(argv=None, prog=None) -> int:
+    """Command line; ``--scope`` first chooses the defaults the other options apply to."""
+    return cli.main(CONFIG, argv, prog, "tfxfer.text.train", FLAGS, variant=("--scope", config))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""The text trainer: the image core's phases, checkpoints and outputs, on a KerasHub encoder.
+
+:func:`run` is what the ``text_classify`` recipe calls (``cli.entry_points(trainer=...)``). It
+shares the image recipes' machinery: the :class:`~tfxfer.config.Config` and its phases, the
+run directory's lock and the refusal of another run's folder (:mod:`tfxfer.train.rundir`),
+per-epoch checkpoints and resume (:mod:`tfxfer.train.checkpoint`), the NaN guard, early
+stopping, the optimisers and schedules (:mod:`tfxfer.train.optim`), L2-SP
+(:mod:`tfxfer.methods.regularize`), label smoothing and class weights, and the metrics,
+curves and confusion matrix written by :func:`tfxfer.deploy.export.save_run`.
+
+What is text's own:
+
+- texts are tokenised once (:mod:`tfxfer.text.wordpiece`); each epoch groups texts of similar
+  length into batches (sorted within shuffled pools of 50 batches, batch order shuffled, as
+  fastai's sortish sampler does) and pads a batch only to its longest text, a multiple of 8;
+- a phase with ``trainable="head"`` (or any phase under ``text.scope=frozen``) trains the head
+  on pooled features computed once; other phases train ``text.scope``
+  (:func:`tfxfer.text.encoder.apply_scope`), ``phases.N.lr_decay`` being layer-wise;
+- ``metrics.json`` gains ``text``: the preset, the scope, trainable and total parameters of the
+  last phase, and how many validation texts were cut at ``text.sequence_length``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfxfer.config import Config
+from tfxfer.errors import UserError
+from tfxfer.methods import regularize
+from tfxfer.methods import tasks as tasks_lib
+from tfxfer.text import data as text_data
+from tfxfer.text import encoder
+from tfxfer.text.wordpiece import pad_rows
+from tfxfer.train import distribute, optim, rundir
+from tfxfer.train.checkpoint import RunState, history_from_epochs
+from tfxfer.train.loop import EpochGuard, TrainingDiverged
+from tfxfer.train.result import RunResult
+
+log = logging.getLogger("tfxfer")
+POOL_BATCHES = 50
+# Settings of the image recipes that text would silently ignore: refused instead.
+IMAGE_ONLY = ("mixup", "cutmix", "tasks", "tta", "export", "prune", "data_service", "adapt",
+              "zero_shot", "auto", "generative", "train_bn", "freeze_blocks", "image_size")
+
+
+def check(cfg: Config) -> None:
+    """One-line errors for settings the text trainer cannot honour."""
+    default = Config()
+    for key in IMAGE_ONLY:
+        if getattr(cfg, key) != getattr(default, key):
+            raise UserError(f"{key} is an image setting; the text recipe would ignore it",
+                            got=getattr(cfg, key), fix=f"drop {key} from the text config")
+    if cfg.backbone != "text" or cfg.weights is not None:
+        raise UserError("backbone and weights are image settings; the text encoder and its "
+                        "weights are text.preset", got=(cfg.backbone, cfg.weights),
+                        fix="pass --preset, and leave backbone=text, weights=none")
+    if cfg.augment.preset != "none" or cfg.augment.synthetic_ratio:
+        raise UserError("augment is an image setting; text trains without augmentation",
+                        got=cfg.augment, fix="set augment=none")
+    for i, phase in enumerate(cfg.phases):
+        if phase.trainable not in ("head", "all") or phase.lr == "auto":
+            raise UserError(f"a text phase's trainable is head (the head alone) or all (what "
+                            f"text.scope says), with a numeric lr (phase {i} {phase.name!r})",
+                            got=(phase.trainable, phase.lr),
+                            fix="set phases.N.trainable=all and pick the part with --scope")
+    if cfg.strategy in ("multiworker", "tpu"):
+        raise UserError("the text recipe runs on one machine (default or mirrored strategy)",
+                        got=cfg.strategy, fix="pass --strategy auto")
+
+
+def tokenize(tm: encoder.TextModel, texts: list[str], chunk: int = 2048) -> list[np.ndarray]:
+    """Token ids of every text (no special tokens), in chunks."""
+    fn = tf.function(tm.tokenizer.ids)
+    rows = []
+    for i in range(0, len(texts), chunk):
+        part = fn(tf.constant(texts[i:i + chunk], tf.string))
+        rows.extend(np.asarray(r, np.int32) for r in part.to_list())
+    return rows
+
+
+def _inputs(tm, rows, width=None) -> dict:
+    batch = pad_rows(rows, tm.sequence_length, tm.tokenizer.cls_id, tm.tokenizer.sep_id,
+                     tm.tokenizer.pad_id, width)
+    return {k: v for k, v in batch.items() if k in tm.input_names}
+
+
+def _width(rows, sequence_length: int) -> int:
+    longest = min(max(len(r) for r in rows) + 2, sequence_length)
+    return min(8 * math.ceil(longest / 8), sequence_length)
+
+
+def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
+    """``(inputs, targets)`` batches, each padded to its longest text; a new sortish order
+    every epoch when ``shuffle``."""
+    n = len(rows)
+    lengths = np.array([len(r) for r in rows])
+    names = tm.input_names
+    spec = {k: tf.TensorSpec((None, None), tf.bool if k == "padding_mask" else tf.int32)
+            for k in names}
+    epoch = [0]
+
+    def order():
+        if not shuffle:
+            return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+        rng = np.random.default_rng([seed, epoch[0]])
+        epoch[0] += 1
+        perm = rng.permutation(n)
+        pool = batch_size * POOL_BATCHES
+        out = []
+        for i in range(0, n, pool):
+            part = perm[i:i + pool]
+            part = part[np.argsort(-lengths[part], kind="stable")]
+            out.extend(part[j:j + batch_size] for j in range(0, len(part), batch_size))
+        return [out[i] for i in rng.permutation(len(out))]
+
+    def gen():
+        for idx in order():
+            picked = [rows[i] for i in idx]
+            yield _inputs(tm, picked, _width(picked, tm.sequence_length)), targets[idx]
+
+    ds = tf.data.Dataset.from_generator(gen, output_signature=(
+        spec, tf.TensorSpec((None,) + targets.shape[1:], tf.float32)))
+    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size))
+                    ).prefetch(2)
+
+
+def features(tm, rows, batch_size: int = 128) -> np.ndarray:
+    """Pooled encoder features of ``rows`` (frozen encoder, inference mode)."""
+    parts = []
+    for i in range(0, len(rows), batch_size):
+        picked = rows[i:i + batch_size]
+        parts.append(np.asarray(tm.feature_model(_inputs(tm, picked, _width(
+            picked, tm.sequence_length)), training=False)))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def run(cfg: Config, extra_augment=()) -> RunResult:
+    """Trains and evaluates the text classifier of ``cfg``; see the module docstring."""
+    t0 = time.perf_counter()
+    check(cfg)
+    encoder.keras_hub()  # the install error before anything else happens
+    keras.utils.set_random_seed(cfg.seed)
+    strategy, why = distribute.resolve(cfg.strategy)
+    policy, _ = distribute.precision_policy(cfg.mixed_precision, strategy)
+    keras.mixed_precision.set_global_policy(policy)
+    data = text_data.load(cfg.data, cfg.val_split, cfg.seed, cfg.train_per_class,
+                          cfg.val_per_class)
+    out = rundir.prepare(cfg)
+    try:
+        return _run_locked(cfg, data, out, strategy, t0)
+    except BaseException:
+        rundir.release(out)
+        raise
+
+
+def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
+    state = RunState(out)
+    log.info("%s", data.describe())
+    specs = tasks_lib.resolve((), data.class_names)
+    with strategy.scope():
+        tm = encoder.build(cfg, data.num_classes)
+        regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
+    log.info("encoder: %s, %d transformer layers, %s parameters; pooling %s, sequence length "
+             "%d, scope %s", cfg.text.preset, len(tm.transformer_layers),
+             f"{encoder.count(tm.backbone.weights):,}", cfg.text.pooling,
+             tm.sequence_length, cfg.text.scope)
+    train_rows, val_rows = tokenize(tm, data.train.texts), tokenize(tm, data.val.texts)
+    targets = tasks_lib.targets_fn(specs, False)
+    y_train = np.asarray(targets(data.train.labels), np.float32)
+    y_val = np.asarray(targets(data.val.labels), np.float32)
+    weights = _class_weights(cfg, data.train.labels, data.num_classes)
+    history, cache, params = [], None, {}
+    for index, phase in enumerate(cfg.phases):
+        start = time.perf_counter()
+        done = state.completed(index)
+        if done is not None:
+            state.restore_completed(tm.model, index)
+            log.info("phase %r was completed by an earlier run: weights restored", phase.name)
+            history.append(done)
+            cache = None
+            continue
+        scope = "head" if phase.trainable == "head" or cfg.text.scope == "frozen" \
+            else cfg.text.scope
+        use_cache = scope == "head" and cfg.cache_features
+        with strategy.scope():
+            encoder.apply_scope(tm, scope, cfg.text.top_k)
+            target = tm.head_model if use_cache else tm.model
+            steps = math.ceil(len(train_rows) / cfg.batch_size)
+            multipliers = {} if scope == "head" else encoder.layer_multipliers(tm, phase)
+            run_phase = dataclasses.replace(phase, lr=encoder.head_rate(phase), lr_range=())
+            target.compile(optimizer=optim.make_optimizer(run_phase, steps, multipliers),
+                           **tasks_lib.compile_args(specs, False, cfg))
+        params = {"trainable": encoder.count(tm.model.trainable_weights),
+                  "total": encoder.count(tm.model.weights)}
+        if use_cache and cache is None:
+            cache = (features(tm, train_rows), features(tm, val_rows))
+        if use_cache:
+            train_ds = tf.data.Dataset.from_tensor_slices((cache[0], y_train)).shuffle(
+                len(y_train), seed=cfg.seed + index).batch(cfg.batch_size)
+            val_ds = tf.data.Dataset.from_tensor_slices((cache[1], y_val)).batch(256)
+        else:
+            train_ds = batches(tm, train_rows, y_train, cfg.batch_size, cfg.seed + index, True)
+            val_ds = batches(tm, val_rows, y_val, 128, 0, False)
+        if weights is not None:
+            train_ds = train_ds.map(lambda x, y: (x, y, tf.reduce_sum(y * weights, axis=-1)))
+        log.info("phase %d/%d %r: %s, trainable parameters %s of %s (%.2f%%), %s, %d epochs "
+                 "%s lr=%g%s", index + 1, len(cfg.phases), phase.name, scope,
+                 f"{params['trainable']:,}", f"{params['total']:,}",
+                 100 * params["trainable"] / params["total"],
+                 "cached features" if use_cache else "token batches", phase.epochs,
+                 phase.optimizer, encoder.head_rate(phase),
+                 f" layer-wise decay" if multipliers else "")
+        hist = _fit(tm, target, phase, index, state, train_ds, val_ds, cfg.verbose)
+        if not use_cache:
+            cache = None
+        record = {"phase": phase.name, "trainable": phase.trainable, "scope": scope,
+                  "cached_features": use_cache, "trainable_params": params["trainable"],
+                  "seconds": round(time.perf_counter() - start, 2), "history": hist}
+        state.mark_completed(tm.model, index, record)
+        history.append(record)
+    metrics = evaluate(tm, cfg, data, val_rows, specs)
+    metrics["text"] = {"preset": cfg.text.preset, "scope": cfg.text.scope,
+                       "trainable_params": params.get("trainable"),
+                       "total_params": encoder.count(tm.model.weights),
+                       "sequence_length": tm.sequence_length,
+                       "val_texts_cut": int(sum(len(r) + 2 > tm.sequence_length
+                                                for r in val_rows))}
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
+    return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(), str(out),
+                     data=data)
+
+
+def _class_weights(cfg: Config, labels: np.ndarray, k: int):
+    if cfg.class_weight == "none":
+        return None
+    counts = np.bincount(labels, minlength=k).astype(np.float32)
+    return tf.constant(len(labels) / (k * np.maximum(counts, 1)), tf.float32)
+
+
+def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds,
+         verbose: int) -> dict:
+    guard = EpochGuard(tm, index, state)
+    callbacks = [c for c in (guard, state.backup(index)) if c is not None]
+    if phase.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
+    done_before = state.resume_epoch(index)
+    if done_before:
+        log.info("resuming phase %r after its completed epoch %d", phase.name, done_before)
+    hist = target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs,
+                      callbacks=callbacks, verbose=verbose, shuffle=False)
+    if guard.diverged_at is not None:
+        raise TrainingDiverged(f"the loss became NaN or infinite in phase {phase.name!r} "
+                               f"(#{index + 1}), epoch {guard.diverged_at}; the last good "
+                               f"checkpoint is kept in {state.dir}",
+                               fix=f"re-run with --resume and a lower phases.{index}.lr")
+    recorded = history_from_epochs(state.epochs(index))
+    return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def evaluate(tm, cfg: Config, data, val_rows, specs) -> dict:
+    """The validation metrics of the trained model (``metrics.json``)."""
+    logits = []
+    for i in range(0, len(val_rows), 128):
+        picked = val_rows[i:i + 128]
+        logits.append(np.asarray(tm.model(_inputs(tm, picked, _width(
+            picked, tm.sequence_length)), training=False), np.float32))
+    per_task = tasks_lib.metrics(np.concatenate(logits), data.val.labels, specs)
+    return dict(per_task[specs[0].name])
