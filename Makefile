@@ -18,7 +18,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(TF_EXTRA),test,tfds,litert]"
+	$(PY) -m pip install -q -e ".[$(TF_EXTRA),test,tfds,litert,text]"
+	$(PY) -m pip install -q --no-deps "keras-hub>=0.21"  # not its tensorflow-text: see pyproject
 	touch $@
 
 run: install
