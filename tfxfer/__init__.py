@@ -1,7 +1,8 @@
 """tfxfer: transfer learning on images with Keras 3 and TensorFlow.
 
 Importing the package registers every Keras object tfxfer saves in a ``.keras`` file (the
-preprocessing layer, freezable dropout, optimisers and their schedule, the L2-SP regulariser),
+preprocessing layer, freezable dropout, optimisers and their schedule, the L2-SP regulariser,
+the text models' pooling layer; a text model's KerasHub encoder is imported by Keras itself),
 so ``import tfxfer`` is all a process needs before
 ``keras.saving.load_model(path, safe_mode=True)``.
 
@@ -24,3 +25,4 @@ from tfxfer.models import model as _model  # noqa: E402,F401
 from tfxfer.train import optim as _optim  # noqa: E402,F401
 from tfxfer.methods import regularize as _regularize  # noqa: E402,F401
 from tfxfer.models import stochastic as _stochastic  # noqa: E402,F401
+from tfxfer.text import encoder as _text_encoder  # noqa: E402,F401  (KerasHub is not imported)
