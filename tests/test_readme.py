@@ -189,3 +189,25 @@ def test_generative_command_lines_in_the_readme_resolve_to_their_intent():
     assert (gan.data, gan.train_per_class, gan.output) == ("fashion_mnist", 100, "runs/gan")
     assert recipe.augment.synthetic_ratio == 1.0 and recipe.augment.generator == gan.output
     assert (recipe.data, recipe.train_per_class) == (gan.data, gan.train_per_class)
+
+
+def test_text_command_lines_in_the_readme_resolve_to_their_intent():
+    """The text block needs a pretrained preset; each line must still parse to its intent."""
+    import shlex
+
+    from tfxfer import cli
+    from tfxfer.recipes import text_classify
+
+    lines = [line for _, _, c in readme_blocks() for line in c.strip().splitlines()
+             if "recipes.text_classify" in line]
+    configs = []
+    for line in lines:
+        words = shlex.split(line)
+        scope = words[words.index("--scope") + 1]
+        configs.append(cli.resolve_config(text_classify.config(scope), words[3:],
+                                          flags=text_classify.FLAGS))
+    sst2, table, folder = configs
+    assert (sst2.data, sst2.text.scope, sst2.phases[0].lr) == ("sst2", "full", 5e-5)
+    assert (table.text.scope, table.lora.rank, table.phases[0].lr) == ("lora", 8, 1e-3)
+    assert table.text.preset.startswith("hf://")
+    assert (folder.text.scope, folder.text.top_k, folder.phases[0].lr) == ("top_k", 2, 1e-4)
