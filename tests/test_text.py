@@ -309,3 +309,28 @@ def test_the_text_install_kept_tensorflow():
     if "tensorflow-cpu" in installed:
         assert "tensorflow" not in installed, "tensorflow was installed over tensorflow-cpu"
         assert tf.__version__ == md.version("tensorflow-cpu")
+
+
+def test_lora_trains_again_after_its_weights_are_loaded(preset, tmp_path):
+    """Keras merges A @ B into the kernel on save and zeroes A and B on load; both zero, they
+    would get no gradient. A resumed run re-draws A (B stays 0): same function, trains on."""
+    keras.utils.set_random_seed(1)
+    tm = encoder.build(config(preset, "lora"), 2)
+    encoder.apply_scope(tm, "lora")
+    x = pad_rows([np.array([12, 13, 14]), np.array([15, 16])], 24, 2, 3, 0)
+    x = {k: v for k, v in x.items() if k in tm.input_names}
+    y = np.eye(2)[[0, 1]]
+    tm.model.compile(keras.optimizers.Adam(1e-2), keras.losses.CategoricalCrossentropy(True))
+    tm.model.fit(x, y, epochs=3, verbose=0)
+    tm.model.save_weights(tmp_path / "w.weights.h5")
+    fresh = encoder.build(config(preset, "lora"), 2)
+    encoder.apply_scope(fresh, "lora")
+    fresh.model.load_weights(tmp_path / "w.weights.h5")
+    assert all(not np.any(layer.lora_kernel_a.numpy()) for layer in fresh.lora_layers)
+    assert encoder.revive_lora(fresh) == len(fresh.lora_layers)
+    np.testing.assert_allclose(fresh.model(x), tm.model(x), atol=1e-5)  # same function
+    b_before = [layer.lora_kernel_b.numpy() for layer in fresh.lora_layers]
+    fresh.model.compile(keras.optimizers.Adam(1e-2), keras.losses.CategoricalCrossentropy(True))
+    fresh.model.fit(x, y, epochs=1, verbose=0)
+    assert any(np.any(layer.lora_kernel_b.numpy() != b)
+               for layer, b in zip(fresh.lora_layers, b_before))

@@ -206,6 +206,34 @@ def _enable_lora(tm: TextModel, cfg: Config) -> None:
     tm.lora_layers = found
 
 
+def revive_lora(tm: TextModel) -> int:
+    """Re-draws ``A`` of every adapter whose ``A`` and ``B`` are both zero; returns how many.
+
+    Keras saves a LoRA layer with ``A @ B`` merged into its kernel, and loading weights sets
+    ``A`` and ``B`` to zero. Both zero, neither gets a gradient, so training would never move
+    them again. With ``A`` re-drawn and ``B`` still zero, the function is unchanged and training
+    goes on, with a fresh adapter on the merged weights (after a resumed epoch or phase).
+    """
+    revived = 0
+    for layer in tm.lora_layers:
+        a, b = layer.lora_kernel_a, layer.lora_kernel_b
+        if not ops.any(a) and not ops.any(b):
+            a.assign(keras.initializers.HeUniform(seed=revived)(a.shape, a.dtype))
+            revived += 1
+    return revived
+
+
+class ReviveLora(keras.callbacks.Callback):
+    """:func:`revive_lora` at the start of ``fit``, after BackupAndRestore has loaded."""
+
+    def __init__(self, tm: TextModel):
+        super().__init__()
+        self.tm = tm
+
+    def on_train_begin(self, logs=None):
+        revive_lora(self.tm)
+
+
 def apply_scope(tm: TextModel, scope: str, top_k: int = 2) -> None:
     """Sets what trains: ``head``, ``top_k``, ``full`` or ``lora``; recompile afterwards."""
     backbone = tm.backbone

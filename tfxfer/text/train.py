@@ -182,6 +182,7 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
         done = state.completed(index)
         if done is not None:
             state.restore_completed(tm.model, index)
+            encoder.revive_lora(tm)  # loading zeroes the adapters (merged into the kernels)
             log.info("phase %r was completed by an earlier run: weights restored", phase.name)
             history.append(done)
             cache = None
@@ -248,6 +249,8 @@ def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds,
          verbose: int) -> dict:
     guard = EpochGuard(tm, index, state)
     callbacks = [c for c in (guard, state.backup(index)) if c is not None]
+    if tm.lora_layers:  # after the backup's restore, which zeroes the adapters
+        callbacks.append(encoder.ReviveLora(tm))
     if phase.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
