@@ -13,6 +13,9 @@ ImageNet) and runs the recipe that the table above picks, saying why.
 When the target's labels are missing: ``domain_adapt`` (labelled source, unlabelled target:
 DANN) and ``zero_shot`` (classes never seen in training, recognised by their attributes).
 
+For text: ``text_classify`` fine-tunes a pretrained BERT-family encoder (KerasHub), the part
+that trains chosen with ``--scope frozen|top_k|full|lora``.
+
 Example:
     >>> from tfxfer.recipes import small_similar
     >>> small_similar.CONFIG.phases[0].trainable
@@ -21,4 +24,5 @@ Example:
 
 RECIPES = ("small_similar", "small_different", "large_different", "large_similar")
 TARGET_RECIPES = ("domain_adapt", "zero_shot")  # when the target's labels are missing
-COMMANDS = RECIPES + ("auto",) + TARGET_RECIPES  # every `tfxfer <recipe>`
+TEXT_RECIPES = ("text_classify",)
+COMMANDS = RECIPES + ("auto",) + TARGET_RECIPES + TEXT_RECIPES  # every `tfxfer <recipe>`
