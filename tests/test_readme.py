@@ -208,6 +208,6 @@ def test_text_command_lines_in_the_readme_resolve_to_their_intent():
                                           flags=text_classify.FLAGS))
     sst2, table, folder = configs
     assert (sst2.data, sst2.text.scope, sst2.phases[0].lr) == ("sst2", "full", 5e-5)
-    assert (table.text.scope, table.lora.rank, table.phases[0].lr) == ("lora", 8, 1e-3)
+    assert (table.text.scope, table.lora.rank, table.phases[0].lr) == ("lora", 8, 3e-3)
     assert table.text.preset.startswith("hf://")
     assert (folder.text.scope, folder.text.top_k, folder.phases[0].lr) == ("top_k", 2, 1e-4)

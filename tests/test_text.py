@@ -206,7 +206,7 @@ def test_scope_flag_picks_the_phases_and_set_still_applies(preset, tmp_path, mon
                         "--set", "phases.0.epochs=1", "--output", str(tmp_path)])
     cfg = seen["cfg"]
     assert (cfg.text.scope, cfg.lora.rank, cfg.phases[0].lr, cfg.phases[0].epochs) == (
-        "lora", 4, 1e-3, 1)
+        "lora", 4, 3e-3, 1)
 
 
 # ---- the recipe end to end, and its SavedModel in a process without tfxfer ---------------------

@@ -7,7 +7,7 @@
 | ``frozen`` | the head, on pooled features computed once (a linear probe) | 1: head, adam 1e-3 |
 | ``top_k`` | the top ``text.top_k`` (2) transformer layers and the head | 1: adamw 1e-4 |
 | ``full`` | everything | 1: adamw 5e-5, cosine |
-| ``lora`` | rank-``lora.rank`` (8) adapters of each attention's query and value, and the head | 1: adamw 1e-3 |
+| ``lora`` | rank-``lora.rank`` (8) adapters of each attention's query and value, and the head | 1: adamw 3e-3 |
 
 Needs the ``text`` extra (see the README). The exported SavedModel takes raw strings
 (:mod:`tfxfer.text.serving`).
@@ -16,7 +16,7 @@ Example:
     >>> from tfxfer.recipes import text_classify
     >>> cfg = text_classify.config("lora")
     >>> cfg.text.scope, cfg.phases[0].lr
-    ('lora', 0.001)
+    ('lora', 0.003)
 """
 
 from tfxfer import cli
@@ -28,7 +28,7 @@ SCOPES = {
     "frozen": (Phase(name="probe", trainable="head", epochs=20, optimizer="adam", lr=1e-3),),
     "top_k": (Phase(**_FINE, lr=1e-4),),
     "full": (Phase(**_FINE, lr=5e-5),),
-    "lora": (Phase(**_FINE, lr=1e-3),),
+    "lora": (Phase(**_FINE, lr=3e-3),),
 }
 CONFIG = Config(recipe="text_classify", data="sst2", backbone="text", weights=None,
                 augment="none", head_dropout=0.1, batch_size=32, text=Text(scope="full"),
