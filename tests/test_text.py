@@ -21,6 +21,8 @@ import tensorflow as tf
 
 keras_hub = pytest.importorskip("keras_hub")
 
+from tfxfer import cli  # noqa: E402
+from tfxfer.config import Config  # noqa: E402
 from tfxfer.errors import UserError  # noqa: E402
 from tfxfer.recipes import text_classify  # noqa: E402
 from tfxfer.text import data as text_data  # noqa: E402
@@ -129,8 +131,8 @@ def sentiment_folder(root, n=24, seed=0):
 
 def config(preset, scope="full", **changes):
     cfg = text_classify.config(scope)
-    return cfg.replace(**{"text": {"preset": preset, "scope": scope, "top_k": 1}, "verbose": 0,
-                          **changes})
+    text = {"preset": preset, "scope": scope, **({"top_k": 1} if scope == "top_k" else {})}
+    return cfg.replace(**{"text": text, "verbose": 0, **changes})
 
 
 @pytest.mark.parametrize("scope", ["frozen", "top_k", "full", "lora"])
@@ -250,8 +252,10 @@ def test_recipe_trains_exports_raw_text_and_resumes(preset, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="tfxfer"):
         assert text_classify.main(argv) == 0  # same command again: the phase is restored
     assert "completed by an earlier run" in caplog.text
-    assert json.loads((out / "metrics.json").read_text())["val_accuracy"] == \
-        metrics["val_accuracy"]
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["val_accuracy"] == metrics["val_accuracy"]
+    assert again["text"]["trainable_params"] == metrics["text"]["trainable_params"]
+    assert cli.export_main([str(out), "--litert", "int8"]) == 2  # LiteRT: image runs only
 
 
 # ---- bad input --------------------------------------------------------------------------------
@@ -276,6 +280,39 @@ def test_csv_and_tsv_sources(tmp_path):
     data = text_data.load(str(tmp_path / "a.tsv"), val_split=0.5)
     assert data.class_names == ["0", "1"] and (len(data.train), len(data.val)) == (2, 2)
     assert sorted(data.train.texts + data.val.texts) == ["awful", "bad", "good", "great"]
+    assert all(data.class_names[lab] == {"good": "1", "great": "1", "bad": "0", "awful": "0"}[t]
+               for t, lab in zip(data.train.texts + data.val.texts,
+                                 list(data.train.labels) + list(data.val.labels)))
+    import gzip  # a spreadsheet's CSV (byte-order mark, quoted commas), gzipped
+    rows = '\ufefflabel,text\npos,"good, very good"\nneg,bad\npos,great\nneg,"awful, awful"\n'
+    (tmp_path / "b.csv.gz").write_bytes(gzip.compress(rows.encode("utf-8")))
+    data = text_data.load(str(tmp_path / "b.csv.gz"), val_split=0.5)
+    assert sorted(data.train.texts + data.val.texts) == ["awful, awful", "bad", "good, very good",
+                                                         "great"]
+    (tmp_path / "c.csv").write_text("text,label\ngood,pos\n ,neg\n")
+    with pytest.raises(UserError, match="line 3 must have 2 fields, with a text and a label"):
+        text_data.load(str(tmp_path / "c.csv"))
+
+
+def test_a_train_folder_alone_is_split_and_never_read_as_a_class(tmp_path):
+    sentiment_folder(tmp_path / "data", n=6)
+    (tmp_path / "data" / "val").rename(tmp_path / "elsewhere")
+    data = text_data.load(str(tmp_path / "data"), val_split=0.5)
+    assert data.class_names == ["negative", "positive"]
+    assert (len(data.train), len(data.val)) == (6, 6)
+
+
+def test_a_scope_set_without_its_phases_is_refused(preset, tmp_path):
+    from tfxfer.text import train
+
+    cfg = text_classify.CONFIG.override([f"text.preset={preset}", "text.scope=lora"])
+    with pytest.raises(UserError, match="--scope sets both"):
+        train.check(cfg)
+    with pytest.raises(UserError, match="lora.alpha must be > 0"):
+        Config().override(["lora.alpha=0"])
+    with pytest.raises(UserError, match="text.top_k applies to text.scope=top_k only"):
+        train.check(config(preset, "full").override(["text.top_k=3"]))
+    train.check(config(preset, "lora"))  # the recipe's own config for a scope passes
 
 
 def test_missing_preset_is_a_one_line_error(tmp_path, capsys):

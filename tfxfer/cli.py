@@ -207,7 +207,7 @@ def main(defaults: Config, argv: list[str] | None = None, prog: str | None = Non
     _quiet_tensorflow()
     try:
         if variant is not None:
-            peek = argparse.ArgumentParser(add_help=False)
+            peek = _Parser(prog=prog, add_help=False)
             peek.add_argument(variant[0])
             value = getattr(peek.parse_known_args(
                 sys.argv[1:] if argv is None else argv)[0], variant[0].lstrip("-"))

@@ -33,7 +33,7 @@ from tfxfer.schema import assign, build, check_choice, check_min, coerce, merge,
 from tfxfer.sections import (  # noqa: F401  (the sections are imported from here)
     OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Auto, Phase, Prune, Task, ZeroShot)
 from tfxfer.sections_augment import AUGMENT_PRESETS, Augment, Generative  # noqa: F401
-from tfxfer.sections_text import TEXT_SCOPES, Lora, Text  # noqa: F401
+from tfxfer.sections_text import SCOPE_PHASES, TEXT_SCOPES, Lora, Text  # noqa: F401
 POOLINGS = ("avg", "max")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")

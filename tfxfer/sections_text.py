@@ -17,9 +17,19 @@ from dataclasses import dataclass
 
 from tfxfer.errors import UserError
 from tfxfer.schema import check_choice, check_min
+from tfxfer.sections import Phase
 
 TEXT_SCOPES = ("frozen", "top_k", "full", "lora")
 TEXT_POOLINGS = ("mean", "cls")
+_FINE = dict(name="finetune", trainable="all", optimizer="adamw", weight_decay=0.01,
+             schedule="cosine", epochs=3)
+# Each scope's default phases: what ``--scope`` sets along with ``text.scope``.
+SCOPE_PHASES = {
+    "frozen": (Phase(name="probe", trainable="head", epochs=20, optimizer="adam", lr=1e-3),),
+    "top_k": (Phase(**_FINE, lr=1e-4),),
+    "full": (Phase(**_FINE, lr=5e-5),),
+    "lora": (Phase(**_FINE, lr=3e-3),),
+}
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,13 @@ class Text:
 class Lora:
     """Low-rank adapters (Hu et al. 2021) through Keras's ``layer.enable_lora``.
 
-    Each target layer's kernel is frozen and ``x @ A @ B * alpha / rank`` is added, ``A`` and
-    ``B`` trained (``B`` starts at zero, so training starts from the pretrained model).
+    Each target layer's kernel is frozen and ``x @ A @ B * alpha / rank`` is added; ``A``,
+    ``B`` and the layer's bias train (``B`` starts at zero, so training starts from the
+    pretrained model).
 
     Attributes:
         rank: The rank of ``A @ B``.
-        alpha: The scale numerator; None uses ``rank`` (a scale of 1).
+        alpha: The scale numerator (> 0); None uses ``rank`` (a scale of 1).
         targets: Names of the layers adapted; empty uses the backbone's own default
             (KerasHub's ``default_lora_layer_names()``: each attention's query and value).
     """
@@ -80,5 +91,7 @@ class Lora:
 
     def __post_init__(self):
         check_min("lora.rank", self.rank, 1)
-        if self.alpha is not None:
-            check_min("lora.alpha", self.alpha, 0.0)
+        if self.alpha is not None and not self.alpha > 0:
+            raise UserError("lora.alpha must be > 0 (at 0 the adapters add nothing and get no "
+                            "gradient)", got=self.alpha, fix="pass e.g. --set lora.alpha=16, or "
+                                                            "leave it unset (alpha = rank)")

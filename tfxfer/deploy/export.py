@@ -166,7 +166,12 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...]) -> dict:
         raise UserError("RUN_DIR must be the output directory of a finished run (config.json, "
                         "model.keras, metrics.json)", got=f"{run} without {', '.join(missing)}",
                         fix="pass the --output directory of a run that completed")
-    cfg = Config.load(run / "config.json").replace(export=tuple(formats))
+    cfg = Config.load(run / "config.json")
+    if cfg.text.preset:
+        raise UserError("LiteRT export is for image runs; a text run's SavedModel takes raw "
+                        "strings, with ops LiteRT does not have", got=str(run),
+                        fix="serve the run's saved_model/ with TensorFlow")
+    cfg = cfg.replace(export=tuple(formats))
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     metrics = json.loads((run / "metrics.json").read_text())
     data = loop.load_data(cfg, model.input.shape[1])

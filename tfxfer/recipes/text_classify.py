@@ -20,16 +20,9 @@ Example:
 """
 
 from tfxfer import cli
-from tfxfer.config import Config, Lora, Phase, Text
+from tfxfer.config import SCOPE_PHASES, Config, Lora, Text
 
-_FINE = dict(name="finetune", trainable="all", optimizer="adamw", weight_decay=0.01,
-             schedule="cosine", epochs=3)
-SCOPES = {
-    "frozen": (Phase(name="probe", trainable="head", epochs=20, optimizer="adam", lr=1e-3),),
-    "top_k": (Phase(**_FINE, lr=1e-4),),
-    "full": (Phase(**_FINE, lr=5e-5),),
-    "lora": (Phase(**_FINE, lr=3e-3),),
-}
+SCOPES = SCOPE_PHASES
 CONFIG = Config(recipe="text_classify", data="sst2", backbone="text", weights=None,
                 augment="none", head_dropout=0.1, batch_size=32, text=Text(scope="full"),
                 lora=Lora(rank=8), phases=SCOPES["full"], output="runs/text_classify")
@@ -39,7 +32,7 @@ FLAGS = (cli.Flag("--preset", "text.preset", "KerasHub preset: a folder, kaggle:
 
 def config(scope: str = "full") -> Config:
     """The recipe's defaults for ``scope`` (its phases included)."""
-    return CONFIG.override([f"text.scope={scope}"]).replace(phases=SCOPES.get(scope, ()))
+    return CONFIG.override([f"text.scope={scope}"]).replace(phases=SCOPES[scope])
 
 
 run, _main = cli.entry_points(CONFIG, trainer="tfxfer.text.train", flags=FLAGS)

@@ -3,7 +3,8 @@
 ``data`` is one of:
 
 - a **folder** with one sub-folder per class and one UTF-8 ``.txt`` file per example
-  (``pos/0001.txt``), optionally under ``train/`` and ``val/`` (or ``validation/``, ``dev/``);
+  (``pos/0001.txt``), optionally under ``train/`` and ``val/`` (or ``validation/``, ``dev/``,
+  ``test/``; with ``train/`` alone, ``val_split`` of it is held out);
 - a **CSV or TSV file** (``.csv``, ``.tsv``, optionally ``.gz``) with a header row naming a
   ``label`` column and a text column (``text``, ``sentence`` or ``content``); or a folder holding
   ``train.<ext>`` and ``dev.<ext>`` (or ``val``/``validation``) such files;
@@ -147,7 +148,13 @@ def _sst2() -> tuple[list, list, list[str]]:
                         got=str(folder) if root else "TFXFER_DATA_DIR unset",
                         fix='run eval "$(../shared/kit/prepare.sh)", or pass --data with the '
                             "GLUE SST-2 .tsv files")
-    name = lambda rows: [(t, SST2_CLASSES[int(lab)]) for t, lab in rows]  # noqa: E731
+    def name(rows):
+        bad = [lab for _, lab in rows if lab not in ("0", "1")]
+        if bad:
+            raise UserError("SST-2's labels must be 0 or 1", got=bad[:3],
+                            fix=f"restore {folder} from the kit or GLUE")
+        return [(t, SST2_CLASSES[int(lab)]) for t, lab in rows]
+
     return (name(_table(folder / "train.tsv.gz")), name(_table(folder / "dev.tsv.gz")),
             SST2_CLASSES)
 
@@ -159,26 +166,39 @@ def _table(path: Path) -> list[tuple[str, str]]:
         raise UserError("a text data file must be .csv or .tsv (optionally .gz)", got=str(path),
                         fix="rename it, or pass a folder of class sub-folders of .txt files")
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as f:
-        raw = f.read()
+    try:  # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+            raw = f.read()
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise UserError(f"{path} must be a readable UTF-8 text file",
+                        got=f"{type(exc).__name__}: {exc}",
+                        fix="re-save it as UTF-8 (and re-compress a damaged .gz)") from None
     tab = base.endswith(".tsv")
+    csv.field_size_limit(max(csv.field_size_limit(), len(raw)))
     reader = csv.reader(io.StringIO(raw), delimiter="\t" if tab else ",",
                         quoting=csv.QUOTE_NONE if tab else csv.QUOTE_MINIMAL)
-    header = [h.strip().lower() for h in next(reader, [])]
-    text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
-    if "label" not in header or text_col is None:
-        raise UserError(f"{path} must have a header row with a label column and a text column "
-                        f"({'/'.join(TEXT_COLUMNS)})", got=header,
-                        fix="add the header row, e.g. text,label")
-    label_col = header.index("label")
-    rows = []
-    for line, row in enumerate(reader, start=2):
-        if not row:
-            continue
-        if len(row) != len(header) or not row[label_col].strip():
-            raise UserError(f"{path} line {line} must have {len(header)} fields with a label",
-                            got=row, fix="fix or delete that line")
-        rows.append((row[text_col].strip(), row[label_col].strip()))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+        text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
+        if "label" not in header or text_col is None:
+            raise UserError(f"{path} must have a header row with a label column and a text "
+                            f"column ({'/'.join(TEXT_COLUMNS)})", got=header,
+                            fix="add the header row, e.g. text,label")
+        label_col = header.index("label")
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if (len(row) != len(header) or not row[label_col].strip()
+                    or not row[text_col].strip()):
+                raise UserError(f"{path} line {reader.line_num} must have {len(header)} fields, "
+                                "with a text and a label", got=row,
+                                fix="fix or delete that line")
+            rows.append((row[text_col].strip(), row[label_col].strip()))
+    except csv.Error as exc:
+        raise UserError(f"{path} must be valid {'TSV' if tab else 'CSV'}",
+                        got=f"line {reader.line_num}: {exc}",
+                        fix="fix the quoting on that line") from None
     if not rows:
         raise UserError(f"{path} must hold at least one row under its header", got=0,
                         fix="add (text, label) rows")
@@ -192,8 +212,11 @@ def _folder(root: Path) -> tuple[list, list | None, list[str] | None]:
     if "train" in tables and val_table is not None:
         return _table(tables["train"]), _table(val_table), None
     subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    val_dir = next((subdirs[n] for n in VAL_NAMES if n in subdirs), None)
-    if "train" in subdirs and val_dir is not None:
+    val_dir = next((subdirs[n] for n in VAL_NAMES + ("test",) if n in subdirs), None)
+    if "train" in subdirs and val_dir is None:  # train/ alone: its classes, a held-out split
+        train, names = _class_folders(subdirs["train"])
+        return train, None, names
+    if "train" in subdirs:
         train, names = _class_folders(subdirs["train"])
         val, val_names = _class_folders(val_dir)
         if val_names != names:

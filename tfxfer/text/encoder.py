@@ -118,7 +118,9 @@ def load_preset(preset: str):
                         got=preset, fix="check the path of the preset folder")
     hub = keras_hub()
     try:
-        backbone = hub.models.Backbone.from_preset(preset)
+        # the global dtype policy (mixed precision), not the dtype saved in the preset
+        backbone = hub.models.Backbone.from_preset(
+            preset, dtype=keras.mixed_precision.global_policy().name)
         tokenizer = hub.models.Tokenizer.from_preset(preset)
     except Exception as exc:  # noqa: BLE001 - a missing file, no network, an unknown format
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -201,8 +203,9 @@ def _enable_lora(tm: TextModel, cfg: Config) -> None:
         raise UserError("lora.targets must name layers of the encoder that support LoRA",
                         got=list(targets), fix="leave lora.targets empty for the default "
                                                "(each attention's query and value)")
+    alpha = {} if cfg.lora.alpha is None else {"lora_alpha": cfg.lora.alpha}  # Keras >= 3.10
     for layer in found:
-        layer.enable_lora(cfg.lora.rank, lora_alpha=cfg.lora.alpha)
+        layer.enable_lora(cfg.lora.rank, **alpha)
     tm.lora_layers = found
 
 

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.config import Config
+from tfxfer.config import SCOPE_PHASES, Config
 from tfxfer.errors import UserError
 from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
@@ -47,7 +47,8 @@ log = logging.getLogger("tfxfer")
 POOL_BATCHES = 50
 # Settings of the image recipes that text would silently ignore: refused instead.
 IMAGE_ONLY = ("mixup", "cutmix", "tasks", "tta", "export", "prune", "data_service", "adapt",
-              "zero_shot", "auto", "generative", "train_bn", "freeze_blocks", "image_size")
+              "zero_shot", "auto", "generative", "train_bn", "freeze_blocks", "image_size",
+              "head_pooling", "head_hidden", "augment_in")
 
 
 def check(cfg: Config) -> None:
@@ -70,6 +71,20 @@ def check(cfg: Config) -> None:
                             f"text.scope says), with a numeric lr (phase {i} {phase.name!r})",
                             got=(phase.trainable, phase.lr),
                             fix="set phases.N.trainable=all and pick the part with --scope")
+    scope = cfg.text.scope
+    for other, phases in SCOPE_PHASES.items():
+        if other != scope and tuple(cfg.phases) == phases:
+            raise UserError(f"text.scope={scope} is set, but the phases are scope {other}'s "
+                            f"defaults (lr {phases[0].lr:g}); --scope sets both",
+                            got=dict(scope=scope, phases=other),
+                            fix=f"pass --scope {scope} (Python: text_classify.config("
+                                f"\"{scope}\")), or give the phases yourself")
+    if scope != "lora" and cfg.lora != default.lora:
+        raise UserError("lora.* settings apply to text.scope=lora only", got=cfg.lora,
+                        fix="pass --scope lora, or drop the lora.* keys")
+    if scope != "top_k" and cfg.text.top_k != default.text.top_k:
+        raise UserError("text.top_k applies to text.scope=top_k only", got=cfg.text.top_k,
+                        fix="pass --scope top_k, or drop text.top_k")
     if cfg.strategy in ("multiworker", "tpu"):
         raise UserError("the text recipe runs on one machine (default or mirrored strategy)",
                         got=cfg.strategy, fix="pass --strategy auto")
@@ -96,15 +111,17 @@ def _width(rows, sequence_length: int) -> int:
     return min(8 * math.ceil(longest / 8), sequence_length)
 
 
-def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool) -> tf.data.Dataset:
+def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool,
+            first_epoch: int = 0) -> tf.data.Dataset:
     """``(inputs, targets)`` batches, each padded to its longest text; a new sortish order
-    every epoch when ``shuffle``."""
+    every epoch when ``shuffle``, epoch ``e``'s drawn from ``(seed, e)``, counting from
+    ``first_epoch`` (a resumed phase goes on with the orders it had not yet seen)."""
     n = len(rows)
     lengths = np.array([len(r) for r in rows])
     names = tm.input_names
     spec = {k: tf.TensorSpec((None, None), tf.bool if k == "padding_mask" else tf.int32)
             for k in names}
-    epoch = [0]
+    epoch = [first_epoch]
 
     def order():
         if not shuffle:
@@ -207,7 +224,8 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
                 len(y_train), seed=cfg.seed + index).batch(cfg.batch_size)
             val_ds = tf.data.Dataset.from_tensor_slices((cache[1], y_val)).batch(256)
         else:
-            train_ds = batches(tm, train_rows, y_train, cfg.batch_size, cfg.seed + index, True)
+            train_ds = batches(tm, train_rows, y_train, cfg.batch_size, cfg.seed + index, True,
+                               state.resume_epoch(index))
             val_ds = batches(tm, val_rows, y_val, 128, 0, False)
         if weights is not None:
             train_ds = train_ds.map(lambda x, y: (x, y, tf.reduce_sum(y * weights, axis=-1)))
@@ -228,7 +246,8 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
         history.append(record)
     metrics = evaluate(tm, cfg, data, val_rows, specs)
     metrics["text"] = {"preset": cfg.text.preset, "scope": cfg.text.scope,
-                       "trainable_params": params.get("trainable"),
+                       "trainable_params": params.get("trainable",
+                                                      history[-1].get("trainable_params")),
                        "total_params": encoder.count(tm.model.weights),
                        "sequence_length": tm.sequence_length,
                        "val_texts_cut": int(sum(len(r) + 2 > tm.sequence_length
