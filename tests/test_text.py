@@ -26,7 +26,8 @@ from tfxfer.config import Config  # noqa: E402
 from tfxfer.errors import UserError  # noqa: E402
 from tfxfer.recipes import text_classify  # noqa: E402
 from tfxfer.text import data as text_data  # noqa: E402
-from tfxfer.text import encoder  # noqa: E402
+from tfxfer.text import encoder, lora  # noqa: E402
+from tfxfer.text import scope as scope_lib  # noqa: E402
 from tfxfer.text.wordpiece import WordPiece, pad_rows  # noqa: E402
 
 WORDS = ["a", "film", "witty", "gorgeous", "tedious", "mess", "good", "bad", "great", "awful",
@@ -138,7 +139,7 @@ def config(preset, scope="full", **changes):
 @pytest.mark.parametrize("scope", ["frozen", "top_k", "full", "lora"])
 def test_each_scope_trains_exactly_its_part(preset, scope):
     tm = encoder.build(config(preset, scope), 2)
-    encoder.apply_scope(tm, "head" if scope == "frozen" else scope, top_k=1)
+    scope_lib.apply_scope(tm, "head" if scope == "frozen" else scope, top_k=1)
     trainable = {v.path for v in tm.model.trainable_weights}
     head = {v.path for v in tm.heads["head"].weights}
     assert head <= trainable
@@ -158,7 +159,7 @@ def test_each_scope_trains_exactly_its_part(preset, scope):
 
 def test_frozen_layers_are_deterministic_in_training_and_the_trained_ones_are_not(preset):
     tm = encoder.build(config(preset, "top_k"), 2)
-    encoder.apply_scope(tm, "top_k", top_k=1)
+    scope_lib.apply_scope(tm, "top_k", top_k=1)
     x = pad_rows([np.array([12, 13, 14, 15, 16])] * 4, 24, 2, 3, 0)
     x = {k: v for k, v in x.items() if k in tm.input_names}
     low = keras.Model(tm.backbone.input, tm.backbone.get_layer("transformer_layer_0").output)
@@ -166,7 +167,7 @@ def test_frozen_layers_are_deterministic_in_training_and_the_trained_ones_are_no
     np.testing.assert_allclose(low(x, training=True), low(x, training=False), atol=1e-6)
     out = [tm.feature_model(x, training=True).numpy() for _ in range(2)]
     assert not np.allclose(out[0], out[1])  # the trained top layer keeps its dropout
-    encoder.apply_scope(tm, "head")
+    scope_lib.apply_scope(tm, "head")
     np.testing.assert_array_equal(tm.feature_model(x, training=True),
                                   tm.feature_model(x, training=False))
 
@@ -180,7 +181,7 @@ def test_lora_starts_from_the_pretrained_model_and_never_moves_it(preset):
                                                  if "lora_kernel" not in v.path]):
         dst.assign(src)
     np.testing.assert_allclose(tm.feature_model(x), plain.feature_model(x), atol=1e-5)
-    encoder.apply_scope(tm, "lora")
+    scope_lib.apply_scope(tm, "lora")
     before = {v.path: v.numpy() for v in tm.backbone.weights}
     tm.model.compile(keras.optimizers.Adam(1e-2), keras.losses.CategoricalCrossentropy(True))
     tm.model.fit(x, np.eye(2)[[0, 1]], epochs=2, verbose=0)
@@ -191,7 +192,7 @@ def test_lora_starts_from_the_pretrained_model_and_never_moves_it(preset):
 def test_layer_wise_rates(preset):
     tm = encoder.build(config(preset, "full"), 2)
     phase = config(preset).phases[0].__class__(trainable="all", lr=1e-3, lr_decay=0.5)
-    factors = encoder.layer_multipliers(tm, phase)
+    factors = scope_lib.layer_multipliers(tm, phase)
     assert factors["transformer_layer_1/self_attention_layer/query/kernel"] == 0.5
     assert factors["transformer_layer_0/self_attention_layer/query/kernel"] == 0.25
     assert factors["token_embedding/embeddings"] == 0.125
@@ -353,7 +354,7 @@ def test_lora_trains_again_after_its_weights_are_loaded(preset, tmp_path):
     would get no gradient. A resumed run re-draws A (B stays 0): same function, trains on."""
     keras.utils.set_random_seed(1)
     tm = encoder.build(config(preset, "lora"), 2)
-    encoder.apply_scope(tm, "lora")
+    scope_lib.apply_scope(tm, "lora")
     x = pad_rows([np.array([12, 13, 14]), np.array([15, 16])], 24, 2, 3, 0)
     x = {k: v for k, v in x.items() if k in tm.input_names}
     y = np.eye(2)[[0, 1]]
@@ -361,10 +362,10 @@ def test_lora_trains_again_after_its_weights_are_loaded(preset, tmp_path):
     tm.model.fit(x, y, epochs=3, verbose=0)
     tm.model.save_weights(tmp_path / "w.weights.h5")
     fresh = encoder.build(config(preset, "lora"), 2)
-    encoder.apply_scope(fresh, "lora")
+    scope_lib.apply_scope(fresh, "lora")
     fresh.model.load_weights(tmp_path / "w.weights.h5")
     assert all(not np.any(layer.lora_kernel_a.numpy()) for layer in fresh.lora_layers)
-    assert encoder.revive_lora(fresh) == len(fresh.lora_layers)
+    assert lora.revive_lora(fresh) == len(fresh.lora_layers)
     np.testing.assert_allclose(fresh.model(x), tm.model(x), atol=1e-5)  # same function
     b_before = [layer.lora_kernel_b.numpy() for layer in fresh.lora_layers]
     fresh.model.compile(keras.optimizers.Adam(1e-2), keras.losses.CategoricalCrossentropy(True))

@@ -2,7 +2,9 @@
 
 - :mod:`tfxfer.text.wordpiece`: BERT's WordPiece tokenizer in core TensorFlow ops;
 - :mod:`tfxfer.text.data`: labelled text from folders of ``.txt`` files, CSV/TSV or SST-2;
-- :mod:`tfxfer.text.encoder`: a preset's encoder with a new head, and what of it trains;
+- :mod:`tfxfer.text.encoder`: a preset's encoder with a new head;
+- :mod:`tfxfer.text.scope`: what trains in a phase (frozen parts without dropout), and at what rate;
+- :mod:`tfxfer.text.lora`: Keras's LoRA on the encoder, and training on after a reload;
 - :mod:`tfxfer.text.train`: the trainer (the image core's phases, checkpoints and outputs);
 - :mod:`tfxfer.text.serving`: the SavedModel that takes raw strings.
 

@@ -6,33 +6,28 @@ directory, ``kaggle://`` or ``hf://``), reads the preset's WordPiece vocabulary 
 
     token_ids, padding_mask (, segment_ids) -> backbone -> pool (mean | cls) -> head -> logits
 
-:func:`apply_scope` sets what trains, for a phase: ``head`` (the encoder frozen), ``top_k`` (the
-top ``k`` transformer layers), ``full``, or ``lora`` (Keras's ``enable_lora`` on the target
-layers, done once by :func:`build` so that checkpoints always hold the same variables).
-
-A frozen part runs in inference mode: its dropout layers are set to rate 0 while it is frozen
-(keras#20285: ``training=False`` given to an inner call does not hold once the outer call
-trains), so the frozen encoder under a trainable head, or the frozen lower layers under
-``top_k``, compute the same thing in training as in inference.
+With ``text.scope=lora``, :func:`build` enables the adapters (:mod:`tfxfer.text.lora`) once,
+so that checkpoints always hold the same variables. What trains in each phase is
+:mod:`tfxfer.text.scope`'s.
 
 Example:
     >>> from tfxfer.text import encoder  # doctest: +SKIP
     >>> tm = encoder.build(cfg, num_classes=2)  # doctest: +SKIP
-    >>> encoder.apply_scope(tm, "top_k", top_k=2)  # doctest: +SKIP
+    >>> tm.model.summary()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import importlib
-import math
 import os
 from dataclasses import dataclass, field
 
 import keras
 from keras import ops
 
-from tfxfer.config import Config, Phase
+from tfxfer.config import Config
 from tfxfer.errors import UserError
+from tfxfer.text import lora
 from tfxfer.text.wordpiece import WordPiece
 
 DEFAULT_SEQUENCE_LENGTH = 128
@@ -184,7 +179,7 @@ def build(cfg: Config, num_classes: int) -> TextModel:
                         f"{len(tm.transformer_layers)} transformer layers",
                         got=cfg.text.top_k, fix="lower --set text.top_k")
     if cfg.text.scope == "lora":
-        _enable_lora(tm, cfg)
+        lora.enable(tm, cfg.lora)
     output = backbone.output
     used = keras.Model(backbone.input, output["sequence_output"] if isinstance(output, dict)
                        else output).layers
@@ -193,126 +188,3 @@ def build(cfg: Config, num_classes: int) -> TextModel:
         if isinstance(layer, keras.layers.Dropout):
             tm._rates[id(layer)] = layer.rate
     return tm
-
-
-def _enable_lora(tm: TextModel, cfg: Config) -> None:
-    targets = cfg.lora.targets or tuple(tm.backbone.default_lora_layer_names())
-    found = [layer for layer in tm.backbone._flatten_layers(include_self=False)
-             if layer.name in targets and hasattr(layer, "enable_lora")]
-    if not found:
-        raise UserError("lora.targets must name layers of the encoder that support LoRA",
-                        got=list(targets), fix="leave lora.targets empty for the default "
-                                               "(each attention's query and value)")
-    alpha = {} if cfg.lora.alpha is None else {"lora_alpha": cfg.lora.alpha}  # Keras >= 3.10
-    for layer in found:
-        layer.enable_lora(cfg.lora.rank, **alpha)
-    tm.lora_layers = found
-
-
-def revive_lora(tm: TextModel) -> int:
-    """Re-draws ``A`` of every adapter whose ``A`` and ``B`` are both zero; returns how many.
-
-    Keras saves a LoRA layer with ``A @ B`` merged into its kernel, and loading weights sets
-    ``A`` and ``B`` to zero. Both zero, neither gets a gradient, so training would never move
-    them again. With ``A`` re-drawn and ``B`` still zero, the function is unchanged and training
-    goes on, with a fresh adapter on the merged weights (after a resumed epoch or phase).
-    """
-    revived = 0
-    for layer in tm.lora_layers:
-        a, b = layer.lora_kernel_a, layer.lora_kernel_b
-        if not ops.any(a) and not ops.any(b):
-            a.assign(keras.initializers.HeUniform(seed=revived)(a.shape, a.dtype))
-            revived += 1
-    return revived
-
-
-class ReviveLora(keras.callbacks.Callback):
-    """:func:`revive_lora` at the start of ``fit``, after BackupAndRestore has loaded."""
-
-    def __init__(self, tm: TextModel):
-        super().__init__()
-        self.tm = tm
-
-    def on_train_begin(self, logs=None):
-        revive_lora(self.tm)
-
-
-def apply_scope(tm: TextModel, scope: str, top_k: int = 2) -> None:
-    """Sets what trains: ``head``, ``top_k``, ``full`` or ``lora``; recompile afterwards."""
-    backbone = tm.backbone
-    backbone.trainable = scope != "head"
-    if scope == "top_k":
-        top = {id(layer) for layer in tm.transformer_layers[-top_k:]}
-        for layer in backbone.layers:
-            layer.trainable = id(layer) in top
-    elif scope == "lora":
-        for layer in backbone.layers:
-            layer.trainable = False
-        lora = {id(layer) for layer in tm.lora_layers}
-        for layer in backbone._flatten_layers(include_self=False):
-            if id(layer) in lora:
-                _unfreeze_path(backbone, layer)
-    for layer in backbone.layers:
-        if id(layer) in tm.unused:  # e.g. BERT's pooler: it would train on no gradient
-            layer.trainable = False
-    _quiet_frozen(tm)
-
-
-def _unfreeze_path(backbone: keras.Model, target) -> None:
-    """Makes ``target`` trainable, and its parents, without unfreezing its siblings."""
-    def walk(layer, path):
-        if layer is target:
-            target.trainable = True
-            for parent in path[:-1]:
-                parent._trainable = True  # only the flag: the setter would unfreeze siblings
-            frozen = getattr(target, "_kernel", None)  # LoRA trains A and B, not the kernel
-            if frozen is not None:
-                frozen.trainable = False
-            return True
-        return any(walk(child, path + [child]) for child in layer._layers)
-    walk(backbone, [])
-
-
-def _quiet_frozen(tm: TextModel) -> None:
-    """Dropout at rate 0 inside every top-level part of the encoder that holds no trainable
-    variable (a weightless layer goes with the layer before it); the original rates elsewhere."""
-    active = False
-    for layer in tm.backbone.layers:
-        if layer.weights:
-            active = tm.backbone.trainable and any(v.trainable for v in layer.weights) \
-                and layer.trainable
-        for sub in layer._flatten_layers(include_self=True):
-            if isinstance(sub, keras.layers.Dropout):
-                sub.rate = tm._rates.get(id(sub), sub.rate) if active else 0.0
-
-
-def layer_multipliers(tm: TextModel, phase: Phase) -> dict[str, float]:
-    """Layer-wise rates: transformer layer ``i`` of ``L`` at ``decay ** (L - i)``, everything
-    below the first at ``decay ** (L + 1)``, the head at 1. ``lr_range=[low, high]`` sets the
-    decay that puts the embeddings at ``low`` and the head at ``high``."""
-    layers = tm.transformer_layers
-    depth = len(layers)
-    decay = phase.lr_decay
-    if phase.lr_range:
-        low, high = phase.lr_range
-        decay = (low / high) ** (1.0 / (depth + 1))
-    if decay == 1.0:
-        return {}
-    index = {id(layer): i for i, layer in enumerate(layers)}
-    factors, level = {}, depth + 1
-    for layer in tm.backbone.layers:
-        if id(layer) in index:
-            level = depth - index[id(layer)]
-        for v in layer.weights:
-            factors[v.path] = decay ** level
-    return factors
-
-
-def head_rate(phase: Phase) -> float:
-    """The head's rate: ``lr``, or ``lr_high`` of an ``lr_range``."""
-    return phase.lr_range[1] if phase.lr_range else phase.lr
-
-
-def count(weights) -> int:
-    """Number of scalars in ``weights``."""
-    return int(sum(math.prod(v.shape) for v in weights))

@@ -15,7 +15,7 @@ What is text's own:
   fastai's sortish sampler does) and pads a batch only to its longest text, a multiple of 8;
 - a phase with ``trainable="head"`` (or any phase under ``text.scope=frozen``) trains the head
   on pooled features computed once; other phases train ``text.scope``
-  (:func:`tfxfer.text.encoder.apply_scope`), ``phases.N.lr_decay`` being layer-wise;
+  (:func:`tfxfer.text.scope.apply_scope`), ``phases.N.lr_decay`` being layer-wise;
 - ``metrics.json`` gains ``text``: the preset, the scope, trainable and total parameters of the
   last phase, and how many validation texts were cut at ``text.sequence_length``.
 """
@@ -36,7 +36,8 @@ from tfxfer.errors import UserError
 from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.text import data as text_data
-from tfxfer.text import encoder
+from tfxfer.text import encoder, lora
+from tfxfer.text import scope as scope_lib
 from tfxfer.text.wordpiece import pad_rows
 from tfxfer.train import distribute, optim, rundir
 from tfxfer.train.checkpoint import RunState, history_from_epochs
@@ -186,7 +187,7 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
         regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
     log.info("encoder: %s, %d transformer layers, %s parameters; pooling %s, sequence length "
              "%d, scope %s", cfg.text.preset, len(tm.transformer_layers),
-             f"{encoder.count(tm.backbone.weights):,}", cfg.text.pooling,
+             f"{scope_lib.count(tm.backbone.weights):,}", cfg.text.pooling,
              tm.sequence_length, cfg.text.scope)
     train_rows, val_rows = tokenize(tm, data.train.texts), tokenize(tm, data.val.texts)
     targets = tasks_lib.targets_fn(specs, False)
@@ -199,7 +200,7 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
         done = state.completed(index)
         if done is not None:
             state.restore_completed(tm.model, index)
-            encoder.revive_lora(tm)  # loading zeroes the adapters (merged into the kernels)
+            lora.revive_lora(tm)  # loading zeroes the adapters (merged into the kernels)
             log.info("phase %r was completed by an earlier run: weights restored", phase.name)
             history.append(done)
             cache = None
@@ -208,15 +209,15 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
             else cfg.text.scope
         use_cache = scope == "head" and cfg.cache_features
         with strategy.scope():
-            encoder.apply_scope(tm, scope, cfg.text.top_k)
+            scope_lib.apply_scope(tm, scope, cfg.text.top_k)
             target = tm.head_model if use_cache else tm.model
             steps = math.ceil(len(train_rows) / cfg.batch_size)
-            multipliers = {} if scope == "head" else encoder.layer_multipliers(tm, phase)
-            run_phase = dataclasses.replace(phase, lr=encoder.head_rate(phase), lr_range=())
+            multipliers = {} if scope == "head" else scope_lib.layer_multipliers(tm, phase)
+            run_phase = dataclasses.replace(phase, lr=scope_lib.head_rate(phase), lr_range=())
             target.compile(optimizer=optim.make_optimizer(run_phase, steps, multipliers),
                            **tasks_lib.compile_args(specs, False, cfg))
-        params = {"trainable": encoder.count(tm.model.trainable_weights),
-                  "total": encoder.count(tm.model.weights)}
+        params = {"trainable": scope_lib.count(tm.model.trainable_weights),
+                  "total": scope_lib.count(tm.model.weights)}
         if use_cache and cache is None:
             cache = (features(tm, train_rows), features(tm, val_rows))
         if use_cache:
@@ -234,8 +235,8 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
                  f"{params['trainable']:,}", f"{params['total']:,}",
                  100 * params["trainable"] / params["total"],
                  "cached features" if use_cache else "token batches", phase.epochs,
-                 phase.optimizer, encoder.head_rate(phase),
-                 f" layer-wise decay" if multipliers else "")
+                 phase.optimizer, scope_lib.head_rate(phase),
+                 " layer-wise decay" if multipliers else "")
         hist = _fit(tm, target, phase, index, state, train_ds, val_ds, cfg.verbose)
         if not use_cache:
             cache = None
@@ -248,7 +249,7 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
     metrics["text"] = {"preset": cfg.text.preset, "scope": cfg.text.scope,
                        "trainable_params": params.get("trainable",
                                                       history[-1].get("trainable_params")),
-                       "total_params": encoder.count(tm.model.weights),
+                       "total_params": scope_lib.count(tm.model.weights),
                        "sequence_length": tm.sequence_length,
                        "val_texts_cut": int(sum(len(r) + 2 > tm.sequence_length
                                                 for r in val_rows))}
@@ -269,7 +270,7 @@ def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds,
     guard = EpochGuard(tm, index, state)
     callbacks = [c for c in (guard, state.backup(index)) if c is not None]
     if tm.lora_layers:  # after the backup's restore, which zeroes the adapters
-        callbacks.append(encoder.ReviveLora(tm))
+        callbacks.append(lora.ReviveLora(tm))
     if phase.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
