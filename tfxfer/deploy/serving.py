@@ -64,7 +64,8 @@ def head_layers(model: keras.Model) -> dict:
     return heads or {"head": model.get_layer("head")}
 
 
-def _predictions(logits, class_names, k: int) -> dict:
+def predictions(logits, class_names, k: int) -> dict:
+    """``probabilities``, ``top_k_classes``, ``top_k_scores`` and ``logits`` of a batch."""
     logits = tf.cast(logits, tf.float32)
     probabilities = tf.nn.softmax(logits, axis=-1)
     scores, indices = tf.math.top_k(probabilities, k=k)
@@ -82,9 +83,9 @@ class _Server:
     def _outputs(self, images):
         logits = self.graph(images, training=False)
         if self.single:
-            return _predictions(logits, self.names["head"], self.k["head"])
+            return predictions(logits, self.names["head"], self.k["head"])
         return {f"{task}/{key}": value for task in self.names
-                for key, value in _predictions(logits[task], self.names[task],
+                for key, value in predictions(logits[task], self.names[task],
                                                self.k[task]).items()}
 
     def decode(self, image_bytes):

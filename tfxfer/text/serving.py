@@ -34,6 +34,7 @@ import keras
 import tensorflow as tf
 
 from tfxfer.atomic import write_with
+from tfxfer.deploy.serving import predictions
 
 
 class _TextServer:
@@ -47,11 +48,7 @@ class _TextServer:
         return {k: v for k, v in batch.items() if k in self.tm.input_names}
 
     def serve_text(self, text):
-        logits = tf.cast(self.tm.model(self.tokens(text), training=False), tf.float32)
-        probabilities = tf.nn.softmax(logits, axis=-1)
-        scores, indices = tf.math.top_k(probabilities, k=self.k)
-        return {"probabilities": probabilities, "top_k_classes": tf.gather(self.names, indices),
-                "top_k_scores": scores, "logits": logits}
+        return predictions(self.tm.model(self.tokens(text), training=False), self.names, self.k)
 
     def tokenize(self, text):
         batch = self.tm.tokenizer(text, self.tm.sequence_length)

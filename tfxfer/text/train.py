@@ -39,7 +39,7 @@ from tfxfer.text import data as text_data
 from tfxfer.text import encoder, lora
 from tfxfer.text import scope as scope_lib
 from tfxfer.text.wordpiece import pad_rows
-from tfxfer.train import distribute, optim, rundir
+from tfxfer.train import distribute, inputs, optim, rundir
 from tfxfer.train.checkpoint import RunState, history_from_epochs
 from tfxfer.train.loop import EpochGuard, TrainingDiverged
 from tfxfer.train.result import RunResult
@@ -101,15 +101,13 @@ def tokenize(tm: encoder.TextModel, texts: list[str], chunk: int = 2048) -> list
     return rows
 
 
-def _inputs(tm, rows, width=None) -> dict:
+def _inputs(tm, rows) -> dict:
+    """The encoder's inputs for ``rows``, padded to the longest, rounded up to a multiple of 8."""
+    longest = min(max(len(r) for r in rows) + 2, tm.sequence_length)
+    width = min(8 * math.ceil(longest / 8), tm.sequence_length)
     batch = pad_rows(rows, tm.sequence_length, tm.tokenizer.cls_id, tm.tokenizer.sep_id,
                      tm.tokenizer.pad_id, width)
     return {k: v for k, v in batch.items() if k in tm.input_names}
-
-
-def _width(rows, sequence_length: int) -> int:
-    longest = min(max(len(r) for r in rows) + 2, sequence_length)
-    return min(8 * math.ceil(longest / 8), sequence_length)
 
 
 def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool,
@@ -141,7 +139,7 @@ def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool,
     def gen():
         for idx in order():
             picked = [rows[i] for i in idx]
-            yield _inputs(tm, picked, _width(picked, tm.sequence_length)), targets[idx]
+            yield _inputs(tm, picked), targets[idx]
 
     ds = tf.data.Dataset.from_generator(gen, output_signature=(
         spec, tf.TensorSpec((None,) + targets.shape[1:], tf.float32)))
@@ -149,14 +147,11 @@ def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool,
                     ).prefetch(2)
 
 
-def features(tm, rows, batch_size: int = 128) -> np.ndarray:
-    """Pooled encoder features of ``rows`` (frozen encoder, inference mode)."""
-    parts = []
-    for i in range(0, len(rows), batch_size):
-        picked = rows[i:i + batch_size]
-        parts.append(np.asarray(tm.feature_model(_inputs(tm, picked, _width(
-            picked, tm.sequence_length)), training=False)))
-    return np.concatenate(parts).astype(np.float32)
+def predict(tm, model: keras.Model, rows, batch_size: int = 128) -> np.ndarray:
+    """``model`` (``tm.model`` or ``tm.feature_model``) on ``rows`` in inference mode, in order."""
+    return np.concatenate([
+        np.asarray(model(_inputs(tm, rows[i:i + batch_size]), training=False), np.float32)
+        for i in range(0, len(rows), batch_size)])
 
 
 def run(cfg: Config, extra_augment=()) -> RunResult:
@@ -193,7 +188,7 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
     targets = tasks_lib.targets_fn(specs, False)
     y_train = np.asarray(targets(data.train.labels), np.float32)
     y_val = np.asarray(targets(data.val.labels), np.float32)
-    weights = _class_weights(cfg, data.train.labels, data.num_classes)
+    weights = inputs.class_weights(cfg, data.train.labels, data.num_classes)
     history, cache, params = [], None, {}
     for index, phase in enumerate(cfg.phases):
         start = time.perf_counter()
@@ -219,7 +214,8 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
         params = {"trainable": scope_lib.count(tm.model.trainable_weights),
                   "total": scope_lib.count(tm.model.weights)}
         if use_cache and cache is None:
-            cache = (features(tm, train_rows), features(tm, val_rows))
+            cache = (predict(tm, tm.feature_model, train_rows),
+                     predict(tm, tm.feature_model, val_rows))
         if use_cache:
             train_ds = tf.data.Dataset.from_tensor_slices((cache[0], y_train)).shuffle(
                 len(y_train), seed=cfg.seed + index).batch(cfg.batch_size)
@@ -228,8 +224,7 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
             train_ds = batches(tm, train_rows, y_train, cfg.batch_size, cfg.seed + index, True,
                                state.resume_epoch(index))
             val_ds = batches(tm, val_rows, y_val, 128, 0, False)
-        if weights is not None:
-            train_ds = train_ds.map(lambda x, y: (x, y, tf.reduce_sum(y * weights, axis=-1)))
+        train_ds = inputs.with_sample_weights(train_ds, weights)
         log.info("phase %d/%d %r: %s, trainable parameters %s of %s (%.2f%%), %s, %d epochs "
                  "%s lr=%g%s", index + 1, len(cfg.phases), phase.name, scope,
                  f"{params['trainable']:,}", f"{params['total']:,}",
@@ -258,13 +253,6 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
                      data=data)
 
 
-def _class_weights(cfg: Config, labels: np.ndarray, k: int):
-    if cfg.class_weight == "none":
-        return None
-    counts = np.bincount(labels, minlength=k).astype(np.float32)
-    return tf.constant(len(labels) / (k * np.maximum(counts, 1)), tf.float32)
-
-
 def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds,
          verbose: int) -> dict:
     guard = EpochGuard(tm, index, state)
@@ -290,10 +278,5 @@ def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds,
 
 def evaluate(tm, cfg: Config, data, val_rows, specs) -> dict:
     """The validation metrics of the trained model (``metrics.json``)."""
-    logits = []
-    for i in range(0, len(val_rows), 128):
-        picked = val_rows[i:i + 128]
-        logits.append(np.asarray(tm.model(_inputs(tm, picked, _width(
-            picked, tm.sequence_length)), training=False), np.float32))
-    per_task = tasks_lib.metrics(np.concatenate(logits), data.val.labels, specs)
+    per_task = tasks_lib.metrics(predict(tm, tm.model, val_rows), data.val.labels, specs)
     return dict(per_task[specs[0].name])

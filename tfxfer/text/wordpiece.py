@@ -197,13 +197,12 @@ class WordPiece(tf.Module):
         width = tf.minimum(tf.reduce_max(tf.concat([length, [1]], 0)), MAX_WORD_CHARS)
         tries = tf.range(width, 0, -1)  # longest first
         tiled = tf.tile(words[:, None], [1, width])
-        step = tf.constant(0)
         start = tf.zeros_like(length)
         done = tf.logical_or(too_long, tf.equal(length, 0))
         failed = too_long
         out = tf.fill([n, 0], tf.constant(-1, tf.int64))
 
-        def body(step, start, done, failed, out):
+        def body(start, done, failed, out):
             subs = tf.strings.substr(tiled, tf.tile(start[:, None], [1, width]),
                                      tf.tile(tries[None, :], [n, 1]), unit="UTF8_CHAR")
             subs = tf.where(start[:, None] > 0, self.suffix + subs, subs)
@@ -217,12 +216,12 @@ class WordPiece(tf.Module):
             failed = tf.logical_or(failed, tf.logical_and(active, tf.logical_not(hit)))
             start = tf.where(tf.logical_and(active, hit), start + tf.gather(tries, first), start)
             done = tf.logical_or(done, tf.logical_or(start >= length, failed))
-            return step + 1, start, done, failed, out
+            return start, done, failed, out
 
-        _, _, _, failed, out = tf.while_loop(
-            lambda step, start, done, failed, out: tf.logical_not(tf.reduce_all(done)),
-            body, (step, start, done, failed, out),
-            shape_invariants=(step.shape, start.shape, done.shape, failed.shape,
+        _, _, failed, out = tf.while_loop(
+            lambda start, done, failed, out: tf.logical_not(tf.reduce_all(done)),
+            body, (start, done, failed, out),
+            shape_invariants=(start.shape, done.shape, failed.shape,
                               tf.TensorShape([None, None])))
         out = tf.concat([out, tf.fill([n, 1], tf.constant(-1, tf.int64))], 1)  # >= 1 column
         unk = tf.concat([tf.fill([n, 1], tf.constant(self.unk_id, tf.int64)),
@@ -253,9 +252,8 @@ def pad_rows(rows: list[np.ndarray], sequence_length: int, cls_id: int, sep_id: 
     cut = [r[:sequence_length - 2] for r in rows]
     width = width or (max((len(r) for r in cut), default=0) + 2)
     ids = np.full((len(rows), width), pad_id, np.int32)
-    for i, r in enumerate(cut):
-        ids[i, 0], ids[i, 1:len(r) + 1], ids[i, len(r) + 1] = cls_id, r, sep_id
     mask = np.zeros_like(ids, bool)
     for i, r in enumerate(cut):
+        ids[i, 0], ids[i, 1:len(r) + 1], ids[i, len(r) + 1] = cls_id, r, sep_id
         mask[i, :len(r) + 2] = True
     return {"token_ids": ids, "padding_mask": mask, "segment_ids": np.zeros_like(ids)}
