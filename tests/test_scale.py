@@ -231,6 +231,57 @@ def test_streamed_shards_go_through_the_data_service(data_service, tmp_path):
     assert len(rows(remote)) == 9 and rows(remote) == rows(local)
 
 
+@pytest.fixture(scope="module")
+def one_worker_service():
+    """A dispatcher with one worker: row order is then the dataset's own, not the workers'."""
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0, protocol="grpc"))
+    worker = service.WorkerServer(service.WorkerConfig(
+        dispatcher_address=dispatcher.target.split("://")[1],
+        worker_address="127.0.0.1:%port%", port=0))
+    _SERVERS.extend([dispatcher, worker])
+    return dispatcher.target.replace("localhost", "127.0.0.1")
+
+
+def _epoch_orders(ds, epochs: int = 3) -> list[list[int]]:
+    """Each epoch's row ids, in order (the id is a row's first pixel)."""
+    return [[int(v) for x, _ in ds for v in x.numpy()[:, 0, 0, 0]] for _ in range(epochs)]
+
+
+def test_the_data_service_reshuffles_every_epoch_and_follows_the_seed(one_worker_service):
+    n = 16
+    images = np.zeros((n, 4, 4, 3), np.uint8) + np.arange(n, dtype=np.uint8)[:, None, None, None]
+    split = sources.Split(images, np.arange(n) % 2)
+
+    def build(seed):
+        return pipeline.image_dataset(split, 2, 4, 4, shuffle=True, seed=seed,
+                                      service=one_worker_service)
+
+    orders = _epoch_orders(build(3))
+    assert all(sorted(o) == list(range(n)) for o in orders)  # each epoch: every row once
+    assert len({tuple(o) for o in orders}) == 3, orders  # three different orders
+    assert _epoch_orders(build(3)) == orders  # the same seed: the same orders, epoch by epoch
+    assert _epoch_orders(build(4))[0] != orders[0]
+    assert len(list(build(3))) == build(3).cardinality() == 4
+
+
+def test_a_streamed_source_reshuffles_every_epoch_through_the_data_service(
+        one_worker_service, tmp_path):
+    from tfxfer.data import tfrecord
+
+    write_class_images(tmp_path / "src" / "train", {"a": 9, "b": 9}, size=8)
+    write_class_images(tmp_path / "src" / "val", {"a": 1, "b": 1}, size=8)
+    tfrecord.write(str(tmp_path / "src"), str(tmp_path / "shards"), shards=3)
+    stream = sources.load(f"tfrecord:{tmp_path / 'shards'}", 8).train
+    ds = pipeline.image_dataset(stream, 2, 8, 6, shuffle=True, seed=0,
+                                service=one_worker_service)
+    epochs = [[x.numpy().astype(np.uint8).tobytes() for batch, _ in ds for x in batch]
+              for _ in range(3)]
+    assert all(sorted(e) == sorted(epochs[0]) and len(e) == 18 for e in epochs)
+    assert len(set(epochs[0])) == 18  # distinct images: an order is a permutation
+    assert len({tuple(e) for e in epochs}) == 3  # three different orders
+
+
 def test_data_service_refusals_are_one_line():
     with pytest.raises(UserError, match="grpc://host:port") as err:
         Config(data_service="localhost:5000")

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -93,23 +94,53 @@ def via_service(rows: tf.data.Dataset, address: str) -> tf.data.Dataset:
     there are. The graph must not call Python (:func:`graph_rows`); row order then depends on
     the workers' timing.
     """
-    n = rows.cardinality()  # known here; the service's stream does not declare it
-    rows = rows.apply(tf.data.experimental.service.distribute(
+    return rows.apply(tf.data.experimental.service.distribute(
         processing_mode="distributed_epoch", service=address))
-    return rows.apply(tf.data.experimental.assert_cardinality(n)) if n >= 0 else rows
+
+
+def per_epoch(make: Callable[[tf.Tensor], tf.data.Dataset], n: int) -> tf.data.Dataset:
+    """A dataset whose every pass is ``make(epoch)``: 0 on the first pass, then 1, 2, ...
+
+    A dataset sent to the ``tf.data`` service is serialised with its seeds, and each pass is a
+    new service job that rebuilds it from them: a shuffle inside it would give every epoch the
+    same order. Here each pass builds (and registers) the service's dataset anew, with the
+    epoch's number inside it, so each epoch's order is its own and still follows the seed. A
+    counter on this side (a variable read in the graph) numbers the passes. Registering anew
+    each epoch costs the dispatcher one more copy of the dataset's graph per epoch: small for
+    shard files, the decoded array itself for :func:`graph_rows`.
+    """
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+
+    def one_pass(_):
+        return make(epoch.assign_add(1) - 1)
+
+    with warnings.catch_warnings():  # distribute() reads the options of a traced dataset
+        warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data")
+        ds = tf.data.Dataset.range(1).flat_map(one_pass)
+    return ds.apply(tf.data.experimental.assert_cardinality(n))
 
 
 def _service_rows(split, shuffle: bool, seed: int | None, address: str) -> tf.data.Dataset:
-    """Single ``(uint8 row, label)`` pairs made by the service, ``len(split)`` per epoch."""
+    """Single ``(uint8 row, label)`` pairs made by the service, ``len(split)`` per epoch, in an
+    order of their own each epoch when ``shuffle``."""
+    n = len(split)
+    base = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
     if isinstance(split, Stream):  # each record once on the service, repeated up to len here
-        rows = via_service(split.records(shuffle, seed, exact=False), address)
-        return rows.repeat().take(len(split))
+        def make(epoch):
+            records = split.records(shuffle, base, exact=False, epoch=epoch)
+            return via_service(records, address).repeat().take(n)
+        return per_epoch(make, n)
     images, labels = graph_rows(split.images), tf.constant(np.asarray(split.labels, np.int32))
-    idx = tf.data.Dataset.range(len(split))
-    if shuffle:
-        idx = idx.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    rows = idx.map(lambda i: (images(i), tf.gather(labels, i)), num_parallel_calls=AUTOTUNE)
-    return via_service(rows, address)
+
+    def make(epoch):
+        idx = tf.data.Dataset.range(n)
+        if shuffle:  # a permutation of the rows, drawn from (seed, epoch)
+            key = tf.stack([tf.constant(base, tf.int64), tf.cast(epoch, tf.int64)])
+            idx = idx.map(lambda i: tf.random.experimental.index_shuffle(i, key, n - 1))
+        rows = idx.map(lambda i: (images(i), tf.gather(labels, i)),
+                       num_parallel_calls=AUTOTUNE)
+        return via_service(rows, address)
+    return per_epoch(make, n)
 
 
 def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:

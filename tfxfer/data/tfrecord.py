@@ -87,25 +87,36 @@ class Stream:
                         "source streams its training split from the shards", got=self.files[0],
                         fix="use the folder the shards were written from as --data")
 
-    def _raw(self, shuffle: bool, seed: int | None, exact: bool = True) -> tf.data.Dataset:
+    def _raw(self, shuffle: bool, seed: int | None, exact: bool = True,
+             epoch: tf.Tensor | None = None) -> tf.data.Dataset:
         files = tf.data.Dataset.from_tensor_slices(self.files)
-        if shuffle:
+        if shuffle and epoch is not None:  # this epoch's own order, from (seed, epoch)
+            key = tf.stack([tf.constant(seed or 0, tf.int64), tf.cast(epoch, tf.int64)])
+            files = tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
+                tf.constant(self.files), key))
+        elif shuffle:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
+        if shuffle:
             ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(self.files)),
                                   num_parallel_calls=tf.data.AUTOTUNE)
-            ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+            ds = (_seeded_shuffle(ds, SHUFFLE_BUFFER, key) if epoch is not None else
+                  ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True))
         else:  # file order, record order: the order of ``labels``
             ds = files.flat_map(tf.data.TFRecordDataset)
         return ds.repeat().take(len(self)) if exact else ds
 
-    def records(self, shuffle: bool, seed: int | None = None, exact: bool = True
-                ) -> tf.data.Dataset:
+    def records(self, shuffle: bool, seed: int | None = None, exact: bool = True,
+                epoch: tf.Tensor | None = None) -> tf.data.Dataset:
         """``(uint8 image, int32 label)`` pairs: exactly ``len(self)`` of them per pass, or
         (``exact=False``) each of this worker's records once, for the ``tf.data`` service,
-        whose client then repeats and takes."""
+        whose client then repeats and takes.
+
+        ``epoch`` (a tensor): the order is drawn from ``(seed, epoch)`` instead of reshuffled
+        on each pass; for a dataset rebuilt every epoch (:func:`tfxfer.data.pipeline.per_epoch`).
+        """
         size = self.size
-        return self._raw(shuffle, seed, exact).map(lambda r: _decode(r, size),
-                                                   num_parallel_calls=tf.data.AUTOTUNE)
+        return self._raw(shuffle, seed, exact, epoch).map(lambda r: _decode(r, size),
+                                                          num_parallel_calls=tf.data.AUTOTUNE)
 
     def rows(self, idx) -> np.ndarray:
         """The images at stream positions ``idx`` (one pass over the shards, decoding only
@@ -117,6 +128,18 @@ class Stream:
             lambda i, r: tf.reduce_any(tf.equal(i, wanted)))
         found = {int(i): x.numpy() for i, x in ds.map(lambda i, r: (i, _decode(r, size)[0]))}
         return np.stack([found[int(i)] for i in idx])
+
+
+def _seeded_shuffle(ds: tf.data.Dataset, buffer: int, key: tf.Tensor) -> tf.data.Dataset:
+    """``ds.shuffle(buffer)`` seeded by the int64 pair ``key``, which may be a tensor computed
+    in the graph (``Dataset.shuffle`` takes its seed in Python)."""
+    spec = ds.element_spec
+    variant = tf.raw_ops.ShuffleDataset(
+        input_dataset=tf.data.experimental.to_variant(ds), buffer_size=tf.constant(buffer,
+                                                                                   tf.int64),
+        seed=key[0], seed2=key[1], reshuffle_each_iteration=False,
+        output_types=[spec.dtype], output_shapes=[spec.shape])
+    return tf.data.experimental.from_variant(variant, spec)
 
 
 def _parse(record: tf.Tensor) -> dict:
