@@ -173,6 +173,23 @@ def test_sweep_ramps_the_rate_stops_on_divergence_and_restores_every_weight(monk
     assert 1e-5 < rec["lr"] < 1.0
 
 
+def test_lr_find_records_each_batch_own_loss_including_a_remainder_batch():
+    """10 samples in batches of 4: 4, 4, then a remainder of 2, repeated. With a zero rate the
+    weights never move, so each batch's loss is known in numpy: Keras's running mean is
+    weighted by batch size, and the recorder must undo exactly that."""
+    import tensorflow as tf
+
+    x = np.arange(1, 11, dtype=np.float32)[:, None]
+    y = np.zeros((10, 1), np.float32)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(
+        1, use_bias=False, kernel_initializer="ones")])
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    rec = lr_find.sweep(model, ds, lambda ramp: keras.optimizers.SGD(0.0),
+                        {"loss": "mse"}, steps=6)
+    by_hand = [float(np.mean(x[i:i + 4] ** 2)) for i in (0, 4, 8)]  # 7.5, 42.5, 90.5
+    np.testing.assert_allclose(rec["losses"], by_hand * 2, rtol=1e-6)
+
+
 def test_bn_momentum_fades_the_old_statistics_to_one_percent_and_leaves_frozen_layers_alone():
     from tfxfer.models import backbones
 

@@ -100,17 +100,34 @@ def pick(lrs, losses) -> tuple[float, int]:
 
 
 class _Recorder(keras.callbacks.Callback):
-    """Per-batch losses (from Keras's running mean) and the early stop on divergence."""
+    """Per-batch losses and the early stop on divergence.
+
+    Keras logs the running mean of the loss weighted by batch size, so a batch's own loss is
+    recovered from the loss metric's running total and count: ``(total_b - total_{b-1}) /
+    (count_b - count_{b-1})``, right for a partial batch too.
+    """
 
     def __init__(self, ramp: ExponentialRamp):
         super().__init__()
         self.ramp, self.lrs, self.losses = ramp, [], []
-        self._previous_mean = 0.0
+        self._seen = (0.0, 0.0)  # the loss metric's (total, count) after the previous batch
+
+    def on_train_begin(self, logs=None):
+        self._seen = (0.0, 0.0)
+
+    def _loss_metric(self) -> keras.metrics.Metric:
+        for metric in self.model.metrics:
+            if metric.name == "loss" and hasattr(metric, "total"):
+                return metric
+        raise RuntimeError("the learning-rate finder needs the model's loss metric (a Mean "
+                           "named 'loss', as Keras's own train_step keeps)")
 
     def on_train_batch_end(self, batch, logs=None):
-        mean = float((logs or {}).get("loss", math.nan))
-        loss = (batch + 1) * mean - batch * self._previous_mean  # logs hold the running mean
-        self._previous_mean = mean
+        metric = self._loss_metric()
+        total, count = float(metric.total.numpy()), float(metric.count.numpy())
+        loss = ((total - self._seen[0]) / (count - self._seen[1]) if count > self._seen[1]
+                else math.nan)
+        self._seen = (total, count)
         self.lrs.append(self.ramp.rate(batch))
         self.losses.append(loss)
         smoothed = smooth(self.losses)
