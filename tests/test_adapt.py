@@ -79,11 +79,18 @@ def test_a_training_step_matches_the_hand_computed_update(method):
     trainer.step.assign(1)  # p = 1/4
     lam = 0.0 if method == "source_only" else float(dann.reversal_weight(0.25))
     before = [v.numpy().copy() for v in trainer.trainable_variables]
+    state = [v.numpy().copy() for v in trainer.weights]
     feature_vars = {id(v) for v in trainer.features.trainable_variables}
     with tf.GradientTape(persistent=True) as tape:
-        f = trainer.features(tf.concat([xs, xt], 0), training=True)
-        label = tf.reduce_mean(keras.losses.categorical_crossentropy(
-            ys, trainer.head(f[:6], training=True), from_logits=True))
+        if method == "source_only":  # the classifier on source alone; the domain probe cut off
+            f = tf.stop_gradient(trainer.features(tf.concat([xs, xt], 0), training=False))
+            label = tf.reduce_mean(keras.losses.categorical_crossentropy(
+                ys, trainer.head(trainer.features(xs, training=True), training=True),
+                from_logits=True))
+        else:
+            f = trainer.features(tf.concat([xs, xt], 0), training=True)
+            label = tf.reduce_mean(keras.losses.categorical_crossentropy(
+                ys, trainer.head(f[:6], training=True), from_logits=True))
         d = trainer.domain(f, training=True)
         domain = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
             labels=tf.concat([tf.ones((6, 1)), tf.zeros((6, 1))], 0), logits=d))
@@ -91,6 +98,8 @@ def test_a_training_step_matches_the_hand_computed_update(method):
                           for v, g in zip(trainer.trainable_variables,
                                           tape.gradient(loss, trainer.trainable_variables))]
                          for loss in (label, domain))
+    for v, v0 in zip(trainer.weights, state):  # the reference's BatchNorm updates undone
+        v.assign(v0)
     logs = trainer.train_step(((tf.constant(xs), tf.constant(ys)), tf.constant(xt)))
     assert abs(float(logs["lambda"]) - lam) < 1e-6 and int(trainer.step.numpy()) == 2
     moved_features = 0
@@ -101,6 +110,27 @@ def test_a_training_step_matches_the_hand_computed_update(method):
         assert np.max(np.abs(got - want)) <= 1e-3 * np.max(np.abs(want)) + 1e-6, v.path
         moved_features += id(v) in feature_vars and not np.allclose(v.numpy(), v0)
     assert moved_features > 20  # a real step through the backbone
+
+
+def test_source_only_trains_on_source_images_alone():
+    """The baseline of the papers: whatever the target batch holds, a source_only step leaves
+    every weight of the classifier, BatchNorm's moving statistics included, where a step with
+    another target batch leaves it (before the fix the backbone saw source + target batches,
+    so its BatchNorm statistics adapted to the target). DANN's do depend on the target."""
+    xs, ys, xt = _batch(3)
+
+    def classifier_after_a_step(method, target):
+        trainer = _trainer(method)
+        trainer.train_step(((tf.constant(xs), tf.constant(ys)), tf.constant(target)))
+        return [v.numpy() for v in trainer.features.weights + trainer.head.weights]
+
+    dark, bright = np.zeros_like(xt), np.full_like(xt, 255.0)
+    for a, b in zip(classifier_after_a_step("source_only", dark),
+                    classifier_after_a_step("source_only", bright)):
+        np.testing.assert_array_equal(a, b)
+    moved = [not np.array_equal(a, b) for a, b in zip(classifier_after_a_step("dann", dark),
+                                                       classifier_after_a_step("dann", bright))]
+    assert sum(moved) > 20  # the sentinel can see a target's influence
 
 
 def test_a_dann_step_runs_under_mixed_precision():

@@ -10,8 +10,10 @@ so they become indistinguishable across domains while staying discriminative for
   training progresses (``p`` from 0 to 1), so the domain classifier's noisy early gradients do
   not disturb the features; ``gamma = 10`` in the paper.
 - Each step takes a source batch and a target batch of the same size: balanced domains.
-- ``method="source_only"`` holds ``lambda`` at 0: the same graph and the same data, but the
-  domain classifier's gradient stops at the reversal layer, which makes the baseline.
+- ``method="source_only"`` is the papers' baseline: the backbone and the head train on source
+  images alone, so no trained part (BatchNorm statistics included) ever sees a target image.
+  The domain classifier is still fitted, as a diagnostic of how far apart the domains are, on
+  both domains' features computed in inference mode and cut from the gradient.
 - Under ``tf.distribute`` each replica's loss is divided by the number of replicas, as Keras's
   own ``train_step`` does, and the optimiser sums the replicas' gradients.
 
@@ -82,7 +84,7 @@ class DomainAdversarial(keras.Model):
         tm: The transfer model (its ``feature_model`` and ``head_model`` are trained).
         domain: The domain classifier (:func:`domain_classifier`).
         total_steps: Training steps over which the progress ``p`` goes from 0 to 1.
-        method: ``dann`` or ``source_only`` (``lambda`` held at 0).
+        method: ``dann`` or ``source_only`` (source images alone train the classifier).
         gamma: Steepness of the ``lambda`` schedule.
         weight: Final reversal weight (multiplies ``lambda_p``).
         label_smoothing: Label smoothing of the source cross-entropy.
@@ -129,9 +131,13 @@ class DomainAdversarial(keras.Model):
         lam = self.reversal_weight()
         domains = tf.concat([tf.ones((ns, 1)), tf.zeros((nt, 1))], axis=0)
         with tf.GradientTape() as tape:
-            # one batch through the backbone: trained BatchNorm sees both domains, as in DANN
-            feats = self.features(tf.concat([xs, xt], axis=0), training=True)
-            logits = self.head(feats[:ns], training=True)
+            if self.method == "source_only":  # the target never reaches a trained part
+                feats = tf.stop_gradient(self.features(tf.concat([xs, xt], axis=0),
+                                                       training=False))
+                logits = self.head(self.features(xs, training=True), training=True)
+            else:  # one batch through the backbone: trained BatchNorm sees both domains
+                feats = self.features(tf.concat([xs, xt], axis=0), training=True)
+                logits = self.head(feats[:ns], training=True)
             label_loss = tf.reduce_mean(self.label_loss(ys, logits))
             domain_logits = self.domain(self.reversal(feats, weight=lam), training=True)
             domain_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
