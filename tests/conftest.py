@@ -77,3 +77,20 @@ def start_weights(tmp_path_factory):
         bn.momentum = 0.99
     net.save_weights(path)
     return str(path), layer_states(net)
+
+
+def spy_litert(monkeypatch):
+    """Records what each LiteRT export calibrates on and measures on."""
+    from tfxfer.deploy import export as export_lib
+
+    seen = []
+    real = export_lib.litert.export
+
+    def spy(model, variants, out, calibration, val_batches, task=None):
+        batches = list(val_batches())
+        seen.append({"calibration": np.asarray(calibration),
+                     "val": np.concatenate([x for x, _ in batches])})
+        return real(model, variants, out, calibration, lambda: iter(batches), task)
+
+    monkeypatch.setattr(export_lib.litert, "export", spy)
+    return seen

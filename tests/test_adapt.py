@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import write_class_images
+from conftest import spy_litert, write_class_images
 from test_distribute import TWO_CPUS, _python, _result
 from tfxfer.config import Phase
 from tfxfer.methods import dann
@@ -211,6 +211,42 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
     assert calls["labelled"] == [(0, 26)]  # the source's training split only, no sentinel
     assert calls["unlabelled"] == [(16, 16)]  # the target's training split, every one a sentinel
     assert result.metrics["adapt"]["num_target_val"] == 4  # its held-out 20%, evaluation only
+
+
+@pytest.mark.slow
+def test_int8_calibration_and_measurement_use_the_target_in_training_and_in_tfxfer_export(
+        tmp_path, monkeypatch):
+    """Target training images are all pixels 7, its labelled evaluation images all 9, the
+    source's noisy colours: int8 is calibrated on 7s only and measured on the 9s only, by the
+    run and by ``tfxfer export`` alike, and the delta is taken from the float target accuracy."""
+    from tfxfer.deploy import export as export_lib
+
+    source, _, _ = _folders(tmp_path)
+    target, target_val = tmp_path / "t_train", tmp_path / "t_eval"
+    for root, value, n in ((target, 7, 12), (target_val, 9, 3)):
+        for label in ("a", "b"):
+            (root / label).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((20, 20, 3), value, np.uint8)).save(
+                    root / label / f"{i}.png")
+    seen = spy_litert(monkeypatch)
+    cfg = domain_adapt.CONFIG.replace(
+        data=str(source), backbone="MobileNet025", weights=None, image_size=SIZE, batch_size=8,
+        verbose=0, output=str(tmp_path / "o"), export=("litert-int8",),
+        adapt={"target": str(target), "target_val": str(target_val), "domain_hidden": [8]},
+        phases=[{"name": "adapt", "trainable": "all", "epochs": 1, "optimizer": "sgd",
+                 "lr": 0.01}])
+    result = adapt.run(cfg)
+    export_lib.save_run(result, cfg)
+    export_lib.export_run(tmp_path / "o", ("litert-int8",))
+    assert len(seen) == 2
+    for record in seen:
+        assert len(record["calibration"]) and (record["calibration"] == 7).all()
+        assert record["val"].shape[0] == 6 and (record["val"] == 9).all()
+    entry = json.loads((tmp_path / "o" / "metrics.json").read_text())["litert"]["int8"]
+    a = result.metrics["adapt"]
+    assert entry["delta_vs_float"] == round(entry["val_accuracy"] - a["target_accuracy"], 4)
+    assert "labelled target data" in entry["measured_on"] and "target" in entry["calibrated_on"]
 
 
 @pytest.mark.parametrize("argv, words", [

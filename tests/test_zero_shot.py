@@ -12,7 +12,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import spy_litert
 from tfxfer.data import attributes
+from tfxfer.deploy import export as export_lib
 from tfxfer.methods import zero_shot as zsl
 from tfxfer.recipes import zero_shot as recipe
 from tfxfer.train import zero_shot as zs_train
@@ -105,7 +107,7 @@ ARGS = ["--backbone", "MobileNet025", "--weights", "none", "--image-size", str(S
 
 
 @pytest.mark.slow
-def test_unseen_training_images_never_reach_fitting_and_the_served_model_scores_all_classes(
+def test_unseen_images_never_reach_fitting_or_int8_calibration_and_all_classes_are_served(
         tmp_path, monkeypatch, capsys):
     data, table = _data(tmp_path)
     calls = []
@@ -117,11 +119,19 @@ def test_unseen_training_images_never_reach_fitting_and_the_served_model_scores_
         return real(tm, split, size, batch, role)
 
     monkeypatch.setattr(zs_train, "features", spy)
+    exports = spy_litert(monkeypatch)
     out = tmp_path / "run"
     status = recipe.main(ARGS + ["--data", str(data), "--attributes", str(table), "--unseen", "d",
-                                 "--output", str(out)])
+                                 "--output", str(out), "--export", "litert-int8"])
     assert status == 0, capsys.readouterr().err
     assert calls == [("fit", 0, 24), ("evaluate", 0, 16)], calls  # 3 seen x 8; all of val
+    # int8 calibration never sees an unseen image, in the run or in tfxfer export
+    export_lib.export_run(out, ("litert-int8",))
+    assert len(exports) == 2
+    for record in exports:
+        sentinel = (record["calibration"] == SENTINEL).all(axis=(1, 2, 3))
+        assert len(record["calibration"]) == 24 and not sentinel.any()
+        assert len(record["val"]) == 16  # measured like val_accuracy: every class
     metrics = json.loads((out / "metrics.json").read_text())
     z = metrics["zero_shot"]
     assert z["unseen"] == ["d"] and z["num_fit_images"] == 24

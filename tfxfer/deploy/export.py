@@ -32,6 +32,7 @@ from tfxfer.atomic import write_json, write_with
 from tfxfer.config import Config
 from tfxfer.deploy import litert, plots, serving
 from tfxfer.train import rundir
+from tfxfer.train.result import DeployData
 
 
 def served_class_names(metrics: dict) -> dict[str, list[str]]:
@@ -55,30 +56,57 @@ def model_images(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
     return np.round(np.concatenate(parts)).clip(0, 255).astype(np.uint8)
 
 
-def export_litert(model, cfg: Config, data, out: Path, metrics: dict) -> dict:
-    """Writes and measures each ``litert-<variant>`` of ``cfg.export``; returns their entries.
-
-    A multi-task model's files hold its first task's head, measured against that task's labels.
-    Only the calibration images and one validation batch at a time are held at model size.
-    """
+def default_deploy_data(cfg: Config, data, metrics: dict) -> DeployData:
+    """Calibrate on the training split, measure on the validation split (a multi-task model:
+    its first task's labels)."""
     from tfxfer.methods import tasks as tasks_lib
 
-    size = model.input.shape[1]
     spec = tasks_lib.resolve(cfg.tasks, data.class_names)[0]
-    picked = litert.calibration_indices(spec.labels(data.train.labels), seed=cfg.seed)
-    calibration = model_images(data.train.rows(picked), size)
-    val_labels = spec.labels(data.val.labels)
+    reference = metrics["tasks"][spec.name] if "tasks" in metrics else metrics
+    return DeployData(Relabelled(data.train, spec.labels(data.train.labels)),
+                      Relabelled(data.val.images, spec.labels(data.val.labels)),
+                      reference["val_accuracy"], "training images", "validation split")
+
+
+class Relabelled:
+    """Rows of ``source`` (a ``Split`` or a ``Stream``) under other labels."""
+
+    def __init__(self, source, labels: np.ndarray):
+        self.source, self.labels = source, np.asarray(labels)
+
+    @property
+    def images(self):
+        return self.source if isinstance(self.source, np.ndarray) else self.source.images
+
+    def rows(self, idx) -> np.ndarray:
+        return self.images[idx] if isinstance(self.source, np.ndarray) else self.source.rows(idx)
+
+
+def export_litert(model, cfg: Config, deploy: DeployData, out: Path) -> dict:
+    """Writes and measures each ``litert-<variant>`` of ``cfg.export``; returns their entries.
+
+    int8 is calibrated on ``deploy.calibration`` and every file is measured on ``deploy.val``
+    (:class:`~tfxfer.train.result.DeployData`). A multi-task model's files hold its first
+    task's head. Only the calibration images and one validation batch at a time are held at
+    model size.
+    """
+    size = model.input.shape[1]
+    picked = litert.calibration_indices(deploy.calibration.labels, seed=cfg.seed)
+    calibration = model_images(deploy.calibration.rows(picked), size)
+    val_labels = deploy.val.labels
 
     def val_batches(batch: int = 256):
         for i in range(0, len(val_labels), batch):
-            yield model_images(data.val.images[i:i + batch], size), val_labels[i:i + batch]
+            yield model_images(deploy.val.images[i:i + batch], size), val_labels[i:i + batch]
 
+    task = cfg.tasks[0].name if cfg.tasks else None
     results = litert.export(model, [f.split("-", 1)[1] for f in cfg.export], out, calibration,
-                            val_batches, spec.name if cfg.tasks else None)
-    reference = metrics["tasks"][spec.name] if "tasks" in metrics else metrics
+                            val_batches, task)
     for entry in results.values():
         if "val_accuracy" in entry:
-            entry["delta_vs_float"] = round(entry["val_accuracy"] - reference["val_accuracy"], 4)
+            entry["delta_vs_float"] = round(entry["val_accuracy"] - deploy.reference, 4)
+            entry["measured_on"] = f"{deploy.measured_on} ({len(val_labels)} images)"
+        entry["calibrated_on"] = f"{len(picked)} {deploy.calibrated_on}"
     return results
 
 
@@ -137,8 +165,8 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
         _save_figure(plots.confusion_figure(m["confusion_matrix"], m["class_names"]),
                      paths[f"confusion_matrix_{name}"])
     if cfg.export:  # last: everything above is on disk even if a conversion fails
-        result.metrics["litert"] = export_litert(result.model.model, cfg, result.data, out,
-                                                 result.metrics)
+        deploy = result.deploy or default_deploy_data(cfg, result.data, result.metrics)
+        result.metrics["litert"] = export_litert(result.model.model, cfg, deploy, out)
         paths.update({f"litert_{k}": Path(v["file"]) for k, v in result.metrics["litert"].items()
                       if "file" in v})
         write_json(paths["metrics"], result.metrics)
@@ -174,8 +202,18 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...]) -> dict:
     cfg = cfg.replace(export=tuple(formats))
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     metrics = json.loads((run / "metrics.json").read_text())
-    data = loop.load_data(cfg, model.input.shape[1])
-    results = export_litert(model, cfg, data, run, metrics)
+    size = model.input.shape[1]
+    if "adapt" in metrics:  # the recipe's own calibration and measurement data
+        from tfxfer.train import adapt
+
+        deploy = adapt.reload_deploy_data(cfg, size, metrics)
+    elif "zero_shot" in metrics:
+        from tfxfer.train import zero_shot
+
+        deploy = zero_shot.reload_deploy_data(cfg, size, metrics)
+    else:
+        deploy = default_deploy_data(cfg, loop.load_data(cfg, size), metrics)
+    results = export_litert(model, cfg, deploy, run)
     metrics["litert"] = {**metrics.get("litert", {}), **results}
     write_json(run / "metrics.json", metrics)
     return results

@@ -37,6 +37,7 @@ import tensorflow as tf
 from tfxfer.config import Config
 from tfxfer.data import augment as augment_lib
 from tfxfer.data import domains, pipeline
+from tfxfer.data.splits import Split
 from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
 from tfxfer.methods import dann, regularize
@@ -46,7 +47,7 @@ from tfxfer.models import model as model_lib
 from tfxfer.train import distribute, optim, rundir, validate
 from tfxfer.train.checkpoint import RunState
 from tfxfer.train.loop import load_data, start
-from tfxfer.train.result import RunResult
+from tfxfer.train.result import DeployData, RunResult
 
 log = logging.getLogger("tfxfer")
 
@@ -192,7 +193,30 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
     metrics["adapt"] = _target_metrics(cfg, history, target)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(),
-                     None if out is None else str(out), data=data)
+                     None if out is None else str(out), data=data,
+                     deploy=deploy_data(data, target, metrics))
+
+
+def deploy_data(data, target: domains.Target, metrics: dict) -> DeployData:
+    """LiteRT files of an adapted model serve the target: int8 is calibrated on target training
+    images (their labels are never read), and every file is measured on the labelled target
+    data, or on the source's validation split when there is none."""
+    unlabelled = Split(target.images, np.zeros(len(target.images), np.int32))
+    if target.val is None:
+        return DeployData(unlabelled, data.val, metrics["val_accuracy"],
+                          f"target training images of {target.source} (labels unused)",
+                          "source validation split (no labelled target data)")
+    return DeployData(unlabelled, target.val.val, metrics["adapt"]["target_accuracy"],
+                      f"target training images of {target.source} (labels unused)",
+                      f"labelled target data of {target.val.source}")
+
+
+def reload_deploy_data(cfg: Config, size: int, metrics: dict) -> DeployData:
+    """:func:`deploy_data` of a finished run, read again from its config (``tfxfer export``)."""
+    data = load_data(cfg, size)
+    target = domains.load_target(cfg.adapt.target, cfg.adapt.target_val, size, data.class_names,
+                                 cfg.seed, cfg.val_split)
+    return deploy_data(data, target, metrics)
 
 
 def _fit_stage(cfg: Config, tm, trainer, stage, data, target, strategy, steps: int,

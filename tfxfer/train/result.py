@@ -13,6 +13,31 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class DeployData:
+    """What a run's int8 LiteRT file is calibrated on, and what every LiteRT file is measured on.
+
+    A recipe whose training data is not what it serves sets its own: domain adaptation
+    calibrates on target images and measures on labelled target data; zero-shot calibrates on
+    seen classes only. The default (:func:`tfxfer.deploy.export.default_deploy_data`) is the
+    training and validation splits.
+
+    Attributes:
+        calibration: Images to calibrate on (a ``Split``; its labels only spread the picks over
+            the classes, and may be all zeros for unlabelled images).
+        val: Labelled images to measure on (a ``Split``).
+        reference: The float model's accuracy on ``val``, which ``delta_vs_float`` is taken from.
+        calibrated_on: What ``calibration`` is, for ``metrics.json``.
+        measured_on: What ``val`` is, for ``metrics.json``.
+    """
+
+    calibration: object
+    val: object
+    reference: float
+    calibrated_on: str
+    measured_on: str
+
+
+@dataclass
 class RunResult:
     """What a run produced: the trained model, metrics, per-phase history, artefact paths.
 
@@ -27,7 +52,8 @@ class RunResult:
     data_report: dict
     output: str | None
     paths: dict = field(default_factory=dict)
-    data: object = None  # the run's ImageData (LiteRT calibration and measurement)
+    data: object = None  # the run's ImageData
+    deploy: DeployData | None = None  # LiteRT calibration and measurement, when not ``data``'s
     config: object = None  # the Config it trained with, when not the one asked for (auto)
 
     def summary(self) -> str:

@@ -43,7 +43,7 @@ from tfxfer.methods import zero_shot as zsl
 from tfxfer.models import model as model_lib
 from tfxfer.train import rundir, validate
 from tfxfer.train.loop import load_data, start
-from tfxfer.train.result import RunResult
+from tfxfer.train.result import DeployData, RunResult
 
 log = logging.getLogger("tfxfer")
 
@@ -90,12 +90,11 @@ def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) ->
         log.warning("zero-shot: %s", warning)
     unseen = [names.index(c) for c in cfg.zero_shot.unseen]
     seen = [i for i in range(len(names)) if i not in unseen]
-    keep = np.isin(data.train.labels, seen)
-    seen_train = Split(data.train.images[keep], data.train.labels[keep])
+    seen_train = seen_split(data.train, seen)
     # fitted on seen classes, indexed 0..len(seen)-1 into their signatures
     seen_labels = np.searchsorted(seen, seen_train.labels)
     log.info("zero-shot: unseen %s (their %d training images are never used); %d attributes "
-             "from %s", [names[i] for i in unseen], int((~keep).sum()),
+             "from %s", [names[i] for i in unseen], len(data.train) - len(seen_train),
              len(table.attribute_names), table.source)
     tm = model_lib.build(cfg.backbone, len(names), size, cfg.weights, "none", extra_augment,
                          cfg.head_pooling, 0.0, (), cfg.seed)
@@ -127,4 +126,25 @@ def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) ->
         "num_fit_images": int(len(seen_train)), "exported_method": "eszsl", **report}
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return RunResult(metrics, [], time.perf_counter() - t0, tm, data.report(), str(out),
-                     data=data)
+                     data=data, deploy=deploy_data(data, seen_train, metrics))
+
+
+def seen_split(train: Split, seen: list[int]) -> Split:
+    """The training images of the ``seen`` classes: all that the methods, and LiteRT's
+    calibration, may read."""
+    keep = np.isin(train.labels, seen)
+    return Split(train.images[keep], train.labels[keep])
+
+
+def deploy_data(data, seen_train: Split, metrics: dict) -> DeployData:
+    """int8 is calibrated on seen classes' training images only, never on an unseen image; the
+    files are measured on the whole validation split, as ``val_accuracy`` is (generalised)."""
+    return DeployData(seen_train, data.val, metrics["val_accuracy"],
+                      "training images of seen classes", "validation split, all classes")
+
+
+def reload_deploy_data(cfg: Config, size: int, metrics: dict) -> DeployData:
+    """:func:`deploy_data` of a finished run, read again from its config (``tfxfer export``)."""
+    data = load_data(cfg, size)
+    seen = [data.class_names.index(c) for c in metrics["zero_shot"]["seen"]]
+    return deploy_data(data, seen_split(data.train, seen), metrics)
