@@ -50,6 +50,33 @@ def test_spectral_norm_finds_the_top_singular_value_and_divides_by_it(layer, sha
     np.testing.assert_allclose(got, layer(x), rtol=1e-3, atol=1e-4)
 
 
+def test_spectral_norm_bounds_every_weight_of_the_discriminator_the_class_embedding_too():
+    """The discriminator is documented as Lipschitz: each layer with weights must be spectrally
+    normalised (the class embedding was not), so that after the power iterations every matrix
+    it uses has its largest singular value at 1 and the projection term ``embed(y) . phi`` moves
+    by at most ``|phi1 - phi2|``."""
+    d = networks.build_discriminator(num_classes=4, image_size=16, channels=1, width=4)
+    weighted = [layer for layer in d.layers if layer.trainable_weights]
+    assert weighted and all(isinstance(layer, networks.SpectralNorm) for layer in weighted), [
+        type(layer).__name__ for layer in weighted if not isinstance(layer, networks.SpectralNorm)]
+    assert any(isinstance(layer.layer, keras.layers.Embedding) for layer in weighted)
+    for layer in weighted:
+        for _ in range(200):
+            sigma = layer.sigma(training=True)
+        used = np.asarray(layer.matrix / sigma).reshape(-1, layer.matrix.shape[-1])
+        assert np.linalg.svd(used, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-3)
+    embedding = next(layer for layer in weighted if isinstance(layer.layer, keras.layers.Embedding))
+    embedding.layer.embeddings.assign(embedding.layer.embeddings * 50.0)  # far from norm 1
+    for _ in range(200):
+        embedding.sigma(training=True)
+    rng = np.random.default_rng(0)
+    phi = rng.normal(size=(2, 64, embedding.matrix.shape[-1])).astype("float32")
+    y = rng.integers(0, 4, 64)
+    e = np.asarray(embedding(y))
+    change = np.abs(np.sum(e * (phi[0] - phi[1]), axis=1))
+    assert (change <= np.linalg.norm(phi[0] - phi[1], axis=1) * (1 + 1e-3)).all()
+
+
 def test_translate_and_cutout_match_numpy_and_pass_gradients_to_kept_pixels():
     rng = np.random.default_rng(0)
     x = rng.uniform(1, 2, (3, 8, 8, 2)).astype("float32")

@@ -42,29 +42,36 @@ def upsamplings(image_size: int) -> int:
 
 @keras.saving.register_keras_serializable(package="tfxfer")
 class SpectralNorm(keras.layers.Layer):
-    """Wraps a Dense or Conv2D layer so that its kernel is used divided by its spectral norm.
+    """Wraps a Dense, Conv2D or Embedding layer so that its weight matrix is used divided by its
+    spectral norm.
 
-    The largest singular value ``sigma`` of the kernel (reshaped to ``(fan_in, units)``) is
-    estimated by one power iteration per training call, continuing from the vector ``u`` of the
-    previous call (Miyato et al. 2018). The division happens inside the forward pass, so the
-    gradient flows through ``sigma`` too, as in the paper; the stored kernel is never
-    overwritten. Inference runs the same power step from the stored ``u`` but does not store
-    its result.
+    The largest singular value ``sigma`` of the matrix (a kernel reshaped to
+    ``(fan_in, units)``; an embedding table as ``(classes, dim)``) is estimated by one power
+    iteration per training call, continuing from the vector ``u`` of the previous call (Miyato
+    et al. 2018). The division happens inside the forward pass, so the gradient flows through
+    ``sigma`` too, as in the paper; the stored weights are never overwritten. Inference runs
+    the same power step from the stored ``u`` but does not store its result.
     """
 
     def __init__(self, layer: keras.layers.Layer, eps: float = 1e-12, **kwargs):
         super().__init__(**kwargs)
         self.layer, self.eps = layer, eps
 
+    @property
+    def matrix(self):
+        """The wrapped layer's weight: its kernel, or an Embedding's table."""
+        if isinstance(self.layer, layers.Embedding):
+            return self.layer.embeddings
+        return self.layer.kernel
+
     def build(self, input_shape):
         self.layer.build(input_shape)
-        units = self.layer.kernel.shape[-1]
-        self.u = self.add_weight(shape=(units,), initializer="random_normal",
+        self.u = self.add_weight(shape=(self.matrix.shape[-1],), initializer="random_normal",
                                  trainable=False, name="u")
 
     def sigma(self, training: bool = False) -> tf.Tensor:
-        """The kernel's spectral-norm estimate (updating ``u`` when ``training``)."""
-        w = tf.reshape(self.layer.kernel, (-1, self.layer.kernel.shape[-1]))
+        """The matrix's spectral-norm estimate (updating ``u`` when ``training``)."""
+        w = tf.reshape(self.matrix, (-1, self.matrix.shape[-1]))
         u = tf.math.l2_normalize(tf.convert_to_tensor(self.u), epsilon=self.eps)
         v = tf.math.l2_normalize(tf.linalg.matvec(w, u), epsilon=self.eps)
         u_new = tf.math.l2_normalize(tf.linalg.matvec(w, v, transpose_a=True), epsilon=self.eps)
@@ -74,8 +81,9 @@ class SpectralNorm(keras.layers.Layer):
         return tf.tensordot(v, tf.linalg.matvec(w, u_new), 1)
 
     def call(self, inputs, training=False):
-        kernel = self.layer.kernel
-        scaled = kernel / self.sigma(training)
+        scaled = self.matrix / self.sigma(training)
+        if isinstance(self.layer, layers.Embedding):
+            return tf.gather(scaled, tf.cast(inputs, tf.int32))
         if isinstance(self.layer, layers.Conv2D):
             out = tf.nn.conv2d(inputs, scaled, self.layer.strides, self.layer.padding.upper())
         else:
@@ -83,6 +91,9 @@ class SpectralNorm(keras.layers.Layer):
         if self.layer.use_bias:
             out = tf.nn.bias_add(out, self.layer.bias)
         return self.layer.activation(out)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
         return {**super().get_config(), "eps": self.eps,
@@ -122,7 +133,9 @@ def _leaky(h):
 def build_discriminator(num_classes: int, image_size: int, channels: int, width: int = 32
                         ) -> keras.Model:
     """``[images in [-1, 1], labels] -> (B,)`` realness scores: spectrally normalised
-    convolutions, global sum pooling ``phi``, then ``linear(phi) + embed(y) . phi``."""
+    convolutions, global sum pooling ``phi``, then ``linear(phi) + embed(y) . phi``, with the
+    linear layer and the class embedding spectrally normalised too (as in Miyato & Koyama's
+    projection discriminator): every weight of the discriminator is."""
     x = keras.Input((image_size, image_size, channels), name="image")
     y = keras.Input((), dtype="int32", name="label")
     h = _leaky(SpectralNorm(layers.Conv2D(width, 3, padding="same"))(x))
@@ -131,7 +144,7 @@ def build_discriminator(num_classes: int, image_size: int, channels: int, width:
             width * 2 ** (i + 1), 4, strides=2, padding="same"))(h))
     features = layers.Lambda(lambda t: tf.reduce_sum(t, axis=[1, 2]))(h)
     linear = layers.Reshape(())(SpectralNorm(layers.Dense(1))(features))
-    embedded = layers.Embedding(num_classes, features.shape[-1])(y)
+    embedded = SpectralNorm(layers.Embedding(num_classes, features.shape[-1]))(y)
     projection = layers.Lambda(lambda t: tf.reduce_sum(t[0] * t[1], axis=-1))(
         [embedded, features])
     return keras.Model([x, y], layers.Add()([linear, projection]), name="discriminator")
