@@ -287,6 +287,40 @@ def test_predict_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
     assert stop.value.code == 2 and len(err.splitlines()) == 1 and "invalid choice" in err
 
 
+# ---- LiteRT int8 input -------------------------------------------------------------------------
+
+def test_int8_input_quantization_is_raw_pixels_whatever_the_calibration_spanned(monkeypatch):
+    """Calibration images that peak at 180 gave the input scale 0.7059, so the README's raw
+    uint8 pixels were misread by 1/0.7059. The file now declares scale 1, zero point 0: raw
+    pixels, fed as the README feeds them, give what the converter's own file gave with its
+    input quantised by hand, and the float model's probabilities within int8 error."""
+    import keras
+
+    from tfxfer.deploy import litert
+
+    keras.utils.set_random_seed(0)
+    tm = model_lib.build("MobileNet025", 3, 32, weights=None, augment="none", dropout=0.0,
+                         seed=0)
+    dim = np.random.default_rng(0).uniform(0, 180, (40, 32, 32, 3)).round().astype(np.float32)
+    converted = litert.convert(tm.model, "int8", dim)
+    with monkeypatch.context() as m:  # the converter's own file, input range from calibration
+        m.setattr(litert, "pixels_in", lambda content: content)
+        own = litert.Runner(litert.convert(tm.model, "int8", dim))
+    assert own.input["quantization"][0] == pytest.approx(180 / 255, rel=1e-3)
+    interpreter, _ = litert.interpreter(converted)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert inp["dtype"] == np.uint8 and inp["quantization"] == (1.0, 0)
+    images = dim[:8].astype(np.uint8)
+    raw = []
+    for image in images:  # exactly the README's way: raw uint8 pixels in
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        raw.append(interpreter.get_tensor(out["index"])[0].copy())
+    np.testing.assert_allclose(np.array(raw), [own(im) for im in images], atol=1e-6)
+    want = tf.nn.softmax(tm.model.predict(images.astype(np.float32), verbose=0)).numpy()
+    np.testing.assert_allclose(np.array(raw), want, atol=0.06)
+
+
 # ---- TTA ---------------------------------------------------------------------------------------
 
 def test_tta_views_are_the_mirror_and_the_four_corner_crops():

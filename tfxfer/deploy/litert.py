@@ -12,10 +12,9 @@ probabilities ``(1, K)`` (the first head of a multi-task model):
 | ``int8`` | int8 | int8 (full-integer: every op, no float fallback) | uint8 pixels |
 
 The int8 variant is calibrated on a representative dataset of the run's own training images
-(:data:`CALIBRATION_IMAGES` of them, spread over the classes). Its input is ``uint8`` pixels;
-the converter derives the input's scale and zero point from the calibration images (scale 1,
-zero point 0 when they span 0-255), and ``metrics.json`` records them with each file. Its
-output is dequantised to float32. The image resize is not in these files: resize to ``size x size`` with an
+(:data:`CALIBRATION_IMAGES` of them, spread over the classes). Its input is raw ``uint8``
+pixels, scale 1 and zero point 0 whatever the calibration images spanned (:func:`pixels_in`),
+and ``metrics.json`` records them with each file. Its output is dequantised to float32. The image resize is not in these files: resize to ``size x size`` with an
 antialiased bilinear filter, as :mod:`tfxfer.data.graph_decode` does.
 
 Files are converted with ``tf.lite.TFLiteConverter`` (still in TensorFlow 2.21) and run with
@@ -105,7 +104,37 @@ def convert(model: keras.Model, variant: str, calibration: np.ndarray | None = N
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
+            return pixels_in(converter.convert())
         return converter.convert()
+
+
+def pixels_in(content: bytes) -> bytes:
+    """An int8 file whose ``uint8`` input is raw pixels: scale 1, zero point 0.
+
+    The converter gives the input the range of the calibration images (scale 0.7059 when they
+    peaked at 180), so an app feeding raw pixels would be wrong unless it quantised them
+    first. The input is only read by the converter's QUANTIZE op, which maps it to the int8
+    range the first layer was calibrated for; declaring the input as pixels turns that op into
+    a requantisation from pixels, and the rest of the file is unchanged.
+
+    Raises:
+        RuntimeError: The input is read by another op than QUANTIZE (not what the converter
+            writes; nothing is changed then).
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    graph = model.subgraphs[0]
+    (index,) = graph.inputs
+    readers = {flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+               for op in graph.operators if index in op.inputs}
+    if readers != {"QUANTIZE"}:
+        raise RuntimeError(f"the int8 file's input is read by {sorted(readers)}, not by a "
+                           "QUANTIZE op alone: cannot declare it as raw pixels")
+    quantization = graph.tensors[index].quantization
+    quantization.scale = np.array([1.0], np.float32)
+    quantization.zeroPoint = np.array([0], np.int64)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def interpreter(content: bytes):
