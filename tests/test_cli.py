@@ -126,3 +126,23 @@ def test_generative_command_trains_samples_and_measures(tmp_path):
     assert (out / "samples.png").stat().st_size > 0 and "KID vs validation" in proc.stdout
     assert_one_line_error(run_cli(args[:-6] + ["--steps", "many"], tmp_path,
                                   module="tfxfer.generative"), "invalid command line", "many")
+
+
+def test_help_needs_no_tensorflow_and_a_missing_command_exits_2_with_usage(tmp_path):
+    """``tfxfer --help`` and a recipe's ``--help`` print without importing TensorFlow or Keras
+    (no start-up log lines, well under a second); ``tfxfer`` alone is a usage error (exit 2)."""
+    probe = ("import atexit, sys; sys.argv = ['tfxfer'] + sys.argv[1:]\n"
+             "atexit.register(lambda: print('HEAVY', sorted(m for m in ('tensorflow', 'keras') "
+             "if m in sys.modules)))\n"
+             "from tfxfer.cli import entry; raise SystemExit(entry(sys.argv[1:]))")
+    for args in (["--help"], ["small_similar", "--help"], ["auto", "--help"],
+                 ["domain_adapt", "--help"], ["predict", "--help"], ["export", "--help"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "HEAVY []" in proc.stdout and "usage" in proc.stdout.lower(), (args, proc.stdout)
+        assert "I0000" not in proc.stderr and "absl" not in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "usage: tfxfer RECIPE" in proc.stderr
+    assert "a command is required" in proc.stderr and proc.stdout.strip() == "HEAVY []"

@@ -20,9 +20,24 @@ import os as _os
 # who wants it sets TF_CPP_MIN_LOG_LEVEL=0 before importing tfxfer.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Registration side effects only (keras.saving.register_keras_serializable).
-from tfxfer.models import model as _model  # noqa: E402,F401
-from tfxfer.train import optim as _optim  # noqa: E402,F401
-from tfxfer.methods import regularize as _regularize  # noqa: E402,F401
-from tfxfer.models import stochastic as _stochastic  # noqa: E402,F401
-from tfxfer.text import encoder as _text_encoder  # noqa: E402,F401  (KerasHub is not imported)
+
+def _help_only() -> bool:
+    """True when this process is the ``tfxfer`` console script asked only for its usage
+    (``tfxfer``, ``tfxfer --help``, ``tfxfer RECIPE --help``): it prints and exits, so the
+    Keras registrations below, which import TensorFlow (seconds, and its start-up log lines),
+    are skipped."""
+    import sys
+
+    argv = sys.argv
+    if not argv or _os.path.basename(argv[0]) != "tfxfer":
+        return False
+    return len(argv) == 1 or bool({"-h", "--help"} & set(argv[1:]))
+
+
+if not _help_only():
+    # Registration side effects only (keras.saving.register_keras_serializable).
+    from tfxfer.models import model as _model  # noqa: E402,F401
+    from tfxfer.train import optim as _optim  # noqa: E402,F401
+    from tfxfer.methods import regularize as _regularize  # noqa: E402,F401
+    from tfxfer.models import stochastic as _stochastic  # noqa: E402,F401
+    from tfxfer.text import encoder as _text_encoder  # noqa: E402,F401  (KerasHub not imported)

@@ -232,11 +232,15 @@ def entry(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(COMMANDS)}; "
-              "tfxfer RECIPE --help for options)\n"
-              "       tfxfer predict SAVED_MODEL IMAGES... [--output FILE] [--tta flip]\n"
-              "       tfxfer export RUN_DIR --litert int8[,fp16,dynamic,fp32]\n"
-              "       tfxfer lr-find RECIPE [--phase N] [recipe options]")
+        usage = (f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(COMMANDS)}; "
+                 "tfxfer RECIPE --help for options)\n"
+                 "       tfxfer predict SAVED_MODEL IMAGES... [--output FILE] [--tta flip]\n"
+                 "       tfxfer export RUN_DIR --litert int8[,fp16,dynamic,fp32]\n"
+                 "       tfxfer lr-find RECIPE [--phase N] [recipe options]")
+        if not argv:  # a command is missing: usage on stderr, status 2, as argparse does
+            print(usage + "\ntfxfer: error: a command is required", file=sys.stderr)
+            return 2
+        print(usage)
         return 0
     if argv[0] == "predict":
         from tfxfer import predict

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tfxfer.atomic import write_with
-from tfxfer.methods import tta as tta_lib
+from tfxfer.config import TTA_MODES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
@@ -100,6 +100,8 @@ class Predictor:
         def predict(views):
             pixels = tf.cast(tf.clip_by_value(tf.round(views), 0, 255), tf.uint8)
             return {t: v.numpy() for t, v in self._probs(self.model.serve_images(pixels)).items()}
+
+        from tfxfer.methods import tta as tta_lib
 
         return tta_lib.average(predict, images, self.tta)
 
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
     p.add_argument("--output", "-o", help="CSV or JSON file (by extension); default: CSV on "
                                           "stdout")
     p.add_argument("--format", choices=("csv", "json"), help="override the output format")
-    p.add_argument("--tta", default="none", choices=tta_lib.MODES,
+    p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time augmentation: none, flip (2 views), crops (6 views)")
     p.add_argument("--batch-size", type=int, default=32, help="images per call (default 32)")
     args = p.parse_args(argv)

@@ -42,12 +42,12 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import keras
+from typing import TYPE_CHECKING, Any, Callable
 
 from tfxfer.errors import UserError
-from tfxfer.models.stochastic import freezable
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,8 @@ def build(name: str, image_size: int | None = None, weights: str | None = "image
     """
     spec = get(name)
     size = resolve_size(name, image_size)
+    import keras  # here, not at import: the command line's --help lists names without Keras
+
     ctor: Callable[..., keras.Model] = getattr(keras.applications, spec.constructor)
     path = None
     if weights is not None and weights != "imagenet":
@@ -211,6 +213,10 @@ def _canonical(net: keras.Model, spec: BackboneSpec, add_stem_rescaling: bool) -
     source's, so that ``layer.output`` of every layer belongs to this graph and sub-models such
     as ``keras.Model(backbone.input, backbone.get_layer(name).output)`` work.
     """
+    import keras
+
+    from tfxfer.models.stochastic import freezable
+
     rescale = add_stem_rescaling and spec.imagenet_stem_rescaling
     if not rescale and not any(type(l) is keras.layers.Dropout for l in net.layers):
         return net

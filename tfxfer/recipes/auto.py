@@ -17,13 +17,17 @@ Example:
     'small_similar'
 """
 
+from __future__ import annotations
+
 import dataclasses
-import functools
+from typing import TYPE_CHECKING
 
 from tfxfer import cli
 from tfxfer.config import Config
 from tfxfer.recipes import large_different, large_similar, small_different, small_similar
-from tfxfer.train import auto as core
+
+if TYPE_CHECKING:
+    from tfxfer.train import auto as core
 
 CONFIG = Config(recipe="auto", data="hymenoptera", output="runs/auto")
 CANDIDATES = {m.CONFIG.recipe: m.CONFIG
@@ -31,8 +35,16 @@ CANDIDATES = {m.CONFIG.recipe: m.CONFIG
 FLAGS = (cli.Flag("--dry-run", "auto.dry_run", "measure and print the plan, train nothing",
                   is_switch=True),)
 
-run, main = cli.entry_points(CONFIG, trainer=functools.partial(core.run, candidates=CANDIDATES),
-                             flags=FLAGS)
+
+
+def train(cfg: Config, extra_augment=()):
+    """Plans, then trains the chosen recipe (:func:`tfxfer.train.auto.run`)."""
+    from tfxfer.train import auto as core  # here: --help needs no TensorFlow
+
+    return core.run(cfg, extra_augment, candidates=CANDIDATES)
+
+
+run, main = cli.entry_points(CONFIG, trainer=train, flags=FLAGS)
 
 
 def plan(data: str | Config = CONFIG.data, **overrides) -> core.Plan:
