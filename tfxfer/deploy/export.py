@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -63,23 +64,10 @@ def default_deploy_data(cfg: Config, data, metrics: dict) -> DeployData:
 
     spec = tasks_lib.resolve(cfg.tasks, data.class_names)[0]
     reference = metrics["tasks"][spec.name] if "tasks" in metrics else metrics
-    return DeployData(Relabelled(data.train, spec.labels(data.train.labels)),
-                      Relabelled(data.val.images, spec.labels(data.val.labels)),
+    # the splits under the task's labels (a Split or a streamed Stream: both keep ``labels``)
+    return DeployData(dataclasses.replace(data.train, labels=spec.labels(data.train.labels)),
+                      dataclasses.replace(data.val, labels=spec.labels(data.val.labels)),
                       reference["val_accuracy"], "training images", "validation split")
-
-
-class Relabelled:
-    """Rows of ``source`` (a ``Split`` or a ``Stream``) under other labels."""
-
-    def __init__(self, source, labels: np.ndarray):
-        self.source, self.labels = source, np.asarray(labels)
-
-    @property
-    def images(self):
-        return self.source if isinstance(self.source, np.ndarray) else self.source.images
-
-    def rows(self, idx) -> np.ndarray:
-        return self.images[idx] if isinstance(self.source, np.ndarray) else self.source.rows(idx)
 
 
 def export_litert(model, cfg: Config, deploy: DeployData, out: Path) -> dict:

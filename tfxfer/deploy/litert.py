@@ -14,8 +14,9 @@ probabilities ``(1, K)`` (the first head of a multi-task model):
 The int8 variant is calibrated on a representative dataset of the run's own training images
 (:data:`CALIBRATION_IMAGES` of them, spread over the classes). Its input is raw ``uint8``
 pixels, scale 1 and zero point 0 whatever the calibration images spanned (:func:`pixels_in`),
-and ``metrics.json`` records them with each file. Its output is dequantised to float32. The image resize is not in these files: resize to ``size x size`` with an
-antialiased bilinear filter, as :mod:`tfxfer.data.graph_decode` does.
+and ``metrics.json`` records them with each file. Its output is dequantised to float32. The
+image resize is not in these files: resize to ``size x size`` with an antialiased bilinear
+filter, as :mod:`tfxfer.data.graph_decode` does.
 
 Files are converted with ``tf.lite.TFLiteConverter`` (still in TensorFlow 2.21) and run with
 :func:`interpreter`: the maintained ``ai-edge-litert`` interpreter when it is installed

@@ -36,7 +36,6 @@ FLAGS = (cli.Flag("--dry-run", "auto.dry_run", "measure and print the plan, trai
                   is_switch=True),)
 
 
-
 def train(cfg: Config, extra_augment=()):
     """Plans, then trains the chosen recipe (:func:`tfxfer.train.auto.run`)."""
     from tfxfer.train import auto as core  # here: --help needs no TensorFlow
