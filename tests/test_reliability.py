@@ -104,7 +104,7 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     assert proc.returncode == 2, text[-3000:]
     assert "Traceback" not in text
     line = [l for l in text.splitlines() if "error:" in l]
-    assert len(line) == 1 and "NaN or infinite in phase 'finetune' (#2), epoch 1" in line[0]
+    assert len(line) == 1 and "NaN or infinite in phase 'finetune' (phases.1), epoch 1" in line[0]
     assert "lower phases.1.lr" in line[0]
     import keras
 

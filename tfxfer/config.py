@@ -211,7 +211,6 @@ class Config:
         check_min("feature_views", self.feature_views, 1)
         check_min("train_per_class", self.train_per_class, 1)
         check_min("val_per_class", self.val_per_class, 1)
-        check_min("image_size", self.image_size, 1)
         check_min("freeze_blocks", self.freeze_blocks, 0)
         check_min("seed", self.seed, 0)  # numpy's and Keras's generators take seeds >= 0
         if self.overwrite and self.resume:

@@ -196,7 +196,8 @@ def list_directory(path: str, *, val_split: float = 0.2, seed: int = 0,
     else:
         train_files, val_files = _split_files(_class_dirs(root, ignored), val_split, seed)
     names = sorted(train_files)
-    _check_classes(names, train_files, val_files, path)
+    split_off = train_dir is None or val_dir is None  # validation taken from the training folders
+    _check_classes(names, train_files, val_files, path, split_off)
     rng = np.random.default_rng(seed)
     splits = []
     for files, limit in ((train_files, train_per_class), (val_files, val_per_class)):
@@ -224,7 +225,7 @@ def _split_files(classes: dict[str, list[str]], val_split: float, seed: int):
     return train, val
 
 
-def _check_classes(names, train_files, val_files, path) -> None:
+def _check_classes(names, train_files, val_files, path, split_off: bool = False) -> None:
     if len(names) < 2:
         raise UserError("data needs at least 2 classes (one sub-folder per class)",
                         got=f"{len(names)} class folder(s) in {path}: {names}",
@@ -234,6 +235,11 @@ def _check_classes(names, train_files, val_files, path) -> None:
         raise UserError("every class folder must hold at least one image", got=f"empty: {empty}",
                         fix="add images to those folders or remove them")
     missing = [n for n in names if not val_files.get(n)]
+    if missing and split_off:  # no validation folder: each such class has a single image
+        raise UserError("every class needs at least 2 images, one to train on and one to "
+                        "validate on (there is no validation folder, so validation is split "
+                        "off the training images)", got=f"a single image: {missing}",
+                        fix="add images to those classes, or remove their folders")
     if missing:
         raise UserError("the validation split must hold every class", got=f"missing: {missing}",
                         fix="add validation images for those classes, or remove the validation "

@@ -54,14 +54,13 @@ def train(cfg: Config, extra_augment=()) -> GeneratorRun:
     """Trains the generator of ``cfg``'s training split into ``cfg.output``."""
     del extra_augment  # a GAN has no use for classic augmentation layers
     size, _ = loop.start(cfg)
-    out = rundir.prepare(cfg)
-    try:
+    with rundir.claim(cfg) as out:
         data = loop.load_data(cfg, size)
         log.info("%s", data.describe())
         meta = synthetic.train_generator(cfg, data, out, size)
-    finally:
-        rundir.release(out)
+    rundir.release(out)
     return GeneratorRun(meta, str(out))
 
 
-run, main = cli.entry_points(CONFIG, trainer=train, flags=FLAGS)
+run, main = cli.entry_points(CONFIG, trainer=train, flags=FLAGS, sections=("generative",),
+                             phases_note="none: the GAN trains for generative.steps steps")

@@ -163,14 +163,10 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
     strategy, why = distribute.resolve(cfg.strategy)
     policy, _ = distribute.precision_policy(cfg.mixed_precision, strategy)
     keras.mixed_precision.set_global_policy(policy)
-    data = text_data.load(cfg.data, cfg.val_split, cfg.seed, cfg.train_per_class,
-                          cfg.val_per_class)
-    out = rundir.prepare(cfg)
-    try:
+    with rundir.claim(cfg) as out:  # an unwritable --output is refused before data is read
+        data = text_data.load(cfg.data, cfg.val_split, cfg.seed, cfg.train_per_class,
+                              cfg.val_per_class)
         return _run_locked(cfg, data, out, strategy, t0)
-    except BaseException:
-        rundir.release(out)
-        raise
 
 
 def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
@@ -225,8 +221,8 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
                                state.resume_epoch(index))
             val_ds = batches(tm, val_rows, y_val, 128, 0, False)
         train_ds = inputs.with_sample_weights(train_ds, weights)
-        log.info("phase %d/%d %r: %s, trainable parameters %s of %s (%.2f%%), %s, %d epochs "
-                 "%s lr=%g%s", index + 1, len(cfg.phases), phase.name, scope,
+        log.info("phases.%d %r (%d of %d): %s, trainable parameters %s of %s (%.2f%%), %s, "
+                 "%d epochs %s lr=%g%s", index, phase.name, index + 1, len(cfg.phases), scope,
                  f"{params['trainable']:,}", f"{params['total']:,}",
                  100 * params["trainable"] / params["total"],
                  "cached features" if use_cache else "token batches", phase.epochs,
@@ -269,7 +265,7 @@ def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds,
                       callbacks=callbacks, verbose=verbose, shuffle=False)
     if guard.diverged_at is not None:
         raise TrainingDiverged(f"the loss became NaN or infinite in phase {phase.name!r} "
-                               f"(#{index + 1}), epoch {guard.diverged_at}; the last good "
+                               f"(phases.{index}), epoch {guard.diverged_at}; the last good "
                                f"checkpoint is kept in {state.dir}",
                                fix=f"re-run with --resume and a lower phases.{index}.lr")
     recorded = history_from_epochs(state.epochs(index))

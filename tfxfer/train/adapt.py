@@ -157,12 +157,8 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
     t0 = time.perf_counter()
     size, strategy = start(cfg, batch="each step: as many source as target images,")
     log.info("adaptation method: %s", cfg.adapt.method)
-    out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
-    try:
+    with rundir.claim(cfg, distribute.is_chief(strategy)) as out:
         return _run_locked(cfg, out, strategy, size, extra_augment, t0)
-    except BaseException:
-        rundir.release(out)
-        raise
 
 
 def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float) -> RunResult:
@@ -231,8 +227,9 @@ def _fit_stage(cfg: Config, tm, trainer, stage, data, target, strategy, steps: i
             phase, steps, optim.block_multipliers(tm.backbone, tm.family, decay),
             stage.first_epoch * steps))  # always recompile after a trainable change
     info = freeze.summary(tm.backbone, tm.family)
-    log.info("phase %d/%d %r: trainable=%s, backbone params trainable=%s, BN %s, %d epochs of "
-             "%d steps, %s lr=%g schedule=%s", stage.index + 1, len(cfg.phases), stage.label,
+    log.info("phases.%d %r (%d of %d): trainable=%s, backbone params trainable=%s, BN %s, "
+             "%d epochs of %d steps, %s lr=%g schedule=%s", stage.index, stage.label,
+             stage.index + 1, len(cfg.phases),
              phase.trainable, f"{info['trainable_params']:,}",
              "trained" if info["bn_trainable"] else "frozen (inference mode)", stage.epochs,
              steps, phase.optimizer, phase.rates()[0], phase.schedule)

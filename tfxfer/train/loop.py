@@ -49,7 +49,7 @@ from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import distribute, inputs, lr_find, optim, rundir, validate
+from tfxfer.train import distribute, inputs, lr_find, optim, preflight, rundir, validate
 from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
 from tfxfer.train.result import RunResult
 
@@ -130,8 +130,9 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
     with strategy.scope():  # always recompile after a trainable change
         compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
     info = freeze.summary(tm.backbone, tm.family)
-    log.info("phase %d/%d %r: trainable=%s blocks=%s backbone params trainable=%s "
-             "BN %s, %s, %d epochs %s %s%s", stage.index + 1, len(cfg.phases), stage.label,
+    log.info("phases.%d %r (%d of %d): trainable=%s blocks=%s backbone params trainable=%s "
+             "BN %s, %s, %d epochs %s %s%s", stage.index, stage.label, stage.index + 1,
+             len(cfg.phases),
              phase.trainable, info["trainable_blocks"] or "none",
              f"{info['trainable_params']:,}",
              "trained" if info["bn_trainable"] else "frozen (inference mode)",
@@ -156,7 +157,7 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
                       callbacks=callbacks, verbose=cfg.verbose)
     if guard.diverged_at is not None:
         raise TrainingDiverged(f"the loss became NaN or infinite in phase {stage.label!r} "
-                               f"(#{stage.index + 1}), epoch {guard.diverged_at}; training "
+                               f"(phases.{stage.index}), epoch {guard.diverged_at}; training "
                                f"stopped and the last good checkpoint is kept in {state.dir}",
                                fix=f"re-run the same command with --resume and a lower "
                                    f"phases.{stage.index}.lr (now {phase.rates()[0]:g}), e.g. "
@@ -223,12 +224,8 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
     check_sections(cfg)
     size, strategy = start(cfg)
     synthetic.check(cfg, distribute.num_workers(strategy))  # also generative.* without a ratio
-    out = rundir.prepare(cfg) if distribute.is_chief(strategy) else None
-    try:
+    with rundir.claim(cfg, distribute.is_chief(strategy)) as out:  # export.save_run releases
         return _run_locked(cfg, out, strategy, size, extra_augment, t0, data, find_only)
-    except BaseException:
-        rundir.release(out)  # export.save_run releases it after a run that succeeds
-        raise
 
 
 def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
@@ -248,6 +245,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
         data = synthetic.extend(cfg, data, out, size)
         keras.utils.set_random_seed(cfg.seed)  # the classifier starts as it would without it
     log.info("%s", data.describe())
+    preflight.warn_batch(cfg.batch_size, len(data.train))
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():
         tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights,

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -37,8 +38,9 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Iterator
 
-from tfxfer.atomic import write_json
+from tfxfer.atomic import writable_dir, write_json
 from tfxfer.config import Config
 from tfxfer.errors import UserError
 
@@ -59,19 +61,23 @@ RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay"
                         "early_stopping")
 # What a finished run writes (tfxfer.deploy.export.save_run), deleted by overwrite before anything new.
 ARTEFACTS = ("saved_model", "model.keras", "history.json", "metrics.json", "data_report.json",
-             "curves.png", "confusion_matrix*.png", "model_*.tflite", "checkpoints", "plan.json",
-             "lr_find.png", "compare", "generator", "generator.keras", "generator.json",
+             "curves.png", "confusion_matrix*.png", "model_*.tflite", "labels.txt", "checkpoints",
+             "plan.json", "lr_find.png", "compare", "generator", "generator.keras", "generator.json",
              "samples.png", "training_images.npy")
 KEPT_ON_RESUME = ("checkpoints", "generator")  # expensive to redo, and resumable
+UNTRAINED_CHECKPOINTS = ("l2sp_anchor.npz",)  # written before the first step: nothing trained
 
 _held: dict[str, int] = {}  # lock path -> open file descriptor, for this process
+_fresh: set[str] = set()  # output directories whose config.json this process wrote first
 
 
 def prepare(cfg: Config) -> Path:
     """Locks ``cfg.output``, checks it may hold this run, clears it if asked, writes the config."""
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(cfg.output)
+    fresh = not (out / "config.json").exists()
     acquire(out)
+    if fresh:
+        _fresh.add(str(out.resolve()))
     try:
         previous = _read_json(out / "config.json")
         if previous is None and (out / "config.json").exists():
@@ -94,6 +100,55 @@ def prepare(cfg: Config) -> Path:
         release(out)
         raise
     return out
+
+
+@contextlib.contextmanager
+def claim(cfg: Config, chief: bool = True) -> Iterator[Path | None]:
+    """``with claim(cfg) as out:`` the output directory of a run, prepared and locked
+    (:func:`prepare`; ``None`` on a non-chief worker, which writes nothing).
+
+    A run that succeeds keeps the lock until its artefacts are written (:func:`release`, at the
+    end of :func:`tfxfer.deploy.export.save_run`). A run that fails releases it, and when it
+    failed before anything trained (a data error, missing weights) it also takes back what
+    :func:`prepare` wrote (:func:`abandon`), so that the corrected command is not refused as a
+    different run.
+    """
+    out = prepare(cfg) if chief else None
+    try:
+        yield out
+    except BaseException:
+        abandon(out)
+        raise
+
+
+def trained(out: Path) -> bool:
+    """Whether ``out`` holds anything a run trained: checkpoints beyond the L2-SP anchor (which
+    is only the starting weights), a generator, or artefacts."""
+    ckpt = out / "checkpoints"
+    if ckpt.is_dir() and any(p.name not in UNTRAINED_CHECKPOINTS for p in ckpt.iterdir()):
+        return True
+    return any(any(out.glob(pattern)) for pattern in ARTEFACTS if pattern != "checkpoints")
+
+
+def abandon(out: Path | str | None) -> None:
+    """Releases ``out`` after a failed run; if this process created its ``config.json`` and
+    nothing trained, removes that, the empty checkpoints, the lock file and the directory if
+    it is then empty: nothing is left that would refuse the corrected command."""
+    if out is None:
+        return
+    out = Path(out)
+    fresh = str(out.resolve()) in _fresh
+    release(out)
+    if not fresh or trained(out):
+        return
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    for name in ("config.json", LOCK_NAME):
+        (out / name).unlink(missing_ok=True)
+    try:
+        out.rmdir()  # only if empty: anything else the user keeps there stays
+    except OSError:
+        pass
+    log.info("the run failed before training anything: %s holds nothing of it", out)
 
 
 def clear(out: Path, keep_checkpoints: bool = False) -> None:
@@ -161,6 +216,7 @@ def release(out: Path | str | None) -> None:
     """Releases the lock this process holds on ``out`` (no-op when it holds none)."""
     if out is None:
         return
+    _fresh.discard(str(Path(out).resolve()))
     fd = _held.pop(str((Path(out) / LOCK_NAME).resolve()), None)
     if fd is not None:
         os.close(fd)  # closing the descriptor drops the flock; the file itself stays

@@ -74,12 +74,8 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
                         valid=["dap", "eszsl"], got=[], fix="pass --set zero_shot.methods=[\"eszsl\"]")
     table = load_table(cfg)  # a bad table fails before the output directory is touched
     size, _ = start(cfg)  # seeds, size and dtype policy (none left by an earlier run leaks)
-    out = rundir.prepare(cfg)
-    try:
+    with rundir.claim(cfg) as out:
         return _run_locked(cfg, out, size, table, extra_augment, t0)
-    except BaseException:
-        rundir.release(out)
-        raise
 
 
 def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) -> RunResult:

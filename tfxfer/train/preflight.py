@@ -1,0 +1,62 @@
+"""Checks of a resolved config that need no data: run by :func:`tfxfer.cli.run` before any
+trainer reads an image, so that a mistake costs seconds, not a trained phase.
+
+What the config alone cannot know, the backbone's spec can: its minimum input size, its block
+count. An output directory that cannot be written is found here too (before a dry run of
+``auto`` measures anything, or a text encoder loads).
+
+Example:
+    >>> import tempfile
+    >>> from tfxfer.config import Config
+    >>> check(Config(output=tempfile.mkdtemp(), image_size=16))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tfxfer.errors.UserError: image_size must be >= 32 for MobileNetV2; got 16. Fix: ...
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tfxfer.atomic import writable_dir
+from tfxfer.config import Config
+from tfxfer.errors import UserError
+from tfxfer.models import backbones
+
+log = logging.getLogger("tfxfer")
+
+TEXT_BACKBONE = "text"  # what the text recipe's config names as its (image) backbone
+PARTIAL_SCOPES = ("partial", "gradual")  # the phase scopes that read freeze_blocks
+
+
+def check(cfg: Config) -> None:
+    """Raises a :class:`UserError` for anything wrong in ``cfg`` that shows without data."""
+    if cfg.backbone != TEXT_BACKBONE:
+        _check_image(cfg)
+    writable_dir(cfg.output, keep=False)  # created by the chief alone, when the run starts
+
+
+def _check_image(cfg: Config) -> None:
+    backbones.resolve_size(cfg.backbone, cfg.image_size)  # the name, and the family's minimum
+    if cfg.freeze_blocks is None:
+        return
+    if cfg.freeze_blocks > backbones.NUM_BLOCKS:
+        raise UserError(f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} (every "
+                        f"backbone is split into {backbones.NUM_BLOCKS} blocks)",
+                        got=cfg.freeze_blocks,
+                        fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}")
+    partial = [p.name for p in cfg.phases if p.trainable in PARTIAL_SCOPES]
+    if not partial:
+        log.warning("freeze_blocks=%d has no effect: no phase of %s is partial or gradual "
+                    "(its phases train %s)", cfg.freeze_blocks, cfg.recipe,
+                    ", ".join(sorted({p.trainable for p in cfg.phases})))
+
+
+def warn_batch(batch_size: int, train_images: int) -> None:
+    """Says, once the data is read, when a batch is larger than the whole training split: the
+    run goes on (every epoch is then one step over all of it), which is rarely what was meant.
+    """
+    if batch_size > train_images:
+        log.warning("batch_size %d is larger than the %d training images: every epoch is one "
+                    "step of %d images (pass e.g. --batch-size %d)", batch_size, train_images,
+                    train_images, min(32, train_images))
