@@ -9,6 +9,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+def _share_the_cores() -> None:
+    """One TensorFlow thread pool per core, not per process: under ``pytest -n N`` each worker
+    (and every subprocess it starts, which inherits the environment) gets ``cores // N`` intra-op
+    threads and one inter-op thread, instead of every process spinning up a pool the size of the
+    machine and all of them fighting over it. Set before TensorFlow is imported; a value the
+    user exported wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name, value in (("TF_NUM_INTRAOP_THREADS", threads), ("TF_NUM_INTEROP_THREADS", "1"),
+                        ("OMP_NUM_THREADS", threads)):
+        os.environ.setdefault(name, value)
+
+
+_share_the_cores()
+
 KIT_REASON = ("needs ../shared's offline kit: run `eval \"$(../shared/kit/prepare.sh)\"` "
               "(make test does) so that TFXFER_DATA_DIR and KERAS_HOME are set")
 

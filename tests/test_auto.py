@@ -314,7 +314,8 @@ def test_lr_find_command_sweeps_one_phase_and_says_how_to_use_it(two_class_folde
     assert not (out / "lr_find" / "saved_model").exists()  # nothing trained after the sweep
     bad = subprocess.run([sys.executable, "-c", code, *base, "--phase", "4"],
                          capture_output=True, text=True)
-    assert_one_line_error(bad, "--phase must name one of the recipe's 1 phases", "got 4")
+    assert_one_line_error(bad, "'--phase' must name an existing entry by index (from 0) or name",
+                          "0 or head", "got '4'")
 
 
 def test_find_only_stops_at_the_named_phase_after_an_earlier_auto_phase(two_class_folder,

@@ -47,7 +47,7 @@ def test_unknown_key_is_rejected_with_the_valid_keys():
     ("augment.generator=/g", "augment.generator is sampled only when augment.synthetic_ratio"),
     ("generative.image_size=30", "generative.image_size must be 0 .automatic. or a multiple"),
     ("generative.ema=1", "generative.ema must be in"),
-    ("phases.3.lr=1", "index in 'phases.3.lr' must name an existing entry"),
+    ("phases.3.lr=1", "'phases.3.lr' must name an existing entry by index"),
     ("nonsense", "--set takes key=value"),
 ])
 def test_wrong_values_are_rejected_with_the_rule(assignment, message):

@@ -90,11 +90,24 @@ def _text(nb) -> str:
 
 
 @pytest.mark.parametrize("name", ["quickstart.ipynb", "four_scenarios.ipynb"])
-def test_notebook_is_committed_without_outputs(name):
+def test_notebook_is_committed_with_full_size_outputs_or_none(name):
+    """The quickstart is committed with the outputs of a full-size run, top to bottom (a reader
+    on GitHub sees what it does); four_scenarios, hours on a CPU, without any."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
-    for cell in _code_cells(nb):
-        assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    cells = _code_cells(nb)
+    if name == "four_scenarios.ipynb":
+        for cell in cells:
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    else:
+        assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1))
+        assert all(c.outputs for c in cells), [c.source[:40] for c in cells if not c.outputs]
+        assert not [o for c in cells for o in c.outputs if o.output_type == "error"]
+        text = _text(nb)
+        assert "epochs=None train_per_class=None val_per_class=None image_size=None" in text
+        assert "SavedModel accuracy" in text and "serve_bytes validation_" in text
+        # the photo grid is kept as JPEG (a fifth of the PNG's size)
+        assert len(_outputs_with(nb, "image/png") + _outputs_with(nb, "image/jpeg")) >= 3
     first = nb.cells[0]
     assert first.cell_type == "markdown"
     assert ("colab.research.google.com/github/tfxfer/tfxfer/blob/main/notebooks/" + name
@@ -113,6 +126,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch, venv_kernel):
     text = _text(nb)
     assert "skipping the install" in text
     assert "SavedModel accuracy" in text
+    assert text.count("serve_bytes validation_") == 2  # the stand-in upload, through raw bytes
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_val"] == 2 * int(TINY["TFXFER_NB_VAL_PER_CLASS"])
 

@@ -19,11 +19,15 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
+import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 from tfxfer.models import backbones
 from tfxfer.config import Config
+from tfxfer import schema
 from tfxfer.errors import UserError
 
 EPILOG = """\
@@ -32,9 +36,9 @@ replicas each replica gets batch_size/N examples per step. The learning rate is 
 when you scale the global batch by k, the usual rule is to scale lr by k (linear rule, SGD) or
 by sqrt(k) (Adam), e.g. --set phases.0.lr=2e-3.
 
-any config key can be set with --set KEY=VALUE (dotted for phases: --set phases.1.lr=1e-5);
-values parse as JSON (numbers, true/false, null, [lists]). Unknown keys are rejected.
-backbones: """
+any config key can be set with --set KEY=VALUE, dotted for sections and phases; values parse
+as JSON (numbers, true/false, null, [lists]). Unknown keys are rejected.
+"""
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,15 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"invalid command line: {message}", fix=f"see {self.prog} --help")
 
 
-def build_parser(defaults: Config, prog: str, flags: tuple[Flag, ...] = ()
+def build_parser(defaults: Config, prog: str, flags: tuple[Flag, ...] = (),
+                 sections: tuple[str, ...] = (), phases_note: str | None = None
                  ) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description=f"tfxfer recipe '{defaults.recipe}': {_describe(defaults)}",
-                epilog=EPILOG + ", ".join(backbones.names()),
+    """The recipe's parser; its help names the recipe's ``sections`` (with their keys and
+    defaults) and its phases, or ``phases_note`` when they are chosen at run time (``auto``)."""
+    p = _Parser(prog=prog, description=f"tfxfer recipe '{defaults.recipe}': "
+                                       f"{_describe(defaults, phases_note)}",
+                epilog=EPILOG + _epilog(defaults, sections, phases_note)
+                + "backbones: " + ", ".join(backbones.names()),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of config keys")
     p.add_argument("--data", help=f"directory, tfds:NAME, or built-in (default {defaults.data})")
@@ -90,7 +99,8 @@ def build_parser(defaults: Config, prog: str, flags: tuple[Flag, ...] = ()
                    help="train head-only phases on images instead of cached backbone features")
     p.add_argument("--export", metavar="FORMATS",
                    help="comma-separated extra exports, each measured on the validation set: "
-                        "litert-fp32,litert-fp16,litert-dynamic,litert-int8")
+                        "litert-fp32,litert-fp16,litert-dynamic,litert-int8 (the litert- "
+                        "prefix is optional, as in tfxfer export)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     for flag in flags:
@@ -108,10 +118,25 @@ def _dest(flag: Flag) -> str:
     return "recipe_" + flag.name.lstrip("-").replace("-", "_")
 
 
-def _describe(cfg: Config) -> str:
-    phases = " -> ".join(f"{p.name}[{p.trainable}, {p.epochs} ep, {p.optimizer} {p.lr}]"
-                         for p in cfg.phases)
+def _describe(cfg: Config, phases_note: str | None = None) -> str:
+    phases = phases_note or " -> ".join(
+        f"phases.{i} {p.name}[{p.trainable}, {p.epochs} ep, {p.optimizer} {p.lr}]"
+        for i, p in enumerate(cfg.phases))
     return f"{cfg.backbone} on {cfg.data}; phases: {phases}"
+
+
+def _epilog(cfg: Config, sections: tuple[str, ...], phases_note: str | None) -> str:
+    lines = []
+    if phases_note is None:
+        named = ", ".join(f"phases.{i} or phases.{p.name}" for i, p in enumerate(cfg.phases))
+        lines.append(f"phases, by index from 0 or by name: {named}")
+        lines.append(f"  e.g. --set phases.{cfg.phases[-1].name}.lr=1e-5")
+    for section in sections:
+        keys = ", ".join(f"{section}.{k}={json.dumps(v)}"
+                         for k, v in cfg.to_dict()[section].items())
+        lines.append(f"{section}.* keys (defaults): {keys}")
+    return "".join(textwrap.fill(line, 99, subsequent_indent="  ", break_on_hyphens=False)
+                   + "\n" for line in lines)
 
 
 # Flags that set the config key of the same name.
@@ -120,9 +145,10 @@ _FLAG_KEYS = ("data", "backbone", "weights", "image_size", "batch_size", "freeze
 
 
 def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer",
-                   flags: tuple[Flag, ...] = ()) -> Config:
-    """Applies a command line to a recipe's default config (``flags``: the recipe's own)."""
-    args = build_parser(defaults, prog, flags).parse_args(argv)
+                   flags: tuple[Flag, ...] = (), **help_parts) -> Config:
+    """Applies a command line to a recipe's default config (``flags``: the recipe's own;
+    ``help_parts``: :func:`build_parser`'s ``sections`` and ``phases_note``)."""
+    args = build_parser(defaults, prog, flags, **help_parts).parse_args(argv)
     cfg = Config.load(args.config, base=defaults) if args.config else defaults
     own = []
     for flag in flags:
@@ -142,7 +168,7 @@ def resolve_config(defaults: Config, argv: list[str] | None, prog: str = "tfxfer
     if args.mixed_precision:
         changes["mixed_precision"] = True
     if args.export:
-        changes["export"] = [f.strip() for f in args.export.split(",") if f.strip()]
+        changes["export"] = list(export_formats(args.export))
     if changes:
         cfg = cfg.replace(**changes)
     if args.epochs is not None:
@@ -159,7 +185,9 @@ def run(cfg: Config, extra_augment=(), trainer: str = "tfxfer.train.loop"):
     as it is; a result that trained with another config (``auto``) is saved with that one.
     """
     from tfxfer.deploy import export  # heavy imports only when a run starts
+    from tfxfer.train import preflight
 
+    preflight.check(cfg)  # what shows without data fails before any is read
     fn = trainer if callable(trainer) else importlib.import_module(trainer).run
     result = fn(cfg, extra_augment)
     if getattr(result, "model", None) is None:
@@ -169,19 +197,19 @@ def run(cfg: Config, extra_augment=(), trainer: str = "tfxfer.train.loop"):
 
 
 def entry_points(defaults: Config, trainer: str = "tfxfer.train.loop",
-                 flags: tuple[Flag, ...] = ()):
+                 flags: tuple[Flag, ...] = (), **help_parts):
     """``(run, main)`` for a recipe module: its Python entry point and its command line.
 
     ``run(config=defaults, **overrides)`` trains, evaluates and exports; ``overrides`` are
     config keys. ``main(argv=None)`` parses a command line over ``defaults`` and returns the
-    exit status.
+    exit status. ``help_parts``: what its ``--help`` adds (:func:`build_parser`).
     """
 
     def run_recipe(config: Config = defaults, **overrides):
         return run(config.replace(**overrides) if overrides else config, trainer=trainer)
 
     def main_recipe(argv: list[str] | None = None, prog: str | None = None) -> int:
-        return main(defaults, argv, prog, trainer, flags)
+        return main(defaults, argv, prog, trainer, flags, **help_parts)
 
     run_recipe.__doc__ = f"Runs the {defaults.recipe} recipe (defaults: CONFIG) and exports it."
     main_recipe.__doc__ = f"Command line of the {defaults.recipe} recipe; returns the exit status."
@@ -197,7 +225,7 @@ def _quiet_tensorflow() -> None:
 
 def main(defaults: Config, argv: list[str] | None = None, prog: str | None = None,
          trainer: str = "tfxfer.train.loop", flags: tuple[Flag, ...] = (),
-         variant: tuple[str, object] | None = None) -> int:
+         variant: tuple[str, object] | None = None, **help_parts) -> int:
     """Runs a recipe from the command line; returns the process exit status.
 
     ``variant``: ``(flag, make)`` when a flag chooses the defaults themselves (the text
@@ -212,7 +240,7 @@ def main(defaults: Config, argv: list[str] | None = None, prog: str | None = Non
             value = getattr(peek.parse_known_args(
                 sys.argv[1:] if argv is None else argv)[0], variant[0].lstrip("-"))
             defaults = variant[1](value) if value is not None else defaults
-        cfg = resolve_config(defaults, argv, prog, flags)
+        cfg = resolve_config(defaults, argv, prog, flags, **help_parts)
         result = run(cfg, trainer=trainer)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -235,7 +263,7 @@ def entry(argv: list[str] | None = None) -> int:
         usage = (f"usage: tfxfer RECIPE [options]   (RECIPE: {', '.join(COMMANDS)}; "
                  "tfxfer RECIPE --help for options)\n"
                  "       tfxfer predict SAVED_MODEL IMAGES... [--output FILE] [--tta flip]\n"
-                 "       tfxfer export RUN_DIR --litert int8[,fp16,dynamic,fp32]\n"
+                 "       tfxfer export RUN_DIR --export litert-int8[,litert-fp16,...]\n"
                  "       tfxfer lr-find RECIPE [--phase N] [recipe options]")
         if not argv:  # a command is missing: usage on stderr, status 2, as argparse does
             print(usage + "\ntfxfer: error: a command is required", file=sys.stderr)
@@ -260,21 +288,47 @@ def entry(argv: list[str] | None = None) -> int:
     return module.main(argv[1:], prog=f"tfxfer {argv[0]}")
 
 
+def export_formats(text: str) -> tuple[str, ...]:
+    """``--export``/``--litert`` values as config ``export`` formats: one vocabulary for
+    training and ``tfxfer export``, the ``litert-`` prefix optional in both.
+
+    Example:
+        >>> export_formats("int8, litert-fp16")
+        ('litert-int8', 'litert-fp16')
+    """
+    values = (v.strip() for v in text.split(","))
+    return tuple(v if v.startswith("litert-") else f"litert-{v}" for v in values if v)
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as a terminal shows it: no reST roles or double backquotes.
+
+    Example:
+        >>> plain_text("into ``<output>/lr_find``, see :mod:`tfxfer.train.lr_find`")
+        'into <output>/lr_find, see tfxfer.train.lr_find'
+    """
+    return re.sub(r"``([^`]+)``", r"\1", re.sub(r":\w+:`~?([^`]+)`", r"\1", doc))
+
+
 def export_main(argv: list[str], prog: str = "tfxfer export") -> int:
     """``tfxfer export RUN_DIR --litert int8,fp16``: LiteRT files for a finished run."""
     _quiet_tensorflow()
     p = _Parser(prog=prog, description="Write and measure LiteRT files of a finished run; "
                                        "their accuracy and size go into its metrics.json.")
-    p.add_argument("run_dir", help="the run's output directory")
-    p.add_argument("--litert", required=True, metavar="VARIANTS",
-                   help="comma-separated: fp32, fp16, dynamic, int8")
+    p.add_argument("run_dir", help="the run's output directory (or its saved_model folder)")
+    p.add_argument("--litert", "--export", dest="formats", required=True, metavar="VARIANTS",
+                   help="comma-separated: fp32, fp16, dynamic, int8, each with or without the "
+                        "litert- prefix that training's --export uses (litert-int8 = int8)")
     try:
         args = p.parse_args(argv)
-        formats = tuple(f"litert-{v.strip()}" for v in args.litert.split(",") if v.strip())
+        formats = export_formats(args.formats)
         Config(export=formats)  # validates the variants with the config's own message
         from tfxfer.deploy import export
 
-        results = export.export_run(args.run_dir, formats)
+        run_dir = Path(args.run_dir)
+        if run_dir.name == "saved_model" and (run_dir.parent / "config.json").is_file():
+            run_dir = run_dir.parent  # the folder predict takes: its run is the one above
+        results = export.export_run(run_dir, formats)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -291,14 +345,16 @@ def export_main(argv: list[str], prog: str = "tfxfer export") -> int:
 def lr_find_main(argv: list[str], prog: str = "tfxfer lr-find") -> int:
     """``tfxfer lr-find RECIPE [--phase N] [options]``: the learning-rate finder on one phase.
 
-    The phases before ``N`` (default: the last) train as the recipe says, into
+    ``N`` is the phase's index from 0 or its name (``--phase partial``). The phases before it
+    (default: the last) train as the recipe says, into
     ``<output>/lr_find``; phase ``N`` is swept (:mod:`tfxfer.train.lr_find`) and not trained.
     Prints the rate picked and writes ``lr_find.png`` next to the sweep's ``checkpoints/``.
     """
     from tfxfer.recipes import RECIPES
 
     if argv[:1] in (["-h"], ["--help"]):
-        print(f"usage: {prog} RECIPE [--phase N] [recipe options]\n{lr_find_main.__doc__}")
+        print(f"usage: {prog} RECIPE [--phase N] [recipe options]\n"
+              f"{plain_text(lr_find_main.__doc__)}")
         return 0
     _quiet_tensorflow()
     try:
@@ -308,19 +364,17 @@ def lr_find_main(argv: list[str], prog: str = "tfxfer lr-find") -> int:
                             fix="run e.g. tfxfer lr-find small_different --data DIR")
         module = importlib.import_module(f"tfxfer.recipes.{argv[0]}")
         p = _Parser(prog=prog, add_help=False)
-        p.add_argument("--phase", type=int)
+        p.add_argument("--phase")
         args, rest = p.parse_known_args(argv[1:])
         cfg = resolve_config(module.CONFIG, rest, f"{prog} {argv[0]}")
-        index = len(cfg.phases) - 1 if args.phase is None else args.phase
-        if not 0 <= index < len(cfg.phases):
-            raise UserError(f"--phase must name one of the recipe's {len(cfg.phases)} phases",
-                            valid=list(range(len(cfg.phases))), got=index,
-                            fix=f"pass --phase 0..{len(cfg.phases) - 1}")
+        index = len(cfg.phases) - 1 if args.phase is None else schema.list_slot(
+            cfg.to_dict()["phases"], args.phase, "--phase")
         phases = cfg.phases[:index] + (dataclasses.replace(cfg.phases[index], lr="auto",
                                                            lr_range=()),)
         cfg = cfg.replace(phases=phases, output=os.path.join(cfg.output, "lr_find"))
-        from tfxfer.train import loop, rundir
+        from tfxfer.train import loop, preflight, rundir
 
+        preflight.check(cfg)
         result = loop.run(cfg, find_only=index)
         rundir.release(result.output)
     except UserError as exc:

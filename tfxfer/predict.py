@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfxfer.atomic import write_with
+from tfxfer.atomic import writable_file, write_with
 from tfxfer.config import TTA_MODES
+from tfxfer.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
@@ -52,6 +53,15 @@ def find_images(inputs: list[str]) -> list[str]:
         else:
             found += sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
     return list(dict.fromkeys(found))
+
+
+def model_dir(path: str) -> str | None:
+    """The SavedModel folder that ``path`` names: itself, or the ``saved_model`` folder of the
+    run folder it names; None when it is neither."""
+    for candidate in (path, os.path.join(path, "saved_model")):
+        if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    return None
 
 
 class _Progress:
@@ -139,6 +149,8 @@ def predict_files(predictor: Predictor, files: list[str], batch_size: int = 32,
             except OSError as exc:
                 errors[f] = exc.strerror or str(exc)
                 blobs.append(b"")
+            if not blobs[-1] and f not in errors:
+                errors[f] = "empty file (0 bytes)"
         good = [(f, b) for f, b in zip(chunk, blobs) if f not in errors]
         try:
             rows = dict(zip([f for f, _ in good], predictor.rows([b for _, b in good]))) \
@@ -158,9 +170,13 @@ def predict_files(predictor: Predictor, files: list[str], batch_size: int = 32,
 
 
 def _reason(exc: Exception) -> str:
+    """The decoder's own reason: TensorFlow wraps it in lines of its own (``Graph execution
+    error:``, ``Detected at node ...``, the traceback of the call, ``[[{{node ...}}]]``)."""
     text = getattr(exc, "message", None) or str(exc)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return f"cannot decode ({lines[0][:160] if lines else type(exc).__name__})"
+    own = [line for line in lines if not line.endswith(":") and not line.startswith(
+        ("Detected at node", "[[", "File ", "Graph execution error", "during context", "<"))]
+    return f"cannot decode ({own[0][:200] if own else type(exc).__name__})"
 
 
 def write(rows: list[dict], path: str | None, fmt: str) -> None:
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
     """The command line; returns the exit status."""
     p = _Parser(prog=prog, description="Classify images with an exported tfxfer model (a "
                                        "run's saved_model directory).")
-    p.add_argument("model", help="the run's saved_model directory")
+    p.add_argument("model", help="the run folder, or its saved_model folder")
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("--output", "-o", help="CSV or JSON file (by extension); default: CSV on "
                                           "stdout")
@@ -199,9 +215,10 @@ def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
                    help="test-time augmentation: none, flip (2 views), crops (6 views)")
     p.add_argument("--batch-size", type=int, default=32, help="images per call (default 32)")
     args = p.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
-        print(f"{prog}: error: the model must be an exported SavedModel directory (holding "
-              f"saved_model.pb); got {args.model!r}. Fix: pass a run's saved_model folder, e.g. "
+    model = model_dir(args.model)
+    if model is None:
+        print(f"{prog}: error: the model must be a run folder or its saved_model folder (holding "
+              f"saved_model.pb); got {args.model!r}. Fix: pass e.g. runs/small_similar or "
               "runs/small_similar/saved_model", file=sys.stderr)
         return 2
     files = find_images(args.images)
@@ -209,9 +226,15 @@ def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
         print(f"{prog}: error: no image files matched {args.images}; give files, folders or "
               f"globs of {', '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
         return 2
+    if args.output:
+        try:  # before any image is classified: that work is not lost to a bad path
+            writable_file(args.output)
+        except UserError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
     fmt = args.format or ("json" if (args.output or "").endswith(".json") else "csv")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    predictor = Predictor(args.model, args.tta)
+    predictor = Predictor(model, args.tta)
     rows = predict_files(predictor, files, max(1, args.batch_size), _Progress(len(files)))
     write(rows, args.output, fmt)
     bad = [r for r in rows if r["error"]]

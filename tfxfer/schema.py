@@ -69,10 +69,7 @@ def merge(old: Any, new: Any) -> Any:
 def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
     head, rest = path[0], path[1:]
     if isinstance(data, list):
-        if not head.isdigit() or int(head) >= len(data):
-            raise UserError(f"index in {full_key!r} must name an existing entry",
-                            valid=range(len(data)), got=head, fix="use a valid phase index")
-        slot = int(head)
+        slot = list_slot(data, head, full_key)
     else:
         if head not in data:
             raise UserError("unknown config key", valid=sorted(data), got=full_key,
@@ -84,6 +81,23 @@ def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
         if slot == SHORTHAND and value is None:
             value = "none"  # --set augment.preset=none: the preset, not null
         data[slot] = merge(data[slot], value)
+
+
+def list_slot(entries: list, head: str, full_key: str) -> int:
+    """The entry of a list (the phases) that a dotted key's part names: its index from 0
+    (``phases.1``) or its name (``phases.finetune``), refused with both lists otherwise."""
+    names = [e.get("name") for e in entries if isinstance(e, dict)]
+    if head.isdigit() and int(head) < len(entries):
+        return int(head)
+    if head in names:
+        if names.count(head) > 1:
+            raise UserError(f"{full_key!r} names an entry that several share", got=head,
+                            fix=f"use its index instead (0..{len(entries) - 1})")
+        return names.index(head)
+    labels = [f"{i} or {n}" if n else str(i) for i, n in enumerate(names or entries)]
+    raise UserError(f"{full_key!r} must name an existing entry by index (from 0) or name",
+                    valid=labels, got=head,
+                    fix=f"write e.g. --set {full_key.replace(head, (names[-1] if names else None) or '0', 1)}=VALUE")
 
 
 def build(cls: type, data: dict[str, Any], prefix: str) -> Any:

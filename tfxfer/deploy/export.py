@@ -7,7 +7,9 @@ The output directory holds:
   under its name); the class names are inside; no augmentation.
 - ``model_<variant>.tflite`` for each ``litert-<variant>`` in ``cfg.export``
   (:mod:`tfxfer.deploy.litert`), each measured on the validation images; its accuracy, size and
-  gzipped size go into ``metrics.json`` under ``litert``.
+  gzipped size go into ``metrics.json`` under ``litert``, with the fingerprint of the weights
+  it holds (a re-run keeps the files of the same weights and deletes others). ``labels.txt``
+  beside them names the class of each output index, one per line.
 - ``model.keras``: the training graph, loadable with ``keras.saving.load_model(path,
   safe_mode=True)`` (no Lambda layers; tfxfer's one custom layer is registered).
 - ``config.json`` (the resolved config), ``history.json``, ``metrics.json``,
@@ -25,8 +27,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from tfxfer.atomic import write_json, write_with
@@ -41,6 +45,11 @@ def served_class_names(metrics: dict) -> dict[str, list[str]]:
     if "tasks" in metrics:
         return {name: m["class_names"] for name, m in metrics["tasks"].items()}
     return {"head": metrics["class_names"]}
+
+
+def _first_head(metrics: dict) -> list[str]:
+    """The class names of the head a LiteRT file holds (the first, of a multi-task model)."""
+    return next(iter(served_class_names(metrics).values()))
 
 
 def export_saved_model(model, metrics: dict, path: str | Path, top_k: int) -> Path:
@@ -70,13 +79,52 @@ def default_deploy_data(cfg: Config, data, metrics: dict) -> DeployData:
                       reference["val_accuracy"], "training images", "validation split")
 
 
-def export_litert(model, cfg: Config, deploy: DeployData, out: Path) -> dict:
+LABELS = "labels.txt"  # beside the .tflite files: output index i is line i's class
+
+
+def weights_fingerprint(model) -> str:
+    """A short hash of every weight of ``model``: a LiteRT file carries the fingerprint of the
+    model it was converted from, so a re-run can tell whether the file still matches."""
+    digest = hashlib.sha256()
+    for v in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(v)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def kept_litert(out: Path, model, exporting: tuple[str, ...]) -> dict:
+    """The ``litert`` entries of ``out``'s previous ``metrics.json`` that still hold: a file
+    that is on disk, converted from these very weights, and not being exported again. Files
+    from other weights are deleted, so ``metrics.json`` and the ``.tflite`` files always agree."""
+    import json
+
+    try:
+        previous = json.loads((out / "metrics.json").read_text()).get("litert", {})
+    except (OSError, ValueError):
+        previous = {}
+    fingerprint, kept = weights_fingerprint(model), {}
+    for variant, entry in previous.items():
+        path = out / f"model_{variant}.tflite"
+        if f"litert-{variant}" in exporting or not path.is_file():
+            continue
+        if entry.get("weights") == fingerprint:
+            kept[variant] = entry
+        else:
+            path.unlink(missing_ok=True)
+    for path in out.glob("model_*.tflite"):  # files no entry describes
+        variant = path.stem[len("model_"):]
+        if variant not in kept and f"litert-{variant}" not in exporting:
+            path.unlink(missing_ok=True)
+    return kept
+
+
+def export_litert(model, cfg: Config, deploy: DeployData, out: Path,
+                  class_names: list[str] | None = None) -> dict:
     """Writes and measures each ``litert-<variant>`` of ``cfg.export``; returns their entries.
 
     int8 is calibrated on ``deploy.calibration`` and every file is measured on ``deploy.val``
     (:class:`~tfxfer.train.result.DeployData`). A multi-task model's files hold its first
     task's head. Only the calibration images and one validation batch at a time are held at
-    model size.
+    model size. ``class_names`` (the exported head's) go to ``labels.txt`` beside the files.
     """
     size = model.input.shape[1]
     picked = litert.calibration_indices(deploy.calibration.labels, seed=cfg.seed)
@@ -90,7 +138,14 @@ def export_litert(model, cfg: Config, deploy: DeployData, out: Path) -> dict:
     task = cfg.tasks[0].name if cfg.tasks else None
     results = litert.export(model, [f.split("-", 1)[1] for f in cfg.export], out, calibration,
                             val_batches, task)
+    fingerprint = weights_fingerprint(model)
+    if class_names is not None:
+        write_with(out / LABELS, lambda tmp: Path(tmp).write_text("\n".join(class_names) + "\n"))
     for entry in results.values():
+        if "file" in entry:
+            entry["weights"] = fingerprint
+            if class_names is not None:
+                entry["labels"] = str(out / LABELS)
         if "val_accuracy" in entry:
             entry["delta_vs_float"] = round(entry["val_accuracy"] - deploy.reference, 4)
             entry["measured_on"] = f"{deploy.measured_on} ({len(val_labels)} images)"
@@ -143,7 +198,6 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
     save_keras(result.model, paths["keras"])
     write_json(paths["config"], cfg.to_dict())
     write_json(paths["history"], result.history)
-    write_json(paths["metrics"], result.metrics)
     write_json(paths["data_report"], result.data_report)
     _save_figure(plots.curves_figure(result.history), paths["curves"])
     _save_figure(plots.confusion_figure(result.metrics["confusion_matrix"],
@@ -152,12 +206,18 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
         paths[f"confusion_matrix_{name}"] = out / f"confusion_matrix_{name}.png"
         _save_figure(plots.confusion_figure(m["confusion_matrix"], m["class_names"]),
                      paths[f"confusion_matrix_{name}"])
+    if own_export is None:  # a re-run keeps the LiteRT files (and entries) of these weights
+        kept = kept_litert(out, result.model.model, cfg.export)
+        if kept:
+            result.metrics["litert"] = kept
+    write_json(paths["metrics"], result.metrics)
     if cfg.export:  # last: everything above is on disk even if a conversion fails
         deploy = result.deploy or default_deploy_data(cfg, result.data, result.metrics)
-        result.metrics["litert"] = export_litert(result.model.model, cfg, deploy, out)
-        paths.update({f"litert_{k}": Path(v["file"]) for k, v in result.metrics["litert"].items()
-                      if "file" in v})
+        result.metrics["litert"] = {**result.metrics.get("litert", {}), **export_litert(
+            result.model.model, cfg, deploy, out, _first_head(result.metrics))}
         write_json(paths["metrics"], result.metrics)
+    paths.update({f"litert_{k}": Path(v["file"]) for k, v in
+                  result.metrics.get("litert", {}).items() if "file" in v})
     result.paths = {k: str(v) for k, v in paths.items()}
     return result.paths
 
@@ -201,7 +261,7 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...]) -> dict:
         deploy = zero_shot.reload_deploy_data(cfg, size, metrics)
     else:
         deploy = default_deploy_data(cfg, loop.load_data(cfg, size), metrics)
-    results = export_litert(model, cfg, deploy, run)
+    results = export_litert(model, cfg, deploy, run, _first_head(metrics))
     metrics["litert"] = {**metrics.get("litert", {}), **results}
     write_json(run / "metrics.json", metrics)
     return results

@@ -2,7 +2,8 @@
 
 ``--export litert-int8`` (or ``tfxfer export RUN_DIR --litert int8`` after a run) writes
 ``model_<variant>.tflite``. Each file takes one ``(1, size, size, 3)`` image and returns class
-probabilities ``(1, K)`` (the first head of a multi-task model):
+probabilities ``(1, K)`` (the first head of a multi-task model); ``labels.txt`` beside the
+files names the class of each index. :func:`pixels` gives an image file as the files take it:
 
 | variant | weights | activations | input |
 |---|---|---|---|
@@ -15,8 +16,9 @@ The int8 variant is calibrated on a representative dataset of the run's own trai
 (:data:`CALIBRATION_IMAGES` of them, spread over the classes). Its input is raw ``uint8``
 pixels, scale 1 and zero point 0 whatever the calibration images spanned (:func:`pixels_in`),
 and ``metrics.json`` records them with each file. Its output is dequantised to float32. The
-image resize is not in these files: resize to ``size x size`` with an antialiased bilinear
-filter, as :mod:`tfxfer.data.graph_decode` does.
+decode and resize are not in these files: :func:`pixels` does both as training did (an app
+without TensorFlow decodes to 8-bit RGB, alpha over white, and resizes to ``size x size`` with
+Pillow's ``Image.BILINEAR``, as :mod:`tfxfer.data.graph_decode` documents).
 
 Files are converted with ``tf.lite.TFLiteConverter`` (still in TensorFlow 2.21) and run with
 :func:`interpreter`: the maintained ``ai-edge-litert`` interpreter when it is installed
@@ -44,6 +46,27 @@ from tfxfer.deploy.serving import inference_graph
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 CALIBRATION_IMAGES = 200
+
+
+def pixels(files, size: int) -> np.ndarray:
+    """``uint8[N, size, size, 3]``: each image file (a path or its bytes) as a LiteRT file
+    takes it, decoded exactly as training and the SavedModel read it (EXIF orientation, alpha
+    over white, 16-bit PNG levels, Pillow's antialiased bilinear resize;
+    :mod:`tfxfer.data.graph_decode`). ``Image.open(f).convert("RGB")`` is not that: it turns
+    a 16-bit PNG white and composites alpha differently.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> png = tf.io.encode_png(tf.fill((40, 60, 3), tf.constant(7, tf.uint8))).numpy()
+        >>> x = pixels([png], 32)
+        >>> x.shape, x.dtype.name, int(x.max())
+        ((1, 32, 32, 3), 'uint8', 7)
+    """
+    from tfxfer.data import graph_decode
+
+    blobs = [f if isinstance(f, bytes) else Path(f).read_bytes() for f in files]
+    return np.stack([graph_decode.decode_image(tf.constant(b), size).numpy().astype(np.uint8)
+                     for b in blobs])
 
 
 def calibration_indices(labels: np.ndarray, count: int = CALIBRATION_IMAGES,

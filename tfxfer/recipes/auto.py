@@ -43,7 +43,9 @@ def train(cfg: Config, extra_augment=()):
     return core.run(cfg, extra_augment, candidates=CANDIDATES)
 
 
-run, main = cli.entry_points(CONFIG, trainer=train, flags=FLAGS)
+run, main = cli.entry_points(
+    CONFIG, trainer=train, flags=FLAGS, sections=("auto",),
+    phases_note="those of the recipe the plan chooses (" + ", ".join(CANDIDATES) + ")")
 
 
 def plan(data: str | Config = CONFIG.data, **overrides) -> core.Plan:

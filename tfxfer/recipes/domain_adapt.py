@@ -33,7 +33,8 @@ FLAGS = (
     cli.Flag("--method", "adapt.method", "dann or source_only (the baseline)"),
 )
 
-run, main = cli.entry_points(CONFIG, trainer="tfxfer.train.adapt", flags=FLAGS)
+run, main = cli.entry_points(CONFIG, trainer="tfxfer.train.adapt", flags=FLAGS,
+                             sections=("adapt",))
 
 if __name__ == "__main__":
     raise SystemExit(main())

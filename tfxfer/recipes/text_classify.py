@@ -35,12 +35,14 @@ def config(scope: str = "full") -> Config:
     return CONFIG.override([f"text.scope={scope}"]).replace(phases=SCOPES[scope])
 
 
-run, _main = cli.entry_points(CONFIG, trainer="tfxfer.text.train", flags=FLAGS)
+run, _main = cli.entry_points(CONFIG, trainer="tfxfer.text.train", flags=FLAGS,
+                              sections=("text", "lora"))
 
 
 def main(argv=None, prog=None) -> int:
     """Command line; ``--scope`` first chooses the defaults the other options apply to."""
-    return cli.main(CONFIG, argv, prog, "tfxfer.text.train", FLAGS, variant=("--scope", config))
+    return cli.main(CONFIG, argv, prog, "tfxfer.text.train", FLAGS, variant=("--scope", config),
+                    sections=("text", "lora"))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ FLAGS = (
              is_list=True),
 )
 
-run, main = cli.entry_points(CONFIG, trainer="tfxfer.train.zero_shot", flags=FLAGS)
+run, main = cli.entry_points(CONFIG, trainer="tfxfer.train.zero_shot", flags=FLAGS,
+                             sections=("zero_shot",))
 
 if __name__ == "__main__":
     raise SystemExit(main())
