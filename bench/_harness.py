@@ -32,20 +32,27 @@ def emit(result: dict) -> None:
 def run_arm(script: str, args: list[str], timeout: int = 7200) -> dict:
     """Runs ``script --arm ...`` in a child process and returns its result dict."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")]
+    proc = subprocess.run(
+        [sys.executable, script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    lines = [layer for layer in proc.stdout.splitlines() if layer.startswith("BENCH_RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"arm {args} failed with exit code {proc.returncode}")
-    result = json.loads(lines[-1][len("BENCH_RESULT "):])
+    result = json.loads(lines[-1][len("BENCH_RESULT ") :])
     result["process_seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
 
 def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

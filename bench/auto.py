@@ -13,9 +13,10 @@ For each kit dataset below, in separate processes:
   backbone's own size, next to the run size's.
 
 ``--table`` then fits the thresholds (``large_per_class``, ``similar_distance``) to minimise the
-summed regret over the datasets (equal regrets: the cheaper choices), and reports every dataset judged by thresholds fitted on the
-other five (leave-one-out): its LogME, the recipe chosen, the best recipe and the regret (best
-accuracy minus chosen), and the plan's seconds against the chosen run's.
+summed regret over the datasets (equal regrets: the cheaper choices), and reports every dataset
+judged by thresholds fitted on the other five (leave-one-out): its LogME, the recipe chosen, the
+best recipe and the regret (best accuracy minus chosen), and the plan's seconds against the chosen
+run's.
 
 Run (about 50 minutes on 2 CPU cores; needs the kit; resumable, each arm's JSON is kept in
 ``bench/results/auto/``): ``python bench/auto.py``, then ``python bench/auto.py --lr-find``,
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, emit, machine, run_arm, table  # noqa: E402
+from _harness import RESULTS, emit, machine, run_arm, table
 
 RECIPES = ("small_similar", "small_different", "large_similar", "large_different")
 SMALL_IMAGES = dict(image_size=32, val_per_class=200)  # 28 px sources: a 2-core size
@@ -59,8 +60,10 @@ def budget(cfg, epochs: int):
     if len(cfg.phases) == 1:
         phases = (dataclasses.replace(cfg.phases[0], epochs=epochs),)
     else:
-        phases = (dataclasses.replace(cfg.phases[0], epochs=1),
-                  dataclasses.replace(cfg.phases[1], epochs=max(1, epochs - 1)))
+        phases = (
+            dataclasses.replace(cfg.phases[0], epochs=1),
+            dataclasses.replace(cfg.phases[1], epochs=max(1, epochs - 1)),
+        )
     return cfg.replace(phases=phases)
 
 
@@ -100,7 +103,8 @@ def random_backbone(cfg, data, size: int):
     net = backbones.build(cfg.backbone, size, None)
     rows = np.random.default_rng(cfg.seed).permutation(len(data.train))[:64]
     x = Preprocess(backbones.get(cfg.backbone).preprocess)(
-        pipeline.to_model_input(tf.constant(data.train.images[rows]), size))
+        pipeline.to_model_input(tf.constant(data.train.images[rows]), size)
+    )
     layers = bn_distance.bn_layers(net)
     for layer in layers:
         layer.momentum = 0.0
@@ -127,26 +131,63 @@ def arm_recipe(name: str, recipe: str, lr_auto: bool, seed: int = 0) -> dict:
         result = module.run(cfg)
         wall = time.perf_counter() - t0
         lrs = [h.get("lr_found") for h in result.history]
-    return {"val_accuracy": result.metrics["val_accuracy"], "seconds": round(result.seconds, 1),
-            "wall_seconds": round(wall, 1), "epochs": epochs, "lr_found": lrs}
+    return {
+        "val_accuracy": result.metrics["val_accuracy"],
+        "seconds": round(result.seconds, 1),
+        "wall_seconds": round(wall, 1),
+        "epochs": epochs,
+        "lr_found": lrs,
+    }
 
 
 def measure_all(lr_find: bool) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    jobs = ([(n, "lr_auto", ["--arm", "recipe", "--dataset", n, "--recipe", r, "--lr-auto"])
-             for n, r in LR_FIND.items()]
-            + [(n, f"signals224_{w}", ["--arm", "signals", "--dataset", n, "--weights", w,
-                                       "--size", "224"])
-               for n in DATASETS for w in ("imagenet", "none")]
-            + [(n, f"{tag}_seed{seed}", ["--arm", "recipe", "--dataset", n, "--recipe",
-                                          LR_FIND[n], "--seed", str(seed), *extra])
-               for n, seeds in LR_FIND_SEEDS.items() for seed in seeds
-               for tag, extra in ((LR_FIND[n], []), ("lr_auto", ["--lr-auto"]))]
-            if lr_find else
-            [(n, f"signals_{w}", ["--arm", "signals", "--dataset", n, "--weights", w])
-             for n in DATASETS for w in ("imagenet", "none")]
-            + [(n, r, ["--arm", "recipe", "--dataset", n, "--recipe", r])
-               for n in DATASETS for r in RECIPES])
+    jobs = (
+        [
+            (n, "lr_auto", ["--arm", "recipe", "--dataset", n, "--recipe", r, "--lr-auto"])
+            for n, r in LR_FIND.items()
+        ]
+        + [
+            (
+                n,
+                f"signals224_{w}",
+                ["--arm", "signals", "--dataset", n, "--weights", w, "--size", "224"],
+            )
+            for n in DATASETS
+            for w in ("imagenet", "none")
+        ]
+        + [
+            (
+                n,
+                f"{tag}_seed{seed}",
+                [
+                    "--arm",
+                    "recipe",
+                    "--dataset",
+                    n,
+                    "--recipe",
+                    LR_FIND[n],
+                    "--seed",
+                    str(seed),
+                    *extra,
+                ],
+            )
+            for n, seeds in LR_FIND_SEEDS.items()
+            for seed in seeds
+            for tag, extra in ((LR_FIND[n], []), ("lr_auto", ["--lr-auto"]))
+        ]
+        if lr_find
+        else [
+            (n, f"signals_{w}", ["--arm", "signals", "--dataset", n, "--weights", w])
+            for n in DATASETS
+            for w in ("imagenet", "none")
+        ]
+        + [
+            (n, r, ["--arm", "recipe", "--dataset", n, "--recipe", r])
+            for n in DATASETS
+            for r in RECIPES
+        ]
+    )
     for name, tag, args in jobs:
         path = OUT / f"{name}.{tag}.json"
         if path.exists():
@@ -159,8 +200,10 @@ def measure_all(lr_find: bool) -> None:
 def load() -> dict:
     rows = {}
     for name in DATASETS:
-        arms = {p.name[len(name) + 1:-5]: json.loads(p.read_text())
-                for p in OUT.glob(f"{name}.*.json")}
+        arms = {
+            p.name[len(name) + 1 : -5]: json.loads(p.read_text())
+            for p in OUT.glob(f"{name}.*.json")
+        }
         rows[name] = arms
     return rows
 
@@ -192,11 +235,14 @@ def fit(rows: dict, names: list[str]) -> tuple[float, float]:
     the first candidate (the smaller threshold)."""
     sig = {n: rows[n]["signals_imagenet"] for n in names}
     best, best_key = None, None
-    for large, similar in itertools.product(_cuts([s["per_class"] for s in sig.values()]),
-                                            _cuts([s["distance"] for s in sig.values()])):
+    for large, similar in itertools.product(
+        _cuts([s["per_class"] for s in sig.values()]), _cuts([s["distance"] for s in sig.values()])
+    ):
         chosen = {n: choose(sig[n], large, similar) for n in names}
-        key = (round(sum(regret(rows[n], chosen[n]) for n in names), 6),
-               sum(rows[n][chosen[n]]["seconds"] for n in names))
+        key = (
+            round(sum(regret(rows[n], chosen[n]) for n in names), 6),
+            sum(rows[n][chosen[n]]["seconds"] for n in names),
+        )
         if best_key is None or key < best_key:
             best, best_key = (large, similar), key
     return best
@@ -204,8 +250,11 @@ def fit(rows: dict, names: list[str]) -> tuple[float, float]:
 
 def report() -> int:
     rows = load()
-    missing = [n for n, arms in rows.items()
-               if not all(r in arms for r in RECIPES + ("signals_imagenet", "signals_none"))]
+    missing = [
+        n
+        for n, arms in rows.items()
+        if not all(r in arms for r in RECIPES + ("signals_imagenet", "signals_none"))
+    ]
     if missing:
         print(f"missing arms for {missing}: run python bench/auto.py first", file=sys.stderr)
         return 1
@@ -216,12 +265,20 @@ def report() -> int:
         large, similar = fit(rows, [m for m in names if m != n])
         chosen = choose(sig, large, similar)
         best = max(RECIPES, key=lambda r: arms[r]["val_accuracy"])
-        row = {"dataset": n, "per_class": sig["per_class"], "distance": sig["distance"],
-               "logme": sig["logme"], "logme_random": arms["signals_none"]["logme"],
-               "thresholds": f"{large:.0f} / {similar:.3f}", "chosen": chosen, "best": best,
-               "regret_pts": f"{100 * regret(arms, chosen):.2f}",
-               "plan_s": sig["seconds"], "run_s": arms[chosen]["seconds"],
-               "plan_pct": round(100 * sig["seconds"] / arms[chosen]["seconds"], 1)}
+        row = {
+            "dataset": n,
+            "per_class": sig["per_class"],
+            "distance": sig["distance"],
+            "logme": sig["logme"],
+            "logme_random": arms["signals_none"]["logme"],
+            "thresholds": f"{large:.0f} / {similar:.3f}",
+            "chosen": chosen,
+            "best": best,
+            "regret_pts": f"{100 * regret(arms, chosen):.2f}",
+            "plan_s": sig["seconds"],
+            "run_s": arms[chosen]["seconds"],
+            "plan_pct": round(100 * sig["seconds"] / arms[chosen]["seconds"], 1),
+        }
         row.update({r: arms[r]["val_accuracy"] for r in RECIPES})
         if "signals224_imagenet" in arms and "signals224_none" in arms:
             row["logme224"] = arms["signals224_imagenet"]["logme"]
@@ -229,19 +286,42 @@ def report() -> int:
         table_rows.append(row)
     large, similar = fit(rows, names)
     print(f"auto calibration ({machine()})\n")
-    print(table(table_rows, [("dataset", "dataset"), ("logme", "LogME ImageNet (run size)"),
-                             ("logme_random", "LogME random init (run size)"),
-                             ("logme224", "LogME ImageNet (224 px)"),
-                             ("logme224_random", "LogME random init (224 px)")]) + "\n")
-    print(table(table_rows, [("dataset", "dataset"), ("per_class", "img/class"),
-                             ("distance", "BN distance"), ("logme", "LogME"),
-                             *[(r, r) for r in RECIPES],
-                             ("thresholds", "LOO thresholds (size / distance)"),
-                             ("chosen", "chosen"), ("best", "best"), ("regret_pts", "regret (pts)"),
-                             ("plan_s", "plan s"), ("run_s", "chosen run s"),
-                             ("plan_pct", "plan % of run")]))
-    print(f"\nthresholds fitted on all six: large_per_class={large:.0f}, "
-          f"similar_distance={similar:.3f}")
+    print(
+        table(
+            table_rows,
+            [
+                ("dataset", "dataset"),
+                ("logme", "LogME ImageNet (run size)"),
+                ("logme_random", "LogME random init (run size)"),
+                ("logme224", "LogME ImageNet (224 px)"),
+                ("logme224_random", "LogME random init (224 px)"),
+            ],
+        )
+        + "\n"
+    )
+    print(
+        table(
+            table_rows,
+            [
+                ("dataset", "dataset"),
+                ("per_class", "img/class"),
+                ("distance", "BN distance"),
+                ("logme", "LogME"),
+                *[(r, r) for r in RECIPES],
+                ("thresholds", "LOO thresholds (size / distance)"),
+                ("chosen", "chosen"),
+                ("best", "best"),
+                ("regret_pts", "regret (pts)"),
+                ("plan_s", "plan s"),
+                ("run_s", "chosen run s"),
+                ("plan_pct", "plan % of run"),
+            ],
+        )
+    )
+    print(
+        f"\nthresholds fitted on all six: large_per_class={large:.0f}, "
+        f"similar_distance={similar:.3f}"
+    )
     lr_rows = []
     for n, recipe in LR_FIND.items():
         for seed in (0,) + LR_FIND_SEEDS.get(n, ()):
@@ -249,15 +329,33 @@ def report() -> int:
             if f"lr_auto{suffix}" not in rows[n] or f"{recipe}{suffix}" not in rows[n]:
                 continue
             a, h = rows[n][f"lr_auto{suffix}"], rows[n][f"{recipe}{suffix}"]
-            lr_rows.append({"dataset": n, "recipe": recipe, "seed": seed,
-                            "hand": h["val_accuracy"], "found": a["val_accuracy"],
-                            "delta_pts": f"{100 * (a['val_accuracy'] - h['val_accuracy']):+.2f}",
-                            "lr": ", ".join(f"{x:.2g}" for x in a["lr_found"] if x)})
+            lr_rows.append(
+                {
+                    "dataset": n,
+                    "recipe": recipe,
+                    "seed": seed,
+                    "hand": h["val_accuracy"],
+                    "found": a["val_accuracy"],
+                    "delta_pts": f"{100 * (a['val_accuracy'] - h['val_accuracy']):+.2f}",
+                    "lr": ", ".join(f"{x:.2g}" for x in a["lr_found"] if x),
+                }
+            )
     if lr_rows:
         print("\nLR finder vs hand-set rate, same budget\n")
-        print(table(lr_rows, [("dataset", "dataset"), ("recipe", "recipe"), ("seed", "seed"),
-                              ("hand", "hand-set rate"), ("lr", "rate found"),
-                              ("found", "found rate"), ("delta_pts", "found - hand (pts)")]))
+        print(
+            table(
+                lr_rows,
+                [
+                    ("dataset", "dataset"),
+                    ("recipe", "recipe"),
+                    ("seed", "seed"),
+                    ("hand", "hand-set rate"),
+                    ("lr", "rate found"),
+                    ("found", "found rate"),
+                    ("delta_pts", "found - hand (pts)"),
+                ],
+            )
+        )
     (RESULTS / "auto.json").write_text(json.dumps({"rows": table_rows, "lr": lr_rows}, indent=2))
     return 0
 
@@ -271,8 +369,11 @@ def main() -> int:
     p.add_argument("--size", type=int, help="measure the signals at this input size instead")
     p.add_argument("--lr-auto", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr-find", action="store_true",
-                   help="run the LR-finder arms and LogME at 224 px (after the calibration)")
+    p.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="run the LR-finder arms and LogME at 224 px (after the calibration)",
+    )
     p.add_argument("--table", action="store_true", help="print the tables from saved arms")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -33,10 +33,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _harness  # noqa: E402
+import _harness
 
-LINES = ("hymenoptera_small_similar", "cats_small_similar", "cats_large_similar",
-         "fashion_small_different_plain", "hymenoptera_small_similar_standard")
+LINES = (
+    "hymenoptera_small_similar",
+    "cats_small_similar",
+    "cats_large_similar",
+    "fashion_small_different_plain",
+    "hymenoptera_small_similar_standard",
+)
 SEEDS = (0, 1, 2)
 
 
@@ -54,8 +59,8 @@ def _recipe(recipe: str, data: str, finetune_epochs: int | None, out: str) -> di
 
 def _fashion_plain(out: str) -> dict:
     import keras
-
     import methods
+
     from tfxfer.data import sources as data_lib
     from tfxfer.methods import tasks as tasks_lib
     from tfxfer.train import loop as train
@@ -78,8 +83,9 @@ def _standard_seeds(out: str) -> dict:
 
     accs, secs = [], []
     for seed in SEEDS:
-        cfg = small_similar.CONFIG.replace(augment="standard", seed=seed, overwrite=True,
-                                           verbose=0, output=f"{out}_{seed}")
+        cfg = small_similar.CONFIG.replace(
+            augment="standard", seed=seed, overwrite=True, verbose=0, output=f"{out}_{seed}"
+        )
         t0 = time.perf_counter()
         accs.append(small_similar.run(cfg).metrics["val_accuracy"])
         secs.append(time.perf_counter() - t0)
@@ -119,18 +125,25 @@ def main() -> None:
         _harness.emit({"line": args.arm, "tfxfer": tfxfer.__file__, **res})
         return
     if args.compare:
-        old, new = (json.loads((_harness.RESULTS / f"baseline_{x}.json").read_text())
-                    for x in args.compare)
+        old, new = (
+            json.loads((_harness.RESULTS / f"baseline_{x}.json").read_text()) for x in args.compare
+        )
         rows = []
         for line in LINES:
             a = next((r for r in old["rows"] if r["line"] == line), None)
             b = next((r for r in new["rows"] if r["line"] == line), None)
             if a and b:
                 diff = [y - x for x, y in zip(a["accuracy"], b["accuracy"])]
-                rows.append({"line": line, args.compare[0]: _cell(a["accuracy"]),
-                             args.compare[1]: _cell(b["accuracy"]), "difference": _cell(diff),
-                             f"s {args.compare[0]}": round(statistics.fmean(a["seconds"]), 1),
-                             f"s {args.compare[1]}": round(statistics.fmean(b["seconds"]), 1)})
+                rows.append(
+                    {
+                        "line": line,
+                        args.compare[0]: _cell(a["accuracy"]),
+                        args.compare[1]: _cell(b["accuracy"]),
+                        "difference": _cell(diff),
+                        f"s {args.compare[0]}": round(statistics.fmean(a["seconds"]), 1),
+                        f"s {args.compare[1]}": round(statistics.fmean(b["seconds"]), 1),
+                    }
+                )
         print(_harness.table(rows, [(k, k) for k in rows[0]]) if rows else "no common lines")
         return
     if not args.label:
@@ -140,15 +153,25 @@ def main() -> None:
         print(f"running {line} ...", flush=True)
         rows.append(_harness.run_arm(__file__, ["--arm", line, "--out", args.out]))
         print("  ", rows[-1], flush=True)
-    print(_harness.table([{**r, "accuracy": _cell(r["accuracy"])} for r in rows],
-                         [("line", "line"), ("accuracy", "accuracy"),
-                          ("process_seconds", "process s"), ("peak_rss_mb", "peak RSS MB")]))
+    print(
+        _harness.table(
+            [{**r, "accuracy": _cell(r["accuracy"])} for r in rows],
+            [
+                ("line", "line"),
+                ("accuracy", "accuracy"),
+                ("process_seconds", "process s"),
+                ("peak_rss_mb", "peak RSS MB"),
+            ],
+        )
+    )
     previous = _harness.RESULTS / f"baseline_{args.label}.json"
     if previous.is_file():  # measuring more lines under a label keeps the others
         done = {r["line"] for r in rows}
         rows = [r for r in json.loads(previous.read_text())["rows"] if r["line"] not in done] + rows
-    path = _harness.save(f"baseline_{args.label}", {"machine": _harness.machine(), "rows": rows,
-                                                   "date": time.strftime("%Y-%m-%d %H:%M")})
+    path = _harness.save(
+        f"baseline_{args.label}",
+        {"machine": _harness.machine(), "rows": rows, "date": time.strftime("%Y-%m-%d %H:%M")},
+    )
     print(f"written: {path}")
 
 

@@ -18,9 +18,17 @@ import sys
 import time
 from pathlib import Path
 
-COMMANDS = (["--help"], ["small_similar", "--help"], ["auto", "--help"],
-            ["domain_adapt", "--help"], ["zero_shot", "--help"], ["text_classify", "--help"],
-            ["predict", "--help"], ["export", "--help"], ["lr-find", "--help"])
+COMMANDS = (
+    ["--help"],
+    ["small_similar", "--help"],
+    ["auto", "--help"],
+    ["domain_adapt", "--help"],
+    ["zero_shot", "--help"],
+    ["text_classify", "--help"],
+    ["predict", "--help"],
+    ["export", "--help"],
+    ["lr-find", "--help"],
+)
 TF_LINES = ("I0000", "W0000", "All log messages before absl::InitializeLog")
 
 
@@ -44,8 +52,10 @@ def main(argv=None) -> int:
             times.append(time.perf_counter() - t0)
             err = proc.stderr
         tf_lines = sum(any(m in line for m in TF_LINES) for line in err.splitlines())
-        print(f"| `tfxfer {' '.join(command)}` | {statistics.median(times):.2f} | "
-              f"{max(times):.2f} | {len(err.splitlines())} | {tf_lines} |")
+        print(
+            f"| `tfxfer {' '.join(command)}` | {statistics.median(times):.2f} | "
+            f"{max(times):.2f} | {len(err.splitlines())} | {tf_lines} |"
+        )
     return 0
 
 

@@ -22,8 +22,8 @@ DANN 0.7666. Transfer-Learning-Library benchmark docs: MNIST -> USPS 0.821 / 0.9
 is the ESL copy, not the LIBSVM copy those libraries use.
 
 Run: ``python bench/domain_adapt.py [--seeds 0,1,2] [--pairs mnist:mnist_m,...] [--arms
-source_only,dann,target]`` (about 30 minutes on 2 CPU cores; needs the kit). Writes ``bench/results/domain_adapt.json`` after every
-arm and prints the table bench/README.md quotes.
+source_only,dann,target]`` (about 30 minutes on 2 CPU cores; needs the kit). Writes
+``bench/results/domain_adapt.json`` after every arm and prints the table bench/README.md quotes.
 """
 
 from __future__ import annotations
@@ -38,15 +38,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, machine, save  # noqa: E402
+from _harness import RESULTS, machine, save
 
 PAIRS = (("mnist", "mnist_m"), ("mnist", "usps"), ("usps", "mnist"))
 ARMS = ("source_only", "dann", "target")
 EPOCHS = {"mnist": 2, "usps": 5, "mnist_m": 4}  # about 600 steps of 64 each
 PER_CLASS = {"mnist": 2000}
-ANCHORS = {("mnist", "mnist_m"): ("DANN paper", 0.5225, 0.7666),
-           ("mnist", "usps"): ("TLlib", 0.821, 0.917),
-           ("usps", "mnist"): ("TLlib", 0.746, 0.952)}
+ANCHORS = {
+    ("mnist", "mnist_m"): ("DANN paper", 0.5225, 0.7666),
+    ("mnist", "usps"): ("TLlib", 0.821, 0.917),
+    ("usps", "mnist"): ("TLlib", 0.746, 0.952),
+}
 
 
 def arm_config(source: str, target: str, arm: str, seed: int, out: str):
@@ -54,9 +56,14 @@ def arm_config(source: str, target: str, arm: str, seed: int, out: str):
 
     train_on = target if arm == "target" else source
     cfg = domain_adapt.CONFIG.replace(
-        data=train_on, train_per_class=PER_CLASS.get(train_on), seed=seed, output=out,
-        verbose=0, overwrite=True,
-        adapt={"target": target, "method": "source_only" if arm == "target" else arm})
+        data=train_on,
+        train_per_class=PER_CLASS.get(train_on),
+        seed=seed,
+        output=out,
+        verbose=0,
+        overwrite=True,
+        adapt={"target": target, "method": "source_only" if arm == "target" else arm},
+    )
     return cfg.with_epochs(EPOCHS[train_on])
 
 
@@ -86,14 +93,24 @@ def main(argv=None) -> int:
                     keras.backend.clear_session()
                     result = domain_adapt.run(arm_config(source, target, arm, seed, tmp + "/r"))
                     a = result.metrics["adapt"]
-                    runs.append({"source": source, "target": target, "arm": arm, "seed": seed,
-                                 "target_accuracy": a["target_accuracy"],
-                                 "per_epoch": a["target_accuracy_per_epoch"],
-                                 "val_domain_accuracy": a["val_domain_accuracy"],
-                                 "source_val_accuracy": result.metrics["val_accuracy"],
-                                 "seconds": round(result.seconds, 1)})
-                    print(f"{source}->{target} {arm} seed {seed}: {a['target_accuracy']:.4f} "
-                          f"({result.seconds:.0f}s)", flush=True)
+                    runs.append(
+                        {
+                            "source": source,
+                            "target": target,
+                            "arm": arm,
+                            "seed": seed,
+                            "target_accuracy": a["target_accuracy"],
+                            "per_epoch": a["target_accuracy_per_epoch"],
+                            "val_domain_accuracy": a["val_domain_accuracy"],
+                            "source_val_accuracy": result.metrics["val_accuracy"],
+                            "seconds": round(result.seconds, 1),
+                        }
+                    )
+                    print(
+                        f"{source}->{target} {arm} seed {seed}: {a['target_accuracy']:.4f} "
+                        f"({result.seconds:.0f}s)",
+                        flush=True,
+                    )
                     save("domain_adapt", {"machine": machine(), "runs": runs})
     print(f"\n{machine()}; this invocation {time.perf_counter() - t0:.0f}s")
     print(render(runs, pairs))
@@ -108,22 +125,29 @@ def _stat(values):
 
 
 def render(runs, pairs=PAIRS) -> str:
-    lines = ["| pair | source-only | DANN | train-on-target | DANN - source-only | domain clf. "
-             "(held out): source-only / DANN | anchor: source-only / DANN | time per arm |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pair | source-only | DANN | train-on-target | DANN - source-only | domain clf. "
+        "(held out): source-only / DANN | anchor: source-only / DANN | time per arm |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for source, target in pairs:
-        pick = {arm: [r for r in runs if (r["source"], r["target"], r["arm"]) ==
-                      (source, target, arm)] for arm in ARMS}
+        pick = {
+            arm: [r for r in runs if (r["source"], r["target"], r["arm"]) == (source, target, arm)]
+            for arm in ARMS
+        }
         acc = {arm: [r["target_accuracy"] for r in rs] for arm, rs in pick.items()}
         gain = [d - s for d, s in zip(acc["dann"], acc["source_only"])]
-        dom = " / ".join(_stat([r["val_domain_accuracy"] for r in pick[a]])
-                         for a in ("source_only", "dann"))
+        dom = " / ".join(
+            _stat([r["val_domain_accuracy"] for r in pick[a]]) for a in ("source_only", "dann")
+        )
         name, a_src, a_dann = ANCHORS[(source, target)]
         secs = [r["seconds"] for rs in pick.values() for r in rs]
-        lines.append(f"| {source} → {target} (n={len(acc['dann'])}) | {_stat(acc['source_only'])} "
-                     f"| {_stat(acc['dann'])} | {_stat(acc['target'])} | {_stat(gain)} | {dom} "
-                     f"| {name}: {a_src} / {a_dann} | "
-                     f"{statistics.mean(secs) if secs else 0:.0f}s |")
+        lines.append(
+            f"| {source} → {target} (n={len(acc['dann'])}) | {_stat(acc['source_only'])} "
+            f"| {_stat(acc['dann'])} | {_stat(acc['target'])} | {_stat(gain)} | {dom} "
+            f"| {name}: {a_src} / {a_dann} | "
+            f"{statistics.mean(secs) if secs else 0:.0f}s |"
+        )
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import machine, save, table  # noqa: E402
+from _harness import machine, save, table
 
 
 def report(run: Path, wall: float | None) -> dict:
@@ -31,13 +31,26 @@ def report(run: Path, wall: float | None) -> dict:
     for phase in history:
         h = phase["history"]
         for e in range(len(h["loss"])):
-            rows.append({"epoch": e + 1, "train_loss": h["loss"][e],
-                         "train_accuracy": h["accuracy"][e], "test_loss": h["val_loss"][e],
-                         "test_accuracy": h["val_accuracy"][e]})
-    return {"machine": machine(), "image_size": cfg["image_size"], "epochs": len(rows),
-            "test_accuracy": metrics["val_accuracy"], "num_test": metrics["num_val"],
-            "train_seconds": history[-1]["seconds"], "run_seconds": metrics["seconds"],
-            "wall_seconds": wall, "curve": rows}
+            rows.append(
+                {
+                    "epoch": e + 1,
+                    "train_loss": h["loss"][e],
+                    "train_accuracy": h["accuracy"][e],
+                    "test_loss": h["val_loss"][e],
+                    "test_accuracy": h["val_accuracy"][e],
+                }
+            )
+    return {
+        "machine": machine(),
+        "image_size": cfg["image_size"],
+        "epochs": len(rows),
+        "test_accuracy": metrics["val_accuracy"],
+        "num_test": metrics["num_val"],
+        "train_seconds": history[-1]["seconds"],
+        "run_seconds": metrics["seconds"],
+        "wall_seconds": wall,
+        "curve": rows,
+    }
 
 
 def main() -> None:
@@ -51,18 +64,41 @@ def main() -> None:
     run = Path(a.from_run or a.output)
     if not a.from_run:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tfxfer.recipes.large_different", "--image-size",
-                        str(a.image_size), "--epochs", str(a.epochs), "--output", str(run),
-                        "--overwrite"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tfxfer.recipes.large_different",
+                "--image-size",
+                str(a.image_size),
+                "--epochs",
+                str(a.epochs),
+                "--output",
+                str(run),
+                "--overwrite",
+            ],
+            check=True,
+        )
         wall = round(time.perf_counter() - t0, 1)
     result = report(run, wall)
     save("fashion_full", result)
-    print(table(result["curve"], [("epoch", "epoch"), ("train_loss", "train loss"),
-                                  ("train_accuracy", "train acc"), ("test_loss", "test loss"),
-                                  ("test_accuracy", "test acc")]))
-    print(f"test accuracy {result['test_accuracy']:.4f} on {result['num_test']:,} images; "
-          f"training {result['train_seconds']:.0f}s, run {result['run_seconds']:.0f}s"
-          + (f", wall {wall:.0f}s" if wall else ""))
+    print(
+        table(
+            result["curve"],
+            [
+                ("epoch", "epoch"),
+                ("train_loss", "train loss"),
+                ("train_accuracy", "train acc"),
+                ("test_loss", "test loss"),
+                ("test_accuracy", "test acc"),
+            ],
+        )
+    )
+    print(
+        f"test accuracy {result['test_accuracy']:.4f} on {result['num_test']:,} images; "
+        f"training {result['train_seconds']:.0f}s, run {result['run_seconds']:.0f}s"
+        + (f", wall {wall:.0f}s" if wall else "")
+    )
 
 
 if __name__ == "__main__":

@@ -31,27 +31,33 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import machine, table  # noqa: E402
+from _harness import machine, table
 
-from tfxfer import storage  # noqa: E402
-from tfxfer.data import pipeline  # noqa: E402
+from tfxfer import storage
+from tfxfer.data import pipeline
 
 BATCH = 64
 
 
 def dataset(images: np.ndarray, size: int, how: str) -> tf.data.Dataset:
     if how == "numpy_function":
+
         def gather(idx):
             return pipeline.gather_rows(images, idx, tf.uint8)
     else:
-        source = (tf.Variable(images, trainable=False) if how == "graph (variable)"
-                  else tf.constant(images))
+        source = (
+            tf.Variable(images, trainable=False)
+            if how == "graph (variable)"
+            else tf.constant(images)
+        )
 
         def gather(idx):
             return tf.gather(source, idx)
+
     ds = pipeline.index_batches(len(images), BATCH, shuffle=True, seed=0)
-    ds = ds.map(lambda idx: pipeline.to_model_input(gather(idx), size),
-                num_parallel_calls=pipeline.AUTOTUNE)
+    ds = ds.map(
+        lambda idx: pipeline.to_model_input(gather(idx), size), num_parallel_calls=pipeline.AUTOTUNE
+    )
     return ds.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
 
 
@@ -70,29 +76,48 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=300)
     args = p.parse_args()
     rng = np.random.default_rng(0)
-    cases = [("60,000 x 28x28x1 -> 32 px", rng.integers(0, 256, (60000, 28, 28, 1), np.uint8), 32),
-             ("3,000 x 224x224x3", rng.integers(0, 256, (3000, 224, 224, 3), np.uint8), 224)]
+    cases = [
+        ("60,000 x 28x28x1 -> 32 px", rng.integers(0, 256, (60000, 28, 28, 1), np.uint8), 32),
+        ("3,000 x 224x224x3", rng.integers(0, 256, (3000, 224, 224, 3), np.uint8), 224),
+    ]
     rows = []
     for name, array, size in cases:
         mapped = storage.allocate(array.shape, "uint8", budget=0)
         mapped[:] = array
         row = {"array": name}
         row["numpy_function, memory"] = images_per_second(
-            dataset(array, size, "numpy_function"), args.batches)
+            dataset(array, size, "numpy_function"), args.batches
+        )
         row["numpy_function, memmap"] = images_per_second(
-            dataset(mapped, size, "numpy_function"), args.batches)
+            dataset(mapped, size, "numpy_function"), args.batches
+        )
         row["graph (variable)"] = images_per_second(
-            dataset(array, size, "graph (variable)"), args.batches)
+            dataset(array, size, "graph (variable)"), args.batches
+        )
         if array.nbytes < 2**28:
             row["graph (constant)"] = images_per_second(
-                dataset(array, size, "graph (constant)"), args.batches)
+                dataset(array, size, "graph (constant)"), args.batches
+            )
         rows.append({k: (f"{v:,.0f}" if isinstance(v, float) else v) for k, v in row.items()})
         print(rows[-1], flush=True)
-    print(f"\nMachine: {machine()}; images/s, best of 3 passes of {args.batches} batches of "
-          f"{BATCH}\n")
-    print(table(rows, [(k, k) for k in ("array", "numpy_function, memory",
-                                        "numpy_function, memmap", "graph (variable)",
-                                        "graph (constant)")]))
+    print(
+        f"\nMachine: {machine()}; images/s, best of 3 passes of {args.batches} batches of {BATCH}\n"
+    )
+    print(
+        table(
+            rows,
+            [
+                (k, k)
+                for k in (
+                    "array",
+                    "numpy_function, memory",
+                    "numpy_function, memmap",
+                    "graph (variable)",
+                    "graph (constant)",
+                )
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ steps" from "more (synthetic) images" for ``syn2``.
 Run: ``python bench/generative.py [--seeds 0,1,2] [--sizes 100,500] [--jobs 2]`` (needs the
 kit; under an hour on 2 CPU cores). Each GAN trains alone (its time is reported); the
 classifier arms of a seed then run ``--jobs`` at a time (a 32 px fine-tune keeps about one core
-busy), so their seconds are not comparable to a lone run. Writes
-``bench/results/generative.json`` after every arm, copies the seed-0 sample grids to
-``bench/generative_samples_<size>.png``, and prints the table that bench/README.md quotes. ``--table`` reprints it from the saved results.
+busy), so their seconds are not comparable to a lone run. Writes ``bench/results/generative.json``
+after every arm, copies the seed-0 sample grids to ``bench/generative_samples_<size>.png``, and
+prints the table that bench/README.md quotes. ``--table`` reprints it from the saved results.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, emit, machine, run_arm, save, table  # noqa: E402
+from _harness import RESULTS, emit, machine, run_arm, save, table
 
 BENCH = Path(__file__).resolve().parent
 SIZES = (100, 500)
@@ -56,11 +56,22 @@ def base_config(size: int, seed: int, out: str):
     from tfxfer.recipes import small_different
 
     cfg = small_different.CONFIG.replace(
-        train_per_class=size, val_per_class=VAL_PER_CLASS, image_size=IMAGE_SIZE, seed=seed,
-        output=out, verbose=0, overwrite=True, feature_views=1)
+        train_per_class=size,
+        val_per_class=VAL_PER_CLASS,
+        image_size=IMAGE_SIZE,
+        seed=seed,
+        output=out,
+        verbose=0,
+        overwrite=True,
+        feature_views=1,
+    )
     head, partial = cfg.phases
-    return cfg.replace(phases=[{**head.__dict__, "epochs": 1},
-                               {**partial.__dict__, "epochs": PARTIAL_EPOCHS[size]}])
+    return cfg.replace(
+        phases=[
+            {**head.__dict__, "epochs": 1},
+            {**partial.__dict__, "epochs": PARTIAL_EPOCHS[size]},
+        ]
+    )
 
 
 def gan_arm(size: int, seed: int, folder: str) -> dict:
@@ -70,8 +81,20 @@ def gan_arm(size: int, seed: int, folder: str) -> dict:
     cfg = base_config(size, seed, folder)
     data = loop.load_data(cfg, IMAGE_SIZE)
     meta = synthetic.train_generator(cfg, data, folder, IMAGE_SIZE)
-    return {k: meta[k] for k in ("seconds", "kid", "kid_std", "kid_real", "kid_real_std",
-                                 "kid_images", "kid_features", "steps", "image_size")}
+    return {
+        k: meta[k]
+        for k in (
+            "seconds",
+            "kid",
+            "kid_std",
+            "kid_real",
+            "kid_real_std",
+            "kid_images",
+            "kid_features",
+            "steps",
+            "image_size",
+        )
+    }
 
 
 def classifier_arm(size: int, seed: int, arm: str, generator: str) -> dict:
@@ -92,19 +115,25 @@ def classifier_arm(size: int, seed: int, arm: str, generator: str) -> dict:
             cfg = cfg.replace(augment={"synthetic_ratio": float(arm[3:]), "generator": generator})
         elif arm == "classic_long":
             head, partial = cfg.phases
-            cfg = cfg.replace(phases=[head.__dict__, {**partial.__dict__,
-                                                      "epochs": 3 * partial.epochs}])
+            cfg = cfg.replace(
+                phases=[head.__dict__, {**partial.__dict__, "epochs": 3 * partial.epochs}]
+            )
         elif arm == "cas":
             data = loop.load_data(cfg, IMAGE_SIZE)
             labels = np.asarray(data.train.labels)
-            images = sample.synthesize(sample.load(generator), labels, seed=seed,
-                                       shape=data.train.images.shape[1:])
+            images = sample.synthesize(
+                sample.load(generator), labels, seed=seed, shape=data.train.images.shape[1:]
+            )
             data = dataclasses.replace(data, train=Split(images, labels), generated=len(labels))
         result = loop.run(cfg, data=data)
         epochs = sum(len(p["history"]["loss"]) for p in result.history)
-        return {"val_accuracy": round(result.metrics["val_accuracy"], 4),
-                "seconds": round(result.seconds, 1), "epochs": epochs,
-                "train_images": len(result.data.train), "generated": result.data.generated}
+        return {
+            "val_accuracy": round(result.metrics["val_accuracy"], 4),
+            "seconds": round(result.seconds, 1),
+            "epochs": epochs,
+            "train_images": len(result.data.train),
+            "generated": result.data.generated,
+        }
 
 
 def mean_sd(values: list[float]) -> str:
@@ -116,8 +145,11 @@ def mean_sd(values: list[float]) -> str:
 
 def paired(runs: dict, seeds: list[str], arm: str, base: str) -> str:
     """Mean ± sd over seeds of ``arm - base`` in accuracy points, on the same seeds."""
-    diffs = [100 * (runs[s][arm]["val_accuracy"] - runs[s][base]["val_accuracy"])
-             for s in seeds if arm in runs[s] and base in runs[s]]
+    diffs = [
+        100 * (runs[s][arm]["val_accuracy"] - runs[s][base]["val_accuracy"])
+        for s in seeds
+        if arm in runs[s] and base in runs[s]
+    ]
     if not diffs:
         return ""
     sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
@@ -144,20 +176,39 @@ def report(results: dict) -> str:
             row["gan_s"] = ", ".join(f"{g['seconds']:.0f}" for g in gans)
         row["arm_s"] = ", ".join(
             f"{arm} {statistics.mean(runs[s][arm]['seconds'] for s in seeds if arm in runs[s]):.0f}"
-            for arm in ARMS if any(arm in runs[s] for s in seeds))
+            for arm in ARMS
+            if any(arm in runs[s] for s in seeds)
+        )
         rows.append(row)
     synthetic = [a for a in ARMS if a.startswith("syn")]
     lines.append("Validation accuracy, mean ± sd over seeds:")
     lines.append(table(rows, [("size", "train"), ("seeds", "seeds")] + [(a, a) for a in ARMS]))
     lines += ["", "Paired differences (accuracy points, mean ± sd over the same seeds):"]
-    lines.append(table(rows, [("size", "train")]
-                       + [(f"{a}-classic", f"{a} − classic") for a in ARMS if a != "classic"]
-                       + [(f"{a}-noaug", f"{a} − noaug") for a in synthetic]
-                       + [("syn2-classic_long", "syn2 − classic_long (equal steps)")]))
-    lines += ["", "Generator: KID x 1000 against validation features (per seed), the same for "
-              "real training images, training seconds per seed:"]
-    lines.append(table(rows, [("size", "train"), ("kid", "KID x1000 generated"),
-                              ("kid_real", "KID x1000 real train"), ("gan_s", "GAN seconds")]))
+    lines.append(
+        table(
+            rows,
+            [("size", "train")]
+            + [(f"{a}-classic", f"{a} − classic") for a in ARMS if a != "classic"]
+            + [(f"{a}-noaug", f"{a} − noaug") for a in synthetic]
+            + [("syn2-classic_long", "syn2 − classic_long (equal steps)")],
+        )
+    )
+    lines += [
+        "",
+        "Generator: KID x 1000 against validation features (per seed), the same for "
+        "real training images, training seconds per seed:",
+    ]
+    lines.append(
+        table(
+            rows,
+            [
+                ("size", "train"),
+                ("kid", "KID x1000 generated"),
+                ("kid_real", "KID x1000 real train"),
+                ("gan_s", "GAN seconds"),
+            ],
+        )
+    )
     lines += ["", "Mean seconds per arm (two arms at a time):"]
     lines += [f"- {r['size']}: {r['arm_s']}" for r in rows]
     return "\n".join(lines)
@@ -195,16 +246,38 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             runs = results["runs"].setdefault(str(size), {}).setdefault(str(seed), {})
             folder = gens / f"{size}_{seed}"
-            runs["gan"] = run_arm(__file__, ["--arm", "gan", "--size", str(size), "--seed",
-                                             str(seed), "--generator", str(folder)])
+            runs["gan"] = run_arm(
+                __file__,
+                [
+                    "--arm",
+                    "gan",
+                    "--size",
+                    str(size),
+                    "--seed",
+                    str(seed),
+                    "--generator",
+                    str(folder),
+                ],
+            )
             print(f"{size}/class seed {seed} gan: {runs['gan']}", flush=True)
             if seed == 0:
                 shutil.copy(folder / "samples.png", BENCH / f"generative_samples_{size}.png")
             save("generative", results)
 
             def one(arm, size=size, seed=seed, folder=folder, runs=runs):
-                result = run_arm(__file__, ["--arm", arm, "--size", str(size), "--seed",
-                                            str(seed), "--generator", str(folder)])
+                result = run_arm(
+                    __file__,
+                    [
+                        "--arm",
+                        arm,
+                        "--size",
+                        str(size),
+                        "--seed",
+                        str(seed),
+                        "--generator",
+                        str(folder),
+                    ],
+                )
                 with lock:  # the other arm's thread saves the same dict
                     runs[arm] = result
                     print(f"{size}/class seed {seed} {arm}: {result}", flush=True)

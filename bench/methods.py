@@ -41,7 +41,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _harness  # noqa: E402
+import _harness
 
 METHODS = ("plain", "discriminative", "gradual", "l2sp")
 SETTINGS = {  # dataset, fine-tuning epochs, fine-tuning lr, val images per class in training
@@ -65,18 +65,35 @@ def _config(scenario: str, method: str, seed: int, size: int, out: str):
         extra = dict(regularization="l2sp", alpha=0.1, beta=0.01)
     elif method in MULTI:
         fine["trainable"] = "partial"
-        tasks = {"multi": ("fine", "coarse"), "fine_only": ("fine",),
-                 "coarse_only": ("coarse",)}[method]
-        extra = dict(freeze_blocks=3, tasks=tuple(
-            Task(t, groups=FASHION_MNIST_COARSE if t == "coarse" else {}) for t in tasks))
+        tasks = {"multi": ("fine", "coarse"), "fine_only": ("fine",), "coarse_only": ("coarse",)}[
+            method
+        ]
+        extra = dict(
+            freeze_blocks=3,
+            tasks=tuple(
+                Task(t, groups=FASHION_MNIST_COARSE if t == "coarse" else {}) for t in tasks
+            ),
+        )
     return Config(
-        recipe=f"bench_{scenario}_{method}", data=data, backbone="MobileNetV2", weights="imagenet",
-        image_size=size, train_per_class=100 if data == "fashion_mnist" else None,
-        val_per_class=val_per_class, augment="light", batch_size=32, seed=seed, verbose=0,
-        output=os.path.join(out, method), overwrite=True,
-        phases=(Phase(name="warmup", trainable="head", epochs=3, lr=1e-3),
-                Phase(name="finetune", epochs=epochs, schedule="cosine", **fine)),
-        **extra)
+        recipe=f"bench_{scenario}_{method}",
+        data=data,
+        backbone="MobileNetV2",
+        weights="imagenet",
+        image_size=size,
+        train_per_class=100 if data == "fashion_mnist" else None,
+        val_per_class=val_per_class,
+        augment="light",
+        batch_size=32,
+        seed=seed,
+        verbose=0,
+        output=os.path.join(out, method),
+        overwrite=True,
+        phases=(
+            Phase(name="warmup", trainable="head", epochs=3, lr=1e-3),
+            Phase(name="finetune", epochs=epochs, schedule="cosine", **fine),
+        ),
+        **extra,
+    )
 
 
 def _test_accuracy(result, test, specs) -> dict:
@@ -86,8 +103,10 @@ def _test_accuracy(result, test, specs) -> dict:
 
     ds = pipeline.image_dataset(test, 10, result.model.image_size, 64)
     outputs = result.model.model.predict(ds.map(lambda x, y: x), verbose=0)
-    return {name: m["val_accuracy"]
-            for name, m in tasks_lib.metrics(outputs, test.labels, specs).items()}
+    return {
+        name: m["val_accuracy"]
+        for name, m in tasks_lib.metrics(outputs, test.labels, specs).items()
+    }
 
 
 def _group(scenario: str, seed: int, size: int, methods: tuple[str, ...]) -> dict:
@@ -129,11 +148,15 @@ def _method_rows(groups: list[dict], scenario: str) -> list[dict]:
     for method in METHODS:
         accs = [next(iter(g["runs"][method]["accuracy"].values())) for g in mine]
         base = [next(iter(g["runs"]["plain"]["accuracy"].values())) for g in mine]
-        rows.append({"method": method, "accuracy": _stats(accs),
-                     "min-max": f"{min(accs):.4f}-{max(accs):.4f}",
-                     "vs plain (paired)": _stats([a - b for a, b in zip(accs, base)]),
-                     "seconds": round(statistics.fmean(g["runs"][method]["seconds"]
-                                                       for g in mine))})
+        rows.append(
+            {
+                "method": method,
+                "accuracy": _stats(accs),
+                "min-max": f"{min(accs):.4f}-{max(accs):.4f}",
+                "vs plain (paired)": _stats([a - b for a, b in zip(accs, base)]),
+                "seconds": round(statistics.fmean(g["runs"][method]["seconds"] for g in mine)),
+            }
+        )
     return rows
 
 
@@ -143,9 +166,14 @@ def _multi_rows(groups: list[dict]) -> list[dict]:
     for task, single in (("fine", "fine_only"), ("coarse", "coarse_only")):
         multi = [g["runs"]["multi"]["accuracy"][task] for g in mine]
         alone = [g["runs"][single]["accuracy"][task] for g in mine]
-        rows.append({"head": task, "multi-task model": _stats(multi),
-                     "single-task model": _stats(alone),
-                     "multi - single (paired)": _stats([a - b for a, b in zip(multi, alone)])})
+        rows.append(
+            {
+                "head": task,
+                "multi-task model": _stats(multi),
+                "single-task model": _stats(alone),
+                "multi - single (paired)": _stats([a - b for a, b in zip(multi, alone)]),
+            }
+        )
     return rows
 
 
@@ -153,8 +181,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--size", type=int, default=112)
-    p.add_argument("--scenarios", nargs="+", default=["small_different", "large_similar",
-                                                        "multitask"])
+    p.add_argument(
+        "--scenarios", nargs="+", default=["small_different", "large_similar", "multitask"]
+    )
     p.add_argument("--group", nargs=2, metavar=("SCENARIO", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.group:
@@ -169,23 +198,39 @@ def main() -> None:
     groups = []
     for scenario in args.scenarios:
         for seed in args.seeds:
-            groups.append(_harness.run_arm(__file__, ["--group", scenario, str(seed),
-                                                      "--size", str(args.size)]))
+            groups.append(
+                _harness.run_arm(
+                    __file__, ["--group", scenario, str(seed), "--size", str(args.size)]
+                )
+            )
             print(f"done {scenario} seed {seed}: {groups[-1]['runs']}", flush=True)
-    print(f"\nmachine: {_harness.machine()}; MobileNetV2 ImageNet at {args.size} px; "
-          f"seeds {args.seeds}; mean ± sample standard deviation over seeds")
-    cols = [("method", "method"), ("accuracy", "accuracy"), ("min-max", "min-max"),
-            ("vs plain (paired)", "vs plain (paired)"), ("seconds", "seconds")]
+    print(
+        f"\nmachine: {_harness.machine()}; MobileNetV2 ImageNet at {args.size} px; "
+        f"seeds {args.seeds}; mean ± sample standard deviation over seeds"
+    )
+    cols = [
+        ("method", "method"),
+        ("accuracy", "accuracy"),
+        ("min-max", "min-max"),
+        ("vs plain (paired)", "vs plain (paired)"),
+        ("seconds", "seconds"),
+    ]
     for scenario in ("small_different", "large_similar"):
         if scenario in args.scenarios:
             print(f"\n### {scenario}\n\n" + _harness.table(_method_rows(groups, scenario), cols))
     if "multitask" in args.scenarios:
-        cols = [(k, k) for k in ("head", "multi-task model", "single-task model",
-                                 "multi - single (paired)")]
-        print("\n### multi-task (Fashion-MNIST, 100 per class)\n\n"
-              + _harness.table(_multi_rows(groups), cols))
-    path = _harness.save("methods", {"machine": _harness.machine(), "size": args.size,
-                                     "seeds": args.seeds, "groups": groups})
+        cols = [
+            (k, k)
+            for k in ("head", "multi-task model", "single-task model", "multi - single (paired)")
+        ]
+        print(
+            "\n### multi-task (Fashion-MNIST, 100 per class)\n\n"
+            + _harness.table(_multi_rows(groups), cols)
+        )
+    path = _harness.save(
+        "methods",
+        {"machine": _harness.machine(), "size": args.size, "seeds": args.seeds, "groups": groups},
+    )
     print(f"\nraw results: {path}")
 
 

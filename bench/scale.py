@@ -47,12 +47,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, machine, run_arm, save, table  # noqa: E402
+from _harness import emit, machine, run_arm, save, table
 
 SIZE = 112
 VAL_COUNT = 2000
-KIT_PHOTOS = (("cats_and_dogs_filtered", ("cats", "dogs")),
-              ("hymenoptera_data", ("ants", "bees")))
+KIT_PHOTOS = (("cats_and_dogs_filtered", ("cats", "dogs")), ("hymenoptera_data", ("ants", "bees")))
 
 
 # ---- the folder -------------------------------------------------------------------------------
@@ -87,8 +86,7 @@ def _variants(job) -> int:
             crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
         side = int(rng.integers(128, 513))
         scale = side / max(cw, ch)
-        crop = crop.resize((max(1, round(cw * scale)), max(1, round(ch * scale))),
-                           Image.BILINEAR)
+        crop = crop.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.BILINEAR)
         crop.save(out, quality=int(rng.integers(60, 96)))
     return len(outputs)
 
@@ -110,8 +108,12 @@ def build_folder(root: Path, count: int) -> dict:
     with Pool(os.cpu_count()) as pool:
         written = sum(pool.imap_unordered(_variants, jobs, chunksize=8))
     size = sum(f.stat().st_size for f in root.rglob("*.jpg"))
-    return {"files": written, "bytes": size, "seconds": round(time.perf_counter() - t0, 1),
-            "kit_photos": sum(map(len, photos.values()))}
+    return {
+        "files": written,
+        "bytes": size,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "kit_photos": sum(map(len, photos.values())),
+    }
 
 
 # ---- arms -------------------------------------------------------------------------------------
@@ -139,8 +141,10 @@ def arm_tfxfer(data: str, recipe: str, size: int, out: str, manual_dir: str | No
     from tfxfer.train import loop
 
     t0 = time.perf_counter()
-    result: dict = {"arm": data if data.startswith(("tfds:", "tfrecord:")) else "tfxfer",
-                    "size": size}
+    result: dict = {
+        "arm": data if data.startswith(("tfds:", "tfrecord:")) else "tfxfer",
+        "size": size,
+    }
     load = loop.load_data
 
     def timed_load(cfg, size, shard=None):
@@ -151,15 +155,21 @@ def arm_tfxfer(data: str, recipe: str, size: int, out: str, manual_dir: str | No
         if data.startswith("tfrecord:"):  # labels read, validation decoded; training streams
             result.update(images=n, load_s=round(seconds, 1))
         else:
-            result.update(images=n, decode_s=round(seconds, 1),
-                          images_per_s=round(n / seconds, 1))
+            result.update(images=n, decode_s=round(seconds, 1), images_per_s=round(n / seconds, 1))
         return data_
 
     loop.load_data = timed_load
     _stop_at_first_step(t0, result)
     module = importlib.import_module(f"tfxfer.recipes.{recipe}")
-    cfg = module.CONFIG.replace(data=data, image_size=size, output=out, overwrite=True,
-                                verbose=0, manual_dir=manual_dir, cache_features=False)
+    cfg = module.CONFIG.replace(
+        data=data,
+        image_size=size,
+        output=out,
+        overwrite=True,
+        verbose=0,
+        manual_dir=manual_dir,
+        cache_features=False,
+    )
     loop.run(cfg)
     raise SystemExit("the run ended without a training step")
 
@@ -170,12 +180,17 @@ def arm_keras(root: str, size: int) -> None:
 
     t0 = time.perf_counter()
     ds = keras.utils.image_dataset_from_directory(
-        os.path.join(root, "train"), image_size=(size, size), batch_size=64, seed=0,
-        label_mode="categorical")
+        os.path.join(root, "train"),
+        image_size=(size, size),
+        batch_size=64,
+        seed=0,
+        label_mode="categorical",
+    )
     classes = len(ds.class_names)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    base = keras.applications.MobileNetV2(include_top=False, weights="imagenet",
-                                          input_shape=(size, size, 3), pooling="avg")
+    base = keras.applications.MobileNetV2(
+        include_top=False, weights="imagenet", input_shape=(size, size, 3), pooling="avg"
+    )
     base.trainable = False
     inputs = keras.Input((size, size, 3))
     x = keras.applications.mobilenet_v2.preprocess_input(inputs)
@@ -187,8 +202,16 @@ def arm_keras(root: str, size: int) -> None:
     for x, _ in ds:
         n += int(x.shape[0])
     seconds = time.perf_counter() - start
-    emit({"arm": "keras", "size": size, "images": n, "decode_s": round(seconds, 1),
-          "images_per_s": round(n / seconds, 1), "first_step_s": round(first, 1)})
+    emit(
+        {
+            "arm": "keras",
+            "size": size,
+            "images": n,
+            "decode_s": round(seconds, 1),
+            "images_per_s": round(n / seconds, 1),
+            "first_step_s": round(first, 1),
+        }
+    )
 
 
 def arm_stream_pass(shards: str, size: int) -> None:
@@ -200,8 +223,15 @@ def arm_stream_pass(shards: str, size: int) -> None:
     for x, _ in data.train.records(shuffle=True, seed=0).batch(64).prefetch(8):
         n += int(x.shape[0])
     seconds = time.perf_counter() - start
-    emit({"arm": "tfrecord pass", "size": size, "images": n, "decode_s": round(seconds, 1),
-          "images_per_s": round(n / seconds, 1)})
+    emit(
+        {
+            "arm": "tfrecord pass",
+            "size": size,
+            "images": n,
+            "decode_s": round(seconds, 1),
+            "images_per_s": round(n / seconds, 1),
+        }
+    )
 
 
 def prepare_tfds(name: str, manual_dir: str) -> float:
@@ -210,15 +240,23 @@ def prepare_tfds(name: str, manual_dir: str) -> float:
     t0 = time.perf_counter()
     builder = tfds.builder(name, data_dir=os.environ["TFDS_DATA_DIR"])
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
     return time.perf_counter() - t0
 
 
 # ---- driver -----------------------------------------------------------------------------------
-COLUMNS = [("arm", "loader"), ("images", "images"), ("size", "px"),
-           ("prepare_s", "prepare s"), ("load_s", "load s"), ("decode_s", "decode s"),
-           ("images_per_s", "decode images/s"), ("first_step_s", "to first step s"),
-           ("peak_rss_mb", "peak RSS MB")]
+COLUMNS = [
+    ("arm", "loader"),
+    ("images", "images"),
+    ("size", "px"),
+    ("prepare_s", "prepare s"),
+    ("load_s", "load s"),
+    ("decode_s", "decode s"),
+    ("images_per_s", "decode images/s"),
+    ("first_step_s", "to first step s"),
+    ("peak_rss_mb", "peak RSS MB"),
+]
 
 
 def main() -> None:
@@ -226,9 +264,12 @@ def main() -> None:
     p.add_argument("--count", type=int, default=200_000)
     p.add_argument("--workdir", default=None, help="where the JPEGs go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the JPEG folder")
-    p.add_argument("--tfrecord", action="store_true",
-                   help="also write the folder as 64 TFRecord shards (timed) and stream them: "
-                        "one pass, and the recipe to its first step")
+    p.add_argument(
+        "--tfrecord",
+        action="store_true",
+        help="also write the folder as 64 TFRecord shards (timed) and stream them: "
+        "one pass, and the recipe to its first step",
+    )
     p.add_argument("--table", action="store_true", help="print the saved results")
     p.add_argument("--arm", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -254,41 +295,92 @@ def main() -> None:
     rows = []
     try:
         folder = build_folder(root, a.count)
-        print(f"built {folder['files']:,} JPEGs, {folder['bytes'] / 2**30:.2f} GiB, in "
-              f"{folder['seconds']:.0f}s", flush=True)
-        rows.append(run_arm(__file__, ["--arm", "tfxfer", "--data", str(root), "--recipe",
-                                       "large_similar", "--size", str(SIZE), "--out",
-                                       str(work / "run")]))
-        rows.append(run_arm(__file__, ["--arm", "keras", "--data", str(root), "--size",
-                                       str(SIZE)]))
+        print(
+            f"built {folder['files']:,} JPEGs, {folder['bytes'] / 2**30:.2f} GiB, in "
+            f"{folder['seconds']:.0f}s",
+            flush=True,
+        )
+        rows.append(
+            run_arm(
+                __file__,
+                [
+                    "--arm",
+                    "tfxfer",
+                    "--data",
+                    str(root),
+                    "--recipe",
+                    "large_similar",
+                    "--size",
+                    str(SIZE),
+                    "--out",
+                    str(work / "run"),
+                ],
+            )
+        )
+        rows.append(run_arm(__file__, ["--arm", "keras", "--data", str(root), "--size", str(SIZE)]))
         if a.tfrecord:
             from tfxfer.data import tfrecord
 
             start = time.perf_counter()
             tfrecord.write(str(root), str(work / "shards"), shards=64)
             written = round(time.perf_counter() - start, 1)
-            rows.append({**run_arm(__file__, ["--arm", "stream", "--data", str(work / "shards"),
-                                              "--size", str(SIZE)]), "prepare_s": written})
-            rows.append(run_arm(__file__, ["--arm", "tfxfer", "--data",
-                                           f"tfrecord:{work / 'shards'}", "--recipe",
-                                           "large_similar", "--size", str(SIZE), "--out",
-                                           str(work / "run-tfrecord")]))
+            rows.append(
+                {
+                    **run_arm(
+                        __file__,
+                        ["--arm", "stream", "--data", str(work / "shards"), "--size", str(SIZE)],
+                    ),
+                    "prepare_s": written,
+                }
+            )
+            rows.append(
+                run_arm(
+                    __file__,
+                    [
+                        "--arm",
+                        "tfxfer",
+                        "--data",
+                        f"tfrecord:{work / 'shards'}",
+                        "--recipe",
+                        "large_similar",
+                        "--size",
+                        str(SIZE),
+                        "--out",
+                        str(work / "run-tfrecord"),
+                    ],
+                )
+            )
         os.environ.setdefault("TFDS_DATA_DIR", str(work / "tfds"))
         kit = os.environ["TFXFER_DATA_DIR"]
         for name, folder_name in (("fashion_mnist", "fashion-mnist"), ("mnist", "mnist")):
             prepare = prepare_tfds(name, os.path.join(kit, folder_name))
-            row = run_arm(__file__, ["--arm", "tfxfer", "--data", f"tfds:{name}", "--recipe",
-                                     "large_different", "--size", "32", "--out",
-                                     str(work / f"run-{name}"), "--manual-dir",
-                                     os.path.join(kit, folder_name)])
+            row = run_arm(
+                __file__,
+                [
+                    "--arm",
+                    "tfxfer",
+                    "--data",
+                    f"tfds:{name}",
+                    "--recipe",
+                    "large_different",
+                    "--size",
+                    "32",
+                    "--out",
+                    str(work / f"run-{name}"),
+                    "--manual-dir",
+                    os.path.join(kit, folder_name),
+                ],
+            )
             rows.append({**row, "prepare_s": round(prepare, 1)})
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
     for row in rows:
         print(json.dumps(row), flush=True)
-    save("scale", {"machine": machine(), "folder": folder, "rows": rows,
-                   "date": time.strftime("%Y-%m-%d")})
+    save(
+        "scale",
+        {"machine": machine(), "folder": folder, "rows": rows, "date": time.strftime("%Y-%m-%d")},
+    )
     print(table(rows, COLUMNS))
     return None
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, machine, run_arm, save, table  # noqa: E402
+from _harness import emit, machine, run_arm, save, table
 
 CACHE = Path(os.environ.get("TFXFER_BENCH_CACHE", Path(tempfile.gettempdir()) / "tfxfer-bench"))
 
@@ -84,33 +84,43 @@ def _layer_norm(x, g, b, eps=1e-12):
 
 def numpy_bert(w: dict, ids: list[int], heads: int, exact_gelu: bool = True) -> np.ndarray:
     """BERT's forward pass in numpy from the checkpoint's own tensors (Linear: x W^T + b)."""
-    g = lambda k: w[k] if k in w else w["bert." + k]  # noqa: E731
-    lin = lambda x, k: x @ g(k + ".weight").T + g(k + ".bias")  # noqa: E731
+    g = lambda k: w[k] if k in w else w["bert." + k]
+    lin = lambda x, k: x @ g(k + ".weight").T + g(k + ".bias")
     erf = np.vectorize(math.erf)
     n = len(ids)
-    x = (g("embeddings.word_embeddings.weight")[ids] + g("embeddings.position_embeddings.weight")[:n]
-         + g("embeddings.token_type_embeddings.weight")[0])
+    x = (
+        g("embeddings.word_embeddings.weight")[ids]
+        + g("embeddings.position_embeddings.weight")[:n]
+        + g("embeddings.token_type_embeddings.weight")[0]
+    )
     x = _layer_norm(x, g("embeddings.LayerNorm.weight"), g("embeddings.LayerNorm.bias"))
     layer = 0
-    while f"encoder.layer.{layer}.attention.self.query.weight" in w or \
-            f"bert.encoder.layer.{layer}.attention.self.query.weight" in w:
+    while (
+        f"encoder.layer.{layer}.attention.self.query.weight" in w
+        or f"bert.encoder.layer.{layer}.attention.self.query.weight" in w
+    ):
         p = f"encoder.layer.{layer}."
-        split = lambda t: t.reshape(n, heads, -1).transpose(1, 0, 2)  # noqa: E731
+        split = lambda t: t.reshape(n, heads, -1).transpose(1, 0, 2)
         q, k, v = (split(lin(x, p + f"attention.self.{m}")) for m in ("query", "key", "value"))
         a = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
         a = np.exp(a - a.max(-1, keepdims=True))
         a /= a.sum(-1, keepdims=True)
         ctx = (a @ v).transpose(1, 0, 2).reshape(n, -1)
-        x = _layer_norm(x + lin(ctx, p + "attention.output.dense"),
-                        g(p + "attention.output.LayerNorm.weight"),
-                        g(p + "attention.output.LayerNorm.bias"))
+        x = _layer_norm(
+            x + lin(ctx, p + "attention.output.dense"),
+            g(p + "attention.output.LayerNorm.weight"),
+            g(p + "attention.output.LayerNorm.bias"),
+        )
         h = lin(x, p + "intermediate.dense")
         if exact_gelu:  # "gelu" in config.json: what the checkpoint was trained with
             h = 0.5 * h * (1.0 + erf(h / np.sqrt(2.0)))
         else:  # the tanh approximation
-            h = 0.5 * h * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (h + 0.044715 * h ** 3)))
-        x = _layer_norm(x + lin(h, p + "output.dense"), g(p + "output.LayerNorm.weight"),
-                        g(p + "output.LayerNorm.bias"))
+            h = 0.5 * h * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (h + 0.044715 * h**3)))
+        x = _layer_norm(
+            x + lin(h, p + "output.dense"),
+            g(p + "output.LayerNorm.weight"),
+            g(p + "output.LayerNorm.bias"),
+        )
         layer += 1
     return x
 
@@ -125,13 +135,21 @@ def check_encoder(preset: Path) -> dict:
     heads = json.loads((preset / "config.json").read_text())["num_attention_heads"]
     backbone, tokenizer = encoder.load_preset(str(preset))
     wp = encoder.wordpiece_of(tokenizer)
-    texts = ["a gorgeous, witty film", "a tedious mess",
-             "it 's a charming and often affecting journey ."]
+    texts = [
+        "a gorgeous, witty film",
+        "a tedious mess",
+        "it 's a charming and often affecting journey .",
+    ]
     worst = {"exact_gelu": 0.0, "tanh_gelu": 0.0}
     for text in texts:
         ids = [wp.cls_id, *wp.ids([text]).to_list()[0], wp.sep_id]
-        ours = backbone({"token_ids": np.array([ids]), "segment_ids": np.zeros((1, len(ids)), int),
-                         "padding_mask": np.ones((1, len(ids)), bool)})["sequence_output"]
+        ours = backbone(
+            {
+                "token_ids": np.array([ids]),
+                "segment_ids": np.zeros((1, len(ids)), int),
+                "padding_mask": np.ones((1, len(ids)), bool),
+            }
+        )["sequence_output"]
         for key in worst:
             ref = numpy_bert(w, ids, heads, exact_gelu=key == "exact_gelu")
             worst[key] = max(worst[key], float(np.abs(np.asarray(ours)[0] - ref).max()))
@@ -142,19 +160,32 @@ def arm(scope: str, seed: int, per_class: int, preset: str, out: str, epochs: in
     from tfxfer.recipes import text_classify
 
     cfg = text_classify.config(scope).replace(
-        text={"preset": preset, "scope": scope}, seed=seed, train_per_class=per_class,
-        output=out, overwrite=True, verbose=0)
+        text={"preset": preset, "scope": scope},
+        seed=seed,
+        train_per_class=per_class,
+        output=out,
+        overwrite=True,
+        verbose=0,
+    )
     if epochs and scope != "frozen":  # the probe keeps its 20 epochs on cached features
         cfg = cfg.with_epochs(epochs)
     t0 = time.perf_counter()
     result = text_classify.run(cfg)
     wall = time.perf_counter() - t0
     m = result.metrics
-    emit({"scope": scope, "seed": seed, "val_accuracy": m["val_accuracy"],
-          "num_val": m["num_val"], "trainable_params": m["text"]["trainable_params"],
-          "total_params": m["text"]["total_params"], "train_texts": len(result.data.train),
-          "phase_seconds": sum(r["seconds"] for r in result.history),
-          "wall_seconds": round(wall, 1)})
+    emit(
+        {
+            "scope": scope,
+            "seed": seed,
+            "val_accuracy": m["val_accuracy"],
+            "num_val": m["num_val"],
+            "trainable_params": m["text"]["trainable_params"],
+            "total_params": m["text"]["total_params"],
+            "train_texts": len(result.data.train),
+            "phase_seconds": sum(r["seconds"] for r in result.history),
+            "wall_seconds": round(wall, 1),
+        }
+    )
 
 
 def main() -> None:
@@ -163,50 +194,79 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--per-class", type=int, default=5000)
     p.add_argument("--name", default="text", help="bench/results/<name>.json")
-    p.add_argument("--epochs", type=int, default=0,
-                   help="epochs of the fine-tuning scopes (0: the recipe's 3)")
+    p.add_argument(
+        "--epochs", type=int, default=0, help="epochs of the fine-tuning scopes (0: the recipe's 3)"
+    )
     p.add_argument("--arm", nargs=5, metavar=("SCOPE", "SEED", "PER_CLASS", "PRESET", "EPOCHS"))
     a = p.parse_args()
     if a.arm:
         scope, seed, per_class, preset, epochs = a.arm
-        arm(scope, int(seed), int(per_class), preset, f"bench/runs/text_{scope}_{seed}",
-            int(epochs))
+        arm(
+            scope, int(seed), int(per_class), preset, f"bench/runs/text_{scope}_{seed}", int(epochs)
+        )
         return
     preset = minilm_preset()
     check = check_tokenizer(preset)
-    print(f"tokenizer: {check['identical']} of {check['texts']} SST-2 texts tokenised "
-          "identically to Hugging Face tokenizers", flush=True)
+    print(
+        f"tokenizer: {check['identical']} of {check['texts']} SST-2 texts tokenised "
+        "identically to Hugging Face tokenizers",
+        flush=True,
+    )
     check["encoder"] = check_encoder(preset)
     diff = check["encoder"]["max_abs_difference"]
-    print(f"encoder: KerasHub's sequence output vs a numpy BERT on the checkpoint's tensors, "
-          f"max |difference| over {check['encoder']['texts']} texts: {diff['exact_gelu']:.2e} "
-          f"with exact GELU (the checkpoint's), {diff['tanh_gelu']:.2e} with the tanh "
-          "approximation", flush=True)
+    print(
+        f"encoder: KerasHub's sequence output vs a numpy BERT on the checkpoint's tensors, "
+        f"max |difference| over {check['encoder']['texts']} texts: {diff['exact_gelu']:.2e} "
+        f"with exact GELU (the checkpoint's), {diff['tanh_gelu']:.2e} with the tanh "
+        "approximation",
+        flush=True,
+    )
     rows = []
     for seed in a.seeds.split(","):
         for scope in a.scopes.split(","):
-            r = run_arm(__file__, ["--arm", scope, seed, str(a.per_class), str(preset),
-                                   str(a.epochs)])
+            r = run_arm(
+                __file__, ["--arm", scope, seed, str(a.per_class), str(preset), str(a.epochs)]
+            )
             r["epochs"] = a.epochs if a.epochs and scope != "frozen" else None
             r["trainable_pct"] = round(100 * r["trainable_params"] / r["total_params"], 3)
             rows.append(r)
             print(json.dumps(r), flush=True)
-    columns = [("scope", "scope"), ("seed", "seed"), ("train_texts", "training texts"), ("val_accuracy", "dev accuracy (872)"),
-               ("trainable_params", "trainable params"), ("trainable_pct", "% trainable"),
-               ("phase_seconds", "training s"), ("wall_seconds", "wall s")]
+    columns = [
+        ("scope", "scope"),
+        ("seed", "seed"),
+        ("train_texts", "training texts"),
+        ("val_accuracy", "dev accuracy (872)"),
+        ("trainable_params", "trainable params"),
+        ("trainable_pct", "% trainable"),
+        ("phase_seconds", "training s"),
+        ("wall_seconds", "wall s"),
+    ]
     print(table(rows, columns))
     summary = []
     for scope in a.scopes.split(","):
         accs = [r["val_accuracy"] for r in rows if r["scope"] == scope]
         mean = sum(accs) / len(accs)
         std = (sum((x - mean) ** 2 for x in accs) / max(1, len(accs) - 1)) ** 0.5
-        summary.append({"scope": scope, "seeds": len(accs), "mean": round(mean, 4),
-                        "std": round(std, 4)})
-    print(table(summary, [("scope", "scope"), ("seeds", "seeds"), ("mean", "mean accuracy"),
-                          ("std", "std")]))
-    save(a.name, {"machine": machine(), "tokenizer_check": check, "per_class": a.per_class,
-                  "epochs": a.epochs,
-                  "rows": rows, "summary": summary})
+        summary.append(
+            {"scope": scope, "seeds": len(accs), "mean": round(mean, 4), "std": round(std, 4)}
+        )
+    print(
+        table(
+            summary,
+            [("scope", "scope"), ("seeds", "seeds"), ("mean", "mean accuracy"), ("std", "std")],
+        )
+    )
+    save(
+        a.name,
+        {
+            "machine": machine(),
+            "tokenizer_check": check,
+            "per_class": a.per_class,
+            "epochs": a.epochs,
+            "rows": rows,
+            "summary": summary,
+        },
+    )
 
 
 if __name__ == "__main__":

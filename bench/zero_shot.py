@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import machine, save, table  # noqa: E402
+from _harness import machine, save, table
 
 ANCHORS = {"dap": 0.461, "eszsl": 0.586}  # Xian et al. 2017, AwA2, ZSL (context only)
 
@@ -37,11 +37,18 @@ def main() -> int:
     rows, t0 = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for i, unseen in enumerate(zero_shot.DEMO_SPLITS):
-            result = zero_shot.run(zero_shot.CONFIG.replace(
-                output=f"{tmp}/split{i}", verbose=0, zero_shot={"unseen": list(unseen)}))
+            result = zero_shot.run(
+                zero_shot.CONFIG.replace(
+                    output=f"{tmp}/split{i}", verbose=0, zero_shot={"unseen": list(unseen)}
+                )
+            )
             z = result.metrics["zero_shot"]
-            row = {"split": i + 1, "unseen": ", ".join(unseen), "chance": z["dap"]["zsl_chance"],
-                   "seconds": round(result.seconds, 1)}
+            row = {
+                "split": i + 1,
+                "unseen": ", ".join(unseen),
+                "chance": z["dap"]["zsl_chance"],
+                "seconds": round(result.seconds, 1),
+            }
             for name in ("dap", "eszsl"):
                 for key in ("zsl_accuracy", "gzsl_seen", "gzsl_unseen", "gzsl_h"):
                     row[f"{name}_{key}"] = z[name][key]
@@ -52,11 +59,20 @@ def main() -> int:
         if key not in ("split", "unseen"):
             mean[key] = round(statistics.mean(r[key] for r in rows), 4)
     rows.append(mean)
-    columns = [("split", "split"), ("unseen", "unseen classes"), ("chance", "chance"),
-               ("dap_zsl_accuracy", "DAP ZSL"), ("eszsl_zsl_accuracy", "ESZSL ZSL"),
-               ("dap_gzsl_seen", "DAP s"), ("dap_gzsl_unseen", "DAP u"), ("dap_gzsl_h", "DAP H"),
-               ("eszsl_gzsl_seen", "ESZSL s"), ("eszsl_gzsl_unseen", "ESZSL u"),
-               ("eszsl_gzsl_h", "ESZSL H"), ("seconds", "s")]
+    columns = [
+        ("split", "split"),
+        ("unseen", "unseen classes"),
+        ("chance", "chance"),
+        ("dap_zsl_accuracy", "DAP ZSL"),
+        ("eszsl_zsl_accuracy", "ESZSL ZSL"),
+        ("dap_gzsl_seen", "DAP s"),
+        ("dap_gzsl_unseen", "DAP u"),
+        ("dap_gzsl_h", "DAP H"),
+        ("eszsl_gzsl_seen", "ESZSL s"),
+        ("eszsl_gzsl_unseen", "ESZSL u"),
+        ("eszsl_gzsl_h", "ESZSL H"),
+        ("seconds", "s"),
+    ]
     print(f"\nFashion-MNIST zero-shot ({machine()}; total {time.perf_counter() - t0:.0f}s)")
     print(table(rows, columns))
     print(f"context (AwA2, Xian et al. 2017, ZSL): DAP {ANCHORS['dap']}, ESZSL {ANCHORS['eszsl']}")

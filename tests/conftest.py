@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+
 def _share_the_cores() -> None:
     """One TensorFlow thread pool per core, not per process: under ``pytest -n N`` each worker
     (and every subprocess it starts, which inherits the environment) gets ``cores // N`` intra-op
@@ -19,15 +20,20 @@ def _share_the_cores() -> None:
     if workers <= 1:
         return
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    for name, value in (("TF_NUM_INTRAOP_THREADS", threads), ("TF_NUM_INTEROP_THREADS", "1"),
-                        ("OMP_NUM_THREADS", threads)):
+    for name, value in (
+        ("TF_NUM_INTRAOP_THREADS", threads),
+        ("TF_NUM_INTEROP_THREADS", "1"),
+        ("OMP_NUM_THREADS", threads),
+    ):
         os.environ.setdefault(name, value)
 
 
 _share_the_cores()
 
-KIT_REASON = ("needs ../shared's offline kit: run `eval \"$(../shared/kit/prepare.sh)\"` "
-              "(make test does) so that TFXFER_DATA_DIR and KERAS_HOME are set")
+KIT_REASON = (
+    'needs ../shared\'s offline kit: run `eval "$(../shared/kit/prepare.sh)"` '
+    "(make test does) so that TFXFER_DATA_DIR and KERAS_HOME are set"
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -79,13 +85,13 @@ def start_weights(tmp_path_factory):
     exactly-zero gradients.
     """
     import keras
+    from weight_checks import layer_states
 
     from tfxfer.models import backbones
-    from weight_checks import layer_states
 
     path = tmp_path_factory.mktemp("w") / "start.weights.h5"
     net = backbones.build("MobileNetV2", 32, weights=None)
-    bns = [l for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for bn in bns:
         bn.momentum = 0.0
     x = np.random.default_rng(0).uniform(-1, 1, (32, 32, 32, 3)).astype("float32")
@@ -105,8 +111,9 @@ def spy_litert(monkeypatch):
 
     def spy(model, variants, out, calibration, val_batches, task=None):
         batches = list(val_batches())
-        seen.append({"calibration": np.asarray(calibration),
-                     "val": np.concatenate([x for x, _ in batches])})
+        seen.append(
+            {"calibration": np.asarray(calibration), "val": np.concatenate([x for x, _ in batches])}
+        )
         return real(model, variants, out, calibration, lambda: iter(batches), task)
 
     monkeypatch.setattr(export_lib.litert, "export", spy)

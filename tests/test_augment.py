@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from tfxfer.data import augment
-from tfxfer.models import model
 from tfxfer.data.features import FeatureCache, feature_dataset
+from tfxfer.models import model
 
 N_DRAWS = 256
 
@@ -52,19 +52,26 @@ def test_augmentation_parameters_are_independent_across_layers_and_reproducible(
             worst = max(worst, abs(np.corrcoef(x, y)[0, 1]))
     assert worst < 0.2, f"correlated augmentation parameters across layers: |r| = {worst:.3f}"
 
-    again = _per_image_parameters(model.build("MobileNet025", 2, 32, weights=None,
-                                              augment=preset, seed=0).augmenter)
-    other = _per_image_parameters(model.build("MobileNet025", 2, 32, weights=None,
-                                              augment=preset, seed=1).augmenter)
+    again = _per_image_parameters(
+        model.build("MobileNet025", 2, 32, weights=None, augment=preset, seed=0).augmenter
+    )
+    other = _per_image_parameters(
+        model.build("MobileNet025", 2, 32, weights=None, augment=preset, seed=1).augmenter
+    )
     assert all(np.array_equal(params[k], again[k]) for k in params)  # same seed, same draws
     assert not all(np.array_equal(params[k], other[k]) for k in params)
 
 
 def test_head_dropout_layers_and_mixers_each_get_their_own_seed():
-    tm = model.build("MobileNet025", 3, 32, weights=None, hidden=(8, 8), seed=5,
-                     heads={"a": 3, "b": 2})
-    seeds = [layer.seed for head in tm.heads.values() for layer in head.layers
-             if layer.name.startswith("dropout")]
+    tm = model.build(
+        "MobileNet025", 3, 32, weights=None, hidden=(8, 8), seed=5, heads={"a": 3, "b": 2}
+    )
+    seeds = [
+        layer.seed
+        for head in tm.heads.values()
+        for layer in head.layers
+        if layer.name.startswith("dropout")
+    ]
     assert len(seeds) == 6 and len(set(seeds)) == 6
     assert len(set(augment.layer_seeds(5, 3, "mix")) | set(seeds)) == 9
 
@@ -93,8 +100,8 @@ def test_cached_head_phase_mixes_features_and_labels_alike(mixup, cutmix):
 
 
 def test_mixup_in_a_cached_phase_reaches_the_head_training(image_folder, tmp_path, monkeypatch):
-    from tfxfer.train import loop as train
     from tfxfer.config import Config, Phase
+    from tfxfer.train import loop as train
 
     calls = []
     real = augment.feature_mixer
@@ -104,9 +111,17 @@ def test_mixup_in_a_cached_phase_reaches_the_head_training(image_folder, tmp_pat
         return real(mixup, cutmix, seed)
 
     monkeypatch.setattr(augment, "feature_mixer", spy)
-    cfg = Config(data=str(image_folder), weights=None, backbone="MobileNet025", image_size=32,
-                 mixup=0.2, batch_size=8, verbose=0, output=str(tmp_path / "o"),
-                 phases=(Phase(epochs=1),))
+    cfg = Config(
+        data=str(image_folder),
+        weights=None,
+        backbone="MobileNet025",
+        image_size=32,
+        mixup=0.2,
+        batch_size=8,
+        verbose=0,
+        output=str(tmp_path / "o"),
+        phases=(Phase(epochs=1),),
+    )
     result = train.run(cfg)
     assert calls == [(0.2, 0.0)] and result.history[0]["cached_features"]
 

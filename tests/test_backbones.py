@@ -2,22 +2,43 @@ import keras
 import numpy as np
 import pytest
 
-from tfxfer.models import backbones
 from tfxfer.errors import UserError
+from tfxfer.models import backbones
 from tfxfer.models.model import Preprocess
 
-REQUIRED = ["MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0",
-            "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetV2B0",
-            "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
-            "ResNet50", "ResNet50V2", "DenseNet121", "ConvNeXtTiny", "Xception", "InceptionV3",
-            "NASNetMobile", "VGG16"]
+REQUIRED = [
+    "MobileNetV2",
+    "MobileNetV3Small",
+    "MobileNetV3Large",
+    "EfficientNetB0",
+    "EfficientNetB1",
+    "EfficientNetB2",
+    "EfficientNetB3",
+    "EfficientNetV2B0",
+    "EfficientNetV2B1",
+    "EfficientNetV2B2",
+    "EfficientNetV2B3",
+    "EfficientNetV2S",
+    "ResNet50",
+    "ResNet50V2",
+    "DenseNet121",
+    "ConvNeXtTiny",
+    "Xception",
+    "InceptionV3",
+    "NASNetMobile",
+    "VGG16",
+]
 
 # The family module whose preprocess_input each registry mode must reproduce.
 FAMILY_MODULES = {
-    "MobileNetV2": keras.applications.mobilenet_v2, "ResNet50": keras.applications.resnet50,
-    "ResNet50V2": keras.applications.resnet_v2, "DenseNet121": keras.applications.densenet,
-    "VGG16": keras.applications.vgg16, "Xception": keras.applications.xception,
-    "InceptionV3": keras.applications.inception_v3, "NASNetMobile": keras.applications.nasnet,
+    "MobileNetV2": keras.applications.mobilenet_v2,
+    "ResNet50": keras.applications.resnet50,
+    "ResNet50V2": keras.applications.resnet_v2,
+    "DenseNet121": keras.applications.densenet,
+    "VGG16": keras.applications.vgg16,
+    "Xception": keras.applications.xception,
+    "InceptionV3": keras.applications.inception_v3,
+    "NASNetMobile": keras.applications.nasnet,
     "EfficientNetB0": keras.applications.efficientnet,
     "EfficientNetV2B0": keras.applications.efficientnet_v2,
     "MobileNetV3Small": keras.applications.mobilenet_v3,
@@ -55,12 +76,14 @@ def test_blocks_mean_output_stride_on_two_different_families():
         net = backbones.build(family, size, weights=None)
         starts = backbones.block_boundaries(net, family)
         for block, idx in enumerate(starts, start=2):
-            assert size // net.layers[idx].output.shape[1] == 2 ** block
-            assert size // net.layers[idx - 1].output.shape[1] < 2 ** block
+            assert size // net.layers[idx].output.shape[1] == 2**block
+            assert size // net.layers[idx - 1].output.shape[1] < 2**block
 
 
 def test_unknown_name_lists_the_valid_names_and_suggests_the_spelling():
-    with pytest.raises(UserError, match=r"valid: MobileNet, .*VGG16; got 'mobilenetv2'.*did you mean MobileNetV2"):
+    with pytest.raises(
+        UserError, match=r"valid: MobileNet, .*VGG16; got 'mobilenetv2'.*did you mean MobileNetV2"
+    ):
         backbones.get("mobilenetv2")
 
 
@@ -98,8 +121,11 @@ def test_imagenet_weights_load_through_the_keras_cache():
 def test_kit_weights_file_by_path_loads_at_a_non_default_size():
     import os
 
-    path = os.path.join(os.environ["KERAS_HOME"], "models",
-                        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")
+    path = os.path.join(
+        os.environ["KERAS_HOME"],
+        "models",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    )
     by_path = backbones.build("MobileNetV2", 96, weights=path)
     by_name = backbones.build("MobileNetV2", 224, weights="imagenet")
     for a, b in zip(by_path.weights, by_name.weights):
@@ -120,21 +146,26 @@ def _keras_imagenet_graph(family, weights_file, monkeypatch):
     spec = backbones.get(family)
     monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: weights_file)
     return getattr(keras.applications, spec.constructor)(
-        include_top=False, weights="imagenet", input_shape=(spec.min_size, spec.min_size, 3),
-        **spec.kwargs)
+        include_top=False,
+        weights="imagenet",
+        input_shape=(spec.min_size, spec.min_size, 3),
+        **spec.kwargs,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", backbones.names())
-def test_the_graph_is_the_imagenet_graph_whichever_way_the_weights_arrive(family, tmp_path,
-                                                                         monkeypatch):
+def test_the_graph_is_the_imagenet_graph_whichever_way_the_weights_arrive(
+    family, tmp_path, monkeypatch
+):
     ours = _min_build(family)
     path = str(tmp_path / "w.weights.h5")
     ours.save_weights(path)
     theirs = _keras_imagenet_graph(family, path, monkeypatch)
     by_path = _min_build(family, weights=path)
-    kinds = lambda net: [type(l).__name__.replace("FreezableDropout", "Dropout")  # noqa: E731
-                         for l in net.layers]
+    kinds = lambda net: [
+        type(layer).__name__.replace("FreezableDropout", "Dropout") for layer in net.layers
+    ]
     assert kinds(ours) == kinds(theirs) == kinds(by_path)
     assert len(ours.layers) == backbones.get(family).num_layers
     size = backbones.get(family).min_size
@@ -153,15 +184,26 @@ def test_every_block_holds_trainable_weights_and_the_default_freeze_trains_some(
     net = _min_build(family)
     freeze.unfreeze_all(net, train_bn=True)
     blocks = backbones.block_of_layers(net, family)
-    held = {b: sum(int(np.prod(w.shape)) for l, lb in zip(net.layers, blocks) if lb == b
-                   for w in l.trainable_weights) for b in range(1, 6)}
+    held = {
+        b: sum(
+            int(np.prod(w.shape))
+            for layer, lb in zip(net.layers, blocks)
+            if lb == b
+            for w in layer.trainable_weights
+        )
+        for b in range(1, 6)
+    }
     assert all(held[b] > 0 for b in held), held
     freeze.apply_scope(net, family, "partial")  # the family's default frozen blocks
     assert net.trainable_weights, f"{family}: the default partial scope trains nothing"
     assert freeze.summary(net, family)["trainable_blocks"]
     # the deterministic-frozen test below covers every family that has random layers
-    has_random = any(isinstance(l, keras.layers.Dropout) or "Stochastic" in type(l).__name__
-                     or "Noise" in type(l).__name__ for l in net.layers)
+    has_random = any(
+        isinstance(layer, keras.layers.Dropout)
+        or "Stochastic" in type(layer).__name__
+        or "Noise" in type(layer).__name__
+        for layer in net.layers
+    )
     assert has_random == (family in STOCHASTIC)
     keras.backend.clear_session()
 
@@ -172,8 +214,7 @@ STOCHASTIC = [f for f in backbones.names() if f.startswith("EfficientNet")]
 @pytest.mark.slow
 @pytest.mark.parametrize("family", STOCHASTIC)
 def test_frozen_parts_are_deterministic_in_training_mode(family):
-    from tfxfer.models import freeze
-    from tfxfer.models import model
+    from tfxfer.models import freeze, model
 
     size = backbones.get(family).min_size
     tm = model.build(family, 2, size, weights=None)
@@ -191,13 +232,17 @@ def test_frozen_parts_are_deterministic_in_training_mode(family):
     a, b = (np.asarray(frozen_part(inp, training=True)) for _ in range(2))
     np.testing.assert_array_equal(a, b)
     blocks = backbones.block_of_layers(net, family)
-    assert any(l.trainable and isinstance(l, keras.layers.Dropout) and l.rate > 0
-               for l, blk in zip(net.layers, blocks) if blk > 3)
+    assert any(
+        layer.trainable and isinstance(layer, keras.layers.Dropout) and layer.rate > 0
+        for layer, blk in zip(net.layers, blocks)
+        if blk > 3
+    )
     keras.backend.clear_session()
 
 
-def test_default_efficientnet_build_matches_the_registry_without_a_probe(caplog, tmp_path,
-                                                                     monkeypatch):
+def test_default_efficientnet_build_matches_the_registry_without_a_probe(
+    caplog, tmp_path, monkeypatch
+):
     """A default run builds EfficientNet with weights="imagenet" (Keras's download pointed at a
     local file here); its layer count must be the registry's, so no probe model and no warning."""
     path = str(tmp_path / "b0.weights.h5")
@@ -205,6 +250,8 @@ def test_default_efficientnet_build_matches_the_registry_without_a_probe(caplog,
     _keras_imagenet_graph("EfficientNetB0", path, monkeypatch)  # points the download at path
     net = backbones.build("EfficientNetB0", 32, weights="imagenet")
     with caplog.at_level("WARNING"):
-        assert backbones.block_boundaries(net, "EfficientNetB0") == \
-            backbones.get("EfficientNetB0").boundaries
+        assert (
+            backbones.block_boundaries(net, "EfficientNetB0")
+            == backbones.get("EfficientNetB0").boundaries
+        )
     assert "deriving block boundaries" not in caplog.text

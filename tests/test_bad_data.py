@@ -15,9 +15,9 @@ from PIL import Image
 
 from tfxfer.data import decoding
 from tfxfer.data import sources as data_lib
+from tfxfer.data.images import UnreadableImage, decode
 from tfxfer.data.sources import load_directory
 from tfxfer.errors import UserError
-from tfxfer.data.images import UnreadableImage, decode
 
 SIZE = 32  # decode size used by the folder tests
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
@@ -75,8 +75,11 @@ def _assert_colour(pixels: np.ndarray, expected, tol: int = 4) -> None:
 
 
 # ---- unreadable files are skipped, counted and named --------------------------------------------
-@pytest.mark.parametrize("make_bad", [_truncated_jpeg, _zero_byte, _text_as_jpg],
-                         ids=["truncated_jpeg", "zero_byte_file", "text_file_named_jpg"])
+@pytest.mark.parametrize(
+    "make_bad",
+    [_truncated_jpeg, _zero_byte, _text_as_jpg],
+    ids=["truncated_jpeg", "zero_byte_file", "text_file_named_jpg"],
+)
 def test_unreadable_file_is_skipped_counted_and_named(tmp_path, make_bad):
     root = tmp_path / "data"
     _split_layout(root, train={"ants": 3, "bees": 3}, val={"ants": 1, "bees": 1})
@@ -106,9 +109,13 @@ def test_unreadable_file_is_skipped_counted_and_named(tmp_path, make_bad):
 def test_several_unreadable_files_are_all_listed(tmp_path):
     root = tmp_path / "data"
     _split_layout(root, train={"ants": 2, "bees": 2}, val={"ants": 1, "bees": 1})
-    bad = sorted([str(_truncated_jpeg(root / "train" / "ants" / "a_trunc.jpg")),
-                  str(_zero_byte(root / "train" / "bees" / "b_empty.jpg")),
-                  str(_text_as_jpg(root / "val" / "bees" / "c_text.jpg"))])
+    bad = sorted(
+        [
+            str(_truncated_jpeg(root / "train" / "ants" / "a_trunc.jpg")),
+            str(_zero_byte(root / "train" / "bees" / "b_empty.jpg")),
+            str(_text_as_jpg(root / "val" / "bees" / "c_text.jpg")),
+        ]
+    )
     d = load_directory(str(root), SIZE)
     assert sorted(s["path"] for s in d.skipped) == bad
     assert len(d.train) == 4 and len(d.val) == 2
@@ -120,10 +127,12 @@ def test_stray_non_image_files_are_ignored_not_errors(tmp_path):
     root = tmp_path / "data"  # label/image layout, as a user's own folder usually is
     _good_images(root / "ants", RED, 4)
     _good_images(root / "bees", BLUE, 4)
-    strays = [_write_bytes(root / "notes.txt", b"where these came from\n"),
-              _write_bytes(root / "ants" / ".DS_Store", b"\x00\x00\x00\x01Bud1"),
-              _write_bytes(root / "ants" / "._img0.jpg", b"\x00\x05\x16\x07AppleDouble"),
-              _write_bytes(root / "bees" / "notes.txt", b"bees\n")]
+    strays = [
+        _write_bytes(root / "notes.txt", b"where these came from\n"),
+        _write_bytes(root / "ants" / ".DS_Store", b"\x00\x00\x00\x01Bud1"),
+        _write_bytes(root / "ants" / "._img0.jpg", b"\x00\x05\x16\x07AppleDouble"),
+        _write_bytes(root / "bees" / "notes.txt", b"bees\n"),
+    ]
     _write_bytes(root / ".DS_Store", b"\x00\x00\x00\x01Bud1")  # hidden, at the top level
 
     d = load_directory(str(root), SIZE, val_split=0.25)
@@ -211,8 +220,11 @@ def test_very_large_jpeg_decodes_to_requested_size(tmp_path):
         _assert_colour(out, colour, 3)
 
 
-@pytest.mark.parametrize("orientation, top, bottom", [(6, RED, BLUE), (8, BLUE, RED)],
-                         ids=["orientation6_rotate_cw", "orientation8_rotate_ccw"])
+@pytest.mark.parametrize(
+    "orientation, top, bottom",
+    [(6, RED, BLUE), (8, BLUE, RED)],
+    ids=["orientation6_rotate_cw", "orientation8_rotate_ccw"],
+)
 def test_exif_rotated_jpeg_is_upright(tmp_path, orientation, top, bottom):
     # stored 40 wide x 20 high: left half red, right half blue. Displayed upright (rotated a
     # quarter turn) it is 20x40 with the colours one above the other; without the rotation the
@@ -221,8 +233,9 @@ def test_exif_rotated_jpeg_is_upright(tmp_path, orientation, top, bottom):
     stored[:, :20], stored[:, 20:] = RED, BLUE
     exif = Image.Exif()
     exif[0x0112] = orientation
-    path = _save(tmp_path / f"exif{orientation}.jpg", Image.fromarray(stored), exif=exif,
-                 quality=95)
+    path = _save(
+        tmp_path / f"exif{orientation}.jpg", Image.fromarray(stored), exif=exif, quality=95
+    )
     with Image.open(path) as raw:
         assert raw.size == (40, 20) and raw.getexif()[0x0112] == orientation
 
@@ -322,8 +335,9 @@ def test_small_class_in_unsplit_folder_still_gets_a_validation_image(tmp_path):
     d = load_directory(str(root), SIZE, val_split=0.2, seed=0)
     assert d.counts() == {"train": {"ants": 10, "bees": 1}, "val": {"ants": 2, "bees": 1}}
     assert d.imbalance() >= 3
-    assert any(line.lstrip().startswith("WARNING: class imbalance")
-               for line in d.describe().splitlines())
+    assert any(
+        line.lstrip().startswith("WARNING: class imbalance") for line in d.describe().splitlines()
+    )
 
 
 # ---- the real kit -------------------------------------------------------------------------------
@@ -331,7 +345,7 @@ def test_small_class_in_unsplit_folder_still_gets_a_validation_image(tmp_path):
 def test_kit_image_not_found_gif_decodes_as_first_frame():
     root = os.environ.get("TFXFER_DATA_DIR")
     if not root:
-        pytest.skip("TFXFER_DATA_DIR is unset: run eval \"$(../shared/kit/prepare.sh)\" first")
+        pytest.skip('TFXFER_DATA_DIR is unset: run eval "$(../shared/kit/prepare.sh)" first')
     path = os.path.join(root, "hymenoptera_data", "train", "ants", "imageNotFound.gif")
     assert os.path.isfile(path), f"the kit should contain {path}"
     with Image.open(path) as im:
@@ -363,13 +377,15 @@ def test_an_unexpected_decoder_exception_skips_that_file_only(image_folder, monk
     monkeypatch.setattr(decoding, "decode", flaky)
     data = load_directory(str(image_folder), 24)
     assert len(data.train) == 23 and len(data.val) == 12
-    assert data.skipped == [{"path": str(bad),
-                             "reason": "error: unpack requires a buffer of 4 bytes"}]
+    assert data.skipped == [
+        {"path": str(bad), "reason": "error: unpack requires a buffer of 4 bytes"}
+    ]
 
 
 @pytest.mark.parametrize("name", ["hymenoptera", "fashion_mnist", "mnist", "mnist_m", "usps"])
-def test_a_builtin_dataset_without_network_or_mirror_is_a_one_line_error(name, monkeypatch,
-                                                                        tmp_path):
+def test_a_builtin_dataset_without_network_or_mirror_is_a_one_line_error(
+    name, monkeypatch, tmp_path
+):
     import keras
 
     def offline(*args, **kwargs):
@@ -381,8 +397,11 @@ def test_a_builtin_dataset_without_network_or_mirror_is_a_one_line_error(name, m
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
     # mnist_m and usps have no download: the reason says so instead of a network error
     reason = "no public download" if name in ("mnist_m", "usps") else "Name or service not known"
-    with pytest.raises(UserError, match=rf"built-in dataset {name} is neither in "
-                                        rf"\$TFXFER_DATA_DIR.*{reason}.*"
-                                        r"Fix: connect once") as exc:
+    with pytest.raises(
+        UserError,
+        match=rf"built-in dataset {name} is neither in "
+        rf"\$TFXFER_DATA_DIR.*{reason}.*"
+        r"Fix: connect once",
+    ) as exc:
         data_lib.load(name, 32)
     assert "\n" not in str(exc.value)

@@ -10,14 +10,15 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfxfer.data.images import decode as pillow_decode
 from tfxfer.data import graph_decode as decode
+from tfxfer.data.images import decode as pillow_decode
 from tfxfer.deploy import serving
 from tfxfer.methods import prune, tta
 from tfxfer.models import model as model_lib
@@ -61,8 +62,9 @@ def test_exif_orientation_is_read_and_applied_as_pillow_does(tmp_path, orientati
     assert _compare(tmp_path, data, 32).max() == 0  # bit-identical to the training loader
 
 
-@pytest.mark.parametrize("h,w,size", [(120, 200, 48), (500, 640, 96), (1000, 760, 96),
-                                      (2000, 1600, 224), (30, 50, 64)])
+@pytest.mark.parametrize(
+    "h,w,size", [(120, 200, 48), (500, 640, 96), (1000, 760, 96), (2000, 1600, 224), (30, 50, 64)]
+)
 def test_jpeg_at_every_libjpeg_scale_matches_pillow_draft_decode(tmp_path, h, w, size):
     assert _compare(tmp_path, _jpeg(_photo(h, w, seed=h)), size).max() == 0
 
@@ -85,8 +87,9 @@ def _encoded(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["png_rgba", "png_grey", "png_grey_alpha", "jpeg_grey", "bmp",
-                                  "gif", "png_rgb"])
+@pytest.mark.parametrize(
+    "kind", ["png_rgba", "png_grey", "png_grey_alpha", "jpeg_grey", "bmp", "gif", "png_rgb"]
+)
 def test_other_formats_decode_like_the_training_loader(tmp_path, kind):
     rgb = _photo(40, 60, seed=3)
     alpha = np.tile(np.linspace(0, 255, 60, dtype=np.uint8), (40, 1))
@@ -120,9 +123,16 @@ def _bmp32(rgb: np.ndarray) -> bytes:
     pixels[..., :3] = rgb[..., ::-1]  # BGR
     body = pixels[::-1].tobytes()  # bottom-up rows
     header = b"BM" + (54 + len(body)).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little")
-    info = ((40).to_bytes(4, "little") + w.to_bytes(4, "little") + h.to_bytes(4, "little")
-            + (1).to_bytes(2, "little") + (32).to_bytes(2, "little") + bytes(4)
-            + len(body).to_bytes(4, "little") + bytes(16))
+    info = (
+        (40).to_bytes(4, "little")
+        + w.to_bytes(4, "little")
+        + h.to_bytes(4, "little")
+        + (1).to_bytes(2, "little")
+        + (32).to_bytes(2, "little")
+        + bytes(4)
+        + len(body).to_bytes(4, "little")
+        + bytes(16)
+    )
     return header + info + body
 
 
@@ -135,8 +145,9 @@ def test_a_32_bit_bmp_is_read_as_rgb_not_as_a_transparent_image(tmp_path):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, start_weights):
     """A small random MobileNetV2 (BN calibrated) with a 3-class head, exported with k=2."""
-    tm = model_lib.build("MobileNetV2", num_classes=3, image_size=32, weights=start_weights[0],
-                         seed=1)
+    tm = model_lib.build(
+        "MobileNetV2", num_classes=3, image_size=32, weights=start_weights[0], seed=1
+    )
     # spread the logits so that the classes' order is decided, not a tie
     kernel = tm.head.get_layer("logits").kernel
     kernel.assign(np.random.default_rng(0).normal(0, 0.02, kernel.shape).astype("float32"))
@@ -149,19 +160,23 @@ def test_serving_signatures_return_named_sorted_top_k_that_match_the_keras_model
     tm, path = exported
     served = tf.saved_model.load(path)
     assert {"serve_bytes", "serve_images", "decode", "metadata", "serving_default"} <= set(
-        served.signatures)
+        served.signatures
+    )
     blobs = [_jpeg(_photo(50, 90, seed=s)) for s in range(3)] + [_encoded(_photo(32, 32), "PNG")]
     out = {k: v.numpy() for k, v in served.serve_bytes(tf.constant(blobs)).items()}
     images = np.stack([decode.decode_image(tf.constant(b), 32).numpy() for b in blobs])
     expected = tf.nn.softmax(tm.plain_model(images)).numpy()
-    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-4)  # graph vs eager float order
+    np.testing.assert_allclose(
+        out["probabilities"], expected, atol=1e-4
+    )  # graph vs eager float order
     np.testing.assert_allclose(out["probabilities"].sum(1), 1.0, atol=1e-5)
     assert expected.std(axis=1).min() > 1e-3  # not a tie: the order is decided by the model
     order = np.argsort(-expected, axis=1)[:, :2]
     names = np.array(["ant", "bee", "wasp"])
     assert (out["top_k_classes"].astype(str) == names[order]).all()
-    np.testing.assert_allclose(out["top_k_scores"], np.take_along_axis(out["probabilities"], order,
-                                                                       1))
+    np.testing.assert_allclose(
+        out["top_k_scores"], np.take_along_axis(out["probabilities"], order, 1)
+    )
     default = served.signatures["serving_default"](image_bytes=tf.constant(blobs))
     np.testing.assert_allclose(default["probabilities"].numpy(), out["probabilities"])
     meta = {k: v.numpy() for k, v in served.metadata().items()}
@@ -172,9 +187,11 @@ def test_serving_signatures_return_named_sorted_top_k_that_match_the_keras_model
 def test_the_savedmodel_stores_each_weight_once(exported):
     """keras#23553: a tracked ExportArchive writes every variable twice."""
     tm, path = exported
-    stored = sum(int(np.prod(shape)) for name, shape in
-                 tf.train.list_variables(os.path.join(path, "variables", "variables"))
-                 if shape)
+    stored = sum(
+        int(np.prod(shape))
+        for name, shape in tf.train.list_variables(os.path.join(path, "variables", "variables"))
+        if shape
+    )
     weights = tm.plain_model.count_params()  # backbone and head, no augmenter
     assert weights <= stored <= weights + 16, (stored, weights)
 
@@ -184,14 +201,17 @@ def test_serve_images_takes_any_one_size_and_equals_the_model_at_its_own_size(ex
     served = tf.saved_model.load(path)
     x = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     got = served.serve_images(tf.constant(x))["logits"].numpy()
-    np.testing.assert_allclose(got, tm.plain_model(x.astype("float32")).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        got, tm.plain_model(x.astype("float32")).numpy(), rtol=1e-4, atol=1e-4
+    )
     big = served.serve_images(tf.constant(np.zeros((1, 70, 45, 3), np.uint8)))
     assert big["probabilities"].shape == (1, 3)
 
 
 def test_multi_task_export_names_every_head_and_its_classes(tmp_path):
-    tm = model_lib.build("MobileNetV2", num_classes=0, image_size=32, weights=None,
-                         heads={"fine": 4, "coarse": 2})
+    tm = model_lib.build(
+        "MobileNetV2", num_classes=0, image_size=32, weights=None, heads={"fine": 4, "coarse": 2}
+    )
     serving.export(tm.model, {"fine": list("abcd"), "coarse": ["x", "y"]}, tmp_path / "m")
     served = tf.saved_model.load(str(tmp_path / "m"))
     out = served.serve_bytes(tf.constant([_jpeg(_photo(40, 40))]))
@@ -209,27 +229,30 @@ def test_a_corrupt_file_fails_its_request_with_a_decode_error(exported):
 
 # ---- tfxfer predict ---------------------------------------------------------------------------
 
+
 def _mixed_folder(root, sources: list[str]):
     """20 real files: JPEGs, one PNG, one greyscale JPEG, one corrupt file."""
     root.mkdir()
     for i, src in enumerate(sources[:17]):
-        (root / f"img{i:02d}.jpg").write_bytes(open(src, "rb").read())
+        (root / f"img{i:02d}.jpg").write_bytes(Path(src).read_bytes())
     Image.open(sources[17]).convert("RGB").save(root / "as_png.png")
     Image.open(sources[18]).convert("L").save(root / "grey.jpg")
-    (root / "corrupt.jpg").write_bytes(open(sources[19], "rb").read()[:300])
+    (root / "corrupt.jpg").write_bytes(Path(sources[19]).read_bytes()[:300])
     return root
 
 
 def _real_images(n: int) -> list[str]:
-    base = os.path.join(os.environ.get("TFXFER_DATA_DIR", "/nonexistent"), "hymenoptera_data",
-                        "val")
+    base = os.path.join(
+        os.environ.get("TFXFER_DATA_DIR", "/nonexistent"), "hymenoptera_data", "val"
+    )
     files = sorted(os.path.join(r, f) for r, _, fs in os.walk(base) for f in fs)
-    return files[::max(1, len(files) // n)][:n]
+    return files[:: max(1, len(files) // n)][:n]
 
 
 @pytest.mark.kit
 def test_predict_on_20_mixed_real_files_writes_csv_reports_the_corrupt_one_and_needs_only_tf(
-        exported, tmp_path):
+    exported, tmp_path
+):
     folder = _mixed_folder(tmp_path / "imgs", _real_images(20))
     out = tmp_path / "pred.csv"
     # PIL and matplotlib are made unimportable: predict must need TensorFlow only.
@@ -240,8 +263,13 @@ def test_predict_on_20_mixed_real_files_writes_csv_reports_the_corrupt_one_and_n
         from tfxfer.predict import main
         sys.exit(main(sys.argv[1:]))
     """)
-    proc = subprocess.run([sys.executable, "-c", script, exported[1], str(folder), "--output",
-                           str(out)], capture_output=True, text=True, env=ENV, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, exported[1], str(folder), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "corrupt.jpg" in proc.stderr and "19 of 20 images classified" in proc.stderr
     assert "20/20 images" in proc.stderr  # the progress bar reached the end
@@ -253,7 +281,7 @@ def test_predict_on_20_mixed_real_files_writes_csv_reports_the_corrupt_one_and_n
     for r in rows:
         if r["error"]:
             continue
-        ref = served.serve_bytes(tf.constant([open(r["file"], "rb").read()]))
+        ref = served.serve_bytes(tf.constant([Path(r["file"]).read_bytes()]))
         assert r["class_1"] == ref["top_k_classes"].numpy()[0, 0].decode()
         assert float(r["score_1"]) == pytest.approx(float(ref["top_k_scores"][0, 0]), abs=1e-5)
         assert float(r["score_1"]) >= float(r["score_2"])
@@ -289,6 +317,7 @@ def test_predict_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
 
 # ---- LiteRT int8 input -------------------------------------------------------------------------
 
+
 def test_int8_input_quantization_is_raw_pixels_whatever_the_calibration_spanned(monkeypatch):
     """Calibration images that peak at 180 gave the input scale 0.7059, so the README's raw
     uint8 pixels were misread by 1/0.7059. The file now declares scale 1, zero point 0: raw
@@ -299,8 +328,7 @@ def test_int8_input_quantization_is_raw_pixels_whatever_the_calibration_spanned(
     from tfxfer.deploy import litert
 
     keras.utils.set_random_seed(0)
-    tm = model_lib.build("MobileNet025", 3, 32, weights=None, augment="none", dropout=0.0,
-                         seed=0)
+    tm = model_lib.build("MobileNet025", 3, 32, weights=None, augment="none", dropout=0.0, seed=0)
     dim = np.random.default_rng(0).uniform(0, 180, (40, 32, 32, 3)).round().astype(np.float32)
     converted = litert.convert(tm.model, "int8", dim)
     with monkeypatch.context() as m:  # the converter's own file, input range from calibration
@@ -323,6 +351,7 @@ def test_int8_input_quantization_is_raw_pixels_whatever_the_calibration_spanned(
 
 # ---- TTA ---------------------------------------------------------------------------------------
 
+
 def test_tta_views_are_the_mirror_and_the_four_corner_crops():
     x = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
     flip = tta.views(x, "flip")
@@ -338,6 +367,7 @@ def test_tta_views_are_the_mirror_and_the_four_corner_crops():
 
 
 # ---- pruning -----------------------------------------------------------------------------------
+
 
 def test_polynomial_schedule_matches_zhu_and_gupta():
     total, target = 200, 0.9
@@ -357,9 +387,11 @@ def test_mask_keeps_exactly_the_largest_magnitudes():
 
 # ---- a run with pruning, TTA and LiteRT, then `tfxfer export` --------------------------------
 
+
 @pytest.mark.slow
-def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(tmp_path, image_folder,
-                                                                 start_weights, capsys):
+def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(
+    tmp_path, image_folder, start_weights, capsys
+):
     import keras
 
     from tfxfer.cli import entry
@@ -368,12 +400,21 @@ def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(tmp_path, image
     from tfxfer.methods.prune import prunable
     from tfxfer.recipes import large_similar
 
-    phases = (Phase(name="warmup", trainable="head", epochs=1),
-              Phase(name="finetune", trainable="all", epochs=3, lr=1e-4))
-    cfg = Config(data=str(image_folder), image_size=32, weights=start_weights[0], phases=phases,
-                 batch_size=8, output=str(tmp_path / "run"), verbose=0, tta="flip",
-                 export=("litert-int8",)).override(
-        ["prune.sparsity=0.75", "prune.frequency=1"])
+    phases = (
+        Phase(name="warmup", trainable="head", epochs=1),
+        Phase(name="finetune", trainable="all", epochs=3, lr=1e-4),
+    )
+    cfg = Config(
+        data=str(image_folder),
+        image_size=32,
+        weights=start_weights[0],
+        phases=phases,
+        batch_size=8,
+        output=str(tmp_path / "run"),
+        verbose=0,
+        tta="flip",
+        export=("litert-int8",),
+    ).override(["prune.sparsity=0.75", "prune.frequency=1"])
     result = large_similar.run(cfg)
     m = result.metrics
     # pruning: every prunable kernel ends at the target sparsity; depthwise kernels untouched
@@ -381,25 +422,32 @@ def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(tmp_path, image
     for v in kernels:
         zeros = float((np.asarray(v) == 0).mean())
         assert abs(zeros - 0.75) <= 1.0 / np.prod(v.shape) + 1e-9, (v.path, zeros)
-    depthwise = [l.kernel for l in result.model.backbone.layers
-                 if isinstance(l, keras.layers.DepthwiseConv2D)]
+    depthwise = [
+        layer.kernel
+        for layer in result.model.backbone.layers
+        if isinstance(layer, keras.layers.DepthwiseConv2D)
+    ]
     assert depthwise and all((np.asarray(k) == 0).mean() < 0.05 for k in depthwise)
     assert m["prune"]["sparsity"] == pytest.approx(0.75, abs=1e-3)
     loaded = keras.saving.load_model(result.paths["keras"], safe_mode=True)
-    assert sum(int((np.asarray(w) == 0).sum()) for w in prunable(loaded, False)) == \
-        m["prune"]["zero_weights"]
+    assert (
+        sum(int((np.asarray(w) == 0).sum()) for w in prunable(loaded, False))
+        == m["prune"]["zero_weights"]
+    )
     # TTA: recomputed here from the model on the validation images and their mirrors
     from tfxfer.data import sources
 
     val = sources.load(str(image_folder), 32).val
     x = val.images.astype("float32")
-    p = (tf.nn.softmax(result.model.plain_model(x)) +
-         tf.nn.softmax(result.model.plain_model(x[:, :, ::-1]))).numpy() / 2
+    p = (
+        tf.nn.softmax(result.model.plain_model(x))
+        + tf.nn.softmax(result.model.plain_model(x[:, :, ::-1]))
+    ).numpy() / 2
     tta_m = m["tta"]["label"]
     assert tta_m["correct"] == int((p.argmax(1) == val.labels).sum())
     assert tta_m["val_accuracy_without_tta"] == m["val_accuracy"]
     # LiteRT int8 ran on the validation images: recomputed here with its own interpreter
-    int8 = litert.Runner(open(m["litert"]["int8"]["file"], "rb").read())
+    int8 = litert.Runner(Path(m["litert"]["int8"]["file"]).read_bytes())
     assert int8.input["dtype"] == np.uint8 and m["litert"]["int8"]["input"]["dtype"] == "uint8"
     own = float((np.array([int8(im).argmax() for im in val.images]) == val.labels).mean())
     assert m["litert"]["int8"]["val_accuracy"] == pytest.approx(own, abs=1e-4)
@@ -410,18 +458,21 @@ def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(tmp_path, image
     assert entry(["export", str(tmp_path / "run"), "--litert", "fp32"]) == 0
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(on_disk["litert"]) == {"fp32", "int8"}
-    fp32 = litert.Runner(open(on_disk["litert"]["fp32"]["file"], "rb").read())
+    fp32 = litert.Runner(Path(on_disk["litert"]["fp32"]["file"]).read_bytes())
     keras_p = tf.nn.softmax(result.model.plain_model(x[:4])).numpy()
     np.testing.assert_allclose(np.stack([fp32(im) for im in val.images[:4]]), keras_p, atol=1e-4)
     assert on_disk["litert"]["int8"]["bytes"] < 0.35 * on_disk["litert"]["fp32"]["bytes"]
     assert "LiteRT fp32: val_accuracy=" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["export", "no/such/run", "--litert", "int8"], "RUN_DIR must be the output directory"),
-    (["export", ".", "--litert", "int4"], "export must be one of"),
-    (["export", "."], "--litert"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["export", "no/such/run", "--litert", "int8"], "RUN_DIR must be the output directory"),
+        (["export", ".", "--litert", "int4"], "export must be one of"),
+        (["export", "."], "--litert"),
+    ],
+)
 def test_tfxfer_export_refuses_bad_input_in_one_line(argv, needle, capsys):
     from tfxfer.cli import entry
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from tfxfer.train import distribute
-from tfxfer.errors import UserError
 from weight_checks import OUTPUT_FILES
+
+from tfxfer.errors import UserError
+from tfxfer.train import distribute
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds for one subprocess, or for the whole group of workers
@@ -41,7 +41,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 """
 
-ONE_STEP = TWO_CPUS + """
+ONE_STEP = (
+    TWO_CPUS
+    + """
 import keras
 from tfxfer.train import distribute
 from tfxfer.models import freeze
@@ -108,11 +110,15 @@ print("RESULT " + json.dumps({
     "loss": [d_loss, m_loss], "move": move, "diff": diff, "trainable": trainable,
     "factors": [factors, m_factors]}), flush=True)
 """
+)
 
-MIRRORED_RECIPE = TWO_CPUS + """
+MIRRORED_RECIPE = (
+    TWO_CPUS
+    + """
 from tfxfer.recipes import large_similar
 sys.exit(large_similar.main(sys.argv[1:]))
 """
+)
 
 # One multi-worker worker (or, with strategy "default", the one-process reference): the
 # large_similar recipe (head on cached features, then everything on images) through
@@ -152,14 +158,20 @@ def _env(**extra) -> dict:
 def _result(log: str) -> dict:
     lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
     assert lines, f"no RESULT line; output ends with:\n{log[-3000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs ``code`` in a fresh interpreter; killed (and the test failed) after TIMEOUT."""
     try:
-        proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env or _env(),
-                              capture_output=True, text=True, timeout=TIMEOUT)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=ROOT,
+            env=env or _env(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
     except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it already
         pytest.fail(f"subprocess still running after {TIMEOUT}s: {(exc.stdout or '')[-2000:]}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -180,6 +192,7 @@ def _free_ports(n: int) -> list[int]:
 
 # ---- MirroredStrategy over two logical CPU devices ---------------------------------------------
 
+
 @pytest.mark.slow
 def test_mirrored_step_on_two_logical_cpus_matches_the_default_strategy():
     r = _result(_python(ONE_STEP).stdout)
@@ -188,7 +201,7 @@ def test_mirrored_step_on_two_logical_cpus_matches_the_default_strategy():
     assert r["per_replica_batch"] == [4, 4]  # the global batch of 8 is split, not copied
     assert r["same_start"]
     # per-block rates lr * 0.5 ** (6 - block) on both strategies (the head at lr)
-    assert r["factors"] == [[0.5 ** k for k in range(5, -1, -1)]] * 2, r["factors"]
+    assert r["factors"] == [[0.5**k for k in range(5, -1, -1)]] * 2, r["factors"]
     d_loss, m_loss = r["loss"]
     assert abs(m_loss - d_loss) <= 1e-5 * d_loss, r["loss"]
     trained = [m for m, t in zip(r["move"], r["trainable"]) if t]
@@ -197,24 +210,47 @@ def test_mirrored_step_on_two_logical_cpus_matches_the_default_strategy():
     # Same weights after the step, to float round-off relative to how far each variable moved.
     worst = max(d / max(m, 1e-12) for d, m in zip(r["diff"], r["move"]) if m > 0)
     assert worst < 1e-4 and max(r["diff"][i] for i, t in enumerate(r["trainable"]) if not t) == 0
-    print(f"mirrored vs default: loss {d_loss:.7f} vs {m_loss:.7f}, max weight diff "
-          f"{max(r['diff']):.2e} (max move {max(r['move']):.2e}, worst ratio {worst:.1e})")
+    print(
+        f"mirrored vs default: loss {d_loss:.7f} vs {m_loss:.7f}, max weight diff "
+        f"{max(r['diff']):.2e} (max move {max(r['move']):.2e}, worst ratio {worst:.1e})"
+    )
 
 
 @pytest.mark.slow
 def test_mirrored_recipe_through_train_run_writes_every_output(image_folder, tmp_path):
     out = tmp_path / "out"
-    proc = _python(MIRRORED_RECIPE, "--data", str(image_folder), "--image-size", "32",
-                   "--weights", "none", "--epochs", "1", "--batch-size", "8",
-                   "--strategy", "mirrored", "--output", str(out), "--set", "feature_views=2",
-                   "--set", "verbose=0")
-    assert ("strategy: MirroredStrategy (requested: mirrored), 2 replica(s), global batch 8"
-            in proc.stdout), proc.stdout[-2000:]
+    proc = _python(
+        MIRRORED_RECIPE,
+        "--data",
+        str(image_folder),
+        "--image-size",
+        "32",
+        "--weights",
+        "none",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--strategy",
+        "mirrored",
+        "--output",
+        str(out),
+        "--set",
+        "feature_views=2",
+        "--set",
+        "verbose=0",
+    )
+    assert (
+        "strategy: MirroredStrategy (requested: mirrored), 2 replica(s), global batch 8"
+        in proc.stdout
+    ), proc.stdout[-2000:]
     for name in OUTPUT_FILES:
         assert (out / name).exists(), name
     history = json.loads((out / "history.json").read_text())
-    assert [(h["phase"], h["cached_features"]) for h in history] == [("warmup", True),
-                                                                       ("finetune", False)]
+    assert [(h["phase"], h["cached_features"]) for h in history] == [
+        ("warmup", True),
+        ("finetune", False),
+    ]
     assert json.loads((out / "metrics.json").read_text())["num_val"] == 12
     served = tf.saved_model.load(str(out / "saved_model"))
     logits = served.serve_images(tf.zeros((3, 32, 32, 3), tf.uint8))["logits"].numpy()
@@ -222,6 +258,7 @@ def test_mirrored_recipe_through_train_run_writes_every_output(image_folder, tmp
 
 
 # ---- MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1 ----------------------------
+
 
 def _run_workers(tmp_path: Path) -> list[tuple[int, str]]:
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
@@ -232,17 +269,24 @@ def _run_workers(tmp_path: Path) -> list[tuple[int, str]]:
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
         # Separate outputs and TMPDIRs (as on separate machines) show who wrote what.
         with logs[i].open("w") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", WORKER, str(tmp_path / f"out{i}"), "multiworker"],
-                cwd=ROOT, env=_env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path / f"tmp{i}")),
-                stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", WORKER, str(tmp_path / f"out{i}"), "multiworker"],
+                    cwd=ROOT,
+                    env=_env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path / f"tmp{i}")),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     deadline = time.monotonic() + TIMEOUT
     try:
         for p in procs:
             p.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        pytest.fail(f"multi-worker run still running after {TIMEOUT}s; worker 0 log ends:\n"
-                    + logs[0].read_text()[-2000:])
+        pytest.fail(
+            f"multi-worker run still running after {TIMEOUT}s; worker 0 log ends:\n"
+            + logs[0].read_text()[-2000:]
+        )
     finally:
         for p in procs:
             if p.poll() is None:
@@ -258,8 +302,10 @@ def test_two_workers_train_in_lock_step_match_one_process_and_only_the_chief_wri
     assert rc0 == 0, log0[-3000:]
     assert rc1 == 0, log1[-3000:]
     for log in (log0, log1):
-        assert ("strategy: MultiWorkerMirroredStrategy (requested: multiworker), 2 replica(s), "
-                "global batch 8") in log
+        assert (
+            "strategy: MultiWorkerMirroredStrategy (requested: multiworker), 2 replica(s), "
+            "global batch 8"
+        ) in log
     # Each worker decoded only its half of each split (hymenoptera, 4 + 4 images per split) ...
     for k, log in enumerate((log0, log1)):
         for split in ("training", "validation"):
@@ -288,13 +334,17 @@ def test_two_workers_train_in_lock_step_match_one_process_and_only_the_chief_wri
     # The chief's SavedModel loads here and serves what the trained model computes.
     served = tf.saved_model.load(chief["paths"]["saved_model"])
     probe = tf.constant(np.array(chief["probe"], np.uint8))
-    np.testing.assert_allclose(served.serve_images(probe)["logits"].numpy(), chief["logits"],
-                               atol=1e-5)
-    print(f"multi-worker vs one process: losses {chief['loss']} vs {ref['loss']}; max weight-sum "
-          f"diff {np.max(np.abs(np.subtract(chief['weight_sums'], ref['weight_sums']))):.1e}")
+    np.testing.assert_allclose(
+        served.serve_images(probe)["logits"].numpy(), chief["logits"], atol=1e-5
+    )
+    print(
+        f"multi-worker vs one process: losses {chief['loss']} vs {ref['loss']}; max weight-sum "
+        f"diff {np.max(np.abs(np.subtract(chief['weight_sums'], ref['weight_sums']))):.1e}"
+    )
 
 
 # ---- resolve("auto"): TPU, then multi-worker, then default (mocked, in process) ---------------
+
 
 class _Fake:
     """Stands in for a strategy or resolver; records what it was built from."""
@@ -308,9 +358,15 @@ def _refuse(*_args, **_kwargs):
 
 
 def _two_workers(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", json.dumps({
-        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-        "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps(
+            {
+                "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                "task": {"type": "worker", "index": 0},
+            }
+        ),
+    )
 
 
 def test_auto_selects_the_tpu_when_a_tpu_cluster_resolver_finds_one(monkeypatch):
@@ -333,23 +389,28 @@ def test_requested_tpu_without_a_tpu_is_a_user_error(monkeypatch):
         distribute.resolve("tpu")
 
 
-@pytest.mark.parametrize("cluster", [{"worker": ["a:1", "b:1"]},
-                                     {"chief": ["a:1"], "worker": ["b:1"]}],
-                         ids=["two workers", "chief and worker"])
+@pytest.mark.parametrize(
+    "cluster",
+    [{"worker": ["a:1", "b:1"]}, {"chief": ["a:1"], "worker": ["b:1"]}],
+    ids=["two workers", "chief and worker"],
+)
 def test_auto_selects_multi_worker_when_tf_config_names_two_workers(monkeypatch, cluster):
     monkeypatch.setattr(distribute, "_tpu_resolver", lambda: None)
     monkeypatch.setattr(distribute, "_tpu_strategy", _refuse)
     monkeypatch.setattr(distribute, "MultiWorkerMirroredStrategy", _Fake)
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster,
-                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    )
     strategy, why = distribute.resolve("auto")
     assert isinstance(strategy, _Fake)
     assert why == "auto: TF_CONFIG names 2 workers"
 
 
-@pytest.mark.parametrize("tf_config", [None, {"cluster": {"worker": ["a:1"]},
-                                              "task": {"type": "worker", "index": 0}}],
-                         ids=["no TF_CONFIG", "one worker"])
+@pytest.mark.parametrize(
+    "tf_config",
+    [None, {"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}],
+    ids=["no TF_CONFIG", "one worker"],
+)
 def test_auto_falls_back_to_the_default_strategy_and_says_why(monkeypatch, tf_config):
     monkeypatch.setattr(distribute, "_tpu_resolver", lambda: None)
     monkeypatch.setattr(distribute, "_tpu_strategy", _refuse)
@@ -381,13 +442,19 @@ class _Resolver:
         return tf.train.ClusterSpec(self._cluster)
 
 
-@pytest.mark.parametrize("task,cluster,chief", [
-    (("worker", 0), {"worker": ["a:1", "b:1"]}, True),
-    (("worker", 1), {"worker": ["a:1", "b:1"]}, False),
-    (("chief", 0), {"chief": ["a:1"], "worker": ["b:1"]}, True),
-    (("worker", 0), {"chief": ["a:1"], "worker": ["b:1"]}, False),
-], ids=["worker 0, no chief", "worker 1", "chief", "worker 0 beside a chief"])
-def test_is_chief_names_the_one_worker_that_writes_and_num_workers_counts_them(task, cluster, chief):
+@pytest.mark.parametrize(
+    "task,cluster,chief",
+    [
+        (("worker", 0), {"worker": ["a:1", "b:1"]}, True),
+        (("worker", 1), {"worker": ["a:1", "b:1"]}, False),
+        (("chief", 0), {"chief": ["a:1"], "worker": ["b:1"]}, True),
+        (("worker", 0), {"chief": ["a:1"], "worker": ["b:1"]}, False),
+    ],
+    ids=["worker 0, no chief", "worker 1", "chief", "worker 0 beside a chief"],
+)
+def test_is_chief_names_the_one_worker_that_writes_and_num_workers_counts_them(
+    task, cluster, chief
+):
     strategy = _Fake()
     strategy.cluster_resolver = _Resolver(*task, cluster)
     assert distribute.is_chief(strategy) is chief
@@ -403,21 +470,33 @@ def test_mixed_precision_policy_follows_the_device(monkeypatch):
     assert distribute.precision_policy(True, _Fake())[0] == "mixed_bfloat16"
     assert distribute.precision_policy(True, default)[0] == "mixed_bfloat16"  # this CPU machine
     real = tf.config.list_logical_devices
-    monkeypatch.setattr(tf.config, "list_logical_devices",
-                        lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
-    assert distribute.precision_policy(True, default) == ("mixed_float16",
-                                                          "GPU: float16 with loss scaling")
+    monkeypatch.setattr(
+        tf.config,
+        "list_logical_devices",
+        lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind),
+    )
+    assert distribute.precision_policy(True, default) == (
+        "mixed_float16",
+        "GPU: float16 with loss scaling",
+    )
 
 
 def test_train_run_sets_the_device_policy(image_folder, tmp_path):
     import keras
 
-    from tfxfer.train import loop as train
     from tfxfer.config import Config, Phase
+    from tfxfer.train import loop as train
 
-    cfg = Config(data=str(image_folder), backbone="MobileNet025", weights=None, image_size=32,
-                 mixed_precision=True, verbose=0, output=str(tmp_path / "o"),
-                 phases=(Phase(epochs=1), Phase(name="all", trainable="all", epochs=1)))
+    cfg = Config(
+        data=str(image_folder),
+        backbone="MobileNet025",
+        weights=None,
+        image_size=32,
+        mixed_precision=True,
+        verbose=0,
+        output=str(tmp_path / "o"),
+        phases=(Phase(epochs=1), Phase(name="all", trainable="all", epochs=1)),
+    )
     try:
         result = train.run(cfg)
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"

@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import write_class_images
 
 ENTRY = "import sys; from tfxfer.cli import entry; sys.exit(entry(sys.argv[1:]))"
@@ -20,8 +19,14 @@ ENTRY = "import sys; from tfxfer.cli import entry; sys.exit(entry(sys.argv[1:]))
 
 def tfxfer(*args, cwd, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-c", ENTRY, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", ENTRY, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_error_line(proc, *fragments) -> str:
@@ -34,8 +39,18 @@ def one_error_line(proc, *fragments) -> str:
     return lines[0]
 
 
-TINY = ("--weights", "none", "--image-size", "32", "--epochs", "1", "--set", "verbose=0",
-        "--set", "feature_views=1")
+TINY = (
+    "--weights",
+    "none",
+    "--image-size",
+    "32",
+    "--epochs",
+    "1",
+    "--set",
+    "verbose=0",
+    "--set",
+    "feature_views=1",
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +68,19 @@ def finished(tmp_path_factory):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not log.exists():
             write_class_images(data, {"ants": 6, "bees": 6})
-            proc = tfxfer("small_different", "--data", data, "--output", out, *TINY,
-                          "--export", "fp32", "--set", "phases.partial.lr=3e-5", cwd=work)
+            proc = tfxfer(
+                "small_different",
+                "--data",
+                data,
+                "--output",
+                out,
+                *TINY,
+                "--export",
+                "fp32",
+                "--set",
+                "phases.partial.lr=3e-5",
+                cwd=work,
+            )
             assert proc.returncode == 0, proc.stderr[-3000:]
             log.write_text(proc.stdout + proc.stderr)
     return out, data, work, log.read_text()
@@ -68,17 +94,26 @@ def copy_of(run, tmp_path):
 
 # 1. everything that shows without data is refused before any is read -----------------------
 UP_FRONT = {
-    "freeze blocks beyond the backbone's (a partial phase)":
-        (["small_different", "--freeze-blocks", "7"], ["freeze_blocks must be between 0 and 5"]),
-    "freeze blocks beyond the backbone's (head-only recipe)":
-        (["small_similar", "--freeze-blocks", "7"], ["freeze_blocks must be between 0 and 5"]),
-    "image size 0 names the backbone's minimum":
-        (["small_similar", "--image-size", "0"], ["image_size must be >= 32 for MobileNetV2"]),
-    "an export format that does not exist":
-        (["small_similar", "--export", "onnx"], ["export must be one of", "litert-int8"]),
-    "a phase that does not exist, by name":
-        (["small_different", "--set", "phases.fine.lr=1e-5"],
-         ["must name an existing entry by index (from 0) or name", "1 or partial"]),
+    "freeze blocks beyond the backbone's (a partial phase)": (
+        ["small_different", "--freeze-blocks", "7"],
+        ["freeze_blocks must be between 0 and 5"],
+    ),
+    "freeze blocks beyond the backbone's (head-only recipe)": (
+        ["small_similar", "--freeze-blocks", "7"],
+        ["freeze_blocks must be between 0 and 5"],
+    ),
+    "image size 0 names the backbone's minimum": (
+        ["small_similar", "--image-size", "0"],
+        ["image_size must be >= 32 for MobileNetV2"],
+    ),
+    "an export format that does not exist": (
+        ["small_similar", "--export", "onnx"],
+        ["export must be one of", "litert-int8"],
+    ),
+    "a phase that does not exist, by name": (
+        ["small_different", "--set", "phases.fine.lr=1e-5"],
+        ["must name an existing entry by index (from 0) or name", "1 or partial"],
+    ),
 }
 
 
@@ -86,8 +121,15 @@ UP_FRONT = {
 def test_mistakes_are_refused_before_any_data_is_read(case, tmp_path):
     args, fragments = UP_FRONT[case]
     # the data does not exist: an error about it would mean the data was read first
-    proc = tfxfer(*args, "--data", tmp_path / "no_such_data", "--output", tmp_path / "out",
-                  cwd=tmp_path, timeout=120)
+    proc = tfxfer(
+        *args,
+        "--data",
+        tmp_path / "no_such_data",
+        "--output",
+        tmp_path / "out",
+        cwd=tmp_path,
+        timeout=120,
+    )
     one_error_line(proc, *fragments)
     assert not (tmp_path / "out").exists()  # nothing was written, so nothing blocks the fix
 
@@ -96,12 +138,22 @@ def test_mistakes_are_refused_before_any_data_is_read(case, tmp_path):
 def test_unwritable_output_is_one_line_before_any_work(tmp_path, finished):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for output, cause in (("/proc/x", "No such file or directory"),
-                          (a_file, "is a file, not a directory")):
-        proc = tfxfer("small_similar", "--data", tmp_path / "no_such_data", "--output", output,
-                      cwd=tmp_path, timeout=120)
-        one_error_line(proc, "the output directory must be one tfxfer can create and write in",
-                       cause)
+    for output, cause in (
+        ("/proc/x", "No such file or directory"),
+        (a_file, "is a file, not a directory"),
+    ):
+        proc = tfxfer(
+            "small_similar",
+            "--data",
+            tmp_path / "no_such_data",
+            "--output",
+            output,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        one_error_line(
+            proc, "the output directory must be one tfxfer can create and write in", cause
+        )
     run, data, work, _ = finished
     proc = tfxfer("predict", run, data, "--output", "/proc/x/pred.csv", cwd=work, timeout=120)
     one_error_line(proc, "/proc/x")
@@ -129,13 +181,24 @@ def test_phases_are_named_and_numbered_alike_in_set_log_and_help(tmp_path, finis
     _, _, _, log = finished
     assert "phases.0 'head' (1 of 2)" in log and "phases.1 'partial' (2 of 2)" in log
     assert "lr=3e-05" in log.split("phases.1 'partial'")[1].splitlines()[0]
-    for recipe, example in (("small_similar", "phases.head.lr=1e-5"),
-                            ("small_different", "phases.partial.lr=1e-5")):
+    for recipe, example in (
+        ("small_similar", "phases.head.lr=1e-5"),
+        ("small_different", "phases.partial.lr=1e-5"),
+    ):
         help_text = tfxfer(recipe, "--help", cwd=tmp_path, timeout=60).stdout
         assert f"e.g. --set {example}" in help_text and "phases.0 or phases.head" in help_text
         # the help's own example is accepted (the missing data is what stops it)
-        proc = tfxfer(recipe, "--set", example, "--data", tmp_path / "none", "--output",
-                      tmp_path / "o", cwd=tmp_path, timeout=120)
+        proc = tfxfer(
+            recipe,
+            "--set",
+            example,
+            "--data",
+            tmp_path / "none",
+            "--output",
+            tmp_path / "o",
+            cwd=tmp_path,
+            timeout=120,
+        )
         one_error_line(proc, "data must be an existing directory")
     auto_help = tfxfer("auto", "--help", cwd=tmp_path, timeout=60).stdout
     assert "phases: those of the recipe the plan chooses" in auto_help
@@ -158,8 +221,10 @@ def test_export_and_predict_accept_both_vocabularies_and_both_folders(finished, 
         proc = tfxfer("predict", model, data / "ants", cwd=work, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.count("\n") == 7 and "6 of 6 images classified" in proc.stderr
-    one_error_line(tfxfer("predict", work, data, cwd=work, timeout=120),
-                   "a run folder or its saved_model folder")
+    one_error_line(
+        tfxfer("predict", work, data, cwd=work, timeout=120),
+        "a run folder or its saved_model folder",
+    )
 
 
 # 6. LiteRT: the pixels training saw, and the class names beside the file ----------------
@@ -191,11 +256,13 @@ def test_predict_names_empty_and_undecodable_files(finished, tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.png").write_bytes(b"this is text, not an image")
     good = next((data / "ants").iterdir())
-    proc = tfxfer("predict", run, good, tmp_path / "empty.jpg", tmp_path / "notes.png",
-                  cwd=work, timeout=120)
+    proc = tfxfer(
+        "predict", run, good, tmp_path / "empty.jpg", tmp_path / "notes.png", cwd=work, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = {line.split(": ")[2]: line for line in proc.stderr.splitlines()
-             if "unreadable:" in line}
+    lines = {
+        line.split(": ")[2]: line for line in proc.stderr.splitlines() if "unreadable:" in line
+    }
     assert "empty file (0 bytes)" in lines[str(tmp_path / "empty.jpg")]
     bad = lines[str(tmp_path / "notes.png")]
     assert "Graph execution error" not in bad and "cannot decode (" in bad
@@ -204,29 +271,55 @@ def test_predict_names_empty_and_undecodable_files(finished, tmp_path):
 
 def test_messages_name_the_cause(tmp_path):
     data = write_class_images(tmp_path / "data", {"a": 6, "b": 1})  # no validation folder
-    proc = tfxfer("small_similar", "--data", data, "--output", tmp_path / "o", *TINY,
-                  cwd=tmp_path, timeout=120)
+    proc = tfxfer(
+        "small_similar",
+        "--data",
+        data,
+        "--output",
+        tmp_path / "o",
+        *TINY,
+        cwd=tmp_path,
+        timeout=120,
+    )
     line = one_error_line(proc, "every class needs at least 2 images", "'b'")
     assert "validation folder" not in line.split("Fix:")[1]
     lr_help = tfxfer("lr-find", "--help", cwd=tmp_path, timeout=60).stdout
     assert ":mod:" not in lr_help and "``" not in lr_help and "<output>/lr_find" in lr_help
     data2 = write_class_images(tmp_path / "data2", {"a": 5, "b": 5})
-    proc = tfxfer("small_similar", "--data", data2, "--output", tmp_path / "o2", *TINY,
-                  "--batch-size", "100000", cwd=tmp_path)
+    proc = tfxfer(
+        "small_similar",
+        "--data",
+        data2,
+        "--output",
+        tmp_path / "o2",
+        *TINY,
+        "--batch-size",
+        "100000",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "batch_size 100000 is larger than the 8 training images" in proc.stdout + proc.stderr
 
 
 # 10. re-running a finished command keeps metrics.json and the .tflite files consistent ----
-def test_rerun_keeps_the_litert_entries_of_the_same_weights_and_drops_stale_ones(finished,
-                                                                                 tmp_path):
+def test_rerun_keeps_the_litert_entries_of_the_same_weights_and_drops_stale_ones(
+    finished, tmp_path
+):
     run, data, work, _ = finished
     run = copy_of(run, tmp_path)
     assert tfxfer("export", run, "--export", "fp16", cwd=work).returncode == 0
     before = json.loads((run / "metrics.json").read_text())["litert"]
     assert sorted(before) == ["fp16", "fp32"]
-    args = ("small_different", "--data", data, "--output", run, *TINY,
-            "--set", "phases.partial.lr=3e-5")  # the same run, without --export
+    args = (
+        "small_different",
+        "--data",
+        data,
+        "--output",
+        run,
+        *TINY,
+        "--set",
+        "phases.partial.lr=3e-5",
+    )  # the same run, without --export
     proc = tfxfer(*args, cwd=work)
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = json.loads((run / "metrics.json").read_text())

@@ -19,21 +19,23 @@ from tfxfer.errors import UserError
 from tfxfer.generative import networks, quality, sample, synthetic
 from tfxfer.generative import train as gan_train
 
-TINY = Generative(steps=4, batch_size=4, width=4, latent_dim=8, checkpoint_every=2,
-                  kid_images=6)
+TINY = Generative(steps=4, batch_size=4, width=4, latent_dim=8, checkpoint_every=2, kid_images=6)
 
 
 def tiny_data(seed: int = 0) -> ImageData:
     """Three classes; every validation image is a constant that no training image equals."""
     rng = np.random.default_rng(seed)
     train = Split(rng.integers(0, 200, (12, 12, 12, 1), dtype=np.uint8), np.arange(12) % 3)
-    val = Split(np.stack([np.full((12, 12, 1), 250 + i, np.uint8) for i in range(6)]),
-                np.arange(6) % 3)
+    val = Split(
+        np.stack([np.full((12, 12, 1), 250 + i, np.uint8) for i in range(6)]), np.arange(6) % 3
+    )
     return ImageData(["a", "b", "c"], train, val, "synthetic")
 
 
-@pytest.mark.parametrize("layer,shape", [(keras.layers.Dense(5), (None, 7)),
-                                         (keras.layers.Conv2D(6, 3), (None, 8, 8, 4))])
+@pytest.mark.parametrize(
+    "layer,shape",
+    [(keras.layers.Dense(5), (None, 7)), (keras.layers.Conv2D(6, 3), (None, 8, 8, 4))],
+)
 def test_spectral_norm_finds_the_top_singular_value_and_divides_by_it(layer, shape):
     sn = networks.SpectralNorm(layer)
     sn.build(shape)
@@ -58,7 +60,8 @@ def test_spectral_norm_bounds_every_weight_of_the_discriminator_the_class_embedd
     d = networks.build_discriminator(num_classes=4, image_size=16, channels=1, width=4)
     weighted = [layer for layer in d.layers if layer.trainable_weights]
     assert weighted and all(isinstance(layer, networks.SpectralNorm) for layer in weighted), [
-        type(layer).__name__ for layer in weighted if not isinstance(layer, networks.SpectralNorm)]
+        type(layer).__name__ for layer in weighted if not isinstance(layer, networks.SpectralNorm)
+    ]
     assert any(isinstance(layer.layer, keras.layers.Embedding) for layer in weighted)
     for layer in weighted:
         for _ in range(200):
@@ -92,7 +95,7 @@ def test_translate_and_cutout_match_numpy_and_pass_gradients_to_kept_pixels():
     cut = networks.cutout(tf.constant(x), corners, 4).numpy()
     for i, (r, c) in enumerate(corners):
         hole = np.zeros((8, 8), bool)
-        hole[r:r + 4, c:c + 4] = True
+        hole[r : r + 4, c : c + 4] = True
         assert np.all(cut[i][hole] == 0) and np.array_equal(cut[i][~hole], x[i][~hole])
     ones = tf.ones((64, 16, 16, 1))
     with tf.GradientTape() as tape:
@@ -133,22 +136,27 @@ def test_a_killed_gan_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeyp
     for a, b in zip(reference, weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # every variable of the last checkpoint: both networks, the average, optimiser slots, step
-    with np.load(tmp_path / "full" / gan_train.CHECKPOINT) as a, \
-            np.load(tmp_path / "killed" / gan_train.CHECKPOINT) as b:
+    with (
+        np.load(tmp_path / "full" / gan_train.CHECKPOINT) as a,
+        np.load(tmp_path / "killed" / gan_train.CHECKPOINT) as b,
+    ):
         names = [k for k in a.files if k != "settings"]
         assert len(names) > 40 and names == [k for k in b.files if k != "settings"]
         for k in names:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
     # a finished folder with the same settings is returned without training
     monkeypatch.setattr(gan_train, "_Gan", None)
-    assert gan_train.fit(data.train, data.class_names, TINY, tmp_path / "full",
-                         verbose=0)["settings"] == full["settings"]
+    assert (
+        gan_train.fit(data.train, data.class_names, TINY, tmp_path / "full", verbose=0)["settings"]
+        == full["settings"]
+    )
 
 
 def test_samples_have_the_data_shape_and_the_grid_one_row_per_class(tmp_path):
     data = tiny_data()
-    gan_train.fit(data.train, data.class_names, dataclasses.replace(TINY, image_size=8),
-                  tmp_path, verbose=0)
+    gan_train.fit(
+        data.train, data.class_names, dataclasses.replace(TINY, image_size=8), tmp_path, verbose=0
+    )
     gen = sample.load(tmp_path)
     assert gen.meta["image_size"] == 8
     images = sample.synthesize(gen, np.array([0, 1, 2, 2]), seed=3)
@@ -170,19 +178,30 @@ def test_class_matched_subsets_keep_each_class_share():
     assert synthetic.per_class_counts(labels, 0.5, 4).tolist() == [25, 15, 10, 0]
 
 
-def test_synthetic_ratio_extends_training_only_and_the_gan_never_sees_validation(tmp_path,
-                                                                                  monkeypatch):
+def test_synthetic_ratio_extends_training_only_and_the_gan_never_sees_validation(
+    tmp_path, monkeypatch
+):
     from tfxfer.train import loop
 
     data = tiny_data()
     seen = []
     real_fit = gan_train.fit
-    monkeypatch.setattr(gan_train, "fit", lambda split, *a, **k: (seen.append(split),
-                                                                  real_fit(split, *a, **k))[1])
-    cfg = Config(data="unused", backbone="MobileNet025", weights=None, image_size=32,
-                 augment={"preset": "none", "synthetic_ratio": 1.5}, generative=TINY,
-                 phases=(Phase(epochs=1),), batch_size=8, feature_views=1, verbose=0,
-                 output=str(tmp_path / "run"))
+    monkeypatch.setattr(
+        gan_train, "fit", lambda split, *a, **k: (seen.append(split), real_fit(split, *a, **k))[1]
+    )
+    cfg = Config(
+        data="unused",
+        backbone="MobileNet025",
+        weights=None,
+        image_size=32,
+        augment={"preset": "none", "synthetic_ratio": 1.5},
+        generative=TINY,
+        phases=(Phase(epochs=1),),
+        batch_size=8,
+        feature_views=1,
+        verbose=0,
+        output=str(tmp_path / "run"),
+    )
     result = loop.run(cfg, data=data)
     assert len(seen) == 1 and seen[0] is data.train  # the GAN got the training split, nothing else
     assert result.data.val is data.val  # validation untouched: no generated image enters it
@@ -210,29 +229,41 @@ def test_bad_generator_inputs_are_refused_in_one_line(tmp_path):
     from tfxfer.train import adapt, zero_shot
 
     with pytest.raises(UserError, match="not domain_adapt"):
-        adapt.check(Config(recipe="domain_adapt", adapt={"target": "mnist_m"},
-                           augment={"synthetic_ratio": 1.0}))
+        adapt.check(
+            Config(
+                recipe="domain_adapt", adapt={"target": "mnist_m"}, augment={"synthetic_ratio": 1.0}
+            )
+        )
     with pytest.raises(UserError, match="not zero_shot.*generative.steps"):
         zero_shot.run(Config(recipe="zero_shot", generative={"steps": 5}))
     with pytest.raises(UserError, match="multi-worker run cannot train its generator"):
         synthetic.check(Config(augment={"synthetic_ratio": 1.0}), workers=2)
     with pytest.raises(UserError, match="outside an --output that --overwrite clears"):
-        synthetic.check(Config(augment={"synthetic_ratio": 1.0, "generator": "runs/x/generator"},
-                               output="runs/x", overwrite=True), workers=1)
+        synthetic.check(
+            Config(
+                augment={"synthetic_ratio": 1.0, "generator": "runs/x/generator"},
+                output="runs/x",
+                overwrite=True,
+            ),
+            workers=1,
+        )
 
 
 def test_a_reused_generator_that_saw_a_validation_image_is_refused(tmp_path):
     data = tiny_data()
-    leaky = Split(np.concatenate([data.train.images, data.val.images[:1]]),
-                  np.concatenate([data.train.labels, data.val.labels[:1]]))
+    leaky = Split(
+        np.concatenate([data.train.images, data.val.images[:1]]),
+        np.concatenate([data.train.labels, data.val.labels[:1]]),
+    )
     gan_train.fit(leaky, data.class_names, TINY, tmp_path / "leaky", verbose=0)
     cfg = Config(augment={"synthetic_ratio": 1.0, "generator": str(tmp_path / "leaky")})
     with pytest.raises(UserError, match="1 of the 6 validation images were in its training"):
         synthetic.extend(cfg, data, tmp_path, 32)
     shutil.copytree(tmp_path / "leaky", tmp_path / "clean")  # as if trained on train only:
     np.save(tmp_path / "clean" / gan_train.DIGESTS, gan_train.digests(data.train.images))
-    extended = synthetic.extend(cfg.replace(augment={"generator": str(tmp_path / "clean")}),
-                                data, tmp_path, 32)
+    extended = synthetic.extend(
+        cfg.replace(augment={"generator": str(tmp_path / "clean")}), data, tmp_path, 32
+    )
     assert extended.generated == 12 and extended.val is data.val
 
 

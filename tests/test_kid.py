@@ -32,11 +32,15 @@ def test_mmd2_matches_the_brute_force_double_sum(m, n, d):
 def test_kid_is_unbiased_on_matched_samples_and_grows_with_the_shift():
     rng = np.random.default_rng(0)
     real = rng.normal(size=(400, 8))
-    matched = [kid.kid(real, rng.normal(size=(400, 8)), subsets=20, subset_size=200, seed=s)[0]
-               for s in range(10)]
+    matched = [
+        kid.kid(real, rng.normal(size=(400, 8)), subsets=20, subset_size=200, seed=s)[0]
+        for s in range(10)
+    ]
     assert abs(np.mean(matched)) < 3 * np.std(matched) / np.sqrt(10) + 1e-3
-    shifts = [kid.kid(real, rng.normal(s, 1.0, (400, 8)), subsets=10, subset_size=200)[0]
-              for s in (0.25, 0.5, 1.0)]
+    shifts = [
+        kid.kid(real, rng.normal(s, 1.0, (400, 8)), subsets=10, subset_size=200)[0]
+        for s in (0.25, 0.5, 1.0)
+    ]
     assert 0 < shifts[0] < shifts[1] < shifts[2]
 
 

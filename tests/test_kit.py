@@ -8,9 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
 
 from tfxfer.models import backbones
-from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
 
 pytestmark = pytest.mark.kit
 
@@ -32,7 +32,7 @@ def test_main_job_small_similar_on_hymenoptera_reaches_092_and_the_savedmodel_ag
     # own sizes, e.g. 500x375) to serve_bytes and gets class names and probabilities back.
     script = textwrap.dedent(f"""
         import glob, json, os, sys, tensorflow as tf
-        served = tf.saved_model.load({result.paths['saved_model']!r})
+        served = tf.saved_model.load({result.paths["saved_model"]!r})
         root = os.path.join(os.environ["TFXFER_DATA_DIR"], "hymenoptera_data", "val")
         out = {{}}
         for f in sorted(glob.glob(os.path.join(root, "*", "*"))):
@@ -42,8 +42,9 @@ def test_main_job_small_similar_on_hymenoptera_reaches_092_and_the_savedmodel_ag
         assert not any(m.startswith("tfxfer") for m in sys.modules), "tfxfer was imported"
         print(json.dumps(out))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(served) == 153
@@ -79,28 +80,36 @@ SMALL = {
 
 @pytest.mark.parametrize("recipe", list(SMALL))
 def test_each_recipe_on_kit_data_from_imagenet_changes_exactly_the_weights_it_trains(
-        recipe, tmp_path):
+    recipe, tmp_path
+):
     module = importlib.import_module(f"tfxfer.recipes.{recipe}")
-    cfg = module.CONFIG.replace(output=str(tmp_path / recipe), verbose=0, batch_size=8,
-                                **SMALL[recipe]).with_epochs(1)
+    cfg = module.CONFIG.replace(
+        output=str(tmp_path / recipe), verbose=0, batch_size=8, **SMALL[recipe]
+    ).with_epochs(1)
     size = backbones.resolve_size(cfg.backbone, cfg.image_size)
     initial = layer_states(backbones.build(cfg.backbone, size, weights="imagenet"))
     result = module.run(cfg)
     for name in OUTPUT_FILES:
         assert (Path(cfg.output) / name).exists(), name
     tally = assert_expected_changes(initial, result.paths["keras"], cfg)
-    expected_frozen = {"small_similar": True, "small_different": True, "large_different": False,
-                       "large_similar": True}[recipe]
+    expected_frozen = {
+        "small_similar": True,
+        "small_different": True,
+        "large_different": False,
+        "large_similar": True,
+    }[recipe]
     assert (tally["identical"] > 0) == expected_frozen
     assert (tally["changed"] > 0) == (recipe != "small_similar")
-    assert result.metrics["num_val"] == 10 * len(result.metrics["class_names"]) or \
-        recipe == "small_similar"
+    assert (
+        result.metrics["num_val"] == 10 * len(result.metrics["class_names"])
+        or recipe == "small_similar"
+    )
 
 
 def test_fashion_mnist_stays_uint8_at_28px_and_is_resized_per_batch():
     """60,000 images are never materialised as float32 at backbone resolution."""
-    from tfxfer.data import sources as data
     from tfxfer.data import pipeline
+    from tfxfer.data import sources as data
 
     ds = data.load("fashion_mnist", 224)
     assert ds.train.images.shape == (60000, 28, 28, 1) and ds.train.images.dtype == "uint8"
@@ -121,8 +130,7 @@ def test_tfds_source_reads_fashion_mnist_from_the_kit_as_manual_dir(tmp_path, mo
 
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     manual = os.path.join(os.environ["TFXFER_DATA_DIR"], "fashion-mnist")
-    ds = data.load("tfds:fashion_mnist", 32, manual_dir=manual, train_per_class=20,
-                   val_per_class=5)
+    ds = data.load("tfds:fashion_mnist", 32, manual_dir=manual, train_per_class=20, val_per_class=5)
     assert ds.class_names[:2] == ["T-shirt/top", "Trouser"] and ds.num_classes == 10
     assert ds.train.images.shape == (200, 28, 28, 1) and ds.val.images.shape == (50, 28, 28, 1)
     assert set(ds.counts()["val"].values()) == {5}
@@ -147,8 +155,9 @@ def test_tfds_source_reads_fashion_mnist_from_the_kit_as_manual_dir(tmp_path, mo
     assert rows(val.images, val.labels) == rows(x_val, y_val)
     # above the model input (16 px here) every image is resized once, to RGB, while streaming
     _, small, _, _ = load_tfds("fashion_mnist", 16, manual_dir=manual)
-    expected = tf.image.resize(tf.image.grayscale_to_rgb(tf.cast(x_val[..., None], tf.float32)),
-                               (16, 16), antialias=True)
+    expected = tf.image.resize(
+        tf.image.grayscale_to_rgb(tf.cast(x_val[..., None], tf.float32)), (16, 16), antialias=True
+    )
     expected = tf.cast(tf.clip_by_value(expected + 0.5, 0, 255), tf.uint8).numpy()
     assert small.images.shape == (10000, 16, 16, 3)
     assert rows(small.images, small.labels) == rows(expected, y_val)
@@ -167,23 +176,48 @@ def test_digit_domains_read_from_the_kit_match_the_manifest_and_share_one_label_
     root = os.environ["TFXFER_DATA_DIR"]
     mnist = sources.load("mnist", 28)
     assert mnist.train.images.shape == (60000, 28, 28, 1) and len(mnist.val) == 10000
-    assert np.bincount(mnist.train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
-                                                        6265, 5851, 5949]
+    assert np.bincount(mnist.train.labels).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
     with gzip.open(os.path.join(root, "mnist", "t10k-images-idx3-ubyte.gz")) as f:
         raw = f.read()
-    assert np.array_equal(mnist.val.images[-1, ..., 0],
-                          np.frombuffer(raw[-784:], np.uint8).reshape(28, 28))
+    assert np.array_equal(
+        mnist.val.images[-1, ..., 0], np.frombuffer(raw[-784:], np.uint8).reshape(28, 28)
+    )
     usps = sources.load("usps", 16)
-    assert np.bincount(usps.train.labels).tolist() == [1194, 1005, 731, 658, 652, 556, 664, 645,
-                                                       542, 644]
+    assert np.bincount(usps.train.labels).tolist() == [
+        1194,
+        1005,
+        731,
+        658,
+        652,
+        556,
+        664,
+        645,
+        542,
+        644,
+    ]
     assert len(usps.val) == 2007
     with h5py.File(os.path.join(root, "usps.h5")) as f:
         first = f["train/data"][0]
-    assert np.abs(usps.train.images[0, ..., 0].astype(float) / 255 - first.reshape(16, 16)).max() \
+    assert (
+        np.abs(usps.train.images[0, ..., 0].astype(float) / 255 - first.reshape(16, 16)).max()
         <= 0.5 / 255 + 1e-6
+    )
     mnist_m = sources.load("mnist_m", 32, train_per_class=2, val_per_class=2)
-    counts = {s: sum(len(files) for _, _, files in os.walk(os.path.join(root, "mnist_m", s)))
-              for s in ("train", "test")}
+    counts = {
+        s: sum(len(files) for _, _, files in os.walk(os.path.join(root, "mnist_m", s)))
+        for s in ("train", "test")
+    }
     assert counts == {"train": 10000, "test": 9001}
     digits = [str(d) for d in range(10)]
     assert mnist.class_names == usps.class_names == mnist_m.class_names == digits

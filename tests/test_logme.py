@@ -50,7 +50,8 @@ def test_informative_features_score_above_noise_and_scores_are_per_sample():
     # doubling the data with the same distribution keeps the per-sample score about the same
     twice = np.concatenate([informative, informative + 0.01 * rng.normal(size=(200, 16))])
     assert logme.logme(twice, np.concatenate([labels, labels])) == pytest.approx(
-        logme.logme(informative, labels), abs=0.1)
+        logme.logme(informative, labels), abs=0.1
+    )
 
 
 def test_features_that_fit_the_labels_exactly_stay_finite():

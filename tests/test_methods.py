@@ -9,17 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfxfer.models import backbones
-from tfxfer.train import checkpoint
-from tfxfer.deploy import export
-from tfxfer.models import freeze
-from tfxfer.train import optim
-from tfxfer.methods import regularize
-from tfxfer.methods import tasks
-from tfxfer.train import loop as train
-from tfxfer.models import model as model_lib
 from tfxfer.config import Config, Phase, Task
+from tfxfer.deploy import export
 from tfxfer.errors import UserError
+from tfxfer.methods import regularize, tasks
+from tfxfer.models import backbones, freeze
+from tfxfer.models import model as model_lib
+from tfxfer.train import checkpoint, optim
+from tfxfer.train import loop as train
 
 SIZE = 32
 DECAY = 0.5
@@ -33,17 +30,20 @@ def _batch(n=8, classes=2, seed=0):
 
 def _model(start_weights):
     keras.utils.set_random_seed(0)  # the same head initialisation every time
-    tm = model_lib.build("MobileNetV2", 2, SIZE, weights=start_weights[0], augment="none",
-                         dropout=0.0, seed=0)
+    tm = model_lib.build(
+        "MobileNetV2", 2, SIZE, weights=start_weights[0], augment="none", dropout=0.0, seed=0
+    )
     freeze.apply_scope(tm.backbone, tm.family, "all")
     return tm
 
 
 def _block_of_variables(tm) -> dict[str, int]:
     """``{variable path: block}``; the head's variables are block 6."""
-    blocks = {v.path: b for layer, b in zip(tm.backbone.layers,
-                                            backbones.block_of_layers(tm.backbone, tm.family))
-              for v in layer.weights}
+    blocks = {
+        v.path: b
+        for layer, b in zip(tm.backbone.layers, backbones.block_of_layers(tm.backbone, tm.family))
+        for v in layer.weights
+    }
     head = backbones.NUM_BLOCKS + 1
     return {v.path: blocks.get(v.path, head) for v in tm.model.trainable_weights}
 
@@ -55,8 +55,10 @@ def _one_fit_step(start_weights, phase) -> tuple[dict, dict]:
     train.compile_for(tm.model, tm, phase, 1, Config(weights=None), specs)
     before = {v.path: np.array(v) for v in tm.model.trainable_weights}
     tm.model.fit(*_batch(), batch_size=8, epochs=1, verbose=0, shuffle=False)
-    moves = {v.path: float(np.linalg.norm(np.array(v) - before[v.path]))
-             for v in tm.model.trainable_weights}
+    moves = {
+        v.path: float(np.linalg.norm(np.array(v) - before[v.path]))
+        for v in tm.model.trainable_weights
+    }
     return moves, _block_of_variables(tm)
 
 
@@ -98,20 +100,25 @@ def test_scaling_gradients_is_not_a_learning_rate_multiplier_under_adam(start_we
     plain = step(keras.optimizers.Adam(1e-3), grads)
     per_var = step(optim.Adam(1e-3, lr_multipliers=mult), grads)
     scaled = step(keras.optimizers.Adam(1e-3), [g * f for g, f in zip(grads, factors)])
-    bottom = [i for i, f in enumerate(factors) if f == DECAY ** 5 and plain[i] > 0]
+    bottom = [i for i, f in enumerate(factors) if f == DECAY**5 and plain[i] > 0]
     assert len(bottom) >= 3
     for i in bottom:
-        assert per_var[i] / plain[i] == pytest.approx(DECAY ** 5, rel=1e-3)
+        assert per_var[i] / plain[i] == pytest.approx(DECAY**5, rel=1e-3)
         assert scaled[i] / plain[i] > 0.5  # ~1: the scaled gradient still moves at the full rate
-    print(f"block 1, intended rate x{DECAY ** 5}: per-variable lr moves "
-          f"x{np.median([per_var[i] / plain[i] for i in bottom]):.4f}, scaled gradients "
-          f"x{np.median([scaled[i] / plain[i] for i in bottom]):.4f}")
+    print(
+        f"block 1, intended rate x{DECAY**5}: per-variable lr moves "
+        f"x{np.median([per_var[i] / plain[i] for i in bottom]):.4f}, scaled gradients "
+        f"x{np.median([scaled[i] / plain[i] for i in bottom]):.4f}"
+    )
 
 
 @pytest.mark.parametrize("name", ["SGD", "AdamW", "RMSprop"])
 def test_per_variable_rate_holds_over_steps_with_momentum_and_weight_decay(name):
-    kwargs = {"SGD": dict(momentum=0.9, nesterov=True, weight_decay=0.1),
-              "AdamW": dict(weight_decay=0.1), "RMSprop": dict(momentum=0.9)}[name]
+    kwargs = {
+        "SGD": dict(momentum=0.9, nesterov=True, weight_decay=0.1),
+        "AdamW": dict(weight_decay=0.1),
+        "RMSprop": dict(momentum=0.9),
+    }[name]
     a, b = keras.Variable([1.0, -2.0], name="a"), keras.Variable([1.0, -2.0], name="b")
     opt = getattr(optim, name)(0.01, lr_multipliers={b.path: 0.25}, **kwargs)
     for _ in range(3):  # the same gradient for both: only the rate differs
@@ -139,30 +146,50 @@ def test_lr_range_spreads_rates_geometrically_from_block_1_to_the_head():
 
 def test_gradual_stages_unfreeze_top_down_and_reach_the_floor():
     phase = Phase(name="g", trainable="gradual", epochs=7, unfreeze_every=2)
-    got = [(s.key, s.freeze_blocks, s.epochs, s.first_epoch, s.label)
-           for s in freeze.stages(phase, 1, freeze_blocks=None)]
-    assert got == [("1.0", 4, 2, 0, "g[block 5]"), ("1.1", 3, 2, 2, "g[blocks 4-5]"),
-                   ("1.2", 2, 2, 4, "g[blocks 3-5]"), ("1.3", 1, 1, 6, "g[blocks 2-5]")]
+    got = [
+        (s.key, s.freeze_blocks, s.epochs, s.first_epoch, s.label)
+        for s in freeze.stages(phase, 1, freeze_blocks=None)
+    ]
+    assert got == [
+        ("1.0", 4, 2, 0, "g[block 5]"),
+        ("1.1", 3, 2, 2, "g[blocks 4-5]"),
+        ("1.2", 2, 2, 4, "g[blocks 3-5]"),
+        ("1.3", 1, 1, 6, "g[blocks 2-5]"),
+    ]
     floor = freeze.stages(Phase(trainable="gradual", epochs=9), 0, freeze_blocks=3)
     assert [(s.freeze_blocks, s.epochs) for s in floor] == [(4, 1), (3, 8)]
     assert [s.key for s in freeze.stages(Phase(epochs=3), 2)] == ["2"]
 
 
 def _run_cfg(image_folder, tmp_path, start_weights, **kw) -> Config:
-    base = dict(data=str(image_folder), backbone="MobileNetV2", weights=start_weights[0],
-                image_size=SIZE, augment="none", batch_size=8, feature_views=1, verbose=0,
-                head_dropout=0.0, output=str(tmp_path / "out"), seed=1)
+    base = dict(
+        data=str(image_folder),
+        backbone="MobileNetV2",
+        weights=start_weights[0],
+        image_size=SIZE,
+        augment="none",
+        batch_size=8,
+        feature_views=1,
+        verbose=0,
+        head_dropout=0.0,
+        output=str(tmp_path / "out"),
+        seed=1,
+    )
     return Config(**{**base, **kw})
 
 
 @pytest.mark.slow
-def test_gradual_phase_trains_one_more_block_per_epoch_with_bn_frozen(image_folder, tmp_path,
-                                                                      start_weights):
-    cfg = _run_cfg(image_folder, tmp_path, start_weights, phases=(
-        Phase(name="g", trainable="gradual", epochs=3, lr=1e-3),))
+def test_gradual_phase_trains_one_more_block_per_epoch_with_bn_frozen(
+    image_folder, tmp_path, start_weights
+):
+    cfg = _run_cfg(
+        image_folder,
+        tmp_path,
+        start_weights,
+        phases=(Phase(name="g", trainable="gradual", epochs=3, lr=1e-3),),
+    )
     result = train.run(cfg)
-    assert [h["phase"] for h in result.history] == ["g[block 5]", "g[blocks 4-5]",
-                                                    "g[blocks 3-5]"]
+    assert [h["phase"] for h in result.history] == ["g[block 5]", "g[blocks 4-5]", "g[blocks 3-5]"]
     initial = start_weights[1]
     bb = result.model.backbone
     for layer, block in zip(bb.layers, backbones.block_of_layers(bb, "MobileNetV2")):
@@ -183,8 +210,10 @@ def test_l2sp_penalty_is_zero_at_the_start_and_grows_as_the_weights_move(start_w
     assert start["backbone"] == 0.0
     head_kernel = tm.head.get_layer("logits").kernel
     assert start["head"] == pytest.approx(0.005 * float(np.sum(np.square(head_kernel))), rel=1e-5)
-    tm.model.compile(optimizer=keras.optimizers.SGD(1e-3),
-                     loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    tm.model.compile(
+        optimizer=keras.optimizers.SGD(1e-3),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    )
     x, y = _batch()
     penalties = []
     for _ in range(3):
@@ -192,18 +221,23 @@ def test_l2sp_penalty_is_zero_at_the_start_and_grows_as_the_weights_move(start_w
         penalties.append(regularize.penalty(tm)["backbone"])
     assert 0 < penalties[0] < penalties[1] < penalties[2]
     # alpha/2 * ||w - w0||^2 over the trained backbone weights, against the saved start weights
-    start_values = {f"{name}/{i}": value for name, values in start_weights[1].items()
-                    for i, value in enumerate(values)}
+    start_values = {
+        f"{name}/{i}": value
+        for name, values in start_weights[1].items()
+        for i, value in enumerate(values)
+    }
     expected = 0.0
     for layer in tm.backbone.layers:
         for i, v in enumerate(layer.weights):
             if v.trainable:
-                expected += 0.05 * float(np.sum(np.square(
-                    np.array(v, np.float64) - start_values[f"{layer.name}/{i}"])))
+                expected += 0.05 * float(
+                    np.sum(np.square(np.array(v, np.float64) - start_values[f"{layer.name}/{i}"]))
+                )
     assert expected > 0 and penalties[2] == pytest.approx(expected, rel=1e-3)
     # the penalty is part of the training loss Keras minimises
-    assert sum(float(l) for l in tm.model.losses) == pytest.approx(
-        sum(regularize.penalty(tm).values()), rel=1e-4)
+    assert sum(float(layer) for layer in tm.model.losses) == pytest.approx(
+        sum(regularize.penalty(tm).values()), rel=1e-4
+    )
     # plain L2 pulls to 0 instead: non-zero from the start
     regularize.attach(tm, "l2", alpha=0.1, beta=0.01)
     assert regularize.penalty(tm)["backbone"] > 0
@@ -216,12 +250,20 @@ class _Crash(RuntimeError):
 
 
 @pytest.mark.slow
-def test_resume_restores_the_l2sp_anchor_and_the_per_block_rates(image_folder, tmp_path,
-                                                                 start_weights, monkeypatch):
-    cfg = _run_cfg(image_folder, tmp_path, start_weights, regularization="l2sp", alpha=0.5,
-                   phases=(Phase(name="warm", trainable="head", epochs=1, lr=1e-3),
-                           Phase(name="ft", trainable="all", epochs=2, lr=1e-3, lr_decay=DECAY,
-                                 schedule="cosine")))
+def test_resume_restores_the_l2sp_anchor_and_the_per_block_rates(
+    image_folder, tmp_path, start_weights, monkeypatch
+):
+    cfg = _run_cfg(
+        image_folder,
+        tmp_path,
+        start_weights,
+        regularization="l2sp",
+        alpha=0.5,
+        phases=(
+            Phase(name="warm", trainable="head", epochs=1, lr=1e-3),
+            Phase(name="ft", trainable="all", epochs=2, lr=1e-3, lr_decay=DECAY, schedule="cosine"),
+        ),
+    )
     log_epoch = checkpoint.RunState.log_epoch
 
     def crash_after_first_finetune_epoch(self, model, key, epoch, logs):
@@ -266,21 +308,32 @@ def test_a_saved_anchor_from_another_model_is_refused(tmp_path, start_weights):
         regularize.attach(other, "l2sp", 0.1, 0.01, tmp_path)
 
 
-FINE_COARSE = (Task("fine"), Task("coarse", groups={"ab": ("a", "b"), "c": ("c",)},
-                                  loss_weight=0.5))
+FINE_COARSE = (
+    Task("fine"),
+    Task("coarse", groups={"ab": ("a", "b"), "c": ("c",)}, loss_weight=0.5),
+)
 
 
 @pytest.mark.slow
 def test_multi_task_run_trains_named_heads_and_exports_one_signature_with_named_outputs(
-        tmp_path, start_weights):
+    tmp_path, start_weights
+):
     from conftest import write_class_images
 
     root = tmp_path / "d"
     write_class_images(root / "train", {"a": 8, "b": 8, "c": 8})
     write_class_images(root / "val", {"a": 4, "b": 4, "c": 4}, seed=1)
-    cfg = _run_cfg(root, tmp_path, start_weights, tasks=FINE_COARSE, phases=(
-        Phase(name="head", trainable="head", epochs=2, lr=1e-2),
-        Phase(name="part", trainable="partial", epochs=1, lr=1e-3)), freeze_blocks=4)
+    cfg = _run_cfg(
+        root,
+        tmp_path,
+        start_weights,
+        tasks=FINE_COARSE,
+        phases=(
+            Phase(name="head", trainable="head", epochs=2, lr=1e-2),
+            Phase(name="part", trainable="partial", epochs=1, lr=1e-3),
+        ),
+        freeze_blocks=4,
+    )
     result = train.run(cfg)
     paths = export.save_run(result, cfg)
     m = result.metrics
@@ -291,7 +344,8 @@ def test_multi_task_run_trains_named_heads_and_exports_one_signature_with_named_
     assert np.array(m["tasks"]["coarse"]["confusion_matrix"]).sum() == 12
     assert Path(paths["confusion_matrix_coarse"]).is_file()
     assert {"fine_loss", "coarse_loss", "val_fine_accuracy", "val_coarse_accuracy"} <= set(
-        result.history[0]["history"])
+        result.history[0]["history"]
+    )
     # the shared backbone follows the phase's scope: blocks 1-4 frozen, block 5 trained
     info = freeze.summary(result.model.backbone, "MobileNetV2")
     assert info["trainable_blocks"] == [5]
@@ -303,8 +357,9 @@ def test_multi_task_run_trains_named_heads_and_exports_one_signature_with_named_
     served = serve(images=tf.constant(images))
     direct = result.model.serving_model()(images)
     for name in ("fine", "coarse"):
-        np.testing.assert_allclose(served[f"{name}/logits"].numpy(), np.asarray(direct[name]),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            served[f"{name}/logits"].numpy(), np.asarray(direct[name]), rtol=1e-4, atol=1e-4
+        )
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert Config.from_dict(saved).tasks == FINE_COARSE
 
@@ -317,8 +372,17 @@ def test_task_groups_must_cover_each_class_once():
     coarse = tasks.resolve((Task("coarse", groups=tasks.FASHION_MNIST_COARSE),), fm)[0]
     assert coarse.class_names == ("tops", "bottoms", "footwear", "bags")
     assert [coarse.class_names[i] for i in coarse.mapping] == [
-        "tops", "bottoms", "tops", "tops", "tops", "footwear", "tops", "footwear", "bags",
-        "footwear"]
+        "tops",
+        "bottoms",
+        "tops",
+        "tops",
+        "tops",
+        "footwear",
+        "tops",
+        "footwear",
+        "bags",
+        "footwear",
+    ]
 
 
 def test_task_config_errors_state_the_rule():
@@ -330,7 +394,11 @@ def test_task_config_errors_state_the_rule():
         Task("fine grained")
     with pytest.raises(UserError, match="regularization"):
         Config(regularization="l1")
-    cfg = Config().override(["tasks=[{\"name\": \"fine\"}, {\"name\": \"coarse\", "
-                                   "\"groups\": {\"ab\": [\"a\", \"b\"]}}]",
-                                   "regularization=l2sp", "phases.0.lr_decay=0.3"])
+    cfg = Config().override(
+        [
+            'tasks=[{"name": "fine"}, {"name": "coarse", "groups": {"ab": ["a", "b"]}}]',
+            "regularization=l2sp",
+            "phases.0.lr_decay=0.3",
+        ]
+    )
     assert cfg.tasks[1].groups == {"ab": ("a", "b")} and cfg.phases[0].lr_decay == 0.3

@@ -3,12 +3,19 @@ import numpy as np
 import pytest
 
 from tfxfer.data import augment
-from tfxfer.models import freeze
-from tfxfer.models import model
 from tfxfer.errors import UserError
+from tfxfer.models import freeze, model
 
-RANDOM_LAYERS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-                 "RandomContrast", "RandAugment", "MixUp", "CutMix")
+RANDOM_LAYERS = (
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandAugment",
+    "MixUp",
+    "CutMix",
+)
 
 
 def _images(n=4, size=48, seed=0):
@@ -41,14 +48,18 @@ def test_serving_graph_takes_uint8_holds_no_random_layer_and_matches_inference()
     assert not set(_all_layer_classes(serving)) & set(RANDOM_LAYERS)
     assert set(_all_layer_classes(tm.model)) & set(RANDOM_LAYERS)  # the training graph has them
     x = _images()
-    np.testing.assert_allclose(np.asarray(serving(x)),
-                               np.asarray(tm.model(x.astype("float32"), training=False)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(serving(x)),
+        np.asarray(tm.model(x.astype("float32"), training=False)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_head_has_pooling_dropout_hidden_layers_and_float32_logits():
     tm = model.build("ResNet50", 5, 32, weights=None, hidden=(16,), dropout=0.3, pooling="max")
-    assert [l.name for l in tm.head.layers] == ["dropout_0", "hidden_0", "dropout_1", "logits"]
+    names = [layer.name for layer in tm.head.layers]
+    assert names == ["dropout_0", "hidden_0", "dropout_1", "logits"]
     assert tm.model.get_layer("pool").__class__.__name__ == "GlobalMaxPooling2D"
     assert tm.head.get_layer("logits").dtype_policy.compute_dtype == "float32"
     assert tm.model.output.shape == (None, 5)
@@ -57,7 +68,7 @@ def test_head_has_pooling_dropout_hidden_layers_and_float32_logits():
 def test_user_supplied_layers_are_appended_to_the_augmenter():
     extra = keras.layers.RandomBrightness(0.2, value_range=(0, 255))
     aug = augment.build("light", extra=[extra])
-    assert [type(l).__name__ for l in aug.layers] == ["RandomFlip", "RandomBrightness"]
+    assert [type(layer).__name__ for layer in aug.layers] == ["RandomFlip", "RandomBrightness"]
     assert augment.build("none") is None
 
 
@@ -99,8 +110,12 @@ def test_unfreeze_from_block_k_trains_only_later_blocks_and_never_bn():
 
 
 def _bn_state(backbone):
-    return {v.path: np.asarray(v).copy() for layer in backbone.layers
-            if isinstance(layer, keras.layers.BatchNormalization) for v in layer.weights}
+    return {
+        v.path: np.asarray(v).copy()
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in layer.weights
+    }
 
 
 @pytest.mark.parametrize("train_bn", [False, True])

@@ -41,13 +41,21 @@ def venv_kernel(tmp_path, monkeypatch) -> str:
     """
     spec = tmp_path / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (tfxfer tests)",
-        "language": "python",
-    }))
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(
-        p for p in (str(tmp_path / "jupyter"), os.environ.get("JUPYTER_PATH")) if p))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (tfxfer tests)",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv(
+        "JUPYTER_PATH",
+        os.pathsep.join(
+            p for p in (str(tmp_path / "jupyter"), os.environ.get("JUPYTER_PATH")) if p
+        ),
+    )
     return "python3"
 
 
@@ -61,9 +69,13 @@ def _execute(name: str, tmp_path: Path, monkeypatch, kernel: str):
     workdir = tmp_path / "work"
     workdir.mkdir()
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = nbclient.NotebookClient(nb, kernel_name=kernel, timeout=CELL_TIMEOUT_S,
-                                     startup_timeout=180,
-                                     resources={"metadata": {"path": str(workdir)}})
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name=kernel,
+        timeout=CELL_TIMEOUT_S,
+        startup_timeout=180,
+        resources={"metadata": {"path": str(workdir)}},
+    )
     client.execute()  # raises CellExecutionError on the first cell that raises
     errors = [o for c in _code_cells(nb) for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
@@ -110,8 +122,9 @@ def test_notebook_is_committed_with_full_size_outputs_or_none(name):
         assert len(_outputs_with(nb, "image/png") + _outputs_with(nb, "image/jpeg")) >= 3
     first = nb.cells[0]
     assert first.cell_type == "markdown"
-    assert ("colab.research.google.com/github/tfxfer/tfxfer/blob/main/notebooks/" + name
-            in first.source)
+    assert (
+        "colab.research.google.com/github/tfxfer/tfxfer/blob/main/notebooks/" + name in first.source
+    )
 
 
 @pytest.mark.kit
@@ -139,8 +152,11 @@ def test_four_scenarios_notebook_runs(tmp_path, monkeypatch, venv_kernel):
     for recipe in RECIPES:
         for png in RUN_PNGS:
             assert (out / recipe / png).is_file(), f"{recipe}/{png}"
-    tables = [o["data"]["text/markdown"] for o in _outputs_with(nb, "text/markdown")
-              if "val accuracy" in o["data"]["text/markdown"]]
+    tables = [
+        o["data"]["text/markdown"]
+        for o in _outputs_with(nb, "text/markdown")
+        if "val accuracy" in o["data"]["text/markdown"]
+    ]
     assert len(tables) == 1
     for recipe in RECIPES:
         assert f"`{recipe}`" in tables[0]

@@ -6,23 +6,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from weight_checks import OUTPUT_FILES, assert_expected_changes
 
 from tfxfer.recipes import RECIPES
-from weight_checks import OUTPUT_FILES, assert_expected_changes
 
 SIZE = 32
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
-        recipe, image_folder, tmp_path, start_weights):
+    recipe, image_folder, tmp_path, start_weights
+):
     import importlib
 
     module = importlib.import_module(f"tfxfer.recipes.{recipe}")
     path, initial = start_weights
-    cfg = module.CONFIG.replace(data=str(image_folder), image_size=SIZE, weights=path,
-                                output=str(tmp_path / "out"), batch_size=8, feature_views=1,
-                                train_per_class=None, verbose=0).with_epochs(1)
+    cfg = module.CONFIG.replace(
+        data=str(image_folder),
+        image_size=SIZE,
+        weights=path,
+        output=str(tmp_path / "out"),
+        batch_size=8,
+        feature_views=1,
+        train_per_class=None,
+        verbose=0,
+    ).with_epochs(1)
     result = module.run(cfg)
     out = Path(cfg.output)
     for name in OUTPUT_FILES:
@@ -36,8 +44,9 @@ def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
     assert all(len(h["history"]["loss"]) == 1 for h in history)
     # Random start weights: frozen variables must be bit-identical; trained ones mostly move (the
     # kit test, from ImageNet weights, requires every trained variable to move).
-    tally = assert_expected_changes(initial, str(out / "model.keras"), cfg,
-                                    every_trained_changes=False)
+    tally = assert_expected_changes(
+        initial, str(out / "model.keras"), cfg, every_trained_changes=False
+    )
     if recipe == "small_similar":
         assert tally["changed"] == tally["trainable_unchanged"] == 0
     else:
@@ -49,13 +58,15 @@ def test_saved_model_serves_uint8_and_reproduces_the_run_accuracy(image_folder, 
     from tfxfer.data import sources as data
     from tfxfer.recipes import small_similar
 
-    cfg = small_similar.CONFIG.replace(data=str(image_folder), image_size=SIZE, weights=None,
-                                       output=str(tmp_path / "o"), verbose=0).with_epochs(3)
+    cfg = small_similar.CONFIG.replace(
+        data=str(image_folder), image_size=SIZE, weights=None, output=str(tmp_path / "o"), verbose=0
+    ).with_epochs(3)
     result = small_similar.run(cfg)
     served = tf.saved_model.load(result.paths["saved_model"])
     val = data.load(str(image_folder), SIZE).val
     logits = served.serve_images(tf.constant(val.images))["logits"].numpy()
     assert (logits.argmax(1) == val.labels).mean() == pytest.approx(
-        result.metrics["val_accuracy"], abs=1e-4)
+        result.metrics["val_accuracy"], abs=1e-4
+    )
     with pytest.raises((TypeError, ValueError)):
         served.serve_images(tf.constant(val.images.astype("float32")))

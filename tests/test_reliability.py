@@ -11,24 +11,48 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_class_images
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def cli(args, cwd, **kw):
-    return subprocess.Popen([sys.executable, "-m", "tfxfer.recipes.large_similar", *args],
-                            cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfxfer.recipes.large_similar", *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def _args(data, out, epochs):
-    return ["--data", str(data), "--output", str(out), "--weights", "none", "--image-size", "32",
-            "--backbone", "MobileNet025",  # the smallest registered family: the loop is tested
-            "--batch-size", "4", "--seed", "3", "--set", "phases.0.epochs=1",
-            "--set", f"phases.1.epochs={epochs}", "--set", "phases.1.lr=0.001",
-            "--set", "verbose=2"]
+    return [
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--backbone",
+        "MobileNet025",  # the smallest registered family: the loop is tested
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+        "--set",
+        "phases.0.epochs=1",
+        "--set",
+        f"phases.1.epochs={epochs}",
+        "--set",
+        "phases.1.lr=0.001",
+        "--set",
+        "verbose=2",
+    ]
 
 
 def _no_half_written_files(out: Path) -> None:
@@ -95,15 +119,15 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_matches_an_uninterrupted_run(f
 
 @pytest.mark.slow
 def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_checkpoint(
-        folder, tmp_path):
+    folder, tmp_path
+):
     out = tmp_path / "nan"
-    args = _args(folder, out, 3) + ["--set", "phases.1.lr=1e35", "--set",
-                                    "phases.1.optimizer=sgd"]
+    args = _args(folder, out, 3) + ["--set", "phases.1.lr=1e35", "--set", "phases.1.optimizer=sgd"]
     proc = cli(args, tmp_path)
     text, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, text[-3000:]
     assert "Traceback" not in text
-    line = [l for l in text.splitlines() if "error:" in l]
+    line = [layer for layer in text.splitlines() if "error:" in layer]
     assert len(line) == 1 and "NaN or infinite in phase 'finetune' (phases.1), epoch 1" in line[0]
     assert "lower phases.1.lr" in line[0]
     import keras
@@ -122,8 +146,11 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     refused = cli(bad + ["--set", "phases.1.optimizer=sgd"], tmp_path)
     refused_text, _ = refused.communicate(timeout=300)
     assert refused.returncode == 2 and "phases.0.lr (phase 0 is completed)" in refused_text
-    resumed = cli(_args(folder, out, 3) + ["--set", "phases.1.optimizer=sgd", "--resume",
-                                           "--set", "phases.1.lr=0.001"], tmp_path)
+    resumed = cli(
+        _args(folder, out, 3)
+        + ["--set", "phases.1.optimizer=sgd", "--resume", "--set", "phases.1.lr=0.001"],
+        tmp_path,
+    )
     text, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, text[-3000:]
     assert "phase 'warmup' was completed by an earlier run" in text
@@ -135,26 +162,37 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("augment,augment_in,cache", [
-    ("light", "data", True),     # compiled target: the head model
-    ("light", "model", False),   # compiled target: the whole training graph (as augment="none")
-])
-def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_path, augment,
-                                                                  augment_in, cache):
+@pytest.mark.parametrize(
+    "augment,augment_in,cache",
+    [
+        ("light", "data", True),  # compiled target: the head model
+        ("light", "model", False),  # compiled target: the whole training graph (as augment="none")
+    ],
+)
+def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(
+    folder, tmp_path, augment, augment_in, cache
+):
     from tfxfer.recipes import small_similar
 
-    cfg = small_similar.CONFIG.replace(data=str(folder), image_size=32, weights=None,
-                                       augment=augment, augment_in=augment_in,
-                                       cache_features=cache, backbone="EfficientNetB0",
-                                       output=str(tmp_path / "o"), verbose=0).with_epochs(1)
+    cfg = small_similar.CONFIG.replace(
+        data=str(folder),
+        image_size=32,
+        weights=None,
+        augment=augment,
+        augment_in=augment_in,
+        cache_features=cache,
+        backbone="EfficientNetB0",
+        output=str(tmp_path / "o"),
+        verbose=0,
+    ).with_epochs(1)
     result = small_similar.run(cfg)
     script = textwrap.dedent(f"""
         import sys, numpy as np, keras, tensorflow as tf
         import tfxfer  # registers every custom object; no training code
         assert "tfxfer.train.loop" not in sys.modules and "tfxfer.recipes" not in sys.modules
-        m = keras.saving.load_model({result.paths['keras']!r}, safe_mode=True)
+        m = keras.saving.load_model({result.paths["keras"]!r}, safe_mode=True)
         x = np.zeros((2, 32, 32, 3), np.uint8)
-        served = tf.saved_model.load({result.paths['saved_model']!r})
+        served = tf.saved_model.load({result.paths["saved_model"]!r})
         a = served.serve_images(tf.constant(x))["logits"].numpy()
         b = m(x.astype("float32"), training=False).numpy()
         assert np.allclose(a, b, atol=1e-5), (a, b)
@@ -167,8 +205,9 @@ def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_pa
                 raise SystemExit("serve_images accepted a wrong input")
         print("OK")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=ENV, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-3000:]
 
 
@@ -179,9 +218,16 @@ def test_same_seed_same_data_gives_the_same_accuracy(folder, tmp_path):
     accs = []
     for i in range(2):
         cfg = small_different.CONFIG.replace(
-            data=str(folder), image_size=32, weights=None, train_per_class=None,
+            data=str(folder),
+            image_size=32,
+            weights=None,
+            train_per_class=None,
             backbone="MobileNet025",
-            val_per_class=None, output=str(tmp_path / f"r{i}"), verbose=0, seed=7).with_epochs(2)
+            val_per_class=None,
+            output=str(tmp_path / f"r{i}"),
+            verbose=0,
+            seed=7,
+        ).with_epochs(2)
         accs.append(small_different.run(cfg).metrics)
     assert abs(accs[0]["correct"] - accs[1]["correct"]) <= 1, accs
 
@@ -197,7 +243,8 @@ def test_balanced_class_weight_weights_rare_classes_up(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never_blocks(
-        folder, tmp_path):
+    folder, tmp_path
+):
     out = tmp_path / "busy"
     first = cli(_args(folder, out, 500), tmp_path)  # killed long before it could end
     lock = out / ".tfxfer.lock"
@@ -210,7 +257,7 @@ def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never
     second = cli(_args(folder, out, 1) + ["--overwrite"], tmp_path)  # even to overwrite
     text, _ = second.communicate(timeout=300)
     assert second.returncode == 2, text[-3000:]
-    errors = [l for l in text.splitlines() if "error:" in l]
+    errors = [layer for layer in text.splitlines() if "error:" in layer]
     assert len(errors) == 1 and f"locked by process {first.pid}" in errors[0], text[-2000:]
     assert first.poll() is None  # the first run goes on, its files untouched
     os.kill(first.pid, signal.SIGKILL)

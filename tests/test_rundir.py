@@ -7,22 +7,35 @@ import textwrap
 
 import pytest
 
-from tfxfer.train import rundir
 from tfxfer.config import Config, Phase
 from tfxfer.errors import UserError
+from tfxfer.train import rundir
 
-OLD_ARTEFACTS = ("saved_model", "model.keras", "metrics.json", "history.json",
-                 "data_report.json", "curves.png", "confusion_matrix.png")
+OLD_ARTEFACTS = (
+    "saved_model",
+    "model.keras",
+    "metrics.json",
+    "history.json",
+    "data_report.json",
+    "curves.png",
+    "confusion_matrix.png",
+)
 
 
-def test_overwrite_never_leaves_files_of_two_runs_side_by_side(image_folder, tmp_path,
-                                                                monkeypatch):
+def test_overwrite_never_leaves_files_of_two_runs_side_by_side(image_folder, tmp_path, monkeypatch):
     from tfxfer.deploy import export
     from tfxfer.train import loop as train
 
     out = tmp_path / "run"
-    cfg = Config(data=str(image_folder), backbone="MobileNet025", weights=None, image_size=32,
-                 verbose=0, output=str(out), phases=(Phase(epochs=1),))
+    cfg = Config(
+        data=str(image_folder),
+        backbone="MobileNet025",
+        weights=None,
+        image_size=32,
+        verbose=0,
+        output=str(out),
+        phases=(Phase(epochs=1),),
+    )
     export.save_run(train.run(cfg), cfg)
     assert all((out / name).exists() for name in OLD_ARTEFACTS)
 
@@ -54,10 +67,16 @@ def test_resume_refuses_changes_outside_the_rates_of_unfinished_phases(tmp_path)
     ok = base.override(["phases.1.lr=1e-5", "phases.1.schedule=cosine"]).replace(resume=True)
     rundir.release(rundir.prepare(ok))
     assert json.loads((out / "config.json").read_text())["phases"][1]["lr"] == 1e-5
-    for change, named in (("phases.0.lr=1e-5", "phases.0.lr (phase 0 is completed)"),
-                          ("phases.1.epochs=5", "phases.1.epochs"), ("seed=3", "seed")):
-        with pytest.raises(UserError, match=r"--resume keeps completed phases.*" +
-                           named.replace("(", r"\(").replace(")", r"\)")):
+    for change, named in (
+        ("phases.0.lr=1e-5", "phases.0.lr (phase 0 is completed)"),
+        ("phases.1.epochs=5", "phases.1.epochs"),
+        ("seed=3", "seed"),
+    ):
+        with pytest.raises(
+            UserError,
+            match=r"--resume keeps completed phases.*"
+            + named.replace("(", r"\(").replace(")", r"\)"),
+        ):
             rundir.prepare(ok.override([change]))
     with pytest.raises(UserError, match="different run.*--resume"):
         rundir.prepare(base.override(["phases.1.lr=3e-5"]))  # without --resume: refused
@@ -94,12 +113,10 @@ def test_lock_is_reentrant_in_one_process_and_names_the_holder_in_another(tmp_pa
         except UserError as exc:
             print(exc)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     import os
 
     assert f"locked by process {os.getpid()}" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     rundir.release(out)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "locked" not in proc.stdout

@@ -21,6 +21,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import write_class_images
 
 from tfxfer import progress
 from tfxfer.config import Config
@@ -28,12 +29,10 @@ from tfxfer.data import decoding, pipeline, sources
 from tfxfer.data import shard as shard_lib
 from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
-from conftest import write_class_images
 
 
 @pytest.mark.parametrize("n,workers", [(1, 1), (7, 3), (8, 2), (9, 4), (2, 3), (100, 7)])
-def test_shard_rows_partition_the_split_and_assemble_restores_its_order(n, workers,
-                                                                        monkeypatch):
+def test_shard_rows_partition_the_split_and_assemble_restores_its_order(n, workers, monkeypatch):
     shards = [Shard(k, workers) for k in range(workers)]
     mine = [s.mine(n) for s in shards]
     assert sorted(np.concatenate(mine).tolist()) == list(range(n))  # a partition
@@ -64,6 +63,7 @@ class ThreadCluster:
             out = np.concatenate(self.slots)
             self.barrier.wait()  # nobody overwrites a slot before everyone has read it
             return out
+
         return Shard(k, self.workers, gather)
 
     def run(self, fn):
@@ -72,12 +72,13 @@ class ThreadCluster:
         def work(k):
             try:
                 results[k] = fn(self.shard(k))
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
                 self.barrier.abort()
 
-        threads = [threading.Thread(target=work, args=(k,), name=f"w{k}")
-                   for k in range(self.workers)]
+        threads = [
+            threading.Thread(target=work, args=(k,), name=f"w{k}") for k in range(self.workers)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -87,7 +88,8 @@ class ThreadCluster:
 
 
 def test_each_worker_decodes_only_its_files_and_the_cluster_sees_the_one_process_data(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     root = tmp_path / "data"
     write_class_images(root / "train", {"a": 7, "b": 6})
     write_class_images(root / "val", {"a": 3, "b": 2}, seed=1)
@@ -150,8 +152,9 @@ def test_array_sources_keep_a_shard_of_training_rows_and_the_whole_validation():
     rng = np.random.default_rng(0)
     train = Split(rng.integers(0, 255, (11, 4, 4, 1), dtype=np.uint8), np.arange(11) % 2)
     val = Split(rng.integers(0, 255, (5, 4, 4, 1), dtype=np.uint8), np.arange(5) % 2)
-    parts = [_finish(["a", "b"], train, val, "arrays", shard=Shard(k, 2, lambda x: x))
-             for k in range(2)]
+    parts = [
+        _finish(["a", "b"], train, val, "arrays", shard=Shard(k, 2, lambda x: x)) for k in range(2)
+    ]
     assert [len(p.train) for p in parts] == [6, 6]
     np.testing.assert_array_equal(parts[1].train.images[:5], train.images[1::2])
     assert all(p.val is val and p.counts()["train"] == {"a": 6, "b": 5} for p in parts)
@@ -169,9 +172,14 @@ def data_service():
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0, protocol="grpc"))
     address = dispatcher.target.split("://")[1]
-    workers = [service.WorkerServer(service.WorkerConfig(
-        dispatcher_address=address, worker_address="127.0.0.1:%port%", port=0))
-        for _ in range(2)]
+    workers = [
+        service.WorkerServer(
+            service.WorkerConfig(
+                dispatcher_address=address, worker_address="127.0.0.1:%port%", port=0
+            )
+        )
+        for _ in range(2)
+    ]
     # Kept alive to the end of the test process: stopping them (explicitly, or when the fixture
     # drops them) waited 40-70 s in the suite for their tasks to time out.
     _SERVERS.extend([dispatcher, *workers])
@@ -181,16 +189,28 @@ def data_service():
 def test_an_epoch_through_the_data_service_holds_exactly_the_in_process_rows(data_service):
     data_service = data_service[0]
     rng = np.random.default_rng(0)
-    split = sources.Split(rng.integers(0, 255, (37, 8, 8, 3), dtype=np.uint8),
-                          np.arange(37) % 3)
+    split = sources.Split(rng.integers(0, 255, (37, 8, 8, 3), dtype=np.uint8), np.arange(37) % 3)
     local = pipeline.image_dataset(split, 3, 8, 5, shuffle=True, seed=1)
     remote = pipeline.image_dataset(split, 3, 8, 5, shuffle=True, seed=1, service=data_service)
 
     def rows(ds):
-        return sorted(map(bytes, np.concatenate(
-            [np.concatenate([x.numpy().astype(np.uint8).reshape(len(x), -1),
-                             np.argmax(y.numpy(), 1)[:, None].astype(np.uint8)], 1)
-             for x, y in ds])))
+        return sorted(
+            map(
+                bytes,
+                np.concatenate(
+                    [
+                        np.concatenate(
+                            [
+                                x.numpy().astype(np.uint8).reshape(len(x), -1),
+                                np.argmax(y.numpy(), 1)[:, None].astype(np.uint8),
+                            ],
+                            1,
+                        )
+                        for x, y in ds
+                    ]
+                ),
+            )
+        )
 
     assert len(rows(remote)) == 37 and rows(remote) == rows(local)
     assert rows(remote) == rows(remote)  # a second epoch: a new job, the same rows
@@ -201,17 +221,28 @@ def test_a_recipe_trains_through_the_data_service(data_service, image_folder, tm
     data_service = data_service[0]
     from tfxfer.train import loop
 
-    cfg = Config(data=str(image_folder), weights=None, image_size=32, batch_size=8,
-                 data_service=data_service, output=str(tmp_path / "out"), verbose=0,
-                 cache_features=False, feature_views=1).with_epochs(1)
+    cfg = Config(
+        data=str(image_folder),
+        weights=None,
+        image_size=32,
+        batch_size=8,
+        data_service=data_service,
+        output=str(tmp_path / "out"),
+        verbose=0,
+        cache_features=False,
+        feature_views=1,
+    ).with_epochs(1)
     seen = []
     real = pipeline.via_service
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "via_service", lambda ds, address: seen.append(address)
-                   or real(ds, address))
+        mp.setattr(
+            pipeline, "via_service", lambda ds, address: seen.append(address) or real(ds, address)
+        )
         result = loop.run(cfg)
     assert seen == [data_service]
-    assert result.metrics["num_val"] == 12 and np.isfinite(result.history[0]["history"]["loss"]).all()
+    assert (
+        result.metrics["num_val"] == 12 and np.isfinite(result.history[0]["history"]["loss"]).all()
+    )
 
 
 def test_streamed_shards_go_through_the_data_service(data_service, tmp_path):
@@ -236,9 +267,13 @@ def one_worker_service():
     """A dispatcher with one worker: row order is then the dataset's own, not the workers'."""
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0, protocol="grpc"))
-    worker = service.WorkerServer(service.WorkerConfig(
-        dispatcher_address=dispatcher.target.split("://")[1],
-        worker_address="127.0.0.1:%port%", port=0))
+    worker = service.WorkerServer(
+        service.WorkerConfig(
+            dispatcher_address=dispatcher.target.split("://")[1],
+            worker_address="127.0.0.1:%port%",
+            port=0,
+        )
+    )
     _SERVERS.extend([dispatcher, worker])
     return dispatcher.target.replace("localhost", "127.0.0.1")
 
@@ -254,8 +289,9 @@ def test_the_data_service_reshuffles_every_epoch_and_follows_the_seed(one_worker
     split = sources.Split(images, np.arange(n) % 2)
 
     def build(seed):
-        return pipeline.image_dataset(split, 2, 4, 4, shuffle=True, seed=seed,
-                                      service=one_worker_service)
+        return pipeline.image_dataset(
+            split, 2, 4, 4, shuffle=True, seed=seed, service=one_worker_service
+        )
 
     orders = _epoch_orders(build(3))
     assert all(sorted(o) == list(range(n)) for o in orders)  # each epoch: every row once
@@ -266,17 +302,18 @@ def test_the_data_service_reshuffles_every_epoch_and_follows_the_seed(one_worker
 
 
 def test_a_streamed_source_reshuffles_every_epoch_through_the_data_service(
-        one_worker_service, tmp_path):
+    one_worker_service, tmp_path
+):
     from tfxfer.data import tfrecord
 
     write_class_images(tmp_path / "src" / "train", {"a": 9, "b": 9}, size=8)
     write_class_images(tmp_path / "src" / "val", {"a": 1, "b": 1}, size=8)
     tfrecord.write(str(tmp_path / "src"), str(tmp_path / "shards"), shards=3)
     stream = sources.load(f"tfrecord:{tmp_path / 'shards'}", 8).train
-    ds = pipeline.image_dataset(stream, 2, 8, 6, shuffle=True, seed=0,
-                                service=one_worker_service)
-    epochs = [[x.numpy().astype(np.uint8).tobytes() for batch, _ in ds for x in batch]
-              for _ in range(3)]
+    ds = pipeline.image_dataset(stream, 2, 8, 6, shuffle=True, seed=0, service=one_worker_service)
+    epochs = [
+        [x.numpy().astype(np.uint8).tobytes() for batch, _ in ds for x in batch] for _ in range(3)
+    ]
     assert all(sorted(e) == sorted(epochs[0]) and len(e) == 18 for e in epochs)
     assert len(set(epochs[0])) == 18  # distinct images: an order is a permutation
     assert len({tuple(e) for e in epochs}) == 3  # three different orders
@@ -286,8 +323,7 @@ def test_data_service_refusals_are_one_line():
     with pytest.raises(UserError, match="grpc://host:port") as err:
         Config(data_service="localhost:5000")
     assert "\n" not in str(err.value)
-    memmap = np.memmap(_tmpfile(), dtype=np.uint8, mode="w+",
-                       shape=(4, 8, 8, 3))
+    memmap = np.memmap(_tmpfile(), dtype=np.uint8, mode="w+", shape=(4, 8, 8, 3))
     with pytest.raises(UserError, match="in memory") as err:
         pipeline.graph_rows(memmap)
     assert "\n" not in str(err.value)
@@ -300,6 +336,7 @@ def _tmpfile() -> str:
 
 
 # ---- progress ---------------------------------------------------------------------------------
+
 
 class _Tty:
     def __init__(self):

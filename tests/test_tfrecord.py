@@ -17,14 +17,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import write_class_images
 from PIL import Image
+from test_scale import ThreadCluster
 
 from tfxfer.config import Config, Phase
 from tfxfer.data import sources, tfrecord
 from tfxfer.data.tfrecord import Stream
 from tfxfer.errors import UserError
-from conftest import write_class_images
-from test_scale import ThreadCluster
 
 
 @pytest.fixture
@@ -47,8 +47,10 @@ def test_shards_hold_every_readable_file_and_stream_the_folders_pixels(shards):
     root, out, report = shards
     assert report["classes"] == ["a", "b"] and report["train"] == {"records": 16, "shards": 3}
     assert report["val"] == {"records": 7, "shards": 1}
-    assert sorted(s["path"].rsplit("/", 1)[1] for s in report["skipped"]) == ["broken.jpg",
-                                                                               "grey.tif"]
+    assert sorted(s["path"].rsplit("/", 1)[1] for s in report["skipped"]) == [
+        "broken.jpg",
+        "grey.tif",
+    ]
     assert (out / "classes.txt").read_text() == "a\nb\n"
 
     (root / "train" / "a" / "grey.tif").unlink()  # the folder loader would read it
@@ -90,10 +92,19 @@ def test_a_run_trains_on_streamed_shards(shards, tmp_path):
     from tfxfer.train import loop
 
     _, out, _ = shards
-    cfg = Config(data=f"tfrecord:{out}", weights=None, image_size=32, batch_size=8,
-                 feature_views=2, output=str(tmp_path / "run"), verbose=0,
-                 phases=(Phase(name="head", trainable="head", epochs=1),
-                         Phase(name="all", trainable="all", epochs=1, lr=1e-4)))
+    cfg = Config(
+        data=f"tfrecord:{out}",
+        weights=None,
+        image_size=32,
+        batch_size=8,
+        feature_views=2,
+        output=str(tmp_path / "run"),
+        verbose=0,
+        phases=(
+            Phase(name="head", trainable="head", epochs=1),
+            Phase(name="all", trainable="all", epochs=1, lr=1e-4),
+        ),
+    )
     result = loop.run(cfg)
     assert result.metrics["num_val"] == 7
     assert [h["cached_features"] for h in result.history] == [True, False]
@@ -109,6 +120,7 @@ def test_bad_tfrecord_input_is_a_one_line_error(shards, tmp_path):
         (lambda: tfrecord.write(str(root), str(tmp_path / "x"), shards=0), "at least 1"),
         (lambda: sources.load(f"tfrecord:{out}", 16).train.images, "streams its training"),
     ]
+
     def no_val_shards():
         (out / "val-00000-of-00001.tfrecord").rename(out / "elsewhere.bin")
         try:
@@ -122,23 +134,25 @@ def test_bad_tfrecord_input_is_a_one_line_error(shards, tmp_path):
             call()
         assert "\n" not in str(err.value)
     from tfxfer.data.shard import Shard
+
     with pytest.raises(UserError, match="training shard of its own"):
         tfrecord.read(str(out), 16, Shard(0, 4, lambda x: x))
     tiny = write_class_images(tmp_path / "tiny", {"a": 2, "b": 2}, size=8)  # 2 train, 2 val
     tfrecord.write(str(tiny), str(tmp_path / "tiny-shards"), shards=3)  # one shard empty
     with pytest.raises(UserError, match="workers with none: \\[2\\]") as err:
-        tfrecord.read(str(tmp_path / "tiny-shards"), 8, Shard(2, 3, lambda x: np.array(
-            [1, 1, 0])))
+        tfrecord.read(str(tmp_path / "tiny-shards"), 8, Shard(2, 3, lambda x: np.array([1, 1, 0])))
     assert "\n" not in str(err.value)
 
 
 def test_the_writer_command_prints_what_it_wrote(tmp_path, capsys):
     root = write_class_images(tmp_path / "flat", {"a": 5, "b": 5}, size=12)
-    assert tfrecord.main(["--data", str(root), "--output", str(tmp_path / "s"),
-                          "--shards", "2"]) == 0
+    assert (
+        tfrecord.main(["--data", str(root), "--output", str(tmp_path / "s"), "--shards", "2"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "8 training records in 2 shards, 2 validation in 1" in printed
     assert f"--data tfrecord:{tmp_path / 's'}" in printed
-    assert tfrecord.main(["--data", str(root), "--output", str(tmp_path / "t"),
-                          "--shards", "0"]) == 2
+    assert (
+        tfrecord.main(["--data", str(root), "--output", str(tmp_path / "t"), "--shards", "0"]) == 2
+    )
     assert capsys.readouterr().err.count("\n") == 1

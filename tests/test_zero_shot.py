@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import spy_litert
 from PIL import Image
 
-from conftest import spy_litert
 from tfxfer.data import attributes
 from tfxfer.deploy import export as export_lib
 from tfxfer.methods import zero_shot as zsl
@@ -42,8 +42,12 @@ def test_eszsl_closed_form_is_the_minimum_of_its_objective():
     yy[np.arange(m), y[seen]] = 1
     st, v = s[:3].T, model.v
     # gradient of ||X^T V S - Y||^2/m + g||V S||^2 + l||X^T V||^2/m + g l||V||^2, divided by 2
-    grad = (xs @ (xs.T @ v @ st - yy) @ st.T / m + 0.3 * v @ st @ st.T
-            + 0.7 * xs @ xs.T @ v / m + 0.3 * 0.7 * v)
+    grad = (
+        xs @ (xs.T @ v @ st - yy) @ st.T / m
+        + 0.3 * v @ st @ st.T
+        + 0.7 * xs @ xs.T @ v / m
+        + 0.3 * 0.7 * v
+    )
     assert np.abs(grad).max() < 1e-9 * max(1.0, np.abs(xs @ yy @ st.T / m).max())
     kernel, bias = model.linear(s)  # the exported layer computes the same scores
     np.testing.assert_allclose(x @ kernel + bias, model.scores(x, s), rtol=1e-9, atol=1e-9)
@@ -99,18 +103,30 @@ def _data(tmp_path):
                     img = np.full((SIZE, SIZE, 3), SENTINEL)
                 Image.fromarray(img.astype(np.uint8)).save(folder / f"{i}.png")
     table = tmp_path / "attrs.csv"
-    table.write_text("# red, green, blue dominant\nclass,red,green,blue\n"
-                     "a,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n")
+    table.write_text(
+        "# red, green, blue dominant\nclass,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n"
+    )
     return tmp_path / "data", table
 
 
-ARGS = ["--backbone", "MobileNet025", "--weights", "none", "--image-size", str(SIZE),
-        "--set", "train_per_class=null", "--set", "val_per_class=null"]
+ARGS = [
+    "--backbone",
+    "MobileNet025",
+    "--weights",
+    "none",
+    "--image-size",
+    str(SIZE),
+    "--set",
+    "train_per_class=null",
+    "--set",
+    "val_per_class=null",
+]
 
 
 @pytest.mark.slow
 def test_unseen_images_never_reach_fitting_or_int8_calibration_and_all_classes_are_served(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     data, table = _data(tmp_path)
     calls = []
     real = zs_train.features
@@ -123,8 +139,21 @@ def test_unseen_images_never_reach_fitting_or_int8_calibration_and_all_classes_a
     monkeypatch.setattr(zs_train, "features", spy)
     exports = spy_litert(monkeypatch)
     out = tmp_path / "run"
-    status = recipe.main(ARGS + ["--data", str(data), "--attributes", str(table), "--unseen", "d",
-                                 "--output", str(out), "--export", "litert-int8"])
+    status = recipe.main(
+        ARGS
+        + [
+            "--data",
+            str(data),
+            "--attributes",
+            str(table),
+            "--unseen",
+            "d",
+            "--output",
+            str(out),
+            "--export",
+            "litert-int8",
+        ]
+    )
     assert status == 0, capsys.readouterr().err
     assert calls == [("fit", 0, 24), ("evaluate", 0, 16)], calls  # 3 seen x 8; all of val
     # int8 calibration never sees an unseen image, in the run or in tfxfer export
@@ -154,22 +183,51 @@ def test_unseen_images_never_reach_fitting_or_int8_calibration_and_all_classes_a
     assert "eszsl: ZSL" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("table, unseen, words", [
-    ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\n", "d", "must have a row for every class"),
-    ("class,red,green,blue\na,1,0,0\nb,0,zero,1\nc,0,1,0\nd,1,1,0\n", "d",
-     "row 3, column 'green': 'zero'"),
-    ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n", "e",
-     "every --unseen class must be a class of the data"),
-    ("class,red,green,blue\na,1,0,0\nb,0,0\nc,0,1,0\nd,1,1,0\n", "d", "every row needs 4 fields"),
-    ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n", "a,b,c", "two seen classes"),
-    ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n", "d,d", "named once"),
-])
-def test_a_bad_attribute_table_or_unseen_list_fails_in_one_line(tmp_path, capsys, table, unseen,
-                                                                 words):
+@pytest.mark.parametrize(
+    "table, unseen, words",
+    [
+        (
+            "class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\n",
+            "d",
+            "must have a row for every class",
+        ),
+        (
+            "class,red,green,blue\na,1,0,0\nb,0,zero,1\nc,0,1,0\nd,1,1,0\n",
+            "d",
+            "row 3, column 'green': 'zero'",
+        ),
+        (
+            "class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n",
+            "e",
+            "every --unseen class must be a class of the data",
+        ),
+        (
+            "class,red,green,blue\na,1,0,0\nb,0,0\nc,0,1,0\nd,1,1,0\n",
+            "d",
+            "every row needs 4 fields",
+        ),
+        ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n", "a,b,c", "two seen classes"),
+        ("class,red,green,blue\na,1,0,0\nb,0,0,1\nc,0,1,0\nd,1,1,0\n", "d,d", "named once"),
+    ],
+)
+def test_a_bad_attribute_table_or_unseen_list_fails_in_one_line(
+    tmp_path, capsys, table, unseen, words
+):
     data, path = _data(tmp_path)
     path.write_text(table)
-    status = recipe.main(ARGS + ["--data", str(data), "--attributes", str(path), "--unseen",
-                                 unseen, "--output", str(tmp_path / "o")])
+    status = recipe.main(
+        ARGS
+        + [
+            "--data",
+            str(data),
+            "--attributes",
+            str(path),
+            "--unseen",
+            unseen,
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and words in err, err
     assert not (tmp_path / "o" / "metrics.json").exists()
@@ -177,6 +235,7 @@ def test_a_bad_attribute_table_or_unseen_list_fails_in_one_line(tmp_path, capsys
 
 def test_the_fashion_mnist_table_is_documented_and_every_demo_split_keeps_each_attribute_seen():
     from tfxfer.data.sources import FASHION_MNIST_CLASSES
+
     table = attributes.builtin("fashion_mnist")
     assert table.class_names == FASHION_MNIST_CLASSES and table.is_binary()
     text = attributes.BUILTIN_TABLES["fashion_mnist"].read_text()

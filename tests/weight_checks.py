@@ -7,14 +7,25 @@ import numpy as np
 
 from tfxfer.models import backbones
 
-OUTPUT_FILES = ("saved_model/saved_model.pb", "model.keras", "config.json", "history.json",
-                "metrics.json", "data_report.json", "curves.png", "confusion_matrix.png")
+OUTPUT_FILES = (
+    "saved_model/saved_model.pb",
+    "model.keras",
+    "config.json",
+    "history.json",
+    "metrics.json",
+    "data_report.json",
+    "curves.png",
+    "confusion_matrix.png",
+)
 
 
 def layer_states(backbone) -> dict[str, list[np.ndarray]]:
     """A copy of every weighted layer's variables, by layer name."""
-    return {layer.name: [np.asarray(w).copy() for w in layer.weights]
-            for layer in backbone.layers if layer.weights}
+    return {
+        layer.name: [np.asarray(w).copy() for w in layer.weights]
+        for layer in backbone.layers
+        if layer.weights
+    }
 
 
 def should_train(layer, block: int, cfg) -> bool:
@@ -32,8 +43,9 @@ def should_train(layer, block: int, cfg) -> bool:
     return False
 
 
-def assert_expected_changes(initial: dict, trained_model_path: str, cfg,
-                            every_trained_changes: bool = True) -> dict:
+def assert_expected_changes(
+    initial: dict, trained_model_path: str, cfg, every_trained_changes: bool = True
+) -> dict:
     """Checks, variable by variable, that frozen weights are identical and trained ones moved.
 
     With ``every_trained_changes=False`` a trainable variable may stay put (random-init
@@ -53,10 +65,13 @@ def assert_expected_changes(initial: dict, trained_model_path: str, cfg,
             after = np.asarray(var)
             if trains:
                 moved = not np.array_equal(before, after)
-                assert moved or not every_trained_changes, f"{cfg.recipe}: {var.path} did not change"
+                assert moved or not every_trained_changes, (
+                    f"{cfg.recipe}: {var.path} did not change"
+                )
                 tally["changed" if moved else "trainable_unchanged"] += 1
             else:
-                np.testing.assert_array_equal(before, after,
-                                              err_msg=f"{cfg.recipe}: frozen {var.path} changed")
+                np.testing.assert_array_equal(
+                    before, after, err_msg=f"{cfg.recipe}: frozen {var.path} changed"
+                )
                 tally["identical"] += 1
     return tally

@@ -36,8 +36,8 @@ def _help_only() -> bool:
 
 if not _help_only():
     # Registration side effects only (keras.saving.register_keras_serializable).
-    from tfxfer.models import model as _model  # noqa: E402,F401
-    from tfxfer.train import optim as _optim  # noqa: E402,F401
-    from tfxfer.methods import regularize as _regularize  # noqa: E402,F401
-    from tfxfer.models import stochastic as _stochastic  # noqa: E402,F401
-    from tfxfer.text import encoder as _text_encoder  # noqa: E402,F401  (KerasHub not imported)
+    from tfxfer.methods import regularize as _regularize  # noqa: F401
+    from tfxfer.models import model as _model  # noqa: F401
+    from tfxfer.models import stochastic as _stochastic  # noqa: F401
+    from tfxfer.text import encoder as _text_encoder  # noqa: F401  (KerasHub not imported)
+    from tfxfer.train import optim as _optim  # noqa: F401

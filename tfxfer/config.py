@@ -31,9 +31,20 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 from tfxfer.errors import UserError
 from tfxfer.schema import assign, build, check_choice, check_min, coerce, merge, parse_value
 from tfxfer.sections import (  # noqa: F401  (the sections are imported from here)
-    OPTIMIZERS, SCHEDULES, TASK_LOSSES, TRAINABLE_SCOPES, Adapt, Auto, Phase, Prune, Task, ZeroShot)
+    OPTIMIZERS,
+    SCHEDULES,
+    TASK_LOSSES,
+    TRAINABLE_SCOPES,
+    Adapt,
+    Auto,
+    Phase,
+    Prune,
+    Task,
+    ZeroShot,
+)
 from tfxfer.sections_augment import AUGMENT_PRESETS, Augment, Generative  # noqa: F401
 from tfxfer.sections_text import SCOPE_PHASES, TEXT_SCOPES, Lora, Text  # noqa: F401
+
 POOLINGS = ("avg", "max")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -181,10 +192,13 @@ class Config:
         check_choice("head_pooling", self.head_pooling, POOLINGS)
         check_choice("strategy", self.strategy, STRATEGIES)
         if self.data_service and not re.fullmatch(r"grpc://[^/:\s]+:\d+", self.data_service):
-            raise UserError("data_service must be the address of a tf.data service dispatcher, "
-                            "grpc://host:port", got=self.data_service,
-                            fix="pass e.g. --set data_service=grpc://10.0.0.2:5050, or leave it "
-                                "empty to read data in this process")
+            raise UserError(
+                "data_service must be the address of a tf.data service dispatcher, "
+                "grpc://host:port",
+                got=self.data_service,
+                fix="pass e.g. --set data_service=grpc://10.0.0.2:5050, or leave it "
+                "empty to read data in this process",
+            )
         check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         check_choice("augment_in", self.augment_in, AUGMENT_PLACES)
         check_choice("regularization", self.regularization, REGULARIZATIONS)
@@ -194,18 +208,27 @@ class Config:
         for fmt in self.export:
             check_choice("export", fmt, EXPORT_FORMATS)
         if self.prune.sparsity and all(p.trainable == "head" for p in self.phases):
-            raise UserError("prune.sparsity prunes while the backbone trains, and every phase of "
-                            "this config trains the head only", got=self.prune.sparsity,
-                            fix="add a phase with trainable partial/all/gradual (e.g. the "
-                                "large_similar or small_different recipe), or drop prune")
+            raise UserError(
+                "prune.sparsity prunes while the backbone trains, and every phase of "
+                "this config trains the head only",
+                got=self.prune.sparsity,
+                fix="add a phase with trainable partial/all/gradual (e.g. the "
+                "large_similar or small_different recipe), or drop prune",
+            )
         check_min("beta", self.beta, 0.0)
         self._check_tasks()
         if not 0.0 < self.val_split < 1.0:
-            raise UserError("val_split must be strictly between 0 and 1", got=self.val_split,
-                            fix="pass e.g. --set val_split=0.2")
+            raise UserError(
+                "val_split must be strictly between 0 and 1",
+                got=self.val_split,
+                fix="pass e.g. --set val_split=0.2",
+            )
         if not 0.0 <= self.head_dropout < 1.0:
-            raise UserError("head_dropout must be in [0, 1)", got=self.head_dropout,
-                            fix="pass e.g. --set head_dropout=0.2")
+            raise UserError(
+                "head_dropout must be in [0, 1)",
+                got=self.head_dropout,
+                fix="pass e.g. --set head_dropout=0.2",
+            )
         check_min("batch_size", self.batch_size, 1)
         check_min("lr_find_steps", self.lr_find_steps, 10)
         check_min("feature_views", self.feature_views, 1)
@@ -214,26 +237,41 @@ class Config:
         check_min("freeze_blocks", self.freeze_blocks, 0)
         check_min("seed", self.seed, 0)  # numpy's and Keras's generators take seeds >= 0
         if self.overwrite and self.resume:
-            raise UserError("overwrite (start afresh) and resume (keep completed phases) exclude "
-                            "each other", got="both", fix="pass only one of --overwrite/--resume")
+            raise UserError(
+                "overwrite (start afresh) and resume (keep completed phases) exclude each other",
+                got="both",
+                fix="pass only one of --overwrite/--resume",
+            )
         check_min("mixup", self.mixup, 0.0)
         check_min("cutmix", self.cutmix, 0.0)
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise UserError("label_smoothing must be in [0, 1)", got=self.label_smoothing,
-                            fix="pass e.g. --set label_smoothing=0.1")
+            raise UserError(
+                "label_smoothing must be in [0, 1)",
+                got=self.label_smoothing,
+                fix="pass e.g. --set label_smoothing=0.1",
+            )
         if not self.phases:
-            raise UserError("phases must hold at least one phase", got=self.phases,
-                            fix="use a recipe's defaults or give a [[phases]] table")
+            raise UserError(
+                "phases must hold at least one phase",
+                got=self.phases,
+                fix="use a recipe's defaults or give a [[phases]] table",
+            )
 
     def _check_tasks(self) -> None:
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise UserError("task names must be unique", got=names, fix="rename the duplicates")
         if self.tasks and (self.mixup or self.cutmix or self.class_weight != "none"):
-            raise UserError("MixUp, CutMix and class_weight work with a single task only",
-                            got=dict(tasks=names, mixup=self.mixup, cutmix=self.cutmix,
-                                     class_weight=self.class_weight),
-                            fix="drop the tasks, or set mixup=0, cutmix=0, class_weight=none")
+            raise UserError(
+                "MixUp, CutMix and class_weight work with a single task only",
+                got=dict(
+                    tasks=names,
+                    mixup=self.mixup,
+                    cutmix=self.cutmix,
+                    class_weight=self.class_weight,
+                ),
+                fix="drop the tasks, or set mixup=0, cutmix=0, class_weight=none",
+            )
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -242,8 +280,12 @@ class Config:
         merged = (base or cls()).to_dict()
         for key, value in data.items():
             if key not in merged:
-                raise UserError("unknown config key", valid=sorted(merged), got=key,
-                                fix="check the spelling against `--help` or the Config docs")
+                raise UserError(
+                    "unknown config key",
+                    valid=sorted(merged),
+                    got=key,
+                    fix="check the spelling against `--help` or the Config docs",
+                )
             if key in SECTIONS and isinstance(value, dict) and isinstance(merged[key], dict):
                 merged[key] = {**merged[key], **value}  # a partial table keeps the base's rest
             else:
@@ -255,14 +297,20 @@ class Config:
         """Loads a JSON or TOML config file (partial files fill in from ``base``)."""
         path = Path(path)
         if not path.is_file():
-            raise UserError("config file must exist", got=str(path),
-                            fix="pass the path of a .json or .toml file to --config")
+            raise UserError(
+                "config file must exist",
+                got=str(path),
+                fix="pass the path of a .json or .toml file to --config",
+            )
         text = path.read_text()
         try:
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"config file {path} must be valid {path.suffix[1:].upper()}",
-                            got=str(exc), fix="correct the syntax at the position shown") from None
+            raise UserError(
+                f"config file {path} must be valid {path.suffix[1:].upper()}",
+                got=str(exc),
+                fix="correct the syntax at the position shown",
+            ) from None
         return cls.from_dict(data, base)
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,16 +335,26 @@ class Config:
         for item in assignments:
             key, sep, raw = item.partition("=")
             if not sep or not key:
-                raise UserError("--set takes key=value", got=item,
-                                fix="write e.g. --set phases.0.lr=1e-4")
+                raise UserError(
+                    "--set takes key=value", got=item, fix="write e.g. --set phases.0.lr=1e-4"
+                )
             assign(data, key.strip().split("."), parse_value(raw.strip()), key)
         return build(type(self), data, "")
 
     def with_epochs(self, epochs: int) -> Config:
         """Sets the epoch count of every phase (what ``--epochs`` does)."""
-        return self.replace(phases=[{**dataclasses.asdict(p), "epochs": epochs} for p in self.phases])
+        return self.replace(
+            phases=[{**dataclasses.asdict(p), "epochs": epochs} for p in self.phases]
+        )
 
 
-SECTIONS = {"augment": Augment, "prune": Prune, "adapt": Adapt, "zero_shot": ZeroShot,
-            "auto": Auto, "generative": Generative, "text": Text,
-            "lora": Lora}  # the tables a Python caller may give as dicts
+SECTIONS = {
+    "augment": Augment,
+    "prune": Prune,
+    "adapt": Adapt,
+    "zero_shot": ZeroShot,
+    "auto": Auto,
+    "generative": Generative,
+    "text": Text,
+    "lora": Lora,
+}  # the tables a Python caller may give as dicts

@@ -11,7 +11,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class UserError(ValueError):
@@ -24,8 +25,14 @@ class UserError(ValueError):
         fix: How to fix it.
     """
 
-    def __init__(self, rule: str, *, got: Any = None, valid: Iterable[Any] | None = None,
-                 fix: str | None = None):
+    def __init__(
+        self,
+        rule: str,
+        *,
+        got: Any = None,
+        valid: Iterable[Any] | None = None,
+        fix: str | None = None,
+    ):
         parts = [rule]
         if valid is not None:
             parts.append("valid: " + ", ".join(str(v) for v in valid))

@@ -24,8 +24,10 @@ def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, class_names: lis
     k = len(class_names)
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, pred), 1)
-    per_class = {name: round(float(confusion[i, i] / max(1, confusion[i].sum())), 4)
-                 for i, name in enumerate(class_names)}
+    per_class = {
+        name: round(float(confusion[i, i] / max(1, confusion[i].sum())), 4)
+        for i, name in enumerate(class_names)
+    }
     return {
         "val_accuracy": round(float((pred == labels).mean()), 4),
         "val_loss": round(float(-log_probs[np.arange(len(labels)), labels].mean()), 4),

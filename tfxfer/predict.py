@@ -46,8 +46,12 @@ def find_images(inputs: list[str]) -> list[str]:
     found: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            found += sorted(os.path.join(root, f) for root, _, files in os.walk(item)
-                            for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+            found += sorted(
+                os.path.join(root, f)
+                for root, _, files in os.walk(item)
+                for f in files
+                if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
         elif os.path.exists(item):
             found.append(item)
         else:
@@ -135,12 +139,13 @@ class Predictor:
         return rows
 
 
-def predict_files(predictor: Predictor, files: list[str], batch_size: int = 32,
-                  progress: _Progress | None = None) -> list[dict]:
+def predict_files(
+    predictor: Predictor, files: list[str], batch_size: int = 32, progress: _Progress | None = None
+) -> list[dict]:
     """Rows for ``files``; an unreadable file gets an ``error`` and the rest go on."""
     out: list[dict] = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
+        chunk = files[start : start + batch_size]
         blobs, errors = [], {}
         for f in chunk:
             try:
@@ -153,14 +158,17 @@ def predict_files(predictor: Predictor, files: list[str], batch_size: int = 32,
                 errors[f] = "empty file (0 bytes)"
         good = [(f, b) for f, b in zip(chunk, blobs) if f not in errors]
         try:
-            rows = dict(zip([f for f, _ in good], predictor.rows([b for _, b in good]))) \
-                if good else {}
+            rows = (
+                dict(zip([f for f, _ in good], predictor.rows([b for _, b in good])))
+                if good
+                else {}
+            )
         except Exception:  # one undecodable file fails a batch: find it file by file
             rows = {}
             for f, b in good:
                 try:
                     rows[f] = predictor.rows([b])[0]
-                except Exception as exc:  # noqa: BLE001 - any decoder error is per file
+                except Exception as exc:
                     errors[f] = _reason(exc)
         for f in chunk:
             out.append({"file": f, **rows.get(f, {}), "error": errors.get(f, "")})
@@ -174,8 +182,14 @@ def _reason(exc: Exception) -> str:
     error:``, ``Detected at node ...``, the traceback of the call, ``[[{{node ...}}]]``)."""
     text = getattr(exc, "message", None) or str(exc)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    own = [line for line in lines if not line.endswith(":") and not line.startswith(
-        ("Detected at node", "[[", "File ", "Graph execution error", "during context", "<"))]
+    own = [
+        line
+        for line in lines
+        if not line.endswith(":")
+        and not line.startswith(
+            ("Detected at node", "[[", "File ", "Graph execution error", "during context", "<")
+        )
+    ]
     return f"cannot decode ({own[0][:200] if own else type(exc).__name__})"
 
 
@@ -198,33 +212,46 @@ def write(rows: list[dict], path: str | None, fmt: str) -> None:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit status 2, like every tfxfer command
-        self.exit(2, f"{self.prog}: error: invalid command line: {message}. Fix: see "
-                     f"{self.prog} --help\n")
+        self.exit(
+            2, f"{self.prog}: error: invalid command line: {message}. Fix: see {self.prog} --help\n"
+        )
 
 
 def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
     """The command line; returns the exit status."""
-    p = _Parser(prog=prog, description="Classify images with an exported tfxfer model (a "
-                                       "run's saved_model directory).")
+    p = _Parser(
+        prog=prog,
+        description="Classify images with an exported tfxfer model (a "
+        "run's saved_model directory).",
+    )
     p.add_argument("model", help="the run folder, or its saved_model folder")
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns")
-    p.add_argument("--output", "-o", help="CSV or JSON file (by extension); default: CSV on "
-                                          "stdout")
+    p.add_argument("--output", "-o", help="CSV or JSON file (by extension); default: CSV on stdout")
     p.add_argument("--format", choices=("csv", "json"), help="override the output format")
-    p.add_argument("--tta", default="none", choices=TTA_MODES,
-                   help="test-time augmentation: none, flip (2 views), crops (6 views)")
+    p.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="test-time augmentation: none, flip (2 views), crops (6 views)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per call (default 32)")
     args = p.parse_args(argv)
     model = model_dir(args.model)
     if model is None:
-        print(f"{prog}: error: the model must be a run folder or its saved_model folder (holding "
-              f"saved_model.pb); got {args.model!r}. Fix: pass e.g. runs/small_similar or "
-              "runs/small_similar/saved_model", file=sys.stderr)
+        print(
+            f"{prog}: error: the model must be a run folder or its saved_model folder (holding "
+            f"saved_model.pb); got {args.model!r}. Fix: pass e.g. runs/small_similar or "
+            "runs/small_similar/saved_model",
+            file=sys.stderr,
+        )
         return 2
     files = find_images(args.images)
     if not files:
-        print(f"{prog}: error: no image files matched {args.images}; give files, folders or "
-              f"globs of {', '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
+        print(
+            f"{prog}: error: no image files matched {args.images}; give files, folders or "
+            f"globs of {', '.join(IMAGE_EXTENSIONS)}",
+            file=sys.stderr,
+        )
         return 2
     if args.output:
         try:  # before any image is classified: that work is not lost to a bad path
@@ -240,9 +267,12 @@ def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
     bad = [r for r in rows if r["error"]]
     for r in bad:
         print(f"{prog}: unreadable: {r['file']}: {r['error']}", file=sys.stderr)
-    print(f"{prog}: {len(rows) - len(bad)} of {len(rows)} images classified"
-          + (f", {len(bad)} unreadable (listed above)" if bad else "")
-          + (f"; wrote {args.output}" if args.output else ""), file=sys.stderr)
+    print(
+        f"{prog}: {len(rows) - len(bad)} of {len(rows)} images classified"
+        + (f", {len(bad)} unreadable (listed above)" if bad else "")
+        + (f"; wrote {args.output}" if args.output else ""),
+        file=sys.stderr,
+    )
     return 0 if len(bad) < len(rows) else 1
 
 

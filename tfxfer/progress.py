@@ -64,10 +64,14 @@ class Progress:
         elapsed = time.monotonic() - self.start if elapsed is None else elapsed
         rate = self.count / max(elapsed, 1e-9)
         if self.total <= 0:
-            return (f"{self.what}: {self.count:,} {self.unit}, {rate:,.1f} {self.unit}/s, "
-                    f"{clock(elapsed)} elapsed")
-        text = (f"{self.what}: {self.count:,}/{self.total:,} {self.unit} "
-                f"({100 * self.count / max(self.total, 1):.0f}%), {rate:,.1f} {self.unit}/s")
+            return (
+                f"{self.what}: {self.count:,} {self.unit}, {rate:,.1f} {self.unit}/s, "
+                f"{clock(elapsed)} elapsed"
+            )
+        text = (
+            f"{self.what}: {self.count:,}/{self.total:,} {self.unit} "
+            f"({100 * self.count / max(self.total, 1):.0f}%), {rate:,.1f} {self.unit}/s"
+        )
         if self.count < self.total and self.count:
             return text + f", ETA {clock((self.total - self.count) / rate)}"
         return text + f", {clock(elapsed)} elapsed"

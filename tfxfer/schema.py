@@ -23,8 +23,12 @@ from tfxfer.errors import UserError
 
 def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise UserError(f"{key} must be one of the supported values", valid=choices, got=value,
-                        fix=f"set {key} to one of them")
+        raise UserError(
+            f"{key} must be one of the supported values",
+            valid=choices,
+            got=value,
+            fix=f"set {key} to one of them",
+        )
 
 
 def check_min(key: str, value: float | None, minimum: float, strict: bool = False) -> None:
@@ -33,8 +37,9 @@ def check_min(key: str, value: float | None, minimum: float, strict: bool = Fals
     bad = value <= minimum if strict else value < minimum
     if bad:
         op = ">" if strict else ">="
-        raise UserError(f"{key} must be {op} {minimum}", got=value,
-                        fix=f"pass a value {op} {minimum} for {key}")
+        raise UserError(
+            f"{key} must be {op} {minimum}", got=value, fix=f"pass a value {op} {minimum} for {key}"
+        )
 
 
 def parse_value(raw: str) -> Any:
@@ -72,8 +77,12 @@ def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
         slot = list_slot(data, head, full_key)
     else:
         if head not in data:
-            raise UserError("unknown config key", valid=sorted(data), got=full_key,
-                            fix="check the spelling against `--help` or the Config docs")
+            raise UserError(
+                "unknown config key",
+                valid=sorted(data),
+                got=full_key,
+                fix="check the spelling against `--help` or the Config docs",
+            )
         slot = head
     if rest:
         assign(data[slot], rest, value, full_key)
@@ -91,13 +100,20 @@ def list_slot(entries: list, head: str, full_key: str) -> int:
         return int(head)
     if head in names:
         if names.count(head) > 1:
-            raise UserError(f"{full_key!r} names an entry that several share", got=head,
-                            fix=f"use its index instead (0..{len(entries) - 1})")
+            raise UserError(
+                f"{full_key!r} names an entry that several share",
+                got=head,
+                fix=f"use its index instead (0..{len(entries) - 1})",
+            )
         return names.index(head)
     labels = [f"{i} or {n}" if n else str(i) for i, n in enumerate(names or entries)]
-    raise UserError(f"{full_key!r} must name an existing entry by index (from 0) or name",
-                    valid=labels, got=head,
-                    fix=f"write e.g. --set {full_key.replace(head, (names[-1] if names else None) or '0', 1)}=VALUE")
+    example = (names[-1] if names else None) or "0"
+    raise UserError(
+        f"{full_key!r} must name an existing entry by index (from 0) or name",
+        valid=labels,
+        got=head,
+        fix=f"write e.g. --set {full_key.replace(head, example, 1)}=VALUE",
+    )
 
 
 def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
@@ -108,9 +124,12 @@ def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise UserError("unknown config key", valid=sorted(names),
-                        got=f"{prefix}{sorted(unknown)[0]}",
-                        fix="check the spelling against `--help` or the Config docs")
+        raise UserError(
+            "unknown config key",
+            valid=sorted(names),
+            got=f"{prefix}{sorted(unknown)[0]}",
+            fix="check the spelling against `--help` or the Config docs",
+        )
     kwargs = {k: coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
 
@@ -131,8 +150,9 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         raise first_error
     if origin is dict:
         if not isinstance(value, dict):
-            raise UserError(f"{key} must be a table", got=value,
-                            fix=f'write e.g. {key} = {{name = ["a", "b"]}}')
+            raise UserError(
+                f"{key} must be a table", got=value, fix=f'write e.g. {key} = {{name = ["a", "b"]}}'
+            )
         return {str(k): coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -171,7 +191,10 @@ def _as_table(value: Any, key: str) -> dict[str, Any]:
     if dataclasses.is_dataclass(value):
         return dataclasses.asdict(value)
     if not isinstance(value, dict):
-        raise UserError(f"{key} must be a table of keys", got=value,
-                        fix=f"give {key} as a table (e.g. {{\"epochs\": 5}} for a phase), or "
-                            f"set its keys one by one: --set {key}.KEY=VALUE")
+        raise UserError(
+            f"{key} must be a table of keys",
+            got=value,
+            fix=f'give {key} as a table (e.g. {{"epochs": 5}} for a phase), or '
+            f"set its keys one by one: --set {key}.KEY=VALUE",
+        )
     return value

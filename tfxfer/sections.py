@@ -76,26 +76,34 @@ class Phase:
         check_min(f"epochs (phase {self.name!r})", self.epochs, 1)
         if isinstance(self.lr, str):
             if self.lr != "auto" or self.lr_range:
-                raise UserError(f"lr (phase {self.name!r}) must be a number, or \"auto\" (the "
-                                "learning-rate finder) without lr_range",
-                                got=(self.lr, self.lr_range) if self.lr_range else self.lr,
-                                fix=f"write e.g. --set phases.N.lr=1e-4 or --set phases.N.lr=auto")
+                raise UserError(
+                    f'lr (phase {self.name!r}) must be a number, or "auto" (the '
+                    "learning-rate finder) without lr_range",
+                    got=(self.lr, self.lr_range) if self.lr_range else self.lr,
+                    fix="write e.g. --set phases.N.lr=1e-4 or --set phases.N.lr=auto",
+                )
         else:
             check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
         check_min("weight_decay", self.weight_decay, 0.0)
         check_min("early_stopping", self.early_stopping, 0)
         check_min("unfreeze_every", self.unfreeze_every, 1)
         if not 0.0 < self.lr_decay <= 1.0:
-            raise UserError(f"lr_decay (phase {self.name!r}) must be in (0, 1]: each block down "
-                            "from the head trains at lr_decay times the rate of the one above",
-                            got=self.lr_decay, fix="pass e.g. phases.1.lr_decay=0.5 (1 = off)")
+            raise UserError(
+                f"lr_decay (phase {self.name!r}) must be in (0, 1]: each block down "
+                "from the head trains at lr_decay times the rate of the one above",
+                got=self.lr_decay,
+                fix="pass e.g. phases.1.lr_decay=0.5 (1 = off)",
+            )
         if self.lr_range:
             low_high = len(self.lr_range) == 2 and 0.0 < self.lr_range[0] <= self.lr_range[1]
             if not low_high or self.lr_decay != 1.0:
-                raise UserError(f"lr_range (phase {self.name!r}) must be [lr_low, lr_high] with "
-                                "0 < lr_low <= lr_high, and lr_decay left at 1 (it replaces "
-                                "lr and lr_decay)", got=(self.lr_range, self.lr_decay),
-                                fix="write e.g. phases.1.lr_range=[1e-6,1e-4]")
+                raise UserError(
+                    f"lr_range (phase {self.name!r}) must be [lr_low, lr_high] with "
+                    "0 < lr_low <= lr_high, and lr_decay left at 1 (it replaces "
+                    "lr and lr_decay)",
+                    got=(self.lr_range, self.lr_decay),
+                    fix="write e.g. phases.1.lr_range=[1e-6,1e-4]",
+                )
 
     def rates(self) -> tuple[float, float]:
         """``(head_lr, decay)``: block ``i`` trains at ``head_lr * decay ** (6 - i)``."""
@@ -128,8 +136,11 @@ class Task:
         check_choice(f"tasks loss (task {self.name!r})", self.loss, TASK_LOSSES)
         check_min(f"loss_weight (task {self.name!r})", self.loss_weight, 0.0)
         if not self.name.isidentifier():
-            raise UserError("a task name must be an identifier (letters, digits, _)",
-                            got=self.name, fix="rename the task, e.g. name = \"coarse\"")
+            raise UserError(
+                "a task name must be an identifier (letters, digits, _)",
+                got=self.name,
+                fix='rename the task, e.g. name = "coarse"',
+            )
 
 
 @dataclass(frozen=True)
@@ -152,12 +163,18 @@ class Prune:
 
     def __post_init__(self):
         if not 0.0 <= self.sparsity < 1.0:
-            raise UserError("prune.sparsity must be in [0, 1): the fraction of weights zeroed",
-                            got=self.sparsity, fix="pass e.g. --set prune.sparsity=0.5")
+            raise UserError(
+                "prune.sparsity must be in [0, 1): the fraction of weights zeroed",
+                got=self.sparsity,
+                fix="pass e.g. --set prune.sparsity=0.5",
+            )
         if not 0.0 <= self.begin < self.end <= 1.0:
-            raise UserError("prune.begin and prune.end must satisfy 0 <= begin < end <= 1 "
-                            "(fractions of the pruning steps)", got=(self.begin, self.end),
-                            fix="pass e.g. --set prune.end=0.75")
+            raise UserError(
+                "prune.begin and prune.end must satisfy 0 <= begin < end <= 1 "
+                "(fractions of the pruning steps)",
+                got=(self.begin, self.end),
+                fix="pass e.g. --set prune.end=0.75",
+            )
         check_min("prune.power", self.power, 1)
         check_min("prune.frequency", self.frequency, 0)
 

@@ -52,9 +52,11 @@ class Augment:
         check_choice("augment.preset", self.preset, AUGMENT_PRESETS)
         check_min("augment.synthetic_ratio", self.synthetic_ratio, 0.0)
         if self.generator is not None and not self.synthetic_ratio:
-            raise UserError("augment.generator is sampled only when augment.synthetic_ratio > 0",
-                            got=dict(generator=self.generator, synthetic_ratio=0.0),
-                            fix="add --set augment.synthetic_ratio=1 (or drop augment.generator)")
+            raise UserError(
+                "augment.generator is sampled only when augment.synthetic_ratio > 0",
+                got=dict(generator=self.generator, synthetic_ratio=0.0),
+                fix="add --set augment.synthetic_ratio=1 (or drop augment.generator)",
+            )
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,19 @@ class Generative:
         check_min("generative.batch_size", self.batch_size, 2)
         check_min("generative.image_size", self.image_size, 0)
         if self.image_size and (self.image_size % 4 or self.image_size < 8):
-            raise UserError("generative.image_size must be 0 (automatic) or a multiple of 4 of "
-                            "at least 8", got=self.image_size,
-                            fix="pass e.g. --set generative.image_size=32")
+            raise UserError(
+                "generative.image_size must be 0 (automatic) or a multiple of 4 of at least 8",
+                got=self.image_size,
+                fix="pass e.g. --set generative.image_size=32",
+            )
         check_min("generative.latent_dim", self.latent_dim, 1)
         check_min("generative.width", self.width, 1)
         check_min("generative.lr", self.lr, 0.0, strict=True)
         if not 0.0 <= self.ema < 1.0:
-            raise UserError("generative.ema must be in [0, 1)", got=self.ema,
-                            fix="pass e.g. --set generative.ema=0.999, or 0 for no average")
+            raise UserError(
+                "generative.ema must be in [0, 1)",
+                got=self.ema,
+                fix="pass e.g. --set generative.ema=0.999, or 0 for no average",
+            )
         check_min("generative.checkpoint_every", self.checkpoint_every, 1)
         check_min("generative.kid_images", self.kid_images, 2)

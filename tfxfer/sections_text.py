@@ -21,8 +21,14 @@ from tfxfer.sections import Phase
 
 TEXT_SCOPES = ("frozen", "top_k", "full", "lora")
 TEXT_POOLINGS = ("mean", "cls")
-_FINE = dict(name="finetune", trainable="all", optimizer="adamw", weight_decay=0.01,
-             schedule="cosine", epochs=3)
+_FINE = dict(
+    name="finetune",
+    trainable="all",
+    optimizer="adamw",
+    weight_decay=0.01,
+    schedule="cosine",
+    epochs=3,
+)
 # Each scope's default phases: what ``--scope`` sets along with ``text.scope``.
 SCOPE_PHASES = {
     "frozen": (Phase(name="probe", trainable="head", epochs=20, optimizer="adam", lr=1e-3),),
@@ -65,9 +71,12 @@ class Text:
         check_choice("text.pooling", self.pooling, TEXT_POOLINGS)
         check_min("text.top_k", self.top_k, 1)
         if self.sequence_length is not None and not 3 <= self.sequence_length <= 8192:
-            raise UserError("text.sequence_length must be between 3 and 8192 tokens ([CLS], "
-                            "at least one token, [SEP])", got=self.sequence_length,
-                            fix="pass e.g. --set text.sequence_length=128")
+            raise UserError(
+                "text.sequence_length must be between 3 and 8192 tokens ([CLS], "
+                "at least one token, [SEP])",
+                got=self.sequence_length,
+                fix="pass e.g. --set text.sequence_length=128",
+            )
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,8 @@ class Lora:
     def __post_init__(self):
         check_min("lora.rank", self.rank, 1)
         if self.alpha is not None and not self.alpha > 0:
-            raise UserError("lora.alpha must be > 0 (at 0 the adapters add nothing and get no "
-                            "gradient)", got=self.alpha, fix="pass e.g. --set lora.alpha=16, or "
-                                                            "leave it unset (alpha = rank)")
+            raise UserError(
+                "lora.alpha must be > 0 (at 0 the adapters add nothing and get no gradient)",
+                got=self.alpha,
+                fix="pass e.g. --set lora.alpha=16, or leave it unset (alpha = rank)",
+            )

@@ -33,13 +33,16 @@ def memory_budget_bytes() -> int:
 
 
 def cache_dir() -> str:
-    path = os.environ.get("TFXFER_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                             "tfxfer")
+    path = os.environ.get("TFXFER_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "tfxfer"
+    )
     os.makedirs(path, exist_ok=True)
     return path
 
 
-def allocate(shape: tuple[int, ...], dtype: str | np.dtype, budget: int | None = None) -> np.ndarray:
+def allocate(
+    shape: tuple[int, ...], dtype: str | np.dtype, budget: int | None = None
+) -> np.ndarray:
     """An uninitialised array of ``shape``: in RAM under ``budget`` bytes, else a disk memmap."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if nbytes <= (memory_budget_bytes() if budget is None else budget):
@@ -55,8 +58,12 @@ def allocate(shape: tuple[int, ...], dtype: str | np.dtype, budget: int | None =
 def release(array: np.ndarray) -> None:
     """Drops a disk memmap's pages from this process's resident set (a no-op in memory)."""
     pages = getattr(array, "_mmap", None)
-    if (isinstance(array, np.memmap) and pages is not None and hasattr(mmap, "MADV_DONTNEED")
-            and array.mode != "c"):  # a private (copy-on-write) map would lose its writes
+    if (
+        isinstance(array, np.memmap)
+        and pages is not None
+        and hasattr(mmap, "MADV_DONTNEED")
+        and array.mode != "c"
+    ):  # a private (copy-on-write) map would lose its writes
         pages.madvise(mmap.MADV_DONTNEED)
 
 

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -71,12 +71,17 @@ def preset_layers(preset: str, seed: int | None = None) -> list[keras.layers.Lay
             L.RandomFlip("horizontal", seed=s[0]),
             L.RandAugment(value_range=VALUE_RANGE, num_ops=2, factor=0.5, seed=s[1]),
         ]
-    raise UserError("augment must be a preset name", valid=AUGMENT_PRESETS, got=preset,
-                    fix="pass --set augment=light (or none/standard/strong)")
+    raise UserError(
+        "augment must be a preset name",
+        valid=AUGMENT_PRESETS,
+        got=preset,
+        fix="pass --set augment=light (or none/standard/strong)",
+    )
 
 
-def build(preset: str, extra: Sequence[keras.layers.Layer] = (), seed: int | None = None
-          ) -> keras.Sequential | None:
+def build(
+    preset: str, extra: Sequence[keras.layers.Layer] = (), seed: int | None = None
+) -> keras.Sequential | None:
     """Builds the in-model augmenter, or returns None when there is nothing to apply.
 
     Args:
@@ -91,8 +96,9 @@ def build(preset: str, extra: Sequence[keras.layers.Layer] = (), seed: int | Non
     return keras.Sequential(layers, name="augment")
 
 
-def batch_mixer(mixup: float, cutmix: float, seed: int | None = None
-                ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None:
+def batch_mixer(
+    mixup: float, cutmix: float, seed: int | None = None
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None:
     """A ``tf.data`` map function mixing a batch of (images, one-hot labels), or None.
 
     With both enabled, each batch gets one of the two with probability 1/2 (as timm does).
@@ -111,8 +117,9 @@ def batch_mixer(mixup: float, cutmix: float, seed: int | None = None
     return _one_of(ops, pick_seed, lambda x: x, lambda x: x)
 
 
-def feature_mixer(mixup: float, cutmix: float, seed: int | None = None
-                  ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None:
+def feature_mixer(
+    mixup: float, cutmix: float, seed: int | None = None
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None:
     """:func:`batch_mixer` for pooled features, used by head-only phases on cached features.
 
     MixUp of pooled features and their labels (the last-layer case of Manifold Mixup, Verma et
@@ -131,8 +138,11 @@ def feature_mixer(mixup: float, cutmix: float, seed: int | None = None
         True
     """
     mix_seed, cut_seed, pick_seed = layer_seeds(seed, 3, stream="mix")
-    ops = [keras.layers.MixUp(alpha=a, seed=s)
-           for a, s in ((mixup, mix_seed), (cutmix, cut_seed)) if a > 0]
+    ops = [
+        keras.layers.MixUp(alpha=a, seed=s)
+        for a, s in ((mixup, mix_seed), (cutmix, cut_seed))
+        if a > 0
+    ]
     return _one_of(ops, pick_seed, lambda x: x[:, None, None, :], lambda x: x[:, 0, 0, :])
 
 

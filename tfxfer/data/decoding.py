@@ -34,8 +34,9 @@ from tfxfer.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def decode_rows(paths: list[str], size: int, skipped: list[dict], capacity: int = 0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def decode_rows(
+    paths: list[str], size: int, skipped: list[dict], capacity: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Decodes ``paths`` in threads into ``(images, ok)`` of ``max(capacity, len(paths))``
     rows; a row whose file is unreadable stays in place (``ok`` False) and the file goes to
     ``skipped``."""
@@ -51,7 +52,7 @@ def decode_rows(paths: list[str], size: int, skipped: list[dict], capacity: int 
             ok[i] = True
         except UnreadableImage as exc:
             skipped.append({"path": paths[i], "reason": str(exc)})
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad file
+        except Exception as exc:
             skipped.append({"path": paths[i], "reason": f"{type(exc).__name__}: {exc}".strip()})
         bar.add(1)
         pages.add(images[0].nbytes)
@@ -77,8 +78,9 @@ def decode_files(paths: list[str], labels: np.ndarray, size: int, skipped: list[
     return _compact(images, labels, ok)
 
 
-def decode_shard(paths: list[str], labels: np.ndarray, size: int, skipped: list[dict],
-                 shard: Shard, train: bool) -> tuple[Split, np.ndarray]:
+def decode_shard(
+    paths: list[str], labels: np.ndarray, size: int, skipped: list[dict], shard: Shard, train: bool
+) -> tuple[Split, np.ndarray]:
     """Decodes only this worker's files of a split (see :mod:`tfxfer.data.shard`).
 
     Returns:
@@ -95,24 +97,39 @@ def decode_shard(paths: list[str], labels: np.ndarray, size: int, skipped: list[
     whole_ok = shard.assemble(ok, len(paths))  # the padded tail (ok False) is dropped there
     # every worker lists every unreadable file of the split; the reason is known where it failed
     reasons = {s["path"]: s["reason"] for s in mine_skipped}
-    skipped += [{"path": paths[i], "reason": reasons.get(
-        paths[i], "unreadable (decoded by another worker, whose log says why)")}
-        for i in np.flatnonzero(~whole_ok)]
+    skipped += [
+        {
+            "path": paths[i],
+            "reason": reasons.get(
+                paths[i], "unreadable (decoded by another worker, whose log says why)"
+            ),
+        }
+        for i in np.flatnonzero(~whole_ok)
+    ]
     skipped.sort(key=lambda s: s["path"])
-    log.info("worker %d of %d decoded %d of the %d %s images", shard.index, shard.count,
-             len(mine), len(paths), "training" if train else "validation")
+    log.info(
+        "worker %d of %d decoded %d of the %d %s images",
+        shard.index,
+        shard.count,
+        len(mine),
+        len(paths),
+        "training" if train else "validation",
+    )
     if not train:
         return _compact(shard.assemble(images, len(paths)), labels, whole_ok), labels[whole_ok]
     mine_labels = np.zeros(m, labels.dtype)
-    mine_labels[:len(mine)] = labels[mine]
+    mine_labels[: len(mine)] = labels[mine]
     local = _compact(images, mine_labels, ok)
     readable = shard.each(len(local))  # every worker learns every count: all stop, or none
     if readable.min() == 0:
-        raise UserError("every worker needs a readable training image of its own",
-                        got=f"workers with none: {np.flatnonzero(readable == 0).tolist()}",
-                        fix="check the files (see the skipped list), or use fewer workers")
+        raise UserError(
+            "every worker needs a readable training image of its own",
+            got=f"workers with none: {np.flatnonzero(readable == 0).tolist()}",
+            fix="check the files (see the skipped list), or use fewer workers",
+        )
     most = int(readable.max())  # every worker takes as many steps as the others
     extra = np.arange(most - len(local)) % len(local)
-    images[len(local):most] = images[extra]  # most <= m: the array has room
-    return Split(images[:most], np.concatenate([local.labels, local.labels[extra]])), \
-        labels[whole_ok]
+    images[len(local) : most] = images[extra]  # most <= m: the array has room
+    return Split(images[:most], np.concatenate([local.labels, local.labels[extra]])), labels[
+        whole_ok
+    ]

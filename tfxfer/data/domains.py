@@ -26,7 +26,6 @@ from tfxfer.data.images import IMAGE_EXTENSIONS
 from tfxfer.errors import UserError
 
 
-
 @dataclass
 class Target:
     """Target images for training and optional labelled target data for evaluation.
@@ -63,28 +62,40 @@ def is_unlabelled_folder(path: str) -> bool:
             pool, their validation images would train.
     """
     root = Path(path)
-    if not (root.is_dir() and any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                                  for p in root.iterdir())):
+    if not (
+        root.is_dir()
+        and any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir())
+    ):
         return False
-    splits = sorted(p.name for p in root.iterdir()
-                    if p.is_dir() and p.name.lower() in sources.TRAIN_DIRS + sources.VAL_DIRS)
+    splits = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and p.name.lower() in sources.TRAIN_DIRS + sources.VAL_DIRS
+    )
     if splits:
-        raise UserError("a target folder holds either images (unlabelled) or split folders, "
-                        "not both", got=f"{path}: images beside {splits}",
-                        fix="move the loose images into a folder of their own, or out")
+        raise UserError(
+            "a target folder holds either images (unlabelled) or split folders, not both",
+            got=f"{path}: images beside {splits}",
+            fix="move the loose images into a folder of their own, or out",
+        )
     return True
 
 
 def load_unlabelled(path: str, image_size: int) -> tuple[np.ndarray, list[dict]]:
     """Every readable image under ``path`` (recursively), decoded at ``image_size``."""
-    files = sorted(str(p) for p in Path(path).rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not p.name.startswith("."))
+    files = sorted(
+        str(p)
+        for p in Path(path).rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
     skipped: list[dict] = []
     split = sources.decode_files(files, np.zeros(len(files), np.int32), image_size, skipped)
     if not len(split):
-        raise UserError("the target folder must hold at least one readable image", got=path,
-                        fix="check the files are images (see the skipped list)")
+        raise UserError(
+            "the target folder must hold at least one readable image",
+            got=path,
+            fix="check the files are images (see the skipped list)",
+        )
     return split.images, skipped
 
 
@@ -92,20 +103,27 @@ def _labelled(data: str, image_size: int, seed: int, val_split: float) -> source
     return sources.load(data, image_size, val_split=val_split, seed=seed)
 
 
-def _evaluation_data(data: str, image_size: int, seed: int, val_split: float
-                     ) -> sources.ImageData:
+def _evaluation_data(data: str, image_size: int, seed: int, val_split: float) -> sources.ImageData:
     """``--target-val``: its validation/test split, or all of a ``label/image`` folder."""
     loaded = _labelled(data, image_size, seed, val_split)
     root = Path(data)
     if root.is_dir() and not any((root / d).is_dir() for d in sources.TRAIN_DIRS):
-        both = sources.Split(np.concatenate([loaded.train.images, loaded.val.images]),
-                             np.concatenate([loaded.train.labels, loaded.val.labels]))
+        both = sources.Split(
+            np.concatenate([loaded.train.images, loaded.val.images]),
+            np.concatenate([loaded.train.labels, loaded.val.labels]),
+        )
         loaded.val = both  # nothing of it trains: evaluate on every image
     return loaded
 
 
-def load_target(target: str, target_val: str | None, image_size: int, class_names: list[str],
-                seed: int = 0, val_split: float = 0.2) -> Target:
+def load_target(
+    target: str,
+    target_val: str | None,
+    image_size: int,
+    class_names: list[str],
+    seed: int = 0,
+    val_split: float = 0.2,
+) -> Target:
     """Reads ``--target`` and ``--target-val``; checks the evaluation classes are the source's.
 
     Raises:
@@ -122,8 +140,10 @@ def load_target(target: str, target_val: str | None, image_size: int, class_name
     if target_val is not None:
         val = _evaluation_data(target_val, image_size, seed, val_split)
     if val is not None and list(val.class_names) != list(class_names):
-        raise UserError("the labelled target data must have the source's classes, in the same "
-                        "order", got=f"target {val.class_names} vs source {list(class_names)}",
-                        fix="name the class folders as in the source, or pass --target-val "
-                            "with matching classes (or a target folder without labels)")
+        raise UserError(
+            "the labelled target data must have the source's classes, in the same order",
+            got=f"target {val.class_names} vs source {list(class_names)}",
+            fix="name the class folders as in the source, or pass --target-val "
+            "with matching classes (or a target folder without labels)",
+        )
     return Target(images, val, target, skipped)

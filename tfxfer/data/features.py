@@ -36,9 +36,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer import progress, storage
+from tfxfer.data.pipeline import AUTOTUNE, dataset_options, image_dataset, index_batches
 from tfxfer.data.shard import Shard
 from tfxfer.data.sources import Split
-from tfxfer.data.pipeline import AUTOTUNE, dataset_options, image_dataset, index_batches
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _predict(fn, ds: tf.data.Dataset, out: np.ndarray, bar: progress.Progress) -
         n = int(batch.shape[0])
         if n < EXTRACT_BATCH:  # pad: a new batch shape costs a new set of oneDNN kernels
             batch = tf.pad(batch, [[0, EXTRACT_BATCH - n], [0, 0], [0, 0], [0, 0]])
-        out[start:start + n] = np.asarray(fn(batch))[:n]
+        out[start : start + n] = np.asarray(fn(batch))[:n]
         start += n
         bar.add(n)
 
@@ -89,14 +89,23 @@ def extract(tm, data, views: int, image_size: int, shard: Shard = Shard()) -> Fe
     infer = tf.function(lambda x: tm.feature_model(x, training=False), input_signature=[spec])
 
     def images_only(split, view):
-        ds = image_dataset(split, data.num_classes, image_size, EXTRACT_BATCH,
-                           augmenter=tm.augmenter if view > 0 else None)
+        ds = image_dataset(
+            split,
+            data.num_classes,
+            image_size,
+            EXTRACT_BATCH,
+            augmenter=tm.augmenter if view > 0 else None,
+        )
         return ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
     # a strided view (a memmap stays a memmap); assemble drops the rows past this worker's
-    val_mine = (data.val if shard.whole else
-                Split(data.val.images[shard.index::shard.count],
-                      data.val.labels[shard.index::shard.count]))
+    val_mine = (
+        data.val
+        if shard.whole
+        else Split(
+            data.val.images[shard.index :: shard.count], data.val.labels[shard.index :: shard.count]
+        )
+    )
     n = views * len(data.train) + len(val_mine)
     bar = progress.Progress("features", n, "images")
     train = storage.allocate((views, len(data.train), width), "float16")
@@ -107,13 +116,25 @@ def extract(tm, data, views: int, image_size: int, shard: Shard = Shard()) -> Fe
     bar.done()
     val = shard.assemble(val, len(data.val))
     elapsed = time.perf_counter() - t0
-    log.info("cached features: %d images x views here in %.1fs (%.0f images/s)", n, elapsed,
-             n / max(elapsed, 1e-9))
+    log.info(
+        "cached features: %d images x views here in %.1fs (%.0f images/s)",
+        n,
+        elapsed,
+        n / max(elapsed, 1e-9),
+    )
     return FeatureCache(train, data.train.labels, val, data.val.labels)
 
 
-def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, train: bool,
-                    seed: int | None = None, targets=None, mixer=None) -> tf.data.Dataset:
+def feature_dataset(
+    cache: FeatureCache,
+    num_classes: int,
+    batch_size: int,
+    *,
+    train: bool,
+    seed: int | None = None,
+    targets=None,
+    mixer=None,
+) -> tf.data.Dataset:
     """(features, one-hot) batches; in training each sample draws one of its cached views.
 
     ``targets`` maps integer labels to the model's targets, as in
@@ -129,16 +150,20 @@ def feature_dataset(cache: FeatureCache, num_classes: int, batch_size: int, *, t
         return np.asarray(feats[view, idx], np.float32)
 
     def load(idx):
-        view = (tf.random.uniform(tf.shape(idx), 0, views, tf.int64, seed=seed) if views > 1
-                else tf.zeros_like(idx))
+        view = (
+            tf.random.uniform(tf.shape(idx), 0, views, tf.int64, seed=seed)
+            if views > 1
+            else tf.zeros_like(idx)
+        )
         x = tf.numpy_function(gather, [idx, view], tf.float32, stateful=False)
         x.set_shape((None, feats.shape[-1]))
         y = tf.gather(labels, idx)
         return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
 
     mix = mixer if train else None
-    ds = index_batches(len(labels), batch_size, shuffle=train, seed=seed,
-                       drop_remainder=mix is not None)
+    ds = index_batches(
+        len(labels), batch_size, shuffle=train, seed=seed, drop_remainder=mix is not None
+    )
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     if mix is not None:
         ds = ds.map(mix, num_parallel_calls=AUTOTUNE)

@@ -75,8 +75,9 @@ def exif_orientation(data: tf.Tensor) -> tf.Tensor:
         tiff = tf.where(exif, pos + 10, tf.where(stop, 0, -1))
         return pos + 2 + read(pos + 2, False, 2), tiff
 
-    _, tiff = tf.while_loop(more, segment, (tf.constant(2), tf.constant(-1)),
-                            maximum_iterations=_MAX_SEGMENTS)
+    _, tiff = tf.while_loop(
+        more, segment, (tf.constant(2), tf.constant(-1)), maximum_iterations=_MAX_SEGMENTS
+    )
     little = at(tiff) == 0x49  # "II": little-endian TIFF, "MM": big-endian
     ifd = tiff + read(tiff + 4, little, 4)
     count = read(ifd, little, 2)
@@ -90,18 +91,19 @@ def exif_orientation(data: tf.Tensor) -> tf.Tensor:
 
 def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     """Applies an EXIF orientation (1-8) to an ``(H, W, C)`` image, as Pillow's exif_transpose."""
+
     def transpose(x):
         return tf.transpose(x, [1, 0, 2])
 
     branches = [
-        lambda: image,                                   # 1: upright
-        lambda: image[:, ::-1],                          # 2: mirrored left-right
-        lambda: image[::-1, ::-1],                       # 3: rotated 180
-        lambda: image[::-1],                             # 4: mirrored top-bottom
-        lambda: transpose(image),                        # 5: transpose
-        lambda: tf.image.rot90(image, 3),                # 6: rotate 270 (90 clockwise)
-        lambda: transpose(image[::-1, ::-1]),            # 7: transverse
-        lambda: tf.image.rot90(image, 1),                # 8: rotate 90 counter-clockwise
+        lambda: image,  # 1: upright
+        lambda: image[:, ::-1],  # 2: mirrored left-right
+        lambda: image[::-1, ::-1],  # 3: rotated 180
+        lambda: image[::-1],  # 4: mirrored top-bottom
+        lambda: transpose(image),  # 5: transpose
+        lambda: tf.image.rot90(image, 3),  # 6: rotate 270 (90 clockwise)
+        lambda: transpose(image[::-1, ::-1]),  # 7: transverse
+        lambda: tf.image.rot90(image, 1),  # 8: rotate 90 counter-clockwise
     ]
     return tf.switch_case(orientation - 1, branches)
 
@@ -110,9 +112,10 @@ def _decode_jpeg(data: tf.Tensor, size: int) -> tf.Tensor:
     shape = tf.io.extract_jpeg_shape(data)
     scale = tf.minimum(shape[1] // size, shape[0] // size)
     index = tf.reduce_sum(tf.cast(scale >= tf.constant([2, 4, 8]), tf.int32))
-    branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r,
-                                              dct_method="INTEGER_ACCURATE")
-                for r in (1, 2, 4, 8)]
+    branches = [
+        lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_ACCURATE")
+        for r in (1, 2, 4, 8)
+    ]
     image = tf.switch_case(index, branches)
     return tf.cast(apply_orientation(image, exif_orientation(data)), tf.float32)
 
@@ -128,10 +131,10 @@ def _decode_other(data: tf.Tensor) -> tf.Tensor:
     bmp = tf.strings.substr(data, 0, 2) == "BM"
     image = tf.cond(bmp & (tf.shape(image)[-1] == 4), lambda: image[..., :3], lambda: image)
     branches = [
-        lambda: tf.tile(image[..., :1], [1, 1, 3]),                          # grey
+        lambda: tf.tile(image[..., :1], [1, 1, 3]),  # grey
         lambda: _over_white(tf.tile(image[..., :1], [1, 1, 3]), image[..., 1:2]),
-        lambda: image[..., :3],                                              # RGB
-        lambda: _over_white(image[..., :3], image[..., 3:4]),                # RGBA
+        lambda: image[..., :3],  # RGB
+        lambda: _over_white(image[..., :3], image[..., 3:4]),  # RGBA
     ]
     return tf.switch_case(tf.shape(image)[-1] - 1, branches)
 
@@ -141,8 +144,9 @@ def decode_image(data: tf.Tensor, size: int) -> tf.Tensor:
 
     Values are whole numbers: the uint8 levels the training loader would have produced.
     """
-    image = tf.cond(tf.io.is_jpeg(data), lambda: _decode_jpeg(data, size),
-                    lambda: _decode_other(data))
+    image = tf.cond(
+        tf.io.is_jpeg(data), lambda: _decode_jpeg(data, size), lambda: _decode_other(data)
+    )
     return resize(image, size)
 
 
@@ -161,14 +165,17 @@ def _pillow_weights(in_size: tf.Tensor, out_size: int) -> tf.Tensor:
     inverse = 1.0 / tf.maximum(scale, tf.constant(1.0, tf.float64))
     center = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale
     j = tf.range(n, dtype=tf.float64)
-    w = tf.maximum(tf.constant(0.0, tf.float64), 1.0 - tf.abs((j[None, :] - center[:, None] + 0.5) * inverse))
+    w = tf.maximum(
+        tf.constant(0.0, tf.float64), 1.0 - tf.abs((j[None, :] - center[:, None] + 0.5) * inverse)
+    )
     w = w / tf.reduce_sum(w, axis=1, keepdims=True)
-    return tf.floor(0.5 + w * 2.0 ** _PRECISION_BITS)
+    return tf.floor(0.5 + w * 2.0**_PRECISION_BITS)
 
 
 def _clip8(acc: tf.Tensor) -> tf.Tensor:
-    return tf.clip_by_value(tf.floor((acc + 2.0 ** (_PRECISION_BITS - 1)) / 2.0 ** _PRECISION_BITS),
-                            0.0, 255.0)
+    return tf.clip_by_value(
+        tf.floor((acc + 2.0 ** (_PRECISION_BITS - 1)) / 2.0**_PRECISION_BITS), 0.0, 255.0
+    )
 
 
 def resize(image: tf.Tensor, size: int) -> tf.Tensor:

@@ -45,8 +45,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif im.mode == "F":
         arr = np.asarray(im)
-        im = Image.fromarray(np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255)
-                             .astype(np.uint8), "L")
+        im = Image.fromarray(
+            np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L"
+        )
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA"):

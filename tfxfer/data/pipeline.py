@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -40,8 +40,9 @@ def dataset_options() -> tf.data.Options:
     return options
 
 
-def index_batches(n: int, batch_size: int, *, shuffle: bool, seed: int | None,
-                  drop_remainder: bool = False) -> tf.data.Dataset:
+def index_batches(
+    n: int, batch_size: int, *, shuffle: bool, seed: int | None, drop_remainder: bool = False
+) -> tf.data.Dataset:
     """Batches of row indices, reshuffled every epoch when ``shuffle``."""
     ds = tf.data.Dataset.range(n)
     if shuffle:
@@ -74,11 +75,14 @@ def graph_rows(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
         UserError: The array is a disk memmap or over the limit.
     """
     if isinstance(array, np.memmap) or array.nbytes > GRAPH_ARRAY_LIMIT:
-        raise UserError("data_service needs the decoded images in memory and under "
-                        f"{GRAPH_ARRAY_LIMIT / 2**30:g} GiB, to ship them inside the dataset "
-                        "graph", got=f"{array.nbytes / 2**30:.2f} GiB"
-                             f"{' (a disk memmap)' if isinstance(array, np.memmap) else ''}",
-                        fix="use a smaller image_size, or train without data_service")
+        raise UserError(
+            "data_service needs the decoded images in memory and under "
+            f"{GRAPH_ARRAY_LIMIT / 2**30:g} GiB, to ship them inside the dataset "
+            "graph",
+            got=f"{array.nbytes / 2**30:.2f} GiB"
+            f"{' (a disk memmap)' if isinstance(array, np.memmap) else ''}",
+            fix="use a smaller image_size, or train without data_service",
+        )
     constant = tf.constant(array)
     return lambda idx: tf.gather(constant, idx)
 
@@ -94,8 +98,11 @@ def via_service(rows: tf.data.Dataset, address: str) -> tf.data.Dataset:
     there are. The graph must not call Python (:func:`graph_rows`); row order then depends on
     the workers' timing.
     """
-    return rows.apply(tf.data.experimental.service.distribute(
-        processing_mode="distributed_epoch", service=address))
+    return rows.apply(
+        tf.data.experimental.service.distribute(
+            processing_mode="distributed_epoch", service=address
+        )
+    )
 
 
 def per_epoch(make: Callable[[tf.Tensor], tf.data.Dataset], n: int) -> tf.data.Dataset:
@@ -126,9 +133,11 @@ def _service_rows(split, shuffle: bool, seed: int | None, address: str) -> tf.da
     n = len(split)
     base = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
     if isinstance(split, Stream):  # each record once on the service, repeated up to len here
+
         def make(epoch):
             records = split.records(shuffle, base, exact=False, epoch=epoch)
             return via_service(records, address).repeat().take(n)
+
         return per_epoch(make, n)
     images, labels = graph_rows(split.images), tf.constant(np.asarray(split.labels, np.int32))
 
@@ -137,9 +146,9 @@ def _service_rows(split, shuffle: bool, seed: int | None, address: str) -> tf.da
         if shuffle:  # a permutation of the rows, drawn from (seed, epoch)
             key = tf.stack([tf.constant(base, tf.int64), tf.cast(epoch, tf.int64)])
             idx = idx.map(lambda i: tf.random.experimental.index_shuffle(i, key, n - 1))
-        rows = idx.map(lambda i: (images(i), tf.gather(labels, i)),
-                       num_parallel_calls=AUTOTUNE)
+        rows = idx.map(lambda i: (images(i), tf.gather(labels, i)), num_parallel_calls=AUTOTUNE)
         return via_service(rows, address)
+
     return per_epoch(make, n)
 
 
@@ -153,11 +162,20 @@ def to_model_input(images: tf.Tensor, image_size: int) -> tf.Tensor:
     return x
 
 
-def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
-                  shuffle: bool = False, seed: int | None = None,
-                  augmenter: Callable | None = None, mixer: Callable | None = None,
-                  drop_remainder: bool = False, targets: Callable | None = None,
-                  service: str = "") -> tf.data.Dataset:
+def image_dataset(
+    split,
+    num_classes: int,
+    image_size: int,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+    augmenter: Callable | None = None,
+    mixer: Callable | None = None,
+    drop_remainder: bool = False,
+    targets: Callable | None = None,
+    service: str = "",
+) -> tf.data.Dataset:
     """(float32 images 0-255, one-hot labels) batches from a :class:`~tfxfer.data.sources.Split`.
 
     Args:
@@ -179,6 +197,7 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
             empty: this process produces them (gathering with numpy, which also reads disk
             memmaps).
     """
+
     def encode(x, y):
         x = to_model_input(x, image_size)
         return x, (targets(y) if targets is not None else tf.one_hot(y, num_classes))
@@ -193,15 +212,19 @@ def image_dataset(split, num_classes: int, image_size: int, batch_size: int, *,
     else:
         images, labels = split.images, np.asarray(split.labels, np.int32)
         img_dtype = tf.as_dtype(images.dtype)
-        gather = lambda i: gather_rows(images, i, img_dtype)  # noqa: E731
-        ds = index_batches(len(labels), batch_size, shuffle=shuffle, seed=seed,
-                           drop_remainder=drop_remainder)
-        ds = ds.map(lambda idx: encode(gather(idx), tf.gather(labels, idx)),
-                    num_parallel_calls=AUTOTUNE)
+        gather = lambda i: gather_rows(images, i, img_dtype)
+        ds = index_batches(
+            len(labels), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder
+        )
+        ds = ds.map(
+            lambda idx: encode(gather(idx), tf.gather(labels, idx)), num_parallel_calls=AUTOTUNE
+        )
     if augmenter is not None:
         # under a mixed policy the layers compute in (b)float16; the model takes float32 0-255
-        ds = ds.map(lambda x, y: (tf.cast(augmenter(x, training=True), tf.float32), y),
-                    num_parallel_calls=AUTOTUNE)
+        ds = ds.map(
+            lambda x, y: (tf.cast(augmenter(x, training=True), tf.float32), y),
+            num_parallel_calls=AUTOTUNE,
+        )
     if mixer is not None:
         ds = ds.map(mixer, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(dataset_options())

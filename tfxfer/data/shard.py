@@ -24,8 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class Shard:
             for k in range(self.count):
                 original = k + self.count * np.arange(start, stop)
                 keep = original < n
-                out[original[keep]] = got[k * (stop - start):(k + 1) * (stop - start)][keep]
+                out[original[keep]] = got[k * (stop - start) : (k + 1) * (stop - start)][keep]
         return out
 
     def each(self, value: int) -> np.ndarray:

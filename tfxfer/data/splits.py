@@ -59,8 +59,10 @@ class ImageData:
         return len(self.class_names)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {name: {c: int((labels == i).sum()) for i, c in enumerate(self.class_names)}
-                for name, labels in (("train", self.train_labels), ("val", self.val.labels))}
+        return {
+            name: {c: int((labels == i).sum()) for i, c in enumerate(self.class_names)}
+            for name, labels in (("train", self.train_labels), ("val", self.val.labels))
+        }
 
     def imbalance(self) -> float:
         train = list(self.counts()["train"].values())
@@ -68,25 +70,34 @@ class ImageData:
 
     def report(self) -> dict:
         """The data report saved as ``data_report.json``."""
-        return {"source": self.source, "class_names": self.class_names, "counts": self.counts(),
-                "imbalance_ratio": round(self.imbalance(), 3),
-                "skipped_unreadable": self.skipped, "ignored_non_images": self.ignored,
-                "generated_train_images": self.generated,
-                **({"workers": self.workers[1], "train_rows_per_worker": len(self.train)}
-                   if self.workers[1] > 1 else {})}
+        return {
+            "source": self.source,
+            "class_names": self.class_names,
+            "counts": self.counts(),
+            "imbalance_ratio": round(self.imbalance(), 3),
+            "skipped_unreadable": self.skipped,
+            "ignored_non_images": self.ignored,
+            "generated_train_images": self.generated,
+            **(
+                {"workers": self.workers[1], "train_rows_per_worker": len(self.train)}
+                if self.workers[1] > 1
+                else {}
+            ),
+        }
 
     def describe(self) -> str:
         """A human-readable summary: classes, counts per split and class, skipped files."""
         counts = self.counts()
         width = max(len(c) for c in self.class_names)
-        lines = [f"data: {self.source}",
-                 f"  {'class':<{width}}  {'train':>7}  {'val':>7}"]
+        lines = [f"data: {self.source}", f"  {'class':<{width}}  {'train':>7}  {'val':>7}"]
         for c in self.class_names:
             lines.append(f"  {c:<{width}}  {counts['train'][c]:>7}  {counts['val'][c]:>7}")
         lines.append(f"  {'total':<{width}}  {len(self.train_labels):>7}  {len(self.val):>7}")
         if self.workers[1] > 1:
-            lines.append(f"  worker {self.workers[0]} of {self.workers[1]} holds "
-                         f"{len(self.train)} training rows (its shard, padded to the largest)")
+            lines.append(
+                f"  worker {self.workers[0]} of {self.workers[1]} holds "
+                f"{len(self.train)} training rows (its shard, padded to the largest)"
+            )
         if self.generated:
             lines.append(f"  of which generated (train only): {self.generated}")
         lines.append(f"  skipped as unreadable: {len(self.skipped)}")
@@ -94,6 +105,8 @@ class ImageData:
         if self.ignored:
             lines.append(f"  ignored non-image files: {len(self.ignored)}")
         if self.imbalance() >= IMBALANCE_WARN_RATIO:
-            lines.append(f"  WARNING: class imbalance {self.imbalance():.1f}:1 in train; "
-                         "consider --set class_weight=balanced")
+            lines.append(
+                f"  WARNING: class imbalance {self.imbalance():.1f}:1 in train; "
+                "consider --set class_weight=balanced"
+            )
         return "\n".join(lines)

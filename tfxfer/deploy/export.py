@@ -61,8 +61,10 @@ def model_images(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
     """Images as the model sees them: ``(N, size, size, 3)`` uint8 (resized if stored smaller)."""
     from tfxfer.data.pipeline import to_model_input
 
-    parts = [np.asarray(to_model_input(images[i:i + batch], size))
-             for i in range(0, len(images), batch)]
+    parts = [
+        np.asarray(to_model_input(images[i : i + batch], size))
+        for i in range(0, len(images), batch)
+    ]
     return np.round(np.concatenate(parts)).clip(0, 255).astype(np.uint8)
 
 
@@ -74,9 +76,13 @@ def default_deploy_data(cfg: Config, data, metrics: dict) -> DeployData:
     spec = tasks_lib.resolve(cfg.tasks, data.class_names)[0]
     reference = metrics["tasks"][spec.name] if "tasks" in metrics else metrics
     # the splits under the task's labels (a Split or a streamed Stream: both keep ``labels``)
-    return DeployData(dataclasses.replace(data.train, labels=spec.labels(data.train.labels)),
-                      dataclasses.replace(data.val, labels=spec.labels(data.val.labels)),
-                      reference["val_accuracy"], "training images", "validation split")
+    return DeployData(
+        dataclasses.replace(data.train, labels=spec.labels(data.train.labels)),
+        dataclasses.replace(data.val, labels=spec.labels(data.val.labels)),
+        reference["val_accuracy"],
+        "training images",
+        "validation split",
+    )
 
 
 LABELS = "labels.txt"  # beside the .tflite files: output index i is line i's class
@@ -111,14 +117,15 @@ def kept_litert(out: Path, model, exporting: tuple[str, ...]) -> dict:
         else:
             path.unlink(missing_ok=True)
     for path in out.glob("model_*.tflite"):  # files no entry describes
-        variant = path.stem[len("model_"):]
+        variant = path.stem[len("model_") :]
         if variant not in kept and f"litert-{variant}" not in exporting:
             path.unlink(missing_ok=True)
     return kept
 
 
-def export_litert(model, cfg: Config, deploy: DeployData, out: Path,
-                  class_names: list[str] | None = None) -> dict:
+def export_litert(
+    model, cfg: Config, deploy: DeployData, out: Path, class_names: list[str] | None = None
+) -> dict:
     """Writes and measures each ``litert-<variant>`` of ``cfg.export``; returns their entries.
 
     int8 is calibrated on ``deploy.calibration`` and every file is measured on ``deploy.val``
@@ -133,11 +140,12 @@ def export_litert(model, cfg: Config, deploy: DeployData, out: Path,
 
     def val_batches(batch: int = 256):
         for i in range(0, len(val_labels), batch):
-            yield model_images(deploy.val.images[i:i + batch], size), val_labels[i:i + batch]
+            yield model_images(deploy.val.images[i : i + batch], size), val_labels[i : i + batch]
 
     task = cfg.tasks[0].name if cfg.tasks else None
-    results = litert.export(model, [f.split("-", 1)[1] for f in cfg.export], out, calibration,
-                            val_batches, task)
+    results = litert.export(
+        model, [f.split("-", 1)[1] for f in cfg.export], out, calibration, val_batches, task
+    )
     fingerprint = weights_fingerprint(model)
     if class_names is not None:
         write_with(out / LABELS, lambda tmp: Path(tmp).write_text("\n".join(class_names) + "\n"))
@@ -164,7 +172,7 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def save_run(result, cfg: Config) -> dict[str, str]:
-    """Writes every artefact of a finished :class:`tfxfer.train.result.RunResult`; returns the paths.
+    """Writes every artefact of a finished :class:`~tfxfer.train.result.RunResult`; returns them.
 
     Non-chief workers (``result.output is None``) write nothing. The output directory's lock,
     taken by :func:`tfxfer.train.loop.run`, is released when this returns
@@ -200,12 +208,16 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
     write_json(paths["history"], result.history)
     write_json(paths["data_report"], result.data_report)
     _save_figure(plots.curves_figure(result.history), paths["curves"])
-    _save_figure(plots.confusion_figure(result.metrics["confusion_matrix"],
-                                        result.metrics["class_names"]), paths["confusion_matrix"])
+    _save_figure(
+        plots.confusion_figure(result.metrics["confusion_matrix"], result.metrics["class_names"]),
+        paths["confusion_matrix"],
+    )
     for name, m in list(result.metrics.get("tasks", {}).items())[1:]:
         paths[f"confusion_matrix_{name}"] = out / f"confusion_matrix_{name}.png"
-        _save_figure(plots.confusion_figure(m["confusion_matrix"], m["class_names"]),
-                     paths[f"confusion_matrix_{name}"])
+        _save_figure(
+            plots.confusion_figure(m["confusion_matrix"], m["class_names"]),
+            paths[f"confusion_matrix_{name}"],
+        )
     if own_export is None:  # a re-run keeps the LiteRT files (and entries) of these weights
         kept = kept_litert(out, result.model.model, cfg.export)
         if kept:
@@ -213,11 +225,18 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
     write_json(paths["metrics"], result.metrics)
     if cfg.export:  # last: everything above is on disk even if a conversion fails
         deploy = result.deploy or default_deploy_data(cfg, result.data, result.metrics)
-        result.metrics["litert"] = {**result.metrics.get("litert", {}), **export_litert(
-            result.model.model, cfg, deploy, out, _first_head(result.metrics))}
+        result.metrics["litert"] = {
+            **result.metrics.get("litert", {}),
+            **export_litert(result.model.model, cfg, deploy, out, _first_head(result.metrics)),
+        }
         write_json(paths["metrics"], result.metrics)
-    paths.update({f"litert_{k}": Path(v["file"]) for k, v in
-                  result.metrics.get("litert", {}).items() if "file" in v})
+    paths.update(
+        {
+            f"litert_{k}": Path(v["file"])
+            for k, v in result.metrics.get("litert", {}).items()
+            if "file" in v
+        }
+    )
     result.paths = {k: str(v) for k, v in paths.items()}
     return result.paths
 
@@ -239,14 +258,20 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...]) -> dict:
     needed = [run / n for n in ("config.json", "model.keras", "metrics.json")]
     missing = [p.name for p in needed if not p.exists()]
     if missing:
-        raise UserError("RUN_DIR must be the output directory of a finished run (config.json, "
-                        "model.keras, metrics.json)", got=f"{run} without {', '.join(missing)}",
-                        fix="pass the --output directory of a run that completed")
+        raise UserError(
+            "RUN_DIR must be the output directory of a finished run (config.json, "
+            "model.keras, metrics.json)",
+            got=f"{run} without {', '.join(missing)}",
+            fix="pass the --output directory of a run that completed",
+        )
     cfg = Config.load(run / "config.json")
     if cfg.text.preset:
-        raise UserError("LiteRT export is for image runs; a text run's SavedModel takes raw "
-                        "strings, with ops LiteRT does not have", got=str(run),
-                        fix="serve the run's saved_model/ with TensorFlow")
+        raise UserError(
+            "LiteRT export is for image runs; a text run's SavedModel takes raw "
+            "strings, with ops LiteRT does not have",
+            got=str(run),
+            fix="serve the run's saved_model/ with TensorFlow",
+        )
     cfg = cfg.replace(export=tuple(formats))
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     metrics = json.loads((run / "metrics.json").read_text())

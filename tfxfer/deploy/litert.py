@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import keras
 import numpy as np
@@ -65,12 +65,14 @@ def pixels(files, size: int) -> np.ndarray:
     from tfxfer.data import graph_decode
 
     blobs = [f if isinstance(f, bytes) else Path(f).read_bytes() for f in files]
-    return np.stack([graph_decode.decode_image(tf.constant(b), size).numpy().astype(np.uint8)
-                     for b in blobs])
+    return np.stack(
+        [graph_decode.decode_image(tf.constant(b), size).numpy().astype(np.uint8) for b in blobs]
+    )
 
 
-def calibration_indices(labels: np.ndarray, count: int = CALIBRATION_IMAGES,
-                        seed: int = 0) -> np.ndarray:
+def calibration_indices(
+    labels: np.ndarray, count: int = CALIBRATION_IMAGES, seed: int = 0
+) -> np.ndarray:
     """Indices of up to ``count`` training images, spread evenly over the classes."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
@@ -91,19 +93,25 @@ def _write_probabilities_graph(model: keras.Model, path: str, task: str | None) 
         logits = graph(image, training=False)
         if isinstance(logits, dict):
             if task not in logits:
-                raise ValueError(f"a multi-task model needs the head to export: one of "
-                                 f"{sorted(logits)}, got {task!r}")
+                raise ValueError(
+                    f"a multi-task model needs the head to export: one of "
+                    f"{sorted(logits)}, got {task!r}"
+                )
             logits = logits[task]
         return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
     archive = keras.export.ExportArchive()  # untracked: see tfxfer.deploy.serving.export
-    archive.add_endpoint("serving_default", probabilities, input_signature=[
-        tf.TensorSpec((1, size, size, 3), tf.float32, name="image")])
+    archive.add_endpoint(
+        "serving_default",
+        probabilities,
+        input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="image")],
+    )
     archive.write_out(path, verbose=False)
 
 
-def convert(model: keras.Model, variant: str, calibration: np.ndarray | None = None,
-            task: str | None = None) -> bytes:
+def convert(
+    model: keras.Model, variant: str, calibration: np.ndarray | None = None, task: str | None = None
+) -> bytes:
     """The ``.tflite`` bytes of a trained training graph for one of :data:`VARIANTS`.
 
     ``task`` names the head of a multi-task model to export (its probabilities only).
@@ -150,11 +158,16 @@ def pixels_in(content: bytes) -> bytes:
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     graph = model.subgraphs[0]
     (index,) = graph.inputs
-    readers = {flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
-               for op in graph.operators if index in op.inputs}
+    readers = {
+        flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+        for op in graph.operators
+        if index in op.inputs
+    }
     if readers != {"QUANTIZE"}:
-        raise RuntimeError(f"the int8 file's input is read by {sorted(readers)}, not by a "
-                           "QUANTIZE op alone: cannot declare it as raw pixels")
+        raise RuntimeError(
+            f"the int8 file's input is read by {sorted(readers)}, not by a "
+            "QUANTIZE op alone: cannot declare it as raw pixels"
+        )
     quantization = graph.tensors[index].quantization
     quantization.scale = np.array([1.0], np.float32)
     quantization.zeroPoint = np.array([0], np.int64)
@@ -165,6 +178,7 @@ def interpreter(content: bytes):
     """``(Interpreter, name)`` for ``.tflite`` bytes: ai-edge-litert's when installed."""
     try:
         from ai_edge_litert.interpreter import Interpreter
+
         name = "ai-edge-litert"
     except ImportError:  # deprecated in TF 2.21 but still working
         Interpreter = tf.lite.Interpreter
@@ -209,8 +223,14 @@ def accuracy(content: bytes, batches: Iterable) -> tuple[float, str]:
     return correct / max(1, total), run.interpreter
 
 
-def export(model: keras.Model, variants, out_dir: str | Path, calibration: np.ndarray,
-           val_batches: Callable[[], Iterable], task: str | None = None) -> dict:
+def export(
+    model: keras.Model,
+    variants,
+    out_dir: str | Path,
+    calibration: np.ndarray,
+    val_batches: Callable[[], Iterable],
+    task: str | None = None,
+) -> dict:
     """Writes ``model_<variant>.tflite`` for each variant and measures each one.
 
     Args:
@@ -230,17 +250,25 @@ def export(model: keras.Model, variants, out_dir: str | Path, calibration: np.nd
         try:
             content = convert(model, variant, calibration if variant == "int8" else None, task)
             path = Path(out_dir) / f"model_{variant}.tflite"
-            write_with(path, lambda tmp, data=content: Path(tmp).write_bytes(data),
-                       suffix=".tflite")
+            write_with(
+                path, lambda tmp, data=content: Path(tmp).write_bytes(data), suffix=".tflite"
+            )
             acc, name = accuracy(content, val_batches())
             details = Runner(content).input
-        except Exception as exc:  # noqa: BLE001 - a converter failure must not cost the run
+        except Exception as exc:
             results[variant] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
             continue
         scale, zero = details["quantization"]
-        results[variant] = {"file": str(path), "bytes": len(content),
-                            "gzip_bytes": len(gzip.compress(content, compresslevel=9)),
-                            "val_accuracy": round(acc, 4), "interpreter": name,
-                            "input": {"dtype": np.dtype(details["dtype"]).name,
-                                      "scale": float(scale), "zero_point": int(zero)}}
+        results[variant] = {
+            "file": str(path),
+            "bytes": len(content),
+            "gzip_bytes": len(gzip.compress(content, compresslevel=9)),
+            "val_accuracy": round(acc, 4),
+            "interpreter": name,
+            "input": {
+                "dtype": np.dtype(details["dtype"]).name,
+                "scale": float(scale),
+                "zero_point": int(zero),
+            },
+        }
     return results

@@ -18,8 +18,12 @@ from matplotlib.figure import Figure  # no pyplot: no global backend is chosen o
 
 def _accuracy_keys(history: list[dict]) -> list[str]:
     """``accuracy``, or each task's ``<task>_accuracy`` of a multi-task run."""
-    keys = {k for phase in history for k in phase["history"]
-            if k.endswith("accuracy") and not k.startswith("val_")}
+    keys = {
+        k
+        for phase in history
+        for k in phase["history"]
+        if k.endswith("accuracy") and not k.startswith("val_")
+    }
     return sorted(keys) or ["accuracy"]
 
 
@@ -38,8 +42,14 @@ def curves_figure(history: list[dict], path: str | None = None):
                 for prefix, style in (("", "-"), ("val_", "--")):
                     values = phase["history"].get(prefix + key)
                     if values:
-                        ax.plot(xs, values, style, marker="o", ms=3,
-                                label=f"{phase['phase']} {task}{'val' if prefix else 'train'}")
+                        ax.plot(
+                            xs,
+                            values,
+                            style,
+                            marker="o",
+                            ms=3,
+                            label=f"{phase['phase']} {task}{'val' if prefix else 'train'}",
+                        )
         if epoch:
             for ax in axes:
                 ax.axvline(epoch + 0.5, color="grey", lw=0.8, ls=":")
@@ -68,8 +78,15 @@ def confusion_figure(confusion, class_names: list[str], path: str | None = None)
     ax.set_yticks(range(k), class_names, fontsize=8)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (validation)")

@@ -59,8 +59,11 @@ def inference_graph(model: keras.Model, dtype: str = "float32") -> keras.Model:
 
 def head_layers(model: keras.Model) -> dict:
     """``{task: head layer}``: ``head`` alone, or ``head_<task>`` for every task."""
-    heads = {layer.name[len("head_"):]: layer for layer in model.layers
-             if layer.name.startswith("head_")}
+    heads = {
+        layer.name[len("head_") :]: layer
+        for layer in model.layers
+        if layer.name.startswith("head_")
+    }
     return heads or {"head": model.get_layer("head")}
 
 
@@ -69,8 +72,12 @@ def predictions(logits, class_names, k: int) -> dict:
     logits = tf.cast(logits, tf.float32)
     probabilities = tf.nn.softmax(logits, axis=-1)
     scores, indices = tf.math.top_k(probabilities, k=k)
-    return {"probabilities": probabilities, "top_k_classes": tf.gather(class_names, indices),
-            "top_k_scores": scores, "logits": logits}
+    return {
+        "probabilities": probabilities,
+        "top_k_classes": tf.gather(class_names, indices),
+        "top_k_scores": scores,
+        "logits": logits,
+    }
 
 
 class _Server:
@@ -84,14 +91,18 @@ class _Server:
         logits = self.graph(images, training=False)
         if self.single:
             return predictions(logits, self.names["head"], self.k["head"])
-        return {f"{task}/{key}": value for task in self.names
-                for key, value in predictions(logits[task], self.names[task],
-                                               self.k[task]).items()}
+        return {
+            f"{task}/{key}": value
+            for task in self.names
+            for key, value in predictions(logits[task], self.names[task], self.k[task]).items()
+        }
 
     def decode(self, image_bytes):
-        return tf.map_fn(lambda b: decode.decode_image(b, self.size), image_bytes,
-                         fn_output_signature=tf.TensorSpec((self.size, self.size, 3),
-                                                           tf.float32))
+        return tf.map_fn(
+            lambda b: decode.decode_image(b, self.size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((self.size, self.size, 3), tf.float32),
+        )
 
     def serve_bytes(self, image_bytes):
         return self._outputs(self.decode(image_bytes))
@@ -104,15 +115,23 @@ class _Server:
 
     def metadata(self):
         first = next(iter(self.names))
-        out = {"class_names": self.names[first], "top_k": tf.constant(self.k[first]),
-               "image_size": tf.constant(self.size), "tasks": tf.constant(list(self.names))}
+        out = {
+            "class_names": self.names[first],
+            "top_k": tf.constant(self.k[first]),
+            "image_size": tf.constant(self.size),
+            "tasks": tf.constant(list(self.names)),
+        }
         if not self.single:
             out.update({f"{task}/class_names": names for task, names in self.names.items()})
         return out
 
 
-def export(model: keras.Model, class_names: dict[str, list[str]], path: str | Path,
-           top_k: int = DEFAULT_TOP_K) -> Path:
+def export(
+    model: keras.Model,
+    class_names: dict[str, list[str]],
+    path: str | Path,
+    top_k: int = DEFAULT_TOP_K,
+) -> Path:
     """Writes the serving SavedModel of a trained training graph, atomically.
 
     Args:
@@ -131,9 +150,11 @@ def export(model: keras.Model, class_names: dict[str, list[str]], path: str | Pa
     image_bytes = [tf.TensorSpec([None], tf.string, name="image_bytes")]
     # The first endpoint is also `serving_default` (what TF Serving's REST API calls).
     archive.add_endpoint("serve_bytes", server.serve_bytes, input_signature=image_bytes)
-    archive.add_endpoint("serve_images", server.serve_images,
-                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
-                                                        name="images")])
+    archive.add_endpoint(
+        "serve_images",
+        server.serve_images,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
     archive.add_endpoint("decode", server.decoded, input_signature=image_bytes)
     archive.add_endpoint("metadata", server.metadata, input_signature=[])
     write_with(path, lambda tmp: archive.write_out(tmp, verbose=False))

@@ -44,8 +44,9 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float(within_x + within_y - 2.0 * kxy.mean())
 
 
-def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """``(mean, std)`` of the unbiased MMD^2 over ``subsets`` random subsets of each side.
 
     Args:
@@ -57,7 +58,11 @@ def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int
     """
     rng = np.random.default_rng(seed)
     size = min(subset_size, len(real), len(fake))
-    values = [mmd2_unbiased(real[rng.choice(len(real), size, replace=False)],
-                            fake[rng.choice(len(fake), size, replace=False)])
-              for _ in range(subsets)]
+    values = [
+        mmd2_unbiased(
+            real[rng.choice(len(real), size, replace=False)],
+            fake[rng.choice(len(fake), size, replace=False)],
+        )
+        for _ in range(subsets)
+    ]
     return float(np.mean(values)), float(np.std(values))

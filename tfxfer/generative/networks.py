@@ -66,8 +66,9 @@ class SpectralNorm(keras.layers.Layer):
 
     def build(self, input_shape):
         self.layer.build(input_shape)
-        self.u = self.add_weight(shape=(self.matrix.shape[-1],), initializer="random_normal",
-                                 trainable=False, name="u")
+        self.u = self.add_weight(
+            shape=(self.matrix.shape[-1],), initializer="random_normal", trainable=False, name="u"
+        )
 
     def sigma(self, training: bool = False) -> tf.Tensor:
         """The matrix's spectral-norm estimate (updating ``u`` when ``training``)."""
@@ -96,8 +97,11 @@ class SpectralNorm(keras.layers.Layer):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "eps": self.eps,
-                "layer": keras.saving.serialize_keras_object(self.layer)}
+        return {
+            **super().get_config(),
+            "eps": self.eps,
+            "layer": keras.saving.serialize_keras_object(self.layer),
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -105,17 +109,18 @@ class SpectralNorm(keras.layers.Layer):
         return cls(**config)
 
 
-def build_generator(num_classes: int, image_size: int, channels: int, latent_dim: int = 64,
-                    width: int = 32) -> keras.Model:
+def build_generator(
+    num_classes: int, image_size: int, channels: int, latent_dim: int = 64, width: int = 32
+) -> keras.Model:
     """``[noise (B, latent_dim), labels (B,)] -> images (B, S, S, channels)`` in [-1, 1]."""
     ups = upsamplings(image_size)
-    start = image_size // 2 ** ups
+    start = image_size // 2**ups
     z = keras.Input((latent_dim,), name="noise")
     y = keras.Input((), dtype="int32", name="label")
     h = layers.Concatenate()([z, layers.Embedding(num_classes, latent_dim)(y)])
-    h = layers.Dense(start * start * width * 2 ** ups, use_bias=False)(h)
+    h = layers.Dense(start * start * width * 2**ups, use_bias=False)(h)
     h = layers.ReLU()(layers.BatchNormalization()(h))
-    h = layers.Reshape((start, start, width * 2 ** ups))(h)
+    h = layers.Reshape((start, start, width * 2**ups))(h)
     for i in range(ups):
         h = layers.UpSampling2D(2, interpolation="nearest")(h)
         h = layers.Conv2D(width * 2 ** (ups - 1 - i), 3, padding="same", use_bias=False)(h)
@@ -130,8 +135,9 @@ def _leaky(h):
     return layers.Maximum()([h, layers.Rescaling(0.1)(h)])
 
 
-def build_discriminator(num_classes: int, image_size: int, channels: int, width: int = 32
-                        ) -> keras.Model:
+def build_discriminator(
+    num_classes: int, image_size: int, channels: int, width: int = 32
+) -> keras.Model:
     """``[images in [-1, 1], labels] -> (B,)`` realness scores: spectrally normalised
     convolutions, global sum pooling ``phi``, then ``linear(phi) + embed(y) . phi``, with the
     linear layer and the class embedding spectrally normalised too (as in Miyato & Koyama's
@@ -140,13 +146,13 @@ def build_discriminator(num_classes: int, image_size: int, channels: int, width:
     y = keras.Input((), dtype="int32", name="label")
     h = _leaky(SpectralNorm(layers.Conv2D(width, 3, padding="same"))(x))
     for i in range(upsamplings(image_size)):
-        h = _leaky(SpectralNorm(layers.Conv2D(
-            width * 2 ** (i + 1), 4, strides=2, padding="same"))(h))
+        h = _leaky(
+            SpectralNorm(layers.Conv2D(width * 2 ** (i + 1), 4, strides=2, padding="same"))(h)
+        )
     features = layers.Lambda(lambda t: tf.reduce_sum(t, axis=[1, 2]))(h)
     linear = layers.Reshape(())(SpectralNorm(layers.Dense(1))(features))
     embedded = SpectralNorm(layers.Embedding(num_classes, features.shape[-1]))(y)
-    projection = layers.Lambda(lambda t: tf.reduce_sum(t[0] * t[1], axis=-1))(
-        [embedded, features])
+    projection = layers.Lambda(lambda t: tf.reduce_sum(t[0] * t[1], axis=-1))([embedded, features])
     return keras.Model([x, y], layers.Add()([linear, projection]), name="discriminator")
 
 

@@ -45,14 +45,22 @@ def class_matched(labels: np.ndarray, count: int, rng: np.random.Generator) -> n
     classes, sizes = np.unique(labels, return_counts=True)
     exact = sizes * count / len(labels)
     take = np.floor(exact).astype(int)
-    take[np.argsort(take - exact)[:count - take.sum()]] += 1
-    picked = [rng.choice(np.flatnonzero(labels == c), k, replace=False)
-              for c, k in zip(classes, take)]
+    take[np.argsort(take - exact)[: count - take.sum()]] += 1
+    picked = [
+        rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)
+    ]
     return np.sort(np.concatenate(picked))
 
 
-def measure(gen: sample.Generator, data: ImageData, backbone: str, weights: str | None,
-            image_size: int, count: int = 1000, seed: int = 0) -> dict:
+def measure(
+    gen: sample.Generator,
+    data: ImageData,
+    backbone: str,
+    weights: str | None,
+    image_size: int,
+    count: int = 1000,
+    seed: int = 0,
+) -> dict:
     """KID of ``gen``'s samples and of real training images, both against validation images.
 
     Args:
@@ -70,25 +78,49 @@ def measure(gen: sample.Generator, data: ImageData, backbone: str, weights: str 
         return {"kid": None, "kid_images": n, "kid_requested": count}
     fake_labels = data.val.labels[val_idx]
     # real training images in the validation subset's class counts, as the generated ones are
-    train_idx = np.concatenate([
-        rng.choice(np.flatnonzero(data.train.labels == c),
-                   min(k, int((data.train.labels == c).sum())), replace=False)
-        for c, k in enumerate(np.bincount(fake_labels, minlength=data.num_classes)) if k])
+    train_idx = np.concatenate(
+        [
+            rng.choice(
+                np.flatnonzero(data.train.labels == c),
+                min(k, int((data.train.labels == c).sum())),
+                replace=False,
+            )
+            for c, k in enumerate(np.bincount(fake_labels, minlength=data.num_classes))
+            if k
+        ]
+    )
     fake = sample.synthesize(gen, fake_labels, seed=seed, shape=data.train.images.shape[1:])
     # all three sets on the float32 (validation) side of the feature cache
-    rows = Split(np.concatenate([data.val.images[val_idx], data.train.images[train_idx], fake]),
-                 np.concatenate([fake_labels, data.train.labels[train_idx], fake_labels]))
+    rows = Split(
+        np.concatenate([data.val.images[val_idx], data.train.images[train_idx], fake]),
+        np.concatenate([fake_labels, data.train.labels[train_idx], fake_labels]),
+    )
     tm = model_lib.build(backbone, data.num_classes, image_size, weights, "none", dropout=0.0)
-    cache = features.extract(tm, ImageData(data.class_names, Split(fake[:1], fake_labels[:1]),
-                                           rows, data.source), 1, image_size)
+    cache = features.extract(
+        tm,
+        ImageData(data.class_names, Split(fake[:1], fake_labels[:1]), rows, data.source),
+        1,
+        image_size,
+    )
     val, real, generated = np.split(cache.val, [n, n + len(train_idx)])
     subset = max(2, min(len(real), n) // 2)  # half of each side per draw: the draws differ
     kid, kid_std = kid_lib.kid(val, generated, 50, subset, seed)
     floor, floor_std = kid_lib.kid(val, real, 50, subset, seed)
-    report = {"kid": round(kid, 5), "kid_std": round(kid_std, 5), "kid_real": round(floor, 5),
-              "kid_real_std": round(floor_std, 5), "kid_images": n, "kid_requested": count,
-              "kid_features": f"{backbone} ({weights or 'random'} weights) global average pool, "
-                              f"{cache.val.shape[-1]} features, {image_size} px"}
-    log.info("generator KID vs validation: %.4f +- %.4f (real training images: %.4f); %s",
-             kid, kid_std, floor, report["kid_features"])
+    report = {
+        "kid": round(kid, 5),
+        "kid_std": round(kid_std, 5),
+        "kid_real": round(floor, 5),
+        "kid_real_std": round(floor_std, 5),
+        "kid_images": n,
+        "kid_requested": count,
+        "kid_features": f"{backbone} ({weights or 'random'} weights) global average pool, "
+        f"{cache.val.shape[-1]} features, {image_size} px",
+    }
+    log.info(
+        "generator KID vs validation: %.4f +- %.4f (real training images: %.4f); %s",
+        kid,
+        kid_std,
+        floor,
+        report["kid_features"],
+    )
     return report

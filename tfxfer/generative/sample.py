@@ -56,17 +56,20 @@ def load(folder: str | Path) -> Generator:
     """Loads ``generator.keras`` and ``generator.json`` from a generator folder."""
     folder = Path(folder)
     if not (folder / GENERATOR).is_file() or not (folder / META).is_file():
-        raise UserError("augment.generator must be a folder holding generator.keras and "
-                        "generator.json", got=str(folder),
-                        fix="train one with python -m tfxfer.generative --data ... --output "
-                            "DIR and pass DIR, or leave augment.generator unset to train one")
+        raise UserError(
+            "augment.generator must be a folder holding generator.keras and generator.json",
+            got=str(folder),
+            fix="train one with python -m tfxfer.generative --data ... --output "
+            "DIR and pass DIR, or leave augment.generator unset to train one",
+        )
     with float32_policy():
         model = keras.saving.load_model(folder / GENERATOR, compile=False)
     return Generator(model, load_meta(folder))
 
 
-def synthesize(gen: Generator, labels: np.ndarray, seed: int = 0,
-               shape: tuple[int, ...] | None = None) -> np.ndarray:
+def synthesize(
+    gen: Generator, labels: np.ndarray, seed: int = 0, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
     """``uint8`` images of the given class ``labels``, shaped ``shape`` (default: the shape of
     the data the generator was trained on)."""
     labels = np.asarray(labels, np.int32)
@@ -74,14 +77,14 @@ def synthesize(gen: Generator, labels: np.ndarray, seed: int = 0,
     out = np.empty((len(labels), height, width, channels), np.uint8)
     rng = np.random.default_rng(seed)
     for start in range(0, len(labels), BATCH):
-        y = labels[start:start + BATCH]
+        y = labels[start : start + BATCH]
         z = rng.standard_normal((len(y), gen.meta["latent_dim"])).astype(np.float32)
         x = (tf.cast(gen.model([z, y], training=False), tf.float32) + 1.0) * 127.5
         if x.shape[1] != height or x.shape[2] != width:
             x = tf.image.resize(x, (height, width), antialias=True)
         if x.shape[-1] != channels:
             x = tf.image.rgb_to_grayscale(x) if channels == 1 else tf.image.grayscale_to_rgb(x)
-        out[start:start + len(y)] = np.round(np.clip(x.numpy(), 0, 255)).astype(np.uint8)
+        out[start : start + len(y)] = np.round(np.clip(x.numpy(), 0, 255)).astype(np.uint8)
     return out
 
 
@@ -96,14 +99,24 @@ def grid(gen: Generator, per_class: int = 10, seed: int = 0, path: str | Path | 
     axes = fig.subplots(k, per_class, squeeze=False)
     gray = images.shape[-1] == 1
     for i, ax in enumerate(axes.ravel()):
-        ax.imshow(images[i, ..., 0] if gray else images[i], cmap="gray" if gray else None,
-                  vmin=0, vmax=255)
+        ax.imshow(
+            images[i, ..., 0] if gray else images[i],
+            cmap="gray" if gray else None,
+            vmin=0,
+            vmax=255,
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         if i % per_class == 0:
             ax.set_ylabel(gen.class_names[i // per_class], rotation=0, ha="right", va="center")
-    fig.subplots_adjust(left=1.4 / (per_class * 0.8 + 1.6), right=0.99, top=0.99, bottom=0.01,
-                        wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(
+        left=1.4 / (per_class * 0.8 + 1.6),
+        right=0.99,
+        top=0.99,
+        bottom=0.01,
+        wspace=0.05,
+        hspace=0.05,
+    )
     if path is not None:
         write_with(path, lambda p: fig.savefig(p, dpi=80, format="png"), suffix=".png")
     return fig

@@ -61,9 +61,16 @@ NOT_IDENTITY = ("checkpoint_every", "kid_images")  # change no trained weight
 
 def digests(images: np.ndarray) -> np.ndarray:
     """A 64-bit BLAKE2 digest of each image's bytes (``uint64``, one per row)."""
-    return np.array([int.from_bytes(hashlib.blake2b(np.ascontiguousarray(row).tobytes(),
-                                                    digest_size=8).digest(), "little")
-                     for row in images], np.uint64)
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8).digest(),
+                "little",
+            )
+            for row in images
+        ],
+        np.uint64,
+    )
 
 
 @contextlib.contextmanager
@@ -113,14 +120,23 @@ class _Gan:
         self.train_step = tf.function(self._train_step, jit_compile=False)
 
     def _variables(self) -> list:
-        return [*self.g.weights, *self.d.weights, *self.g_ema.weights, *self.g_opt.variables,
-                *self.d_opt.variables, self.step]
+        return [
+            *self.g.weights,
+            *self.d.weights,
+            *self.g_ema.weights,
+            *self.g_opt.variables,
+            *self.d_opt.variables,
+            self.step,
+        ]
 
     def save(self, path: Path, settings: dict) -> None:
-        arrays = {f"v{i}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-                  for i, v in enumerate(self._variables())}
-        write_with(path, lambda p: np.savez(p, settings=json.dumps(settings), **arrays),
-                   suffix=".npz")
+        arrays = {
+            f"v{i}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            for i, v in enumerate(self._variables())
+        }
+        write_with(
+            path, lambda p: np.savez(p, settings=json.dumps(settings), **arrays), suffix=".npz"
+        )
 
     def restore(self, path: Path, settings: dict) -> bool:
         """Loads ``path`` when it exists and was written with the same settings."""
@@ -147,8 +163,12 @@ class _Gan:
         rng = np.random.default_rng(self.seed)
         z = rng.standard_normal((batch, self.cfg.latent_dim)).astype(np.float32)
         y = (np.arange(batch) % self.num_classes).astype(np.int32)
-        norms = [l for l in self.g_ema.layers if isinstance(l, keras.layers.BatchNormalization)]
-        momenta = [l.momentum for l in norms]
+        norms = [
+            layer
+            for layer in self.g_ema.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        momenta = [layer.momentum for layer in norms]
         for layer in norms:
             layer.momentum = 0.0  # moving statistics := this batch's
         self.g_ema([z, y], training=True)
@@ -159,9 +179,9 @@ class _Gan:
     def _train_step(self, real: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         n = tf.shape(real)[0]
         seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.cast(self.seed, tf.int64), self.step]), 5)
-        augment = (networks.diff_augment if self.cfg.diff_augment
-                   else lambda x, _: x)
+            tf.stack([tf.cast(self.seed, tf.int64), self.step]), 5
+        )
+        augment = networks.diff_augment if self.cfg.diff_augment else lambda x, _: x
         z = tf.random.stateless_normal((n, self.cfg.latent_dim), seeds[0])
         with tf.GradientTape() as tape:
             fake = self.g([z, labels], training=True)
@@ -169,16 +189,19 @@ class _Gan:
             both = tf.concat([augment(real, seeds[1]), augment(fake, seeds[2])], axis=0)
             scores = self.d([both, tf.concat([labels, labels], axis=0)], training=True)
             real_score, fake_score = scores[:n], scores[n:]
-            d_loss = (tf.reduce_mean(tf.nn.relu(1.0 - real_score))
-                      + tf.reduce_mean(tf.nn.relu(1.0 + fake_score)))
-        self.d_opt.apply_gradients(zip(tape.gradient(d_loss, self.d.trainable_variables),
-                                       self.d.trainable_variables))
+            d_loss = tf.reduce_mean(tf.nn.relu(1.0 - real_score)) + tf.reduce_mean(
+                tf.nn.relu(1.0 + fake_score)
+            )
+        self.d_opt.apply_gradients(
+            zip(tape.gradient(d_loss, self.d.trainable_variables), self.d.trainable_variables)
+        )
         z = tf.random.stateless_normal((n, self.cfg.latent_dim), seeds[3])
         with tf.GradientTape() as tape:
             fake = self.g([z, labels], training=True)
             g_loss = -tf.reduce_mean(self.d([augment(fake, seeds[4]), labels], training=True))
-        self.g_opt.apply_gradients(zip(tape.gradient(g_loss, self.g.trainable_variables),
-                                       self.g.trainable_variables))
+        self.g_opt.apply_gradients(
+            zip(tape.gradient(g_loss, self.g.trainable_variables), self.g.trainable_variables)
+        )
         # warmed-up decay, as tf.train.ExponentialMovingAverage's num_updates: the average
         # forgets the random initialisation instead of keeping ema ** steps of it
         t = tf.cast(self.step, tf.float32)
@@ -198,13 +221,19 @@ def _batches(images: np.ndarray, labels: np.ndarray, batch: int, seed: int, step
     while True:
         order = np.random.default_rng([seed, epoch]).permutation(n)
         for b in range(offset, per_pass):
-            idx = np.sort(order[b * batch:(b + 1) * batch])
+            idx = np.sort(order[b * batch : (b + 1) * batch])
             yield images[idx], labels[idx]
         epoch, offset = epoch + 1, 0
 
 
-def fit(split, class_names: list[str], cfg: Generative, folder: str | Path, seed: int = 0,
-        verbose: int = 1) -> dict:
+def fit(
+    split,
+    class_names: list[str],
+    cfg: Generative,
+    folder: str | Path,
+    seed: int = 0,
+    verbose: int = 1,
+) -> dict:
     """Trains (or resumes, or returns) the generator of ``split`` in ``folder``.
 
     Args:
@@ -223,15 +252,22 @@ def fit(split, class_names: list[str], cfg: Generative, folder: str | Path, seed
         return _fit(split, class_names, cfg, Path(folder), seed, verbose)
 
 
-def _fit(split, class_names: list[str], cfg: Generative, folder: Path, seed: int,
-         verbose: int) -> dict:
+def _fit(
+    split, class_names: list[str], cfg: Generative, folder: Path, seed: int, verbose: int
+) -> dict:
     size, channels = gan_size(split.images.shape[1:], cfg), int(split.images.shape[-1])
     what = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IDENTITY}
     seen = digests(split.images)
-    settings = {"generative": what, "seed": seed, "classes": class_names,
-                "images": int(len(split)), "shape": list(split.images.shape[1:]),
-                "data": hashlib.blake2b(seen.tobytes() + np.asarray(split.labels, np.int64)
-                                        .tobytes(), digest_size=8).hexdigest()}
+    settings = {
+        "generative": what,
+        "seed": seed,
+        "classes": class_names,
+        "images": int(len(split)),
+        "shape": list(split.images.shape[1:]),
+        "data": hashlib.blake2b(
+            seen.tobytes() + np.asarray(split.labels, np.int64).tobytes(), digest_size=8
+        ).hexdigest(),
+    }
     meta_path = folder / META
     if meta_path.is_file() and (folder / GENERATOR).is_file():
         meta = json.loads(meta_path.read_text())
@@ -245,8 +281,15 @@ def _fit(split, class_names: list[str], cfg: Generative, folder: Path, seed: int
         log.info("generator: resuming after step %d of %d", int(gan.step.numpy()), cfg.steps)
     images = to_unit_range(split.images, size).numpy()
     labels = np.asarray(split.labels, np.int32)
-    log.info("generator: class-conditional GAN at %dx%dx%d on %d training images, %d steps of "
-             "batch %d", size, size, channels, len(labels), cfg.steps, cfg.batch_size)
+    log.info(
+        "generator: class-conditional GAN at %dx%dx%d on %d training images, %d steps of batch %d",
+        size,
+        size,
+        channels,
+        len(labels),
+        cfg.steps,
+        cfg.batch_size,
+    )
     done = resumed_at = int(gan.step.numpy())
     progress = keras.utils.Progbar(cfg.steps, verbose=verbose == 1, stateful_metrics=["d", "g"])
     progress.update(done)
@@ -258,26 +301,40 @@ def _fit(split, class_names: list[str], cfg: Generative, folder: Path, seed: int
         d_loss, g_loss = gan.train_step(tf.constant(real), tf.constant(y))
         done += 1
         if not (np.isfinite(float(d_loss)) and np.isfinite(float(g_loss))):
-            raise UserError(f"the GAN's loss became NaN or infinite at step {done}; the last "
-                            f"checkpoint (step {done - done % cfg.checkpoint_every}) is kept",
-                            got=dict(d_loss=float(d_loss), g_loss=float(g_loss)),
-                            fix=f"re-run with a lower generative.lr (now {cfg.lr:g}), e.g. "
-                                f"--set generative.lr={cfg.lr / 2:g} (it starts over)")
+            raise UserError(
+                f"the GAN's loss became NaN or infinite at step {done}; the last "
+                f"checkpoint (step {done - done % cfg.checkpoint_every}) is kept",
+                got=dict(d_loss=float(d_loss), g_loss=float(g_loss)),
+                fix=f"re-run with a lower generative.lr (now {cfg.lr:g}), e.g. "
+                f"--set generative.lr={cfg.lr / 2:g} (it starts over)",
+            )
         progress.update(done, [("d", float(d_loss)), ("g", float(g_loss))])
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             gan.save(ckpt, settings)
             if verbose == 2:
                 now = time.perf_counter()
-                log.info("generator step %d/%d: d_loss %.3f g_loss %.3f, %.0f ms/step, "
-                         "checkpoint saved", done, cfg.steps, float(d_loss), float(g_loss),
-                         1000 * (now - last) / max(1, done - last_step))
+                log.info(
+                    "generator step %d/%d: d_loss %.3f g_loss %.3f, %.0f ms/step, checkpoint saved",
+                    done,
+                    cfg.steps,
+                    float(d_loss),
+                    float(g_loss),
+                    1000 * (now - last) / max(1, done - last_step),
+                )
                 last, last_step = now, done
     seconds = time.perf_counter() - t0
     write_with(folder / DIGESTS, lambda p: np.save(p, seen), suffix=".npy")
     write_with(folder / GENERATOR, gan.sampler().save, suffix=".keras")
-    meta = {"class_names": class_names, "image_size": size, "channels": channels,
-            "data_shape": list(split.images.shape[1:]), "latent_dim": cfg.latent_dim,
-            "steps": cfg.steps, "resumed_at_step": resumed_at, "seconds": round(seconds, 1),
-            "settings": settings}
+    meta = {
+        "class_names": class_names,
+        "image_size": size,
+        "channels": channels,
+        "data_shape": list(split.images.shape[1:]),
+        "latent_dim": cfg.latent_dim,
+        "steps": cfg.steps,
+        "resumed_at_step": resumed_at,
+        "seconds": round(seconds, 1),
+        "settings": settings,
+    }
     write_json(meta_path, meta)
     return meta

@@ -65,12 +65,15 @@ class GradientReversal(keras.layers.Layer):
 
 
 def domain_classifier(hidden, seed: int | None = None) -> keras.Sequential:
-    """Features -> one source-vs-target logit: ReLU Dense layers of widths ``hidden``, dropout 0.5."""
+    """Features -> one source-vs-target logit: ReLU Dense layers of widths ``hidden``, dropout
+    0.5."""
     seeds = augment_lib.layer_seeds(seed, len(hidden), stream="domain")
     layers = []
     for i, width in enumerate(hidden):
-        layers += [keras.layers.Dense(width, activation="relu", name=f"domain_hidden_{i}"),
-                   keras.layers.Dropout(0.5, seed=seeds[i], name=f"domain_dropout_{i}")]
+        layers += [
+            keras.layers.Dense(width, activation="relu", name=f"domain_hidden_{i}"),
+            keras.layers.Dropout(0.5, seed=seeds[i], name=f"domain_dropout_{i}"),
+        ]
     layers.append(keras.layers.Dense(1, dtype="float32", name="domain_logit"))
     return keras.Sequential(layers, name="domain_classifier")
 
@@ -90,22 +93,41 @@ class DomainAdversarial(keras.Model):
         label_smoothing: Label smoothing of the source cross-entropy.
     """
 
-    def __init__(self, tm, domain: keras.Sequential, total_steps: int, method: str = "dann",
-                 gamma: float = 10.0, weight: float = 1.0, label_smoothing: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        tm,
+        domain: keras.Sequential,
+        total_steps: int,
+        method: str = "dann",
+        gamma: float = 10.0,
+        weight: float = 1.0,
+        label_smoothing: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(name="domain_adversarial", **kwargs)
         self.features, self.head, self.domain = tm.feature_model, tm.head_model, domain
         self.reversal = GradientReversal(name="gradient_reversal")
         self.total_steps, self.method = max(1, int(total_steps)), method
         self.gamma, self.weight = float(gamma), float(weight)
         self.label_loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=label_smoothing, reduction="none")
-        self.step = self.add_weight(shape=(), dtype="int64", initializer="zeros",
-                                    trainable=False, name="step", aggregation="only_first_replica")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in
-                         ("loss", "label_loss", "domain_loss", "lambda")}
+            from_logits=True, label_smoothing=label_smoothing, reduction="none"
+        )
+        self.step = self.add_weight(
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            name="step",
+            aggregation="only_first_replica",
+        )
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "label_loss", "domain_loss", "lambda")
+        }
         self.trackers["accuracy"] = keras.metrics.CategoricalAccuracy(name="accuracy")
         self.trackers["domain_accuracy"] = keras.metrics.BinaryAccuracy(
-            name="domain_accuracy", threshold=0.0)  # on logits: > 0 means "source"
+            name="domain_accuracy", threshold=0.0
+        )  # on logits: > 0 means "source"
         if not domain.built:
             domain.build((None, tm.feature_model.output.shape[-1]))
         self.reversal.built = True  # no weights
@@ -132,27 +154,31 @@ class DomainAdversarial(keras.Model):
         domains = tf.concat([tf.ones((ns, 1)), tf.zeros((nt, 1))], axis=0)
         with tf.GradientTape() as tape:
             if self.method == "source_only":  # the target never reaches a trained part
-                feats = tf.stop_gradient(self.features(tf.concat([xs, xt], axis=0),
-                                                       training=False))
+                feats = tf.stop_gradient(self.features(tf.concat([xs, xt], axis=0), training=False))
                 logits = self.head(self.features(xs, training=True), training=True)
             else:  # one batch through the backbone: trained BatchNorm sees both domains
                 feats = self.features(tf.concat([xs, xt], axis=0), training=True)
                 logits = self.head(feats[:ns], training=True)
             label_loss = tf.reduce_mean(self.label_loss(ys, logits))
             domain_logits = self.domain(self.reversal(feats, weight=lam), training=True)
-            domain_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=domains, logits=domain_logits))
+            domain_loss = tf.reduce_mean(
+                tf.nn.sigmoid_cross_entropy_with_logits(labels=domains, logits=domain_logits)
+            )
             loss = label_loss + domain_loss
             if self.losses:  # L2-SP and other regularisers of the transfer model
-                loss += tf.add_n([tf.cast(l, tf.float32) for l in self.losses])
+                loss += tf.add_n([tf.cast(layer, tf.float32) for layer in self.losses])
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         self.step.assign_add(1)
-        for name, value in (("loss", loss), ("label_loss", label_loss),
-                            ("domain_loss", domain_loss), ("lambda", lam)):
+        for name, value in (
+            ("loss", loss),
+            ("label_loss", label_loss),
+            ("domain_loss", domain_loss),
+            ("lambda", lam),
+        ):
             self.trackers[name].update_state(value)
         self.trackers["accuracy"].update_state(ys, logits)
         self.trackers["domain_accuracy"].update_state(domains, domain_logits)

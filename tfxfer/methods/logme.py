@@ -38,8 +38,8 @@ import numpy as np
 class _Basis:
     """``F = U diag(sqrt(s)) V^T``: what every evidence evaluation needs."""
 
-    u: np.ndarray        # n x r
-    s: np.ndarray        # r eigenvalues of F^T F (squared singular values)
+    u: np.ndarray  # n x r
+    s: np.ndarray  # r eigenvalues of F^T F (squared singular values)
     n: int
     d: int
 
@@ -47,21 +47,27 @@ class _Basis:
 def _basis(features: np.ndarray) -> _Basis:
     f = np.asarray(features, np.float64)
     u, sv, _ = np.linalg.svd(f, full_matrices=False)
-    return _Basis(u, sv ** 2, f.shape[0], f.shape[1])
+    return _Basis(u, sv**2, f.shape[0], f.shape[1])
 
 
 def _terms(basis: _Basis, y: np.ndarray, alpha: float, beta: float):
     """``(evidence, gamma, ||m||^2, ||F m - y||^2)`` at ``alpha``, ``beta``."""
-    z = basis.u.T @ y                                     # y in the span of F's columns
-    outside = max(float(y @ y - z @ z), 0.0)              # the part of y F cannot reach
+    z = basis.u.T @ y  # y in the span of F's columns
+    outside = max(float(y @ y - z @ z), 0.0)  # the part of y F cannot reach
     shrink = beta * basis.s / (alpha + beta * basis.s)
-    m2 = float(np.sum(shrink ** 2 * z ** 2 / np.maximum(basis.s, 1e-300)))
+    m2 = float(np.sum(shrink**2 * z**2 / np.maximum(basis.s, 1e-300)))
     residual = float(np.sum(((1.0 - shrink) * z) ** 2)) + outside
-    log_det = (float(np.sum(np.log(alpha + beta * basis.s)))
-               + (basis.d - len(basis.s)) * math.log(alpha))  # alpha alone outside the span
-    evidence = (basis.n / 2 * math.log(beta) + basis.d / 2 * math.log(alpha)
-                - basis.n / 2 * math.log(2 * math.pi) - beta / 2 * residual - alpha / 2 * m2
-                - log_det / 2)
+    log_det = float(np.sum(np.log(alpha + beta * basis.s))) + (basis.d - len(basis.s)) * math.log(
+        alpha
+    )  # alpha alone outside the span
+    evidence = (
+        basis.n / 2 * math.log(beta)
+        + basis.d / 2 * math.log(alpha)
+        - basis.n / 2 * math.log(2 * math.pi)
+        - beta / 2 * residual
+        - alpha / 2 * m2
+        - log_det / 2
+    )
     return evidence, float(np.sum(shrink)), m2, residual
 
 
@@ -70,8 +76,13 @@ def evidence(features: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> 
     return _terms(_basis(features), np.asarray(y, np.float64), alpha, beta)[0]
 
 
-def maximise(features: np.ndarray, y: np.ndarray, iterations: int = 100, tol: float = 1e-8,
-             basis: _Basis | None = None) -> tuple[float, float, float]:
+def maximise(
+    features: np.ndarray,
+    y: np.ndarray,
+    iterations: int = 100,
+    tol: float = 1e-8,
+    basis: _Basis | None = None,
+) -> tuple[float, float, float]:
     """``(evidence, alpha, beta)`` after MacKay's fixed-point updates from ``alpha = beta = 1``."""
     basis = basis or _basis(features)
     y = np.asarray(y, np.float64)
@@ -82,7 +93,7 @@ def maximise(features: np.ndarray, y: np.ndarray, iterations: int = 100, tol: fl
         # or below, which would make beta 0 (log 0). Both counts stay strictly positive.
         new_alpha = max(gamma, 1e-12) / max(m2, 1e-300)
         new_beta = max(basis.n - gamma, 1e-12 * basis.n) / max(residual, 1e-300)
-        done = (abs(new_alpha - alpha) <= tol * alpha and abs(new_beta - beta) <= tol * beta)
+        done = abs(new_alpha - alpha) <= tol * alpha and abs(new_beta - beta) <= tol * beta
         alpha, beta = new_alpha, new_beta
         if done:
             break
@@ -94,6 +105,8 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
     maximised evidence of the one-hot column, divided by ``n``."""
     labels = np.asarray(labels)
     basis = _basis(features)
-    scores = [maximise(features, (labels == c).astype(np.float64), basis=basis)[0] / basis.n
-              for c in np.unique(labels)]
+    scores = [
+        maximise(features, (labels == c).astype(np.float64), basis=basis)[0] / basis.n
+        for c in np.unique(labels)
+    ]
     return float(np.mean(scores))

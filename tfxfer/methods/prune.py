@@ -31,8 +31,9 @@ import tensorflow as tf
 MIN_SIZE = 1024
 
 
-def schedule(step: int, total: int, target: float, begin: float = 0.0, end: float = 0.75,
-             power: int = 3) -> float:
+def schedule(
+    step: int, total: int, target: float, begin: float = 0.0, end: float = 0.75, power: int = 3
+) -> float:
     """Target sparsity after ``step`` of ``total`` pruning steps."""
     start, stop = begin * total, max(end * total, begin * total + 1)
     p = min(max((step - start) / (stop - start), 0.0), 1.0)
@@ -44,9 +45,12 @@ def prunable(model: keras.Model, trainable_only: bool = True) -> list:
     kinds = (keras.layers.Conv2D, keras.layers.Dense)
     out = []
     for layer in _leaves(model):
-        if (isinstance(layer, kinds) and not isinstance(layer, keras.layers.DepthwiseConv2D)
-                and (layer.trainable or not trainable_only)
-                and int(np.prod(layer.kernel.shape)) >= MIN_SIZE):
+        if (
+            isinstance(layer, kinds)
+            and not isinstance(layer, keras.layers.DepthwiseConv2D)
+            and (layer.trainable or not trainable_only)
+            and int(np.prod(layer.kernel.shape)) >= MIN_SIZE
+        ):
             out.append(layer.kernel)
     return out
 
@@ -84,8 +88,18 @@ class MagnitudePruning(keras.callbacks.Callback):
         begin, end, power, frequency: The schedule (fractions of ``total_steps``; steps).
     """
 
-    def __init__(self, model, target: float, total_steps: int, offset: int, steps_per_epoch: int,
-                 begin: float = 0.0, end: float = 0.75, power: int = 3, frequency: int = 0):
+    def __init__(
+        self,
+        model,
+        target: float,
+        total_steps: int,
+        offset: int,
+        steps_per_epoch: int,
+        begin: float = 0.0,
+        end: float = 0.75,
+        power: int = 3,
+        frequency: int = 0,
+    ):
         super().__init__()
         self.pruned_model, self.target, self.total = model, target, max(1, total_steps)
         self.offset, self.steps = offset, steps_per_epoch
@@ -102,12 +116,15 @@ class MagnitudePruning(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         step = self.offset + self.epoch * self.steps + batch
         if not self.masks or step % self.frequency == 0:
-            self.sparsity = schedule(step + 1, self.total, self.target, self.begin, self.end,
-                                     self.power)
+            self.sparsity = schedule(
+                step + 1, self.total, self.target, self.begin, self.end, self.power
+            )
             # the masks live as tensors next to the weights (on the GPU there): only this
             # update, every `frequency` steps, reads the weights back to the host
-            self.masks = {id(v): tf.constant(mask_for(np.asarray(v), self.sparsity), v.dtype)
-                          for v in self.kernels}
+            self.masks = {
+                id(v): tf.constant(mask_for(np.asarray(v), self.sparsity), v.dtype)
+                for v in self.kernels
+            }
             self._apply()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -139,8 +156,17 @@ def callback(model: keras.Model, settings, pruning: dict, key: str) -> Magnitude
     """The :class:`MagnitudePruning` callback of one stage, from the config's ``prune`` table
     (:class:`tfxfer.config.Prune`) and :func:`plan`'s entry for the stage."""
     offset, total, steps = pruning[key]
-    return MagnitudePruning(model, settings.sparsity, total, offset, steps, settings.begin,
-                            settings.end, settings.power, settings.frequency)
+    return MagnitudePruning(
+        model,
+        settings.sparsity,
+        total,
+        offset,
+        steps,
+        settings.begin,
+        settings.end,
+        settings.power,
+        settings.frequency,
+    )
 
 
 def report(model: keras.Model) -> dict:
@@ -149,6 +175,9 @@ def report(model: keras.Model) -> dict:
     total = sum(int(np.prod(v.shape)) for v in kernels)
     zeros = sum(int((np.asarray(v) == 0).sum()) for v in kernels)
     all_weights = sum(int(np.prod(v.shape)) for v in model.weights)
-    return {"prunable_weights": total, "zero_weights": zeros,
-            "sparsity": round(zeros / max(1, total), 4),
-            "sparsity_of_all_weights": round(zeros / max(1, all_weights), 4)}
+    return {
+        "prunable_weights": total,
+        "zero_weights": zeros,
+        "sparsity": round(zeros / max(1, total), 4),
+        "sparsity_of_all_weights": round(zeros / max(1, all_weights), 4),
+    }

@@ -73,8 +73,12 @@ def _backbone_variables(backbone: keras.Model) -> list[keras.Variable]:
 
 
 def _head_kernels(tm) -> list[keras.Variable]:
-    return [layer.kernel for head in tm.heads.values() for layer in head.layers
-            if isinstance(layer, keras.layers.Dense)]
+    return [
+        layer.kernel
+        for head in tm.heads.values()
+        for layer in head.layers
+        if isinstance(layer, keras.layers.Dense)
+    ]
 
 
 def load_anchor(path: Path, variables: list[keras.Variable]) -> list[np.ndarray]:
@@ -82,21 +86,28 @@ def load_anchor(path: Path, variables: list[keras.Variable]) -> list[np.ndarray]
     with np.load(path) as saved:
         names = list(saved["paths"])
         if names != [v.path for v in variables]:
-            raise UserError("the saved L2-SP anchor must belong to this model", got=str(path),
-                            fix="re-run with --overwrite to start the run afresh")
+            raise UserError(
+                "the saved L2-SP anchor must belong to this model",
+                got=str(path),
+                fix="re-run with --overwrite to start the run afresh",
+            )
         return [saved[f"w{i}"] for i in range(len(names))]
 
 
 def save_anchor(path: Path, variables: list[keras.Variable], values: list[np.ndarray]) -> None:
     """Writes the anchor atomically (paths plus one array per variable)."""
     buf = io.BytesIO()
-    np.savez(buf, paths=np.array([v.path for v in variables]),
-             **{f"w{i}": value for i, value in enumerate(values)})
+    np.savez(
+        buf,
+        paths=np.array([v.path for v in variables]),
+        **{f"w{i}": value for i, value in enumerate(values)},
+    )
     write_with(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()), suffix=".npz")
 
 
-def attach(tm, kind: str, alpha: float, beta: float, checkpoint_dir: Path | None = None
-           ) -> list[keras.Variable]:
+def attach(
+    tm, kind: str, alpha: float, beta: float, checkpoint_dir: Path | None = None
+) -> list[keras.Variable]:
     """Sets the regularizers of ``kind`` (``none``, ``l2``, ``l2sp``) on the model's variables.
 
     Call it in the distribution strategy's scope, before training. For ``l2sp`` the anchor is
@@ -121,8 +132,10 @@ def attach(tm, kind: str, alpha: float, beta: float, checkpoint_dir: Path | None
             values = [np.array(v.numpy()) for v in variables]
             if path is not None:
                 save_anchor(path, variables, values)
-        anchors = [keras.Variable(value, trainable=False, name="l2sp_anchor", dtype=v.dtype)
-                   for v, value in zip(variables, values)]
+        anchors = [
+            keras.Variable(value, trainable=False, name="l2sp_anchor", dtype=v.dtype)
+            for v, value in zip(variables, values)
+        ]
     for i, v in enumerate(variables):
         v.regularizer = DistanceL2(alpha, anchors[i] if anchors else None)
     for v in kernels:

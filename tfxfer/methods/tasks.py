@@ -29,8 +29,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import keras
 import numpy as np
@@ -76,23 +76,34 @@ def resolve(tasks: Sequence[Task], class_names: Sequence[str]) -> list[TaskSpec]
     specs = []
     for task in tasks:
         if not task.groups:
-            specs.append(TaskSpec(task.name, tuple(class_names), identity, task.loss,
-                                  task.loss_weight))
+            specs.append(
+                TaskSpec(task.name, tuple(class_names), identity, task.loss, task.loss_weight)
+            )
             continue
         owner = {c: g for g, members in task.groups.items() for c in members}
         listed = [c for members in task.groups.values() for c in members]
-        problems = {"unknown": sorted(set(listed) - set(class_names)),
-                    "in no group": [c for c in class_names if c not in owner],
-                    "in two groups": sorted({c for c in listed if listed.count(c) > 1})}
+        problems = {
+            "unknown": sorted(set(listed) - set(class_names)),
+            "in no group": [c for c in class_names if c not in owner],
+            "in two groups": sorted({c for c in listed if listed.count(c) > 1}),
+        }
         if any(problems.values()):
-            raise UserError(f"task {task.name!r}: every dataset class must be in exactly one group",
-                            valid=list(class_names),
-                            got={k: v for k, v in problems.items() if v},
-                            fix="list each class of the dataset once in the task's groups")
+            raise UserError(
+                f"task {task.name!r}: every dataset class must be in exactly one group",
+                valid=list(class_names),
+                got={k: v for k, v in problems.items() if v},
+                fix="list each class of the dataset once in the task's groups",
+            )
         groups = tuple(task.groups)
-        specs.append(TaskSpec(task.name, groups,
-                              tuple(groups.index(owner[c]) for c in class_names),
-                              task.loss, task.loss_weight))
+        specs.append(
+            TaskSpec(
+                task.name,
+                groups,
+                tuple(groups.index(owner[c]) for c in class_names),
+                task.loss,
+                task.loss_weight,
+            )
+        )
     return specs
 
 
@@ -101,8 +112,9 @@ def targets_fn(specs: Sequence[TaskSpec], multi: bool):
     tables = [tf.constant(s.mapping, tf.int32) for s in specs]
 
     def targets(labels):
-        hots = {s.name: tf.one_hot(tf.gather(t, labels), s.num_classes)
-                for s, t in zip(specs, tables)}
+        hots = {
+            s.name: tf.one_hot(tf.gather(t, labels), s.num_classes) for s, t in zip(specs, tables)
+        }
         return hots if multi else hots[specs[0].name]
 
     return targets
@@ -110,20 +122,24 @@ def targets_fn(specs: Sequence[TaskSpec], multi: bool):
 
 def _loss(spec: TaskSpec, label_smoothing: float) -> keras.losses.Loss:
     if spec.loss == "focal":
-        return keras.losses.CategoricalFocalCrossentropy(from_logits=True,
-                                                         label_smoothing=label_smoothing)
+        return keras.losses.CategoricalFocalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        )
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
 
 
 def compile_args(specs: Sequence[TaskSpec], multi: bool, cfg: Config) -> dict:
     """``loss``, ``loss_weights`` and ``metrics`` for ``model.compile``."""
     if not multi:
-        return {"loss": _loss(specs[0], cfg.label_smoothing),
-                "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")]}
-    return {"loss": {s.name: _loss(s, cfg.label_smoothing) for s in specs},
-            "loss_weights": {s.name: s.loss_weight for s in specs},
-            "metrics": {s.name: [keras.metrics.CategoricalAccuracy(name="accuracy")]
-                        for s in specs}}
+        return {
+            "loss": _loss(specs[0], cfg.label_smoothing),
+            "metrics": [keras.metrics.CategoricalAccuracy(name="accuracy")],
+        }
+    return {
+        "loss": {s.name: _loss(s, cfg.label_smoothing) for s in specs},
+        "loss_weights": {s.name: s.loss_weight for s in specs},
+        "metrics": {s.name: [keras.metrics.CategoricalAccuracy(name="accuracy")] for s in specs},
+    }
 
 
 def as_dict(outputs, specs: Sequence[TaskSpec]) -> dict:
@@ -133,6 +149,7 @@ def as_dict(outputs, specs: Sequence[TaskSpec]) -> dict:
 
 def metrics(outputs, dataset_labels: np.ndarray, specs: Sequence[TaskSpec]) -> dict[str, dict]:
     """``{task: metrics.json content}`` for predicted ``outputs`` against the dataset's labels."""
-    return {s.name: evaluate.metrics_from_logits(out, s.labels(dataset_labels),
-                                                 list(s.class_names))
-            for s, out in zip(specs, as_dict(outputs, specs).values())}
+    return {
+        s.name: evaluate.metrics_from_logits(out, s.labels(dataset_labels), list(s.class_names))
+        for s, out in zip(specs, as_dict(outputs, specs).values())
+    }

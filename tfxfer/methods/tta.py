@@ -22,12 +22,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from tfxfer.config import TTA_MODES as MODES
+
 CROP_FRACTION = 0.875
 
 
@@ -43,7 +44,7 @@ def views(images, mode: str) -> list[tf.Tensor]:
         size = int(x.shape[1])
         side = int(round(size * CROP_FRACTION))
         for top, left in ((0, 0), (0, size - side), (size - side, 0), (size - side, size - side)):
-            crop = x[:, top:top + side, left:left + side]
+            crop = x[:, top : top + side, left : left + side]
             out.append(tf.image.resize(crop, [size, size], method="bilinear", antialias=True))
     return out
 
@@ -64,7 +65,9 @@ def average(predict: Callable, images, mode: str, batch_size: int = 64):
     total = None
     n_views = 0
     for view in views(images, mode):
-        parts = [predict(view[i:i + batch_size]) for i in range(0, int(view.shape[0]), batch_size)]
+        parts = [
+            predict(view[i : i + batch_size]) for i in range(0, int(view.shape[0]), batch_size)
+        ]
         probs = _concat(parts)
         total = probs if total is None else _add(total, probs)
         n_views += 1

@@ -60,11 +60,11 @@ class ESZSL:
     def fit(self, features: np.ndarray, labels: np.ndarray, signatures: np.ndarray) -> ESZSL:
         """``labels`` index the rows of ``signatures`` (the seen classes)."""
         self.scale = Standardizer().fit(features)
-        x = self.scale(np.asarray(features, np.float64)).T            # d x m
+        x = self.scale(np.asarray(features, np.float64)).T  # d x m
         m, z = x.shape[1], len(signatures)
         y = -np.ones((m, z))
         y[np.arange(m), labels] = 1.0
-        s = np.asarray(signatures, np.float64).T                       # a x z
+        s = np.asarray(signatures, np.float64).T  # a x z
         left = np.linalg.solve(x @ x.T / m + self.gamma * np.eye(x.shape[0]), x @ y / m)
         self.v = left @ s.T @ np.linalg.inv(s @ s.T + self.lam * np.eye(s.shape[0]))
         return self
@@ -98,11 +98,11 @@ class DAP:
         self.threshold = np.asarray(signatures, np.float64).mean(axis=0)
         binary = self.binarise(signatures)
         x = self.scale(np.asarray(features, np.float64))
-        x = np.concatenate([x, np.ones((len(x), 1))], axis=1)         # bias column
-        t = binary[labels]                                              # m x a targets
+        x = np.concatenate([x, np.ones((len(x), 1))], axis=1)  # bias column
+        t = binary[labels]  # m x a targets
         m = len(x)
         ridge = np.ones(x.shape[1]) / (self.c * m)
-        ridge[-1] = 0.0                                                 # bias not penalised
+        ridge[-1] = 0.0  # bias not penalised
         lipschitz = _top_eigenvalue(x) / (4 * m) + ridge.max()
         w = np.zeros((x.shape[1], t.shape[1]))
         previous, start = w, None
@@ -128,7 +128,7 @@ class DAP:
 
     def scores(self, features: np.ndarray, signatures: np.ndarray) -> np.ndarray:
         p = np.clip(self.attribute_probabilities(features), 1e-4, 1 - 1e-4)
-        s = self.binarise(signatures)                                   # classes x a
+        s = self.binarise(signatures)  # classes x a
         log_p = np.log(p) @ s.T + np.log1p(-p) @ (1 - s).T
         log_prior = np.log(self.prior) @ s.T + np.log1p(-self.prior) @ (1 - s).T
         return log_p - log_prior
@@ -151,8 +151,9 @@ def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, classes) -> float:
     return float(np.mean([np.mean(pred[labels == c] == c) for c in classes]))
 
 
-def evaluate(scores: np.ndarray, labels: np.ndarray, seen, unseen,
-             calibration: float = 0.0) -> dict:
+def evaluate(
+    scores: np.ndarray, labels: np.ndarray, seen, unseen, calibration: float = 0.0
+) -> dict:
     """ZSL and generalised ZSL metrics from ``(n, all classes)`` scores, by name.
 
     ``zsl_accuracy``, ``gzsl_seen`` and ``gzsl_unseen`` are per-class means (Xian et al.'s
@@ -173,10 +174,13 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, seen, unseen,
     pred = adjusted.argmax(axis=1)
     s = per_class_accuracy(pred[~is_unseen], labels[~is_unseen], seen)
     u = per_class_accuracy(pred[is_unseen], labels[is_unseen], unseen)
-    metrics = {"zsl_accuracy": round(per_class_accuracy(zsl_pred, labels[is_unseen], unseen), 4),
-               "zsl_chance": round(1.0 / len(unseen), 4),
-               "gzsl_seen": round(s, 4), "gzsl_unseen": round(u, 4),
-               "gzsl_h": round(2 * s * u / (s + u), 4) if s + u else 0.0,
-               # over images, not classes: what the exported model's val_accuracy measures
-               "gzsl_per_sample_accuracy": round(float(np.mean(pred == labels)), 4)}
+    metrics = {
+        "zsl_accuracy": round(per_class_accuracy(zsl_pred, labels[is_unseen], unseen), 4),
+        "zsl_chance": round(1.0 / len(unseen), 4),
+        "gzsl_seen": round(s, 4),
+        "gzsl_unseen": round(u, 4),
+        "gzsl_h": round(2 * s * u / (s + u), 4) if s + u else 0.0,
+        # over images, not classes: what the exported model's val_accuracy measures
+        "gzsl_per_sample_accuracy": round(float(np.mean(pred == labels)), 4),
+    }
     return dict(sorted(metrics.items()))

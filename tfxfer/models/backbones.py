@@ -41,8 +41,9 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from tfxfer.errors import UserError
 
@@ -93,27 +94,68 @@ class BackboneSpec:
 
 
 def _spec(name, ctor, prep, size, width, bounds, n_layers, **extra) -> BackboneSpec:
-    return BackboneSpec(name=name, constructor=ctor, preprocess=prep, default_size=size,
-                        feature_width=width, boundaries=bounds, num_layers=n_layers, **extra)
+    return BackboneSpec(
+        name=name,
+        constructor=ctor,
+        preprocess=prep,
+        default_size=size,
+        feature_width=width,
+        boundaries=bounds,
+        num_layers=n_layers,
+        **extra,
+    )
 
 
 # Boundaries and layer counts derived with Keras 3.15.1 by `derive_boundaries` on `build(name,
 # default_size, weights=None)` (the test suite re-checks them).
 _SPECS = [
     _spec("MobileNet", "MobileNet", "tf", 224, 1024, (11, 24, 37, 74), 86),
-    _spec("MobileNet025", "MobileNet", "tf", 224, 256, (11, 24, 37, 74), 86,
-          kwargs={"alpha": 0.25}),
+    _spec(
+        "MobileNet025", "MobileNet", "tf", 224, 256, (11, 24, 37, 74), 86, kwargs={"alpha": 0.25}
+    ),
     _spec("MobileNetV2", "MobileNetV2", "tf", 224, 1280, (13, 31, 58, 120), 154),
     _spec("MobileNetV3Small", "MobileNetV3Small", "none", 224, 576, (6, 21, 39, 113), 157),
     _spec("MobileNetV3Large", "MobileNetV3Large", "none", 224, 960, (15, 33, 78, 143), 187),
-    _spec("EfficientNetB0", "EfficientNetB0", "none", 224, 1280, (22, 51, 80, 167), 238,
-          imagenet_stem_rescaling=True),
-    _spec("EfficientNetB1", "EfficientNetB1", "none", 240, 1280, (34, 78, 122, 239), 340,
-          imagenet_stem_rescaling=True),
-    _spec("EfficientNetB2", "EfficientNetB2", "none", 260, 1408, (34, 78, 122, 239), 340,
-          imagenet_stem_rescaling=True),
-    _spec("EfficientNetB3", "EfficientNetB3", "none", 300, 1536, (34, 78, 122, 269), 385,
-          imagenet_stem_rescaling=True),
+    _spec(
+        "EfficientNetB0",
+        "EfficientNetB0",
+        "none",
+        224,
+        1280,
+        (22, 51, 80, 167),
+        238,
+        imagenet_stem_rescaling=True,
+    ),
+    _spec(
+        "EfficientNetB1",
+        "EfficientNetB1",
+        "none",
+        240,
+        1280,
+        (34, 78, 122, 239),
+        340,
+        imagenet_stem_rescaling=True,
+    ),
+    _spec(
+        "EfficientNetB2",
+        "EfficientNetB2",
+        "none",
+        260,
+        1408,
+        (34, 78, 122, 239),
+        340,
+        imagenet_stem_rescaling=True,
+    ),
+    _spec(
+        "EfficientNetB3",
+        "EfficientNetB3",
+        "none",
+        300,
+        1536,
+        (34, 78, 122, 269),
+        385,
+        imagenet_stem_rescaling=True,
+    ),
     _spec("EfficientNetV2B0", "EfficientNetV2B0", "none", 224, 1280, (9, 21, 36, 152), 270),
     _spec("EfficientNetV2B1", "EfficientNetV2B1", "none", 240, 1280, (14, 33, 55, 201), 334),
     _spec("EfficientNetV2B2", "EfficientNetV2B2", "none", 260, 1408, (14, 33, 55, 201), 349),
@@ -143,8 +185,12 @@ def get(name: str) -> BackboneSpec:
     except KeyError:
         close = [n for n in REGISTRY if n.lower() == str(name).lower()]
         hint = f"did you mean {close[0]}?" if close else "pick one of the valid names"
-        raise UserError("backbone must be a registered name", valid=names(), got=name,
-                        fix=f"{hint} (--backbone NAME)") from None
+        raise UserError(
+            "backbone must be a registered name",
+            valid=names(),
+            got=name,
+            fix=f"{hint} (--backbone NAME)",
+        ) from None
 
 
 def resolve_size(name: str, image_size: int | None) -> int:
@@ -153,13 +199,18 @@ def resolve_size(name: str, image_size: int | None) -> int:
     if image_size is None:
         return spec.default_size
     if image_size < spec.min_size:
-        raise UserError(f"image_size must be >= {spec.min_size} for {name}", got=image_size,
-                        fix=f"pass --image-size {spec.min_size} or more "
-                            f"(the ImageNet weights were trained at {spec.default_size})")
+        raise UserError(
+            f"image_size must be >= {spec.min_size} for {name}",
+            got=image_size,
+            fix=f"pass --image-size {spec.min_size} or more "
+            f"(the ImageNet weights were trained at {spec.default_size})",
+        )
     return image_size
 
 
-def build(name: str, image_size: int | None = None, weights: str | None = "imagenet") -> keras.Model:
+def build(
+    name: str, image_size: int | None = None, weights: str | None = "imagenet"
+) -> keras.Model:
     """Builds the backbone without its classifier (``include_top=False``), named ``backbone``.
 
     The graph is the one Keras builds for ImageNet weights, whatever ``weights`` is, with its
@@ -183,22 +234,30 @@ def build(name: str, image_size: int | None = None, weights: str | None = "image
     if weights is not None and weights != "imagenet":
         path = os.path.expanduser(weights)
         if not os.path.isfile(path):
-            raise UserError("weights must be 'imagenet', None or an existing weights file",
-                            got=weights, fix="check the path, or pass --weights imagenet/none")
+            raise UserError(
+                "weights must be 'imagenet', None or an existing weights file",
+                got=weights,
+                fix="check the path, or pass --weights imagenet/none",
+            )
         weights = None
     try:
         net = ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **spec.kwargs)
     except ValueError as exc:  # Keras' own checks on size/weights combinations
-        raise UserError(f"Keras cannot build {name} at {size}px with weights={weights!r}",
-                        got=str(exc).splitlines()[0],
-                        fix=f"use --image-size {spec.default_size} or --weights none") from None
+        raise UserError(
+            f"Keras cannot build {name} at {size}px with weights={weights!r}",
+            got=str(exc).splitlines()[0],
+            fix=f"use --image-size {spec.default_size} or --weights none",
+        ) from None
     except Exception as exc:  # a failed download of the ImageNet weights
         if weights != "imagenet":
             raise
-        raise UserError(f"ImageNet weights for {name} could not be loaded (no network, and not "
-                        "in the Keras cache $KERAS_HOME/models)", got=f"{type(exc).__name__}: {exc}",
-                        fix="connect once to download them, pre-seed $KERAS_HOME, or pass "
-                            "--weights PATH to a weights file") from None
+        raise UserError(
+            f"ImageNet weights for {name} could not be loaded (no network, and not "
+            "in the Keras cache $KERAS_HOME/models)",
+            got=f"{type(exc).__name__}: {exc}",
+            fix="connect once to download them, pre-seed $KERAS_HOME, or pass "
+            "--weights PATH to a weights file",
+        ) from None
     net = _canonical(net, spec, add_stem_rescaling=weights != "imagenet")
     if path is not None:
         _load_weights_file(net, path, name)
@@ -218,7 +277,7 @@ def _canonical(net: keras.Model, spec: BackboneSpec, add_stem_rescaling: bool) -
     from tfxfer.models.stochastic import freezable
 
     rescale = add_stem_rescaling and spec.imagenet_stem_rescaling
-    if not rescale and not any(type(l) is keras.layers.Dropout for l in net.layers):
+    if not rescale and not any(type(layer) is keras.layers.Dropout for layer in net.layers):
         return net
     pairs, inserted = [], []
 
@@ -232,14 +291,18 @@ def _canonical(net: keras.Model, spec: BackboneSpec, add_stem_rescaling: bool) -
     def call(layer, *args, **kwargs):
         out = layer(*args, **kwargs)
         if rescale and not inserted and isinstance(layer, keras.layers.Normalization):
-            inserted.append(keras.layers.Rescaling(
-                [1.0 / math.sqrt(s) for s in _IMAGENET_STDDEV_RGB], name="stem_rescaling"))
+            inserted.append(
+                keras.layers.Rescaling(
+                    [1.0 / math.sqrt(s) for s in _IMAGENET_STDDEV_RGB], name="stem_rescaling"
+                )
+            )
             out = inserted[0](out)
         return out
 
     inputs = keras.Input(batch_shape=net.input.shape, name=net.layers[0].name)
-    copy = keras.models.clone_model(net, input_tensors=inputs, clone_function=clone,
-                                    call_function=call)
+    copy = keras.models.clone_model(
+        net, input_tensors=inputs, clone_function=clone, call_function=call
+    )
     for old, new in pairs:
         if old.weights:
             new.set_weights(old.get_weights())
@@ -252,13 +315,15 @@ def _load_weights_file(net: keras.Model, path: str, name: str) -> None:
             # Keras warns, then keeps random weights, for layers a file does not cover: refuse.
             warnings.filterwarnings("error", message=".*(Skipping|retain|mismatch).*")
             net.load_weights(path)
-    except Exception as exc:  # noqa: BLE001 - any mismatch is the user's file
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"weights file must fit {name} without its top "
-                        f"({len(net.weights)} tensors, {net.count_params():,} parameters)",
-                        got=f"{path} ({first})",
-                        fix="pass the no-top weights of this backbone, or choose the backbone "
-                            "the file was saved from") from None
+        raise UserError(
+            f"weights file must fit {name} without its top "
+            f"({len(net.weights)} tensors, {net.count_params():,} parameters)",
+            got=f"{path} ({first})",
+            fix="pass the no-top weights of this backbone, or choose the backbone "
+            "the file was saved from",
+        ) from None
 
 
 def block_boundaries(net: keras.Model, name: str) -> tuple[int, ...]:
@@ -273,11 +338,15 @@ def block_boundaries(net: keras.Model, name: str) -> tuple[int, ...]:
     return _derived_boundaries(name, len(net.layers))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _derived_boundaries(name: str, num_layers: int) -> tuple[int, ...]:
     spec = get(name)
-    log.warning("%s has %d layers here (registry: %d); deriving block boundaries from strides",
-                name, num_layers, spec.num_layers)
+    log.warning(
+        "%s has %d layers here (registry: %d); deriving block boundaries from strides",
+        name,
+        num_layers,
+        spec.num_layers,
+    )
     # Derive on an unweighted copy at the default size, where only real stages (never the 1x1
     # squeeze-excite maps) have spatial size > 1. The layer order does not depend on the size.
     return derive_boundaries(build(name, spec.default_size, weights=None))
@@ -300,13 +369,15 @@ def derive_boundaries(net: keras.Model) -> tuple[int, ...]:
     weighted = [i for i, layer in enumerate(net.layers) if layer.trainable_weights]
     stages = sorted({levels[i] for i in weighted})
     if len(stages) >= NUM_BLOCKS - 1:
-        deepest = stages[-(NUM_BLOCKS - 1):]
+        deepest = stages[-(NUM_BLOCKS - 1) :]
         starts = [levels.index(lv) for lv in deepest]
         if len(stages) == NUM_BLOCKS - 1:  # e.g. a stride-4 stem: the stem alone is block 1
             starts[0] = weighted[0] + 1
         return tuple(starts)
-    raise ValueError(f"{net.name} has {len(stages)} weighted resolutions; tfxfer's blocks need "
-                     f"at least {NUM_BLOCKS - 1}")
+    raise ValueError(
+        f"{net.name} has {len(stages)} weighted resolutions; tfxfer's blocks need "
+        f"at least {NUM_BLOCKS - 1}"
+    )
 
 
 def block_of_layers(net: keras.Model, name: str) -> list[int]:
@@ -317,9 +388,14 @@ def block_of_layers(net: keras.Model, name: str) -> list[int]:
 
 def markdown_table() -> str:
     """The README's table of supported backbones, generated from the registry."""
-    rows = ["| backbone | input scaling | default size | min size | feature width | "
-            "default frozen blocks |", "|---|---|---:|---:|---:|---:|"]
+    rows = [
+        "| backbone | input scaling | default size | min size | feature width | "
+        "default frozen blocks |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for spec in REGISTRY.values():
-        rows.append(f"| {spec.name} | {spec.preprocess} | {spec.default_size} | {spec.min_size} "
-                    f"| {spec.feature_width} | {spec.default_freeze} |")
+        rows.append(
+            f"| {spec.name} | {spec.preprocess} | {spec.default_size} | {spec.min_size} "
+            f"| {spec.feature_width} | {spec.default_freeze} |"
+        )
     return "\n".join(rows)

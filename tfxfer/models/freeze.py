@@ -4,9 +4,9 @@ Keras 3.15 does not honour ``backbone(x, training=False)`` once the backbone is 
 (keras#20285), so calling the backbone in inference mode is not enough to protect the BatchNorm
 moving statistics. Here every BatchNormalization layer of a (partly) trainable backbone is set
 ``trainable=False`` explicitly, which in Keras 3 both stops its updates and runs it in inference
-mode. ``train_bn=True`` opts out; the trained BatchNorm layers' moving-average momentum is then fitted to
-the length of the stage (:func:`fit_bn_momentum`), so that the statistics the exported model uses
-are the new data's, not ImageNet's, even after a few hundred steps.
+mode. ``train_bn=True`` opts out; the trained BatchNorm layers' moving-average momentum is then
+fitted to the length of the stage (:func:`fit_bn_momentum`), so that the statistics the exported
+model uses are the new data's, not ImageNet's, even after a few hundred steps.
 
 A ``trainable`` change only takes effect after ``compile``: the training core always recompiles
 after calling :func:`apply_scope`. :func:`stages` splits a phase into stretches of one scope each,
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import keras
 
-from tfxfer.models import backbones
 from tfxfer.errors import UserError
+from tfxfer.models import backbones
 
 
 def _is_bn(layer: keras.layers.Layer) -> bool:
@@ -57,16 +57,24 @@ def unfreeze_from(backbone: keras.Model, family: str, block: int, train_bn: bool
         train_bn: Also train BatchNorm layers in the unfrozen blocks.
     """
     if not 0 <= block <= backbones.NUM_BLOCKS:
-        raise UserError(f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} "
-                        f"({family} has {backbones.NUM_BLOCKS} blocks)", got=block,
-                        fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}")
+        raise UserError(
+            f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} "
+            f"({family} has {backbones.NUM_BLOCKS} blocks)",
+            got=block,
+            fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}",
+        )
     backbone.trainable = True
     for layer, b in zip(backbone.layers, backbones.block_of_layers(backbone, family)):
         layer.trainable = b > block and (train_bn or not _is_bn(layer))
 
 
-def apply_scope(backbone: keras.Model, family: str, scope: str, freeze_blocks: int | None = None,
-                train_bn: bool = False) -> None:
+def apply_scope(
+    backbone: keras.Model,
+    family: str,
+    scope: str,
+    freeze_blocks: int | None = None,
+    train_bn: bool = False,
+) -> None:
     """Sets trainable flags for a phase scope: ``head``, ``partial`` or ``all``."""
     if scope == "head":
         freeze_all(backbone)
@@ -107,13 +115,14 @@ def fit_bn_momentum(backbone: keras.Model, steps: int) -> float | None:
 def summary(backbone: keras.Model, family: str) -> dict:
     """Which blocks have trainable weights, and how many weights are trainable."""
     blocks = backbones.block_of_layers(backbone, family)
-    trainable_blocks = sorted({b for layer, b in zip(backbone.layers, blocks)
-                               if layer.trainable_weights})
+    trainable_blocks = sorted(
+        {b for layer, b in zip(backbone.layers, blocks) if layer.trainable_weights}
+    )
     return {
         "trainable_blocks": trainable_blocks,
         "trainable_params": sum(int(w.numpy().size) for w in backbone.trainable_weights),
         "frozen_params": sum(int(w.numpy().size) for w in backbone.non_trainable_weights),
-        "bn_trainable": any(l.trainable for l in backbone.layers if _is_bn(l)),
+        "bn_trainable": any(layer.trainable for layer in backbone.layers if _is_bn(layer)),
     }
 
 
@@ -154,8 +163,9 @@ def stages(phase, index: int, freeze_blocks: int | None = None) -> list[Stage]:
         [(4, 2), (3, 2), (2, 1)]
     """
     if phase.trainable != "gradual":
-        return [Stage(str(index), index, phase.trainable, freeze_blocks, phase.epochs, 0,
-                      phase.name)]
+        return [
+            Stage(str(index), index, phase.trainable, freeze_blocks, phase.epochs, 0, phase.name)
+        ]
     floor = freeze_blocks or 0
     result = []
     for step, frozen in enumerate(range(backbones.NUM_BLOCKS - 1, floor - 1, -1)):
@@ -165,6 +175,15 @@ def stages(phase, index: int, freeze_blocks: int | None = None) -> list[Stage]:
         last = phase.epochs if frozen == floor else min(phase.epochs, first + phase.unfreeze_every)
         top = backbones.NUM_BLOCKS
         blocks = f"block {top}" if frozen + 1 == top else f"blocks {frozen + 1}-{top}"
-        result.append(Stage(f"{index}.{step}", index, "partial", frozen, last - first, first,
-                            f"{phase.name}[{blocks}]"))
+        result.append(
+            Stage(
+                f"{index}.{step}",
+                index,
+                "partial",
+                frozen,
+                last - first,
+                first,
+                f"{phase.name}[{blocks}]",
+            )
+        )
     return result

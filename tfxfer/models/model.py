@@ -24,8 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import keras
 from keras import ops
@@ -129,11 +129,19 @@ def _apply_heads(heads: dict, multi: bool, features, training=None):
     return {name: head(features, training=training) for name, head in heads.items()}
 
 
-def build(family: str, num_classes: int, image_size: int | None = None,
-          weights: str | None = "imagenet", augment: str = "light",
-          extra_augment: Sequence[keras.layers.Layer] = (), pooling: str = "avg",
-          dropout: float = 0.2, hidden: Sequence[int] = (), seed: int | None = None,
-          heads: dict[str, int] | None = None) -> TransferModel:
+def build(
+    family: str,
+    num_classes: int,
+    image_size: int | None = None,
+    weights: str | None = "imagenet",
+    augment: str = "light",
+    extra_augment: Sequence[keras.layers.Layer] = (),
+    pooling: str = "avg",
+    dropout: float = 0.2,
+    hidden: Sequence[int] = (),
+    seed: int | None = None,
+    heads: dict[str, int] | None = None,
+) -> TransferModel:
     """Builds a backbone from the registry with a new classification head.
 
     Args:
@@ -164,17 +172,25 @@ def build(family: str, num_classes: int, image_size: int | None = None,
         seeds = augment_lib.layer_seeds(seed, len(hidden) + 1, stream=f"head{index}")
         layers: list[keras.layers.Layer] = []
         for i, width in enumerate(hidden):
-            layers += [keras.layers.Dropout(dropout, seed=seeds[i], name=f"dropout_{i}"),
-                       keras.layers.Dense(width, activation="relu", name=f"hidden_{i}")]
-        layers += [keras.layers.Dropout(dropout, seed=seeds[len(hidden)],
-                                        name=f"dropout_{len(hidden)}"),
-                   keras.layers.Dense(classes, dtype="float32", name="logits")]
+            layers += [
+                keras.layers.Dropout(dropout, seed=seeds[i], name=f"dropout_{i}"),
+                keras.layers.Dense(width, activation="relu", name=f"hidden_{i}"),
+            ]
+        layers += [
+            keras.layers.Dropout(dropout, seed=seeds[len(hidden)], name=f"dropout_{len(hidden)}"),
+            keras.layers.Dense(classes, dtype="float32", name="logits"),
+        ]
         return keras.Sequential(layers, name=name)
 
     multi = heads is not None
-    head_map = ({task: make_head(f"head_{task}", k, i) for i, (task, k) in enumerate(heads.items())}
-                if multi else {"head": make_head("head", num_classes, 0)})
-    pool_cls = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    head_map = (
+        {task: make_head(f"head_{task}", k, i) for i, (task, k) in enumerate(heads.items())}
+        if multi
+        else {"head": make_head("head", num_classes, 0)}
+    )
+    pool_cls = (
+        keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    )
     pool = pool_cls(name="pool")
     preprocess = Preprocess(spec.preprocess, name="preprocess")
 
@@ -184,11 +200,24 @@ def build(family: str, num_classes: int, image_size: int | None = None,
     model = keras.Model(inputs, _apply_heads(head_map, multi, features), name=f"tfxfer_{family}")
 
     feat_in = keras.Input((size, size, 3), name="image")
-    feature_model = keras.Model(feat_in, pool(backbone(preprocess(feat_in), training=False)),
-                                name="features")
+    feature_model = keras.Model(
+        feat_in, pool(backbone(preprocess(feat_in), training=False)), name="features"
+    )
     head_in = keras.Input((spec.feature_width,), name="features")
     head_model = keras.Model(head_in, _apply_heads(head_map, multi, head_in), name="head_only")
-    plain_model = keras.Model(feat_in, _apply_heads(head_map, multi, feature_model.output),
-                              name="plain")
-    return TransferModel(model, backbone, next(iter(head_map.values())), head_model,
-                         feature_model, plain_model, augmenter, family, size, head_map, multi)
+    plain_model = keras.Model(
+        feat_in, _apply_heads(head_map, multi, feature_model.output), name="plain"
+    )
+    return TransferModel(
+        model,
+        backbone,
+        next(iter(head_map.values())),
+        head_model,
+        feature_model,
+        plain_model,
+        augmenter,
+        family,
+        size,
+        head_map,
+        multi,
+    )

@@ -43,4 +43,3 @@ def freezable(layer: keras.layers.Layer) -> keras.layers.Layer:
     if type(layer) is keras.layers.Dropout:
         return FreezableDropout.from_config(layer.get_config())
     return layer
-

@@ -31,8 +31,10 @@ from tfxfer.text import lora
 from tfxfer.text.wordpiece import WordPiece
 
 DEFAULT_SEQUENCE_LENGTH = 128
-INSTALL_FIX = ("pip install 'tfxfer[text]' && pip install --no-deps 'keras-hub>=0.21' "
-               "(tensorflow-text is not needed; see the README)")
+INSTALL_FIX = (
+    "pip install 'tfxfer[text]' && pip install --no-deps 'keras-hub>=0.21' "
+    "(tensorflow-text is not needed; see the README)"
+)
 
 
 def keras_hub():
@@ -40,8 +42,11 @@ def keras_hub():
     try:
         return importlib.import_module("keras_hub")
     except ImportError as exc:
-        raise UserError("text recipes need KerasHub, which the base install leaves out",
-                        got=f"{type(exc).__name__}: {exc}", fix=INSTALL_FIX) from None
+        raise UserError(
+            "text recipes need KerasHub, which the base install leaves out",
+            got=f"{type(exc).__name__}: {exc}",
+            fix=INSTALL_FIX,
+        ) from None
 
 
 @keras.saving.register_keras_serializable(package="tfxfer")
@@ -91,8 +96,11 @@ class TextModel:
     @property
     def transformer_layers(self) -> list:
         layers = getattr(self.backbone, "transformer_layers", None)
-        return list(layers) if layers else [
-            layer for layer in self.backbone.layers if "transformer" in layer.name]
+        return (
+            list(layers)
+            if layers
+            else [layer for layer in self.backbone.layers if "transformer" in layer.name]
+        )
 
     def export_serving(self, class_names: dict, path, top_k: int):
         """Writes the raw-text SavedModel (:mod:`tfxfer.text.serving`)."""
@@ -104,30 +112,40 @@ class TextModel:
 def load_preset(preset: str):
     """``(backbone, tokenizer)`` of a KerasHub preset, with one-line errors for bad presets."""
     if not preset:
-        raise UserError("text.preset must name the pretrained model",
-                        got="an empty text.preset",
-                        fix="pass --preset DIR (a KerasHub or Hugging Face BERT folder), "
-                            "kaggle://... or hf://...")
+        raise UserError(
+            "text.preset must name the pretrained model",
+            got="an empty text.preset",
+            fix="pass --preset DIR (a KerasHub or Hugging Face BERT folder), "
+            "kaggle://... or hf://...",
+        )
     if "://" not in preset and not os.path.isdir(preset):
-        raise UserError("text.preset must be an existing folder, kaggle://... or hf://...",
-                        got=preset, fix="check the path of the preset folder")
+        raise UserError(
+            "text.preset must be an existing folder, kaggle://... or hf://...",
+            got=preset,
+            fix="check the path of the preset folder",
+        )
     hub = keras_hub()
     try:
         # the global dtype policy (mixed precision), not the dtype saved in the preset
         backbone = hub.models.Backbone.from_preset(
-            preset, dtype=keras.mixed_precision.global_policy().name)
+            preset, dtype=keras.mixed_precision.global_policy().name
+        )
         tokenizer = hub.models.Tokenizer.from_preset(preset)
-    except Exception as exc:  # noqa: BLE001 - a missing file, no network, an unknown format
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"the KerasHub preset {preset} could not be loaded",
-                        got=f"{type(exc).__name__}: {first[:300]}",
-                        fix="pass a folder written by save_to_preset, a Hugging Face BERT "
-                            "checkpoint folder (config.json, *.safetensors, vocab.txt), or a "
-                            "kaggle:// or hf:// handle reachable from here") from None
+        raise UserError(
+            f"the KerasHub preset {preset} could not be loaded",
+            got=f"{type(exc).__name__}: {first[:300]}",
+            fix="pass a folder written by save_to_preset, a Hugging Face BERT "
+            "checkpoint folder (config.json, *.safetensors, vocab.txt), or a "
+            "kaggle:// or hf:// handle reachable from here",
+        ) from None
     if not isinstance(tokenizer, hub.tokenizers.WordPieceTokenizer):
-        raise UserError("tfxfer's text recipe serves WordPiece tokenizers (the BERT family)",
-                        got=type(tokenizer).__name__,
-                        fix="pick a BERT-family preset (BERT, DistilBERT, MiniLM, ELECTRA)")
+        raise UserError(
+            "tfxfer's text recipe serves WordPiece tokenizers (the BERT family)",
+            got=type(tokenizer).__name__,
+            fix="pick a BERT-family preset (BERT, DistilBERT, MiniLM, ELECTRA)",
+        )
     return backbone, tokenizer
 
 
@@ -138,11 +156,17 @@ def wordpiece_of(tokenizer) -> WordPiece:
     Hugging Face tokenizers they were trained with), whenever it lower-cases.
     """
     specials = {k: getattr(tokenizer, f"{k}_token", None) for k in ("cls", "sep", "pad")}
-    return WordPiece(tokenizer.get_vocabulary(), lowercase=tokenizer.lowercase,
-                     strip_accents=True if tokenizer.strip_accents else None,
-                     split_on_cjk=tokenizer.split_on_cjk, suffix=tokenizer.suffix_indicator,
-                     unk=tokenizer.oov_token, cls=specials["cls"] or "[CLS]",
-                     sep=specials["sep"] or "[SEP]", pad=specials["pad"] or "[PAD]")
+    return WordPiece(
+        tokenizer.get_vocabulary(),
+        lowercase=tokenizer.lowercase,
+        strip_accents=True if tokenizer.strip_accents else None,
+        split_on_cjk=tokenizer.split_on_cjk,
+        suffix=tokenizer.suffix_indicator,
+        unk=tokenizer.oov_token,
+        cls=specials["cls"] or "[CLS]",
+        sep=specials["sep"] or "[SEP]",
+        pad=specials["pad"] or "[PAD]",
+    )
 
 
 def build(cfg: Config, num_classes: int) -> TextModel:
@@ -154,14 +178,21 @@ def build(cfg: Config, num_classes: int) -> TextModel:
     dtypes = {"padding_mask": "bool"}
     inputs = {n: keras.Input((None,), dtype=dtypes.get(n, "int32"), name=n) for n in names}
     if "padding_mask" not in inputs:
-        raise UserError("the text backbone must take a padding_mask input", got=list(names),
-                        fix="pick a BERT-family KerasHub preset")
+        raise UserError(
+            "the text backbone must take a padding_mask input",
+            got=list(names),
+            fix="pick a BERT-family KerasHub preset",
+        )
     sequence = backbone(inputs)
     sequence = sequence["sequence_output"] if isinstance(sequence, dict) else sequence
     pooled = Pool(cfg.text.pooling, name="pool")(sequence, inputs["padding_mask"])
-    head = keras.Sequential([keras.layers.Dropout(cfg.head_dropout, seed=cfg.seed + 7),
-                             keras.layers.Dense(num_classes, dtype="float32", name="logits")],
-                            name="head")
+    head = keras.Sequential(
+        [
+            keras.layers.Dropout(cfg.head_dropout, seed=cfg.seed + 7),
+            keras.layers.Dense(num_classes, dtype="float32", name="logits"),
+        ],
+        name="head",
+    )
     model = keras.Model(inputs, head(pooled), name="text_classifier")
     feature_model = keras.Model(inputs, pooled, name="text_features")
     features = keras.Input((pooled.shape[-1],), name="features")
@@ -169,20 +200,27 @@ def build(cfg: Config, num_classes: int) -> TextModel:
     max_len = getattr(backbone, "max_sequence_length", None) or DEFAULT_SEQUENCE_LENGTH
     length = cfg.text.sequence_length or min(DEFAULT_SEQUENCE_LENGTH, max_len)
     if length > max_len:
-        raise UserError(f"text.sequence_length must be at most the encoder's "
-                        f"max_sequence_length, {max_len}", got=length,
-                        fix=f"pass --set text.sequence_length={max_len}")
-    tm = TextModel(backbone, {"head": head}, model, feature_model, head_model, tokenizer,
-                   length, names)
+        raise UserError(
+            f"text.sequence_length must be at most the encoder's max_sequence_length, {max_len}",
+            got=length,
+            fix=f"pass --set text.sequence_length={max_len}",
+        )
+    tm = TextModel(
+        backbone, {"head": head}, model, feature_model, head_model, tokenizer, length, names
+    )
     if cfg.text.scope == "top_k" and cfg.text.top_k > len(tm.transformer_layers):
-        raise UserError(f"text.top_k must be at most the encoder's "
-                        f"{len(tm.transformer_layers)} transformer layers",
-                        got=cfg.text.top_k, fix="lower --set text.top_k")
+        raise UserError(
+            f"text.top_k must be at most the encoder's "
+            f"{len(tm.transformer_layers)} transformer layers",
+            got=cfg.text.top_k,
+            fix="lower --set text.top_k",
+        )
     if cfg.text.scope == "lora":
         lora.enable(tm, cfg.lora)
     output = backbone.output
-    used = keras.Model(backbone.input, output["sequence_output"] if isinstance(output, dict)
-                       else output).layers
+    used = keras.Model(
+        backbone.input, output["sequence_output"] if isinstance(output, dict) else output
+    ).layers
     tm.unused = {id(layer) for layer in backbone.layers} - {id(layer) for layer in used}
     for layer in backbone._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Dropout):

@@ -24,12 +24,17 @@ def enable(tm, settings) -> None:
     """Enables LoRA (:class:`~tfxfer.config.Lora` ``settings``) on the target layers of
     ``tm.backbone``; their kernels are frozen, ``A`` and ``B`` added."""
     targets = settings.targets or tuple(tm.backbone.default_lora_layer_names())
-    found = [layer for layer in tm.backbone._flatten_layers(include_self=False)
-             if layer.name in targets and hasattr(layer, "enable_lora")]
+    found = [
+        layer
+        for layer in tm.backbone._flatten_layers(include_self=False)
+        if layer.name in targets and hasattr(layer, "enable_lora")
+    ]
     if not found:
-        raise UserError("lora.targets must name layers of the encoder that support LoRA",
-                        got=list(targets), fix="leave lora.targets empty for the default "
-                                               "(each attention's query and value)")
+        raise UserError(
+            "lora.targets must name layers of the encoder that support LoRA",
+            got=list(targets),
+            fix="leave lora.targets empty for the default (each attention's query and value)",
+        )
     alpha = {} if settings.alpha is None else {"lora_alpha": settings.alpha}  # Keras >= 3.10
     for layer in found:
         layer.enable_lora(settings.rank, **alpha)

@@ -45,6 +45,7 @@ def apply_scope(tm, scope: str, top_k: int = 2) -> None:
 
 def _unfreeze_path(backbone: keras.Model, target) -> None:
     """Makes ``target`` trainable, and its parents, without unfreezing its siblings."""
+
     def walk(layer, path):
         if layer is target:
             target.trainable = True
@@ -55,6 +56,7 @@ def _unfreeze_path(backbone: keras.Model, target) -> None:
                 frozen.trainable = False
             return True
         return any(walk(child, path + [child]) for child in layer._layers)
+
     walk(backbone, [])
 
 
@@ -64,8 +66,11 @@ def _quiet_frozen(tm) -> None:
     active = False
     for layer in tm.backbone.layers:
         if layer.weights:
-            active = tm.backbone.trainable and any(v.trainable for v in layer.weights) \
+            active = (
+                tm.backbone.trainable
+                and any(v.trainable for v in layer.weights)
                 and layer.trainable
+            )
         for sub in layer._flatten_layers(include_self=True):
             if isinstance(sub, keras.layers.Dropout):
                 sub.rate = tm._rates.get(id(sub), sub.rate) if active else 0.0
@@ -89,7 +94,7 @@ def layer_multipliers(tm, phase: Phase) -> dict[str, float]:
         if id(layer) in index:
             level = depth - index[id(layer)]
         for v in layer.weights:
-            factors[v.path] = decay ** level
+            factors[v.path] = decay**level
     return factors
 
 

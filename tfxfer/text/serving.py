@@ -55,8 +55,11 @@ class _TextServer:
         return {"token_ids": batch["token_ids"], "padding_mask": batch["padding_mask"]}
 
     def metadata(self):
-        return {"class_names": self.names, "top_k": tf.constant(self.k),
-                "sequence_length": tf.constant(self.tm.sequence_length)}
+        return {
+            "class_names": self.names,
+            "top_k": tf.constant(self.k),
+            "sequence_length": tf.constant(self.tm.sequence_length),
+        }
 
 
 def export(tm, class_names: list[str], path: str | Path, top_k: int = 5) -> Path:

@@ -24,9 +24,9 @@ implements them for ``BertNormalizer`` + ``BertPreTokenizer`` + ``WordPiece``:
    the unknown token as a whole.
 
 The character classes of steps 1, 2 and 4 and the table of step 3 are built from Python's
-``unicodedata`` when the tokenizer is made; they are constants of the graph. Known differences
-from Hugging Face ``tokenizers``, all from Unicode versions: 503 of the 194,560 code points
-below U+30000 (characters assigned or re-categorised after its Unicode tables, each alone between two
+``unicodedata`` when the tokenizer is made; they are constants of the graph. Known differences from
+Hugging Face ``tokenizers``, all from Unicode versions: 503 of the 194,560 code points below
+U+30000 (characters assigned or re-categorised after its Unicode tables, each alone between two
 letters) tokenise differently; the CJK range follows Hugging Face's (``0x2B920``, where the
 original BERT code has ``0x2B820``).
 
@@ -49,8 +49,16 @@ import numpy as np
 import tensorflow as tf
 
 MAX_WORD_CHARS = 100
-CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-              (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B920, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
 _MISSING = b"\xff"  # never valid UTF-8, so never a replacement
 
 
@@ -87,7 +95,7 @@ def _char_class(codes: list[int]) -> str:
     return "[" + "".join(parts) + "]"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _classes() -> tuple[str, str, str]:
     """The regexes of the control, whitespace and punctuation characters (Python's Unicode)."""
     control, space, punct = [], [], []
@@ -104,12 +112,11 @@ def _classes() -> tuple[str, str, str]:
 def normalize_char(ch: str, lowercase: bool, strip_accents: bool) -> str:
     """Step 3 on one character: accents stripped (NFD, no ``Mn``), then lower-cased."""
     if strip_accents:
-        ch = "".join(c for c in unicodedata.normalize("NFD", ch)
-                     if unicodedata.category(c) != "Mn")
+        ch = "".join(c for c in unicodedata.normalize("NFD", ch) if unicodedata.category(c) != "Mn")
     return ch.lower() if lowercase else ch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case_table(lowercase: bool, strip_accents: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(characters, replacements)`` for every character that step 3 changes."""
     keys, values = [], []
@@ -136,9 +143,18 @@ class WordPiece(tf.Module):
         unk, cls, sep, pad: The special tokens; each must be in the vocabulary.
     """
 
-    def __init__(self, vocabulary, lowercase: bool = True, strip_accents: bool | None = None,
-                 split_on_cjk: bool = True, suffix: str = "##", unk: str = "[UNK]",
-                 cls: str = "[CLS]", sep: str = "[SEP]", pad: str = "[PAD]"):
+    def __init__(
+        self,
+        vocabulary,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        split_on_cjk: bool = True,
+        suffix: str = "##",
+        unk: str = "[UNK]",
+        cls: str = "[CLS]",
+        sep: str = "[SEP]",
+        pad: str = "[PAD]",
+    ):
         super().__init__(name="wordpiece")
         vocabulary = [str(t) for t in vocabulary]
         first = {}
@@ -148,23 +164,36 @@ class WordPiece(tf.Module):
         if missing:
             raise ValueError(f"the vocabulary lacks the special tokens {missing}")
         self.vocabulary_size = len(vocabulary)
-        self.unk_id, self.cls_id, self.sep_id, self.pad_id = (first[t] for t in (unk, cls, sep, pad))
+        self.unk_id, self.cls_id, self.sep_id, self.pad_id = (
+            first[t] for t in (unk, cls, sep, pad)
+        )
         self.suffix = suffix
         strip = lowercase if strip_accents is None else strip_accents
-        self.settings = {"lowercase": bool(lowercase), "strip_accents": bool(strip),
-                         "split_on_cjk": bool(split_on_cjk), "suffix": suffix}
+        self.settings = {
+            "lowercase": bool(lowercase),
+            "strip_accents": bool(strip),
+            "split_on_cjk": bool(split_on_cjk),
+            "suffix": suffix,
+        }
         self._vocab = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(list(first)),
-                                                tf.constant(list(first.values()), tf.int64)), -1)
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(first)), tf.constant(list(first.values()), tf.int64)
+            ),
+            -1,
+        )
         keys, values = _case_table(bool(lowercase), bool(strip))
         self._case = None
         if keys:
             self._case = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(values)),
-                _MISSING)
+                _MISSING,
+            )
         self._control, self._space, self._punct = _classes()
-        self._cjk = _char_class([cp for lo, hi in CJK_RANGES for cp in range(lo, hi + 1)]
-                                ) if split_on_cjk else None
+        self._cjk = (
+            _char_class([cp for lo, hi in CJK_RANGES for cp in range(lo, hi + 1)])
+            if split_on_cjk
+            else None
+        )
 
     def words(self, texts) -> tf.RaggedTensor:
         """Steps 1-4: ``string[N]`` -> ragged ``string[N, words]``."""
@@ -174,11 +203,13 @@ class WordPiece(tf.Module):
         if self._cjk is not None:
             texts = tf.strings.regex_replace(texts, f"({self._cjk})", r" \1 ")
         if self._case is not None:
-            chars = tf.strings.unicode_split(texts, "UTF-8", errors="replace",
-                                             replacement_char=0xFFFD)
+            chars = tf.strings.unicode_split(
+                texts, "UTF-8", errors="replace", replacement_char=0xFFFD
+            )
             found = self._case.lookup(chars.flat_values)
-            chars = chars.with_flat_values(tf.where(tf.equal(found, _MISSING), chars.flat_values,
-                                                    found))
+            chars = chars.with_flat_values(
+                tf.where(tf.equal(found, _MISSING), chars.flat_values, found)
+            )
             texts = tf.strings.reduce_join(chars, axis=-1)
         texts = tf.strings.regex_replace(texts, f"({self._punct})", r" \1 ")
         return tf.strings.split(texts)
@@ -203,8 +234,12 @@ class WordPiece(tf.Module):
         out = tf.fill([n, 0], tf.constant(-1, tf.int64))
 
         def body(start, done, failed, out):
-            subs = tf.strings.substr(tiled, tf.tile(start[:, None], [1, width]),
-                                     tf.tile(tries[None, :], [n, 1]), unit="UTF8_CHAR")
+            subs = tf.strings.substr(
+                tiled,
+                tf.tile(start[:, None], [1, width]),
+                tf.tile(tries[None, :], [n, 1]),
+                unit="UTF8_CHAR",
+            )
             subs = tf.where(start[:, None] > 0, self.suffix + subs, subs)
             found = self._vocab.lookup(subs)
             fits = tf.logical_and(found >= 0, start[:, None] + tries[None, :] <= length[:, None])
@@ -220,40 +255,61 @@ class WordPiece(tf.Module):
 
         _, _, failed, out = tf.while_loop(
             lambda start, done, failed, out: tf.logical_not(tf.reduce_all(done)),
-            body, (start, done, failed, out),
-            shape_invariants=(start.shape, done.shape, failed.shape,
-                              tf.TensorShape([None, None])))
+            body,
+            (start, done, failed, out),
+            shape_invariants=(start.shape, done.shape, failed.shape, tf.TensorShape([None, None])),
+        )
         out = tf.concat([out, tf.fill([n, 1], tf.constant(-1, tf.int64))], 1)  # >= 1 column
-        unk = tf.concat([tf.fill([n, 1], tf.constant(self.unk_id, tf.int64)),
-                         tf.fill([n, tf.shape(out)[1] - 1], tf.constant(-1, tf.int64))], 1)
+        unk = tf.concat(
+            [
+                tf.fill([n, 1], tf.constant(self.unk_id, tf.int64)),
+                tf.fill([n, tf.shape(out)[1] - 1], tf.constant(-1, tf.int64)),
+            ],
+            1,
+        )
         out = tf.where(failed[:, None], unk, out)
         return tf.RaggedTensor.from_tensor(out, padding=tf.constant(-1, tf.int64))
 
     def pack(self, ids: tf.RaggedTensor, sequence_length: int) -> dict[str, tf.Tensor]:
         """``[CLS] ids [SEP]``, cut and padded to ``sequence_length``: the backbone's inputs."""
-        ids = ids[:, :sequence_length - 2]
+        ids = ids[:, : sequence_length - 2]
         rows = ids.nrows()
-        ids = tf.concat([tf.fill([rows, 1], tf.constant(self.cls_id, ids.dtype)), ids,
-                         tf.fill([rows, 1], tf.constant(self.sep_id, ids.dtype))], axis=1)
+        ids = tf.concat(
+            [
+                tf.fill([rows, 1], tf.constant(self.cls_id, ids.dtype)),
+                ids,
+                tf.fill([rows, 1], tf.constant(self.sep_id, ids.dtype)),
+            ],
+            axis=1,
+        )
         shape = [None, sequence_length]
         token_ids = tf.cast(ids.to_tensor(self.pad_id, shape=shape), tf.int32)
         mask = tf.ones_like(ids, tf.bool).to_tensor(False, shape=shape)
-        return {"token_ids": token_ids, "padding_mask": mask,
-                "segment_ids": tf.zeros_like(token_ids)}
+        return {
+            "token_ids": token_ids,
+            "padding_mask": mask,
+            "segment_ids": tf.zeros_like(token_ids),
+        }
 
     def __call__(self, texts, sequence_length: int) -> dict[str, tf.Tensor]:
         return self.pack(self.ids(texts), sequence_length)
 
 
-def pad_rows(rows: list[np.ndarray], sequence_length: int, cls_id: int, sep_id: int,
-             pad_id: int, width: int | None = None) -> dict[str, np.ndarray]:
+def pad_rows(
+    rows: list[np.ndarray],
+    sequence_length: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    width: int | None = None,
+) -> dict[str, np.ndarray]:
     """:meth:`WordPiece.pack` in numpy, for rows tokenised once: padded to ``width`` (at most
     ``sequence_length``; None: the longest row)."""
-    cut = [r[:sequence_length - 2] for r in rows]
+    cut = [r[: sequence_length - 2] for r in rows]
     width = width or (max((len(r) for r in cut), default=0) + 2)
     ids = np.full((len(rows), width), pad_id, np.int32)
     mask = np.zeros_like(ids, bool)
     for i, r in enumerate(cut):
-        ids[i, 0], ids[i, 1:len(r) + 1], ids[i, len(r) + 1] = cls_id, r, sep_id
-        mask[i, :len(r) + 2] = True
+        ids[i, 0], ids[i, 1 : len(r) + 1], ids[i, len(r) + 1] = cls_id, r, sep_id
+        mask[i, : len(r) + 2] = True
     return {"token_ids": ids, "padding_mask": mask, "segment_ids": np.zeros_like(ids)}

@@ -56,49 +56,76 @@ def check(cfg: Config) -> None:
     """Refuses configs that domain adaptation cannot run, with the rule and the fix."""
     synthetic.refuse(cfg)
     if not cfg.adapt.target:
-        raise UserError("domain adaptation needs a target domain", got="adapt.target unset",
-                        fix="pass --target DATA (a built-in name, a labelled folder, or a "
-                            "folder of unlabelled images)")
+        raise UserError(
+            "domain adaptation needs a target domain",
+            got="adapt.target unset",
+            fix="pass --target DATA (a built-in name, a labelled folder, or a "
+            "folder of unlabelled images)",
+        )
     if cfg.tasks or cfg.mixup or cfg.cutmix or cfg.class_weight != "none":
-        raise UserError("domain adaptation trains one label head, without MixUp, CutMix or "
-                        "class weights", got=dict(tasks=len(cfg.tasks), mixup=cfg.mixup,
-                                                  cutmix=cfg.cutmix, class_weight=cfg.class_weight),
-                        fix="drop tasks, and set mixup=0, cutmix=0, class_weight=none")
+        raise UserError(
+            "domain adaptation trains one label head, without MixUp, CutMix or class weights",
+            got=dict(
+                tasks=len(cfg.tasks),
+                mixup=cfg.mixup,
+                cutmix=cfg.cutmix,
+                class_weight=cfg.class_weight,
+            ),
+            fix="drop tasks, and set mixup=0, cutmix=0, class_weight=none",
+        )
     auto = [i for i, p in enumerate(cfg.phases) if p.lr == "auto"]
     if auto:
-        raise UserError("the learning-rate finder (lr=auto) runs in the scenario recipes, not in "
-                        "domain adaptation", got=[f"phases.{i}.lr=auto" for i in auto],
-                        fix="give a number, e.g. --set phases.0.lr=0.01 (find one with tfxfer "
-                            "lr-find on the source data)")
+        raise UserError(
+            "the learning-rate finder (lr=auto) runs in the scenario recipes, not in "
+            "domain adaptation",
+            got=[f"phases.{i}.lr=auto" for i in auto],
+            fix="give a number, e.g. --set phases.0.lr=0.01 (find one with tfxfer "
+            "lr-find on the source data)",
+        )
     if cfg.prune.sparsity:
-        raise UserError("pruning is not available in domain adaptation", got=cfg.prune.sparsity,
-                        fix="set prune.sparsity=0 (prune the adapted model with another recipe)")
+        raise UserError(
+            "pruning is not available in domain adaptation",
+            got=cfg.prune.sparsity,
+            fix="set prune.sparsity=0 (prune the adapted model with another recipe)",
+        )
     if any(p.early_stopping for p in cfg.phases):
-        raise UserError("early_stopping is not available in domain adaptation: the source's "
-                        "validation loss does not tell when the target is best",
-                        got=[p.early_stopping for p in cfg.phases],
-                        fix="set phases.N.early_stopping=0 and choose the epochs")
+        raise UserError(
+            "early_stopping is not available in domain adaptation: the source's "
+            "validation loss does not tell when the target is best",
+            got=[p.early_stopping for p in cfg.phases],
+            fix="set phases.N.early_stopping=0 and choose the epochs",
+        )
     if cfg.adapt.method == "dann" and all(p.trainable == "head" for p in cfg.phases):
-        raise UserError("DANN adapts the features, and every phase trains the head only",
-                        got=[p.trainable for p in cfg.phases],
-                        fix="set phases.0.trainable=all (or partial), or --method source_only")
+        raise UserError(
+            "DANN adapts the features, and every phase trains the head only",
+            got=[p.trainable for p in cfg.phases],
+            fix="set phases.0.trainable=all (or partial), or --method source_only",
+        )
 
 
-def target_batches(images: np.ndarray, image_size: int, batch_size: int, seed: int,
-                   augmenter=None) -> tf.data.Dataset:
+def target_batches(
+    images: np.ndarray, image_size: int, batch_size: int, seed: int, augmenter=None
+) -> tf.data.Dataset:
     """Endless shuffled batches of target images (float32 0-255), no labels."""
     if len(images) < batch_size:
-        raise UserError("the target must hold at least one batch of images", got=len(images),
-                        fix=f"add target images, or lower --batch-size (now {batch_size})")
+        raise UserError(
+            "the target must hold at least one batch of images",
+            got=len(images),
+            fix=f"add target images, or lower --batch-size (now {batch_size})",
+        )
     dtype = tf.as_dtype(images.dtype)
-    ds = pipeline.index_batches(len(images), batch_size, shuffle=True, seed=seed,
-                                drop_remainder=True).repeat()
-    ds = ds.map(lambda idx: pipeline.to_model_input(pipeline.gather_rows(images, idx, dtype),
-                                                    image_size),
-                num_parallel_calls=pipeline.AUTOTUNE)
+    ds = pipeline.index_batches(
+        len(images), batch_size, shuffle=True, seed=seed, drop_remainder=True
+    ).repeat()
+    ds = ds.map(
+        lambda idx: pipeline.to_model_input(pipeline.gather_rows(images, idx, dtype), image_size),
+        num_parallel_calls=pipeline.AUTOTUNE,
+    )
     if augmenter is not None:
-        ds = ds.map(lambda x: tf.cast(augmenter(x, training=True), tf.float32),
-                    num_parallel_calls=pipeline.AUTOTUNE)
+        ds = ds.map(
+            lambda x: tf.cast(augmenter(x, training=True), tf.float32),
+            num_parallel_calls=pipeline.AUTOTUNE,
+        )
     return ds
 
 
@@ -107,14 +134,20 @@ class EpochReport(keras.callbacks.Callback):
 
     def __init__(self, tm, domain, data, target, image_size: int, batch_size: int, label: str):
         super().__init__()
-        self.tm, self.domain, self.size, self.batch, self.label = (tm, domain, image_size,
-                                                                   batch_size, label)
+        self.tm, self.domain, self.size, self.batch, self.label = (
+            tm,
+            domain,
+            image_size,
+            batch_size,
+            label,
+        )
         self.source_val = data.val
         self.target_val = None if target.val is None else target.val.val
         self.num_classes = data.num_classes
         # traced once: Keras's predict would retrace for every new dataset, every epoch
-        self._extract = tf.function(lambda x: tm.feature_model(x, training=False),
-                                    reduce_retracing=True)
+        self._extract = tf.function(
+            lambda x: tm.feature_model(x, training=False), reduce_retracing=True
+        )
 
     def _features(self, split):
         ds = pipeline.image_dataset(split, self.num_classes, self.size, 256)
@@ -132,14 +165,20 @@ class EpochReport(keras.callbacks.Callback):
             # balanced: as many target as source images, so 0.5 is chance; evenly spaced rows,
             # since a folder's images come sorted by class
             n = min(len(source), len(target))
-            d = self.domain(np.concatenate([_spread(source, n), _spread(target, n)]),
-                            training=False)
+            d = self.domain(
+                np.concatenate([_spread(source, n), _spread(target, n)]), training=False
+            )
             d = np.asarray(d)[:, 0]
             logs["val_domain_accuracy"] = float(np.mean((d > 0) == (np.arange(2 * n) < n)))
             text += f", domain classifier {logs['val_domain_accuracy']:.4f} held out"
-        log.info("%s epoch %d: accuracy %s; train: domain classifier %.4f, lambda %.3f",
-                 self.label, epoch + 1, text, float(logs.get("domain_accuracy", float("nan"))),
-                 float(logs.get("lambda", float("nan"))))
+        log.info(
+            "%s epoch %d: accuracy %s; train: domain classifier %.4f, lambda %.3f",
+            self.label,
+            epoch + 1,
+            text,
+            float(logs.get("domain_accuracy", float("nan"))),
+            float(logs.get("lambda", float("nan"))),
+        )
 
 
 def _spread(rows: np.ndarray, n: int) -> np.ndarray:
@@ -164,33 +203,59 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
 def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float) -> RunResult:
     data = load_data(cfg, size)
     log.info("%s", data.describe())
-    target = domains.load_target(cfg.adapt.target, cfg.adapt.target_val, size, data.class_names,
-                                 cfg.seed, cfg.val_split)
+    target = domains.load_target(
+        cfg.adapt.target, cfg.adapt.target_val, size, data.class_names, cfg.seed, cfg.val_split
+    )
     log.info("%s", target.describe())
     specs = tasks_lib.resolve((), data.class_names)
     steps = len(data.train) // cfg.batch_size
     if steps < 1:
-        raise UserError("the source must hold at least one batch of images", got=len(data.train),
-                        fix=f"lower --batch-size (now {cfg.batch_size})")
+        raise UserError(
+            "the source must hold at least one batch of images",
+            got=len(data.train),
+            fix=f"lower --batch-size (now {cfg.batch_size})",
+        )
     stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
     with strategy.scope():
-        tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights, cfg.augment.preset,
-                             extra_augment, cfg.head_pooling, cfg.head_dropout, cfg.head_hidden,
-                             cfg.seed)
+        tm = model_lib.build(
+            cfg.backbone,
+            data.num_classes,
+            size,
+            cfg.weights,
+            cfg.augment.preset,
+            extra_augment,
+            cfg.head_pooling,
+            cfg.head_dropout,
+            cfg.head_hidden,
+            cfg.seed,
+        )
         regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, RunState(out).dir)
         domain = dann.domain_classifier(cfg.adapt.domain_hidden, cfg.seed)
-        trainer = dann.DomainAdversarial(tm, domain, sum(s.epochs for s in stages) * steps,
-                                         cfg.adapt.method, cfg.adapt.gamma, cfg.adapt.weight,
-                                         cfg.label_smoothing)
+        trainer = dann.DomainAdversarial(
+            tm,
+            domain,
+            sum(s.epochs for s in stages) * steps,
+            cfg.adapt.method,
+            cfg.adapt.gamma,
+            cfg.adapt.weight,
+            cfg.label_smoothing,
+        )
     history = []
     for stage in stages:
         history.append(_fit_stage(cfg, tm, trainer, stage, data, target, strategy, steps, size))
     metrics = validate.evaluate(tm, cfg, data, None, specs, size)
     metrics["adapt"] = _target_metrics(cfg, history, target)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(),
-                     None if out is None else str(out), data=data,
-                     deploy=deploy_data(data, target, metrics))
+    return RunResult(
+        metrics,
+        history,
+        time.perf_counter() - t0,
+        tm,
+        data.report(),
+        None if out is None else str(out),
+        data=data,
+        deploy=deploy_data(data, target, metrics),
+    )
 
 
 def deploy_data(data, target: domains.Target, metrics: dict) -> DeployData:
@@ -199,66 +264,109 @@ def deploy_data(data, target: domains.Target, metrics: dict) -> DeployData:
     data, or on the source's validation split when there is none."""
     unlabelled = Split(target.images, np.zeros(len(target.images), np.int32))
     if target.val is None:
-        return DeployData(unlabelled, data.val, metrics["val_accuracy"],
-                          f"target training images of {target.source} (labels unused)",
-                          "source validation split (no labelled target data)")
-    return DeployData(unlabelled, target.val.val, metrics["adapt"]["target_accuracy"],
-                      f"target training images of {target.source} (labels unused)",
-                      f"labelled target data of {target.val.source}")
+        return DeployData(
+            unlabelled,
+            data.val,
+            metrics["val_accuracy"],
+            f"target training images of {target.source} (labels unused)",
+            "source validation split (no labelled target data)",
+        )
+    return DeployData(
+        unlabelled,
+        target.val.val,
+        metrics["adapt"]["target_accuracy"],
+        f"target training images of {target.source} (labels unused)",
+        f"labelled target data of {target.val.source}",
+    )
 
 
 def reload_deploy_data(cfg: Config, size: int, metrics: dict) -> DeployData:
     """:func:`deploy_data` of a finished run, read again from its config (``tfxfer export``)."""
     data = load_data(cfg, size)
-    target = domains.load_target(cfg.adapt.target, cfg.adapt.target_val, size, data.class_names,
-                                 cfg.seed, cfg.val_split)
+    target = domains.load_target(
+        cfg.adapt.target, cfg.adapt.target_val, size, data.class_names, cfg.seed, cfg.val_split
+    )
     return deploy_data(data, target, metrics)
 
 
-def _fit_stage(cfg: Config, tm, trainer, stage, data, target, strategy, steps: int,
-               size: int) -> dict:
+def _fit_stage(
+    cfg: Config, tm, trainer, stage, data, target, strategy, steps: int, size: int
+) -> dict:
     phase = cfg.phases[stage.index]
     start = time.perf_counter()
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
         freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
         _, decay = phase.rates()
-        trainer.compile(optimizer=optim.make_optimizer(
-            phase, steps, optim.block_multipliers(tm.backbone, tm.family, decay),
-            stage.first_epoch * steps))  # always recompile after a trainable change
+        trainer.compile(
+            optimizer=optim.make_optimizer(
+                phase,
+                steps,
+                optim.block_multipliers(tm.backbone, tm.family, decay),
+                stage.first_epoch * steps,
+            )
+        )  # always recompile after a trainable change
     info = freeze.summary(tm.backbone, tm.family)
-    log.info("phases.%d %r (%d of %d): trainable=%s, backbone params trainable=%s, BN %s, "
-             "%d epochs of %d steps, %s lr=%g schedule=%s", stage.index, stage.label,
-             stage.index + 1, len(cfg.phases),
-             phase.trainable, f"{info['trainable_params']:,}",
-             "trained" if info["bn_trainable"] else "frozen (inference mode)", stage.epochs,
-             steps, phase.optimizer, phase.rates()[0], phase.schedule)
+    log.info(
+        "phases.%d %r (%d of %d): trainable=%s, backbone params trainable=%s, BN %s, "
+        "%d epochs of %d steps, %s lr=%g schedule=%s",
+        stage.index,
+        stage.label,
+        stage.index + 1,
+        len(cfg.phases),
+        phase.trainable,
+        f"{info['trainable_params']:,}",
+        "trained" if info["bn_trainable"] else "frozen (inference mode)",
+        stage.epochs,
+        steps,
+        phase.optimizer,
+        phase.rates()[0],
+        phase.schedule,
+    )
     seed = cfg.seed + stage.index + stage.first_epoch
-    source = pipeline.image_dataset(data.train, data.num_classes, size, cfg.batch_size,
-                                    shuffle=True, seed=seed, augmenter=tm.augmenter,
-                                    drop_remainder=True).repeat()
+    source = pipeline.image_dataset(
+        data.train,
+        data.num_classes,
+        size,
+        cfg.batch_size,
+        shuffle=True,
+        seed=seed,
+        augmenter=tm.augmenter,
+        drop_remainder=True,
+    ).repeat()
     target_seed = augment_lib.layer_seeds(seed, 1, stream="target")[0]
-    pairs = tf.data.Dataset.zip((source, target_batches(target.images, size, cfg.batch_size,
-                                                         target_seed, tm.augmenter)))
+    pairs = tf.data.Dataset.zip(
+        (source, target_batches(target.images, size, cfg.batch_size, target_seed, tm.augmenter))
+    )
     pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
     report = EpochReport(tm, trainer.domain, data, target, size, cfg.batch_size, stage.label)
-    hist = trainer.fit(pairs, epochs=stage.epochs, steps_per_epoch=steps, callbacks=[report],
-                       verbose=cfg.verbose)
-    return {"phase": stage.label, "trainable": phase.trainable, "cached_features": False,
-            "seconds": round(time.perf_counter() - start, 2),
-            "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()}}
+    hist = trainer.fit(
+        pairs, epochs=stage.epochs, steps_per_epoch=steps, callbacks=[report], verbose=cfg.verbose
+    )
+    return {
+        "phase": stage.label,
+        "trainable": phase.trainable,
+        "cached_features": False,
+        "seconds": round(time.perf_counter() - start, 2),
+        "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
+    }
 
 
 def _target_metrics(cfg: Config, history: list[dict], target) -> dict:
     last = history[-1]["history"]
-    m = {"method": cfg.adapt.method, "target": cfg.adapt.target,
-         "target_val": None if target.val is None else target.val.source,
-         "num_target_train": int(len(target.images)),
-         "train_domain_accuracy": last["domain_accuracy"][-1], "lambda": last["lambda"][-1]}
+    m = {
+        "method": cfg.adapt.method,
+        "target": cfg.adapt.target,
+        "target_val": None if target.val is None else target.val.source,
+        "num_target_train": int(len(target.images)),
+        "train_domain_accuracy": last["domain_accuracy"][-1],
+        "lambda": last["lambda"][-1],
+    }
     if "target_accuracy" in last:
-        m.update(target_accuracy=last["target_accuracy"][-1],
-                 num_target_val=int(len(target.val.val)),
-                 val_domain_accuracy=last["val_domain_accuracy"][-1],
-                 target_accuracy_per_epoch=[a for h in history
-                                            for a in h["history"]["target_accuracy"]])
+        m.update(
+            target_accuracy=last["target_accuracy"][-1],
+            num_target_val=int(len(target.val.val)),
+            val_domain_accuracy=last["val_domain_accuracy"][-1],
+            target_accuracy_per_epoch=[a for h in history for a in h["history"]["target_accuracy"]],
+        )
     return m

@@ -60,11 +60,25 @@ from tfxfer.train import loop, rundir
 
 log = logging.getLogger("tfxfer")
 
-SCENARIOS = {(True, True): "small_similar", (True, False): "small_different",
-             (False, True): "large_similar", (False, False): "large_different"}
+SCENARIOS = {
+    (True, True): "small_similar",
+    (True, False): "small_different",
+    (False, True): "large_similar",
+    (False, False): "large_different",
+}
 # Keys that describe the data and the run rather than the recipe: always the user's.
-CARRIED = ("data", "val_split", "train_per_class", "val_per_class", "manual_dir", "backbone",
-           "weights", "image_size", "seed", "output")
+CARRIED = (
+    "data",
+    "val_split",
+    "train_per_class",
+    "val_per_class",
+    "manual_dir",
+    "backbone",
+    "weights",
+    "image_size",
+    "seed",
+    "output",
+)
 PROBE_BATCH = 32
 
 
@@ -95,14 +109,21 @@ class Plan:
     compare: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"recipe": self.recipe, "signals": dataclasses.asdict(self.signals),
-                "thresholds": self.thresholds, "reasons": self.reasons, "compare": self.compare,
-                "config": self.config.to_dict()}
+        return {
+            "recipe": self.recipe,
+            "signals": dataclasses.asdict(self.signals),
+            "thresholds": self.thresholds,
+            "reasons": self.reasons,
+            "compare": self.compare,
+            "config": self.config.to_dict(),
+        }
 
     def summary(self) -> str:
         s = self.signals
-        lines = [f"plan: {self.recipe}  (measured in {s.seconds:.1f}s on {s.probe_images} "
-                 f"training images at {s.image_size}px)"]
+        lines = [
+            f"plan: {self.recipe}  (measured in {s.seconds:.1f}s on {s.probe_images} "
+            f"training images at {s.image_size}px)"
+        ]
         lines += [f"  {reason}" for reason in self.reasons]
         return "\n".join(lines)
 
@@ -130,8 +151,8 @@ def measure(cfg: Config, data, size: int, net=None) -> Signals:
     features = []
     images = data.train.rows(idx)  # one read (a streamed split reads its shards once)
     for start in range(0, len(idx), PROBE_BATCH):
-        rows = idx[start:start + PROBE_BATCH]
-        batch = images[start:start + PROBE_BATCH]
+        rows = idx[start : start + PROBE_BATCH]
+        batch = images[start : start + PROBE_BATCH]
         if len(rows) < PROBE_BATCH:  # one batch shape, one trace of the backbone
             pad = np.zeros((PROBE_BATCH - len(rows),) + batch.shape[1:], batch.dtype)
             batch = np.concatenate([batch, pad])
@@ -139,48 +160,67 @@ def measure(cfg: Config, data, size: int, net=None) -> Signals:
         features.append(probe.update(x, len(rows)))
     score = logme.logme(np.concatenate(features), labels[idx])
     distance = probe.distance()
-    return Signals(per_class=float(np.median(counts)), min_per_class=int(counts.min()),
-                   max_per_class=int(counts.max()), num_classes=data.num_classes,
-                   logme=round(score, 4),
-                   distance=None if distance is None else round(distance, 4),
-                   probe_images=len(idx), image_size=size,
-                   seconds=round(time.perf_counter() - t0, 2))
+    return Signals(
+        per_class=float(np.median(counts)),
+        min_per_class=int(counts.min()),
+        max_per_class=int(counts.max()),
+        num_classes=data.num_classes,
+        logme=round(score, 4),
+        distance=None if distance is None else round(distance, 4),
+        probe_images=len(idx),
+        image_size=size,
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
 
 def decide(signals: Signals, auto, family: str) -> tuple[str, list[str]]:
     """``(recipe, reasons)`` from the signals and the thresholds of ``auto`` (a
     :class:`tfxfer.config.Auto`); see the table in the module docstring."""
     small = signals.per_class < auto.large_per_class
-    reasons = [f"size: {signals.per_class:g} training images per class (median; "
-               f"{signals.min_per_class}-{signals.max_per_class}, {signals.num_classes} classes) "
-               f"{'<' if small else '>='} {auto.large_per_class:g} -> "
-               f"{'small' if small else 'large'}"]
+    reasons = [
+        f"size: {signals.per_class:g} training images per class (median; "
+        f"{signals.min_per_class}-{signals.max_per_class}, {signals.num_classes} classes) "
+        f"{'<' if small else '>='} {auto.large_per_class:g} -> "
+        f"{'small' if small else 'large'}"
+    ]
     if signals.distance is not None:
         similar = signals.distance <= auto.similar_distance
-        reasons.append(f"similarity: BatchNorm-statistics distance to ImageNet "
-                       f"{signals.distance:.3f} {'<=' if similar else '>'} "
-                       f"{auto.similar_distance:g} -> {'similar' if similar else 'different'}; "
-                       f"LogME {signals.logme:.3f}")
+        reasons.append(
+            f"similarity: BatchNorm-statistics distance to ImageNet "
+            f"{signals.distance:.3f} {'<=' if similar else '>'} "
+            f"{auto.similar_distance:g} -> {'similar' if similar else 'different'}; "
+            f"LogME {signals.logme:.3f}"
+        )
     else:
         similar = signals.logme >= auto.similar_logme
-        reasons.append(f"similarity: {family} has no BatchNorm statistics; LogME "
-                       f"{signals.logme:.3f} {'>=' if similar else '<'} {auto.similar_logme:g} "
-                       f"-> {'similar' if similar else 'different'}")
+        reasons.append(
+            f"similarity: {family} has no BatchNorm statistics; LogME "
+            f"{signals.logme:.3f} {'>=' if similar else '<'} {auto.similar_logme:g} "
+            f"-> {'similar' if similar else 'different'}"
+        )
     return SCENARIOS[(small, similar)], reasons
 
 
 def _what_trains(cfg: Config) -> list[str]:
-    k = (backbones.get(cfg.backbone).default_freeze if cfg.freeze_blocks is None
-         else cfg.freeze_blocks)
-    scope = {"head": "backbone frozen (5 of 5 blocks), head trained",
-             "partial": f"blocks 1-{k} frozen, {k + 1}-5 trained",
-             "all": "no block frozen", "gradual": "unfrozen top down"}
+    k = (
+        backbones.get(cfg.backbone).default_freeze
+        if cfg.freeze_blocks is None
+        else cfg.freeze_blocks
+    )
+    scope = {
+        "head": "backbone frozen (5 of 5 blocks), head trained",
+        "partial": f"blocks 1-{k} frozen, {k + 1}-5 trained",
+        "all": "no block frozen",
+        "gradual": "unfrozen top down",
+    }
     lines = []
     for i, p in enumerate(cfg.phases):
         rate = "lr found by the finder" if p.lr == "auto" else f"lr {p.lr:g}"
-        lines.append(f"phase {i} {p.name!r}: {scope[p.trainable]}"
-                     f"{', BN trained' if cfg.train_bn and p.trainable != 'head' else ''}; "
-                     f"{p.epochs} epochs, {p.optimizer} {rate}, {p.schedule}")
+        lines.append(
+            f"phase {i} {p.name!r}: {scope[p.trainable]}"
+            f"{', BN trained' if cfg.train_bn and p.trainable != 'head' else ''}; "
+            f"{p.epochs} epochs, {p.optimizer} {rate}, {p.schedule}"
+        )
     return lines
 
 
@@ -188,13 +228,15 @@ def chosen_config(cfg: Config, base: Config) -> Config:
     """``base`` (a recipe's defaults) with the user's data and run keys from ``cfg``: those of
     :data:`CARRIED` always, any other key where ``cfg`` differs from :class:`Config`'s default."""
     defaults, mine = Config().to_dict(), cfg.to_dict()
-    keep = {k: mine[k] for k in mine if k not in ("recipe", "phases", "auto")
-            and (k in CARRIED or mine[k] != defaults[k])}
+    keep = {
+        k: mine[k]
+        for k in mine
+        if k not in ("recipe", "phases", "auto") and (k in CARRIED or mine[k] != defaults[k])
+    }
     for k in set(keep) & set(SECTIONS):  # of a table, only the keys the user changed
         keep[k] = {sub: v for sub, v in keep[k].items() if v != defaults[k][sub]}
     chosen = Config.from_dict(keep, base=base)
-    phases = [dataclasses.replace(p, epochs=cfg.auto.epochs or p.epochs)
-              for p in chosen.phases]
+    phases = [dataclasses.replace(p, epochs=cfg.auto.epochs or p.epochs) for p in chosen.phases]
     if cfg.auto.lr_find:
         phases = [dataclasses.replace(p, lr="auto", lr_range=()) for p in phases]
     return chosen.replace(phases=tuple(phases))
@@ -203,29 +245,45 @@ def chosen_config(cfg: Config, base: Config) -> Config:
 def check(cfg: Config) -> None:
     """Refuses what the ``auto`` recipe cannot plan, each with a one-line fix."""
     if cfg.weights is None:
-        raise UserError("auto measures how well pretrained features fit the data, so weights "
-                        "must be pretrained", valid=("imagenet", "a weights file"),
-                        got="weights=none",
-                        fix="drop --weights none, or pick a recipe yourself (e.g. "
-                            "large_different --weights none)")
+        raise UserError(
+            "auto measures how well pretrained features fit the data, so weights "
+            "must be pretrained",
+            valid=("imagenet", "a weights file"),
+            got="weights=none",
+            fix="drop --weights none, or pick a recipe yourself (e.g. "
+            "large_different --weights none)",
+        )
     if cfg.phases != Config().phases:
         default = dataclasses.asdict(Config().phases[0])
-        changed = sorted({f"phases.{i}.{k}" for i, p in enumerate(cfg.phases)
-                          for k, v in dataclasses.asdict(p).items() if default.get(k) != v})
-        raise UserError("auto chooses the phases itself; --epochs and phases.* do not apply",
-                        got=", ".join(changed) or f"{len(cfg.phases)} phases",
-                        fix="use --set auto.epochs=N, --set auto.lr_find=true, or run the "
-                            "chosen recipe yourself with its plan.json config")
+        changed = sorted(
+            {
+                f"phases.{i}.{k}"
+                for i, p in enumerate(cfg.phases)
+                for k, v in dataclasses.asdict(p).items()
+                if default.get(k) != v
+            }
+        )
+        raise UserError(
+            "auto chooses the phases itself; --epochs and phases.* do not apply",
+            got=", ".join(changed) or f"{len(cfg.phases)} phases",
+            fix="use --set auto.epochs=N, --set auto.lr_find=true, or run the "
+            "chosen recipe yourself with its plan.json config",
+        )
     if cfg.adapt != Config().adapt or cfg.zero_shot != Config().zero_shot:
-        raise UserError("auto chooses among the four scenario recipes; adapt.* and "
-                        "zero_shot.* belong to domain_adapt and zero_shot",
-                        got=cfg.adapt if cfg.adapt != Config().adapt else cfg.zero_shot,
-                        fix="run tfxfer domain_adapt or tfxfer zero_shot instead")
+        raise UserError(
+            "auto chooses among the four scenario recipes; adapt.* and "
+            "zero_shot.* belong to domain_adapt and zero_shot",
+            got=cfg.adapt if cfg.adapt != Config().adapt else cfg.zero_shot,
+            fix="run tfxfer domain_adapt or tfxfer zero_shot instead",
+        )
     if cfg.strategy in ("multiworker", "tpu"):
-        raise UserError("auto measures (and with compare, trains several models) in one process "
-                        "before it trains", valid=("auto", "default", "mirrored"),
-                        got=cfg.strategy, fix="plan with --dry-run, then run the chosen recipe "
-                                              f"with --strategy {cfg.strategy}")
+        raise UserError(
+            "auto measures (and with compare, trains several models) in one process "
+            "before it trains",
+            valid=("auto", "default", "mirrored"),
+            got=cfg.strategy,
+            fix=f"plan with --dry-run, then run the chosen recipe with --strategy {cfg.strategy}",
+        )
 
 
 def plan(cfg: Config, data, size: int, candidates: dict[str, Config]) -> Plan:
@@ -233,21 +291,30 @@ def plan(cfg: Config, data, size: int, candidates: dict[str, Config]) -> Plan:
     signals = measure(cfg, data, size)
     recipe, reasons = decide(signals, cfg.auto, cfg.backbone)
     chosen = chosen_config(cfg, candidates[recipe])
-    thresholds = {k: getattr(cfg.auto, k)
-                  for k in ("large_per_class", "similar_distance", "similar_logme")}
-    return Plan(recipe, signals, reasons + [f"recipe: {recipe}"] + _what_trains(chosen),
-                chosen, thresholds)
+    thresholds = {
+        k: getattr(cfg.auto, k) for k in ("large_per_class", "similar_distance", "similar_logme")
+    }
+    return Plan(
+        recipe, signals, reasons + [f"recipe: {recipe}"] + _what_trains(chosen), chosen, thresholds
+    )
 
 
-def compare(the_plan: Plan, cfg: Config, data, candidates: dict[str, Config],
-            extra_augment=()) -> Plan:
+def compare(
+    the_plan: Plan, cfg: Config, data, candidates: dict[str, Config], extra_augment=()
+) -> Plan:
     """Runs every candidate for ``auto.compare_epochs`` epochs per phase; keeps the best."""
     scores = {}
     for name, base in candidates.items():
-        short = chosen_config(cfg.replace(auto=dataclasses.replace(
-            cfg.auto, epochs=cfg.auto.compare_epochs)), base)
-        short = short.replace(output=str(Path(cfg.output) / "compare" / name), overwrite=True,
-                              resume=False, export=(), tta="none")
+        short = chosen_config(
+            cfg.replace(auto=dataclasses.replace(cfg.auto, epochs=cfg.auto.compare_epochs)), base
+        )
+        short = short.replace(
+            output=str(Path(cfg.output) / "compare" / name),
+            overwrite=True,
+            resume=False,
+            export=(),
+            tta="none",
+        )
         log.info("auto.compare: %s, %d epoch(s) per phase", name, cfg.auto.compare_epochs)
         result = loop.run(short, extra_augment, data=data)
         rundir.release(result.output)
@@ -256,9 +323,11 @@ def compare(the_plan: Plan, cfg: Config, data, candidates: dict[str, Config],
             shutil.rmtree(Path(result.output) / "checkpoints", ignore_errors=True)
     best = max(scores, key=lambda name: (scores[name], name == the_plan.recipe))
     table = ", ".join(f"{n} {a:.4f}" for n, a in scores.items())
-    reason = (f"compare ({cfg.auto.compare_epochs} epoch(s) per phase, validation accuracy): "
-              f"{table} -> {best}" + ("" if best == the_plan.recipe
-                                      else f" (the signals chose {the_plan.recipe})"))
+    reason = (
+        f"compare ({cfg.auto.compare_epochs} epoch(s) per phase, validation accuracy): "
+        f"{table} -> {best}"
+        + ("" if best == the_plan.recipe else f" (the signals chose {the_plan.recipe})")
+    )
     chosen = chosen_config(cfg, candidates[best])
     reasons = the_plan.reasons[:2] + [reason, f"recipe: {best}"] + _what_trains(chosen)
     return Plan(best, the_plan.signals, reasons, chosen, the_plan.thresholds, scores)
@@ -280,8 +349,9 @@ def run(cfg: Config, extra_augment=(), candidates: dict[str, Config] | None = No
     if cfg.auto.dry_run:  # the command line prints the returned plan
         out = Path(cfg.output)
         if (out / "config.json").exists():  # a run lives there: its plan.json stays its own
-            the_plan.reasons.append(f"plan.json not written: {out} holds a run; pass another "
-                                    "--output to keep this plan")
+            the_plan.reasons.append(
+                f"plan.json not written: {out} holds a run; pass another --output to keep this plan"
+            )
             return the_plan
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "plan.json", the_plan.to_dict())

@@ -3,19 +3,20 @@
 Layout of ``<output>/checkpoints/``:
 
 - ``last.weights.h5``: the full model after the last completed, finite epoch (kept on NaN).
-- ``phase<i>.backup/``: ``keras.callbacks.BackupAndRestore`` state of the running phase (model
-  and optimizer variables in ``epoch<n>.weights.h5``, and the epoch), written so that a kill
-  never leaves half of it (:class:`_FiniteBackup`), removed when the phase completes. ``<i>`` is the phase's
-  index, or ``<index>.<step>`` for a step of a gradual phase (:func:`tfxfer.models.freeze.stages`).
+- ``phase<i>.backup/``: ``keras.callbacks.BackupAndRestore`` state of the running phase (model and
+  optimizer variables in ``epoch<n>.weights.h5``, and the epoch), written so that a kill never
+  leaves half of it (:class:`_FiniteBackup`), removed when the phase completes. ``<i>`` is the
+  phase's index, or ``<index>.<step>`` for a step of a gradual phase
+  (:func:`tfxfer.models.freeze.stages`).
 - ``l2sp_anchor.npz``: the L2-SP starting point (:mod:`tfxfer.methods.regularize`), read on resume.
 - ``phase<i>.epochs.json``: per-epoch metrics of phase ``i`` so far, by epoch number.
 - ``phase<i>.weights.h5`` + ``phase<i>.done.json``: the model after phase ``i`` completed, and
   its record; a re-run loads these instead of training the phase again.
 
-Every file is written to a temporary name and renamed into place, so a SIGKILL at any moment
-leaves either the previous or the new version, never half of one. Stale temporary files from a
-killed run are removed at the next start (the directory's lock, :mod:`tfxfer.train.rundir`, makes sure
-no live run owns them).
+Every file is written to a temporary name and renamed into place, so a SIGKILL at any moment leaves
+either the previous or the new version, never half of one. Stale temporary files from a killed run
+are removed at the next start (the directory's lock, :mod:`tfxfer.train.rundir`, makes sure no live
+run owns them).
 
 Example:
     >>> import tempfile
@@ -35,6 +36,7 @@ from pathlib import Path
 import keras
 
 from tfxfer.atomic import remove_stale, write_json, write_with
+
 
 def all_finite(logs: dict | None) -> bool:
     """True when every metric of a Keras ``logs`` dict is a finite number."""
@@ -62,9 +64,10 @@ class _FiniteBackup(keras.callbacks.BackupAndRestore):
         remove_stale(folder)
         weights = folder / f"epoch{self._current_epoch}.weights.h5"
         write_with(weights, self.model.save_weights, suffix=".weights.h5")
-        write_json(self._training_metadata_path, {"epoch": self._current_epoch,
-                                                  "batch": self._last_batch_seen,
-                                                  "weights": weights.name})
+        write_json(
+            self._training_metadata_path,
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": weights.name},
+        )
         for old in folder.glob("epoch*.weights.h5"):
             if old != weights:
                 old.unlink(missing_ok=True)
@@ -77,8 +80,9 @@ class _FiniteBackup(keras.callbacks.BackupAndRestore):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)  # its slots are saved
         # a backup written by Keras itself (tfxfer before this change) names no weights file
-        self.model.load_weights(str(Path(self.backup_dir)
-                                    / state.get("weights", "latest.weights.h5")))
+        self.model.load_weights(
+            str(Path(self.backup_dir) / state.get("weights", "latest.weights.h5"))
+        )
         self.model._initial_epoch = state["epoch"]  # what Keras's own _load_model sets
 
 
@@ -116,8 +120,11 @@ class RunState:
 
     def resume_epoch(self, index: int | str) -> int:
         """Epochs of phase ``index`` its backup holds: where a re-run continues (0: none)."""
-        meta = None if self.dir is None else (self.dir / f"phase{index}.backup"
-                                              / "training_metadata.json")
+        meta = (
+            None
+            if self.dir is None
+            else (self.dir / f"phase{index}.backup" / "training_metadata.json")
+        )
         return int(json.loads(meta.read_text())["epoch"]) if meta and meta.is_file() else 0
 
     def epochs(self, index: int | str) -> dict[str, dict]:

@@ -1,4 +1,5 @@
-"""Choosing a ``tf.distribute`` strategy: ``auto``, ``default``, ``mirrored``, ``multiworker``, ``tpu``.
+"""Choosing a ``tf.distribute`` strategy: ``auto``, ``default``, ``mirrored``, ``multiworker``,
+``tpu``.
 
 ``auto`` picks, in order: a TPU when a TPU cluster resolver finds one (Colab TPU);
 ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names more than one worker;
@@ -72,8 +73,10 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     def reduce(self, reduce_op, value, axis):
         if not isinstance(value, tf.distribute.DistributedValues) and tf.nest.is_nested(value):
             return tf.nest.map_structure(lambda v: self.reduce(reduce_op, v, axis), value)
-        if axis is not None and all(getattr(v, "shape", None) is not None and v.shape.rank == 0
-                                    for v in self.experimental_local_results(value)):
+        if axis is not None and all(
+            getattr(v, "shape", None) is not None and v.shape.rank == 0
+            for v in self.experimental_local_results(value)
+        ):
             axis = None
         return super().reduce(reduce_op, value, axis)
 
@@ -82,8 +85,11 @@ def _num_workers() -> int:
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     except json.JSONDecodeError:
-        raise UserError("TF_CONFIG must be valid JSON", got=os.environ.get("TF_CONFIG"),
-                        fix="see the README's scaling section for the format") from None
+        raise UserError(
+            "TF_CONFIG must be valid JSON",
+            got=os.environ.get("TF_CONFIG"),
+            fix="see the README's scaling section for the format",
+        ) from None
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
@@ -98,8 +104,10 @@ def mirrored() -> tf.distribute.MirroredStrategy:
     in the collective instance 100"; tensorflow/tensorflow#62790): two recipes in one notebook,
     or a sweep, would fail from the second run on.
     """
-    devices = tuple(d.name for d in (tf.config.list_logical_devices("GPU")
-                                     or tf.config.list_logical_devices("CPU")))
+    devices = tuple(
+        d.name
+        for d in (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))
+    )
     if devices not in _MIRRORED:
         _MIRRORED[devices] = tf.distribute.MirroredStrategy()
     return _MIRRORED[devices]
@@ -108,8 +116,9 @@ def mirrored() -> tf.distribute.MirroredStrategy:
 def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
     """Returns ``(strategy, reason)`` for a ``--strategy`` value."""
     if name not in STRATEGIES:
-        raise UserError("strategy must be a known name", valid=STRATEGIES, got=name,
-                        fix="pass --strategy auto")
+        raise UserError(
+            "strategy must be a known name", valid=STRATEGIES, got=name, fix="pass --strategy auto"
+        )
     if name == "default":
         return tf.distribute.get_strategy(), "requested: default"
     if name == "mirrored":
@@ -119,8 +128,11 @@ def resolve(name: str = "auto") -> tuple[tf.distribute.Strategy, str]:
     if name == "tpu":
         resolver = _tpu_resolver()
         if resolver is None:
-            raise UserError("--strategy tpu needs a TPU, and no TPU cluster resolver found one",
-                            got="tpu", fix="run on a TPU runtime, or pass --strategy auto")
+            raise UserError(
+                "--strategy tpu needs a TPU, and no TPU cluster resolver found one",
+                got="tpu",
+                fix="run on a TPU runtime, or pass --strategy auto",
+            )
         return _tpu_strategy(resolver), "requested: tpu"
     resolver = _tpu_resolver()
     if resolver is not None:
@@ -163,9 +175,11 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker"
-                                             and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().as_dict())
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
@@ -189,7 +203,8 @@ def shard_of(strategy: tf.distribute.Strategy) -> Shard:
         return Shard()  # a TPU pod's hosts are one client: nothing to split
     per_worker = strategy.num_replicas_in_sync // workers
     first = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant(ctx.replica_id_in_sync_group))
+        lambda ctx: tf.constant(ctx.replica_id_in_sync_group)
+    )
     index = int(strategy.experimental_local_results(first)[0]) // per_worker
 
     def gather(local: np.ndarray) -> np.ndarray:
@@ -199,7 +214,8 @@ def shard_of(strategy: tf.distribute.Strategy) -> Shard:
         width = raw.shape[1]
         words = tf.constant(np.pad(raw, ((0, 0), (0, -width % 4))).view(np.int32))
         value = strategy.experimental_distribute_values_from_function(
-            lambda ctx: words if ctx.replica_id_in_sync_group % per_worker == 0 else words[:0])
+            lambda ctx: words if ctx.replica_id_in_sync_group % per_worker == 0 else words[:0]
+        )
         got = strategy.gather(value, axis=0).numpy().view(np.uint8)[:, :width]
         return np.ascontiguousarray(got).view(local.dtype).reshape((-1,) + local.shape[1:])
 

@@ -119,25 +119,28 @@ class _Recorder(keras.callbacks.Callback):
         for metric in self.model.metrics:
             if metric.name == "loss" and hasattr(metric, "total"):
                 return metric
-        raise RuntimeError("the learning-rate finder needs the model's loss metric (a Mean "
-                           "named 'loss', as Keras's own train_step keeps)")
+        raise RuntimeError(
+            "the learning-rate finder needs the model's loss metric (a Mean "
+            "named 'loss', as Keras's own train_step keeps)"
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         metric = self._loss_metric()
         total, count = float(metric.total.numpy()), float(metric.count.numpy())
-        loss = ((total - self._seen[0]) / (count - self._seen[1]) if count > self._seen[1]
-                else math.nan)
+        loss = (
+            (total - self._seen[0]) / (count - self._seen[1]) if count > self._seen[1] else math.nan
+        )
         self._seen = (total, count)
         self.lrs.append(self.ramp.rate(batch))
         self.losses.append(loss)
         smoothed = smooth(self.losses)
-        if not math.isfinite(loss) or (batch >= MIN_STEPS
-                                       and smoothed[-1] > DIVERGED * smoothed.min()):
+        if not math.isfinite(loss) or (
+            batch >= MIN_STEPS and smoothed[-1] > DIVERGED * smoothed.min()
+        ):
             self.model.stop_training = True
 
 
-def sweep(target: keras.Model, train_ds, make_optimizer, compile_kwargs: dict,
-          steps: int) -> dict:
+def sweep(target: keras.Model, train_ds, make_optimizer, compile_kwargs: dict, steps: int) -> dict:
     """Runs the sweep on ``target`` and restores its weights; returns the sweep's record.
 
     Args:
@@ -155,27 +158,48 @@ def sweep(target: keras.Model, train_ds, make_optimizer, compile_kwargs: dict,
     target.compile(optimizer=make_optimizer(ramp), **compile_kwargs)
     recorder = _Recorder(ramp)
     try:
-        target.fit(train_ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0,
-                   callbacks=[recorder])
+        target.fit(
+            train_ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[recorder]
+        )
     finally:
         target.set_weights(saved)
     finite = int(np.sum(np.isfinite(recorder.losses[:2])))
     if finite < 2:
-        raise UserError("the learning-rate finder needs finite losses at its smallest rates",
-                        got=f"loss {recorder.losses[:2]} at lr {LR_MIN:g}",
-                        fix="check the data and labels, or turn mixed precision off for the "
-                            "sweep; then set the phase's lr by hand")
+        raise UserError(
+            "the learning-rate finder needs finite losses at its smallest rates",
+            got=f"loss {recorder.losses[:2]} at lr {LR_MIN:g}",
+            fix="check the data and labels, or turn mixed precision off for the "
+            "sweep; then set the phase's lr by hand",
+        )
     lr, best = pick(recorder.lrs, recorder.losses)
     if best in (0, len(recorder.losses) - 1):
-        log.warning("lr finder: the loss was lowest at the %s of the sweep (lr %.2g): the "
-                    "pick %.2g is a bound, not a measured minimum", "start" if best == 0
-                    else "end", recorder.lrs[best], lr)
-    return {"lr": lr, "min_index": best, "steps": len(recorder.losses), "lrs": recorder.lrs,
-            "losses": recorder.losses, "smoothed": centred(recorder.losses).tolist()}
+        log.warning(
+            "lr finder: the loss was lowest at the %s of the sweep (lr %.2g): the "
+            "pick %.2g is a bound, not a measured minimum",
+            "start" if best == 0 else "end",
+            recorder.lrs[best],
+            lr,
+        )
+    return {
+        "lr": lr,
+        "min_index": best,
+        "steps": len(recorder.losses),
+        "lrs": recorder.lrs,
+        "losses": recorder.losses,
+        "smoothed": centred(recorder.losses).tolist(),
+    }
 
 
-def resolve(tm, cfg, index: int, target: keras.Model, train_ds, state_dir: Path | None,
-            compile_kwargs: dict, found: dict):
+def resolve(
+    tm,
+    cfg,
+    index: int,
+    target: keras.Model,
+    train_ds,
+    state_dir: Path | None,
+    compile_kwargs: dict,
+    found: dict,
+):
     """Phase ``index`` of ``cfg`` with ``lr="auto"`` replaced by the finder's rate.
 
     One sweep a phase, kept in ``found`` and written to ``state_dir`` (the run's checkpoints),
@@ -183,24 +207,38 @@ def resolve(tm, cfg, index: int, target: keras.Model, train_ds, state_dir: Path 
     ``state_dir``. Call it inside the strategy's scope, after the phase's scope is set.
     """
     phase = cfg.phases[index]
-    settings = {"trainable": phase.trainable, "optimizer": phase.optimizer,
-                "lr_decay": phase.lr_decay, "momentum": phase.momentum,
-                "weight_decay": phase.weight_decay, "steps": cfg.lr_find_steps,
-                "batch_size": cfg.batch_size}
+    settings = {
+        "trainable": phase.trainable,
+        "optimizer": phase.optimizer,
+        "lr_decay": phase.lr_decay,
+        "momentum": phase.momentum,
+        "weight_decay": phase.weight_decay,
+        "steps": cfg.lr_find_steps,
+        "batch_size": cfg.batch_size,
+    }
     if index in found and found[index].get("settings") != settings:
         del found[index]  # a resume changed what the sweep depends on: sweep again
     plot = None if state_dir is None else Path(state_dir).parent / "lr_find.png"
     if index not in found:
         multipliers = optim.block_multipliers(tm.backbone, tm.family, phase.lr_decay)
         found[index] = sweep(
-            target, train_ds,
+            target,
+            train_ds,
             lambda ramp: optim.make_optimizer(phase, 1, multipliers, learning_rate=ramp),
-            compile_kwargs, cfg.lr_find_steps)
+            compile_kwargs,
+            cfg.lr_find_steps,
+        )
         found[index]["settings"] = settings
         rec = found[index]
-        log.info("lr finder, phase %r: %d steps from %.0e, centred-average loss lowest at lr "
-                 "%.2g; picked %.2g (a tenth of it)", phase.name, rec["steps"], LR_MIN,
-                 rec["lrs"][rec["min_index"]], rec["lr"])
+        log.info(
+            "lr finder, phase %r: %d steps from %.0e, centred-average loss lowest at lr "
+            "%.2g; picked %.2g (a tenth of it)",
+            phase.name,
+            rec["steps"],
+            LR_MIN,
+            rec["lrs"][rec["min_index"]],
+            rec["lr"],
+        )
         save(found, state_dir, plot, {i: p.name for i, p in enumerate(cfg.phases)})
     elif plot is not None and not plot.exists():  # a resume after the plot was cleared
         save(found, None, plot, {i: p.name for i, p in enumerate(cfg.phases)})

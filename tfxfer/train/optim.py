@@ -11,7 +11,8 @@ optimiser's own variable index, so they hold under ``tf.distribute`` too, and ar
 ``get_config`` (keyed by variable path).
 
 :func:`block_multipliers` turns a phase's ``lr_decay`` / ``lr_range`` into multipliers: block
-``i`` of the backbone (1..5, see :mod:`tfxfer.models.backbones`) gets ``decay ** (6 - i)``, the head 1.
+``i`` of the backbone (1..5, see :mod:`tfxfer.models.backbones`) gets ``decay ** (6 - i)``, the
+head 1.
 
 Example:
     >>> import keras
@@ -28,8 +29,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfxfer.models import backbones
 from tfxfer.config import Phase
+from tfxfer.models import backbones
 
 
 class _PerVariableLR:
@@ -110,18 +111,27 @@ class PhaseAnneal(keras.optimizers.schedules.LearningRateSchedule):
     offered to every recipe as ``schedule = "anneal"``; ``offset`` as for :class:`PhaseCosine`.
     """
 
-    def __init__(self, lr: float, total_steps: int, offset: int = 0, alpha: float = 10.0,
-                 beta: float = 0.75):
+    def __init__(
+        self, lr: float, total_steps: int, offset: int = 0, alpha: float = 10.0, beta: float = 0.75
+    ):
         self.lr, self.total_steps, self.offset = float(lr), int(total_steps), int(offset)
         self.alpha, self.beta = float(alpha), float(beta)
 
     def __call__(self, step):
-        p = ops.minimum(ops.cast(step, "float32") + self.offset, self.total_steps) / self.total_steps
+        p = (
+            ops.minimum(ops.cast(step, "float32") + self.offset, self.total_steps)
+            / self.total_steps
+        )
         return self.lr / (1.0 + self.alpha * p) ** self.beta
 
     def get_config(self):
-        return {"lr": self.lr, "total_steps": self.total_steps, "offset": self.offset,
-                "alpha": self.alpha, "beta": self.beta}
+        return {
+            "lr": self.lr,
+            "total_steps": self.total_steps,
+            "offset": self.offset,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
 
 
 def block_factor(decay: float, block: int) -> float:
@@ -133,13 +143,20 @@ def block_multipliers(backbone: keras.Model, family: str, decay: float) -> dict[
     """``{variable path: decay ** (6 - block)}`` for every backbone variable (head: absent = 1)."""
     if decay == 1.0:
         return {}
-    return {v.path: block_factor(decay, block)
-            for layer, block in zip(backbone.layers, backbones.block_of_layers(backbone, family))
-            for v in layer.weights}
+    return {
+        v.path: block_factor(decay, block)
+        for layer, block in zip(backbone.layers, backbones.block_of_layers(backbone, family))
+        for v in layer.weights
+    }
 
 
-def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: dict[str, float] | None = None,
-                   offset_steps: int = 0, learning_rate=None) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    phase: Phase,
+    steps_per_epoch: int,
+    multipliers: dict[str, float] | None = None,
+    offset_steps: int = 0,
+    learning_rate=None,
+) -> keras.optimizers.Optimizer:
     """The phase's optimiser: its head rate, schedule and per-variable ``multipliers``.
 
     Args:
@@ -161,6 +178,11 @@ def make_optimizer(phase: Phase, steps_per_epoch: int, multipliers: dict[str, fl
     if phase.optimizer == "adamw":
         return AdamW(lr, weight_decay=phase.weight_decay, **kw)
     if phase.optimizer == "sgd":
-        return SGD(lr, momentum=phase.momentum, nesterov=True,
-                   weight_decay=phase.weight_decay or None, **kw)
+        return SGD(
+            lr,
+            momentum=phase.momentum,
+            nesterov=True,
+            weight_decay=phase.weight_decay or None,
+            **kw,
+        )
     return RMSprop(lr, momentum=phase.momentum if phase.momentum < 1 else 0.0, **kw)

@@ -2,11 +2,11 @@
 
 :func:`prepare` is called once, by the chief, before any data is read:
 
-- **Lock.** It takes an exclusive ``flock`` on ``<output>/.tfxfer.lock`` and writes its process
-  id, host and start time there. A second run into the same directory while the first is alive
-  stops with a one-line error naming that process. The kernel releases the lock when its process
-  ends, however it ends, so a run killed with SIGKILL never leaves a lock that blocks the next
-  one. The lock is released by :func:`release` (the end of :func:`tfxfer.deploy.export.save_run`, or a
+- **Lock.** It takes an exclusive ``flock`` on ``<output>/.tfxfer.lock`` and writes its process id,
+  host and start time there. A second run into the same directory while the first is alive stops
+  with a one-line error naming that process. The kernel releases the lock when its process ends,
+  however it ends, so a run killed with SIGKILL never leaves a lock that blocks the next one. The
+  lock is released by :func:`release` (the end of :func:`tfxfer.deploy.export.save_run`, or a
   failed run). Within one process (a notebook) the lock is re-entrant.
 - **Which run may use it.** A directory whose ``config.json`` holds a *different* run (a key
   that changes what is computed) is refused, unless ``overwrite`` (start afresh) or ``resume``
@@ -37,8 +37,8 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tfxfer.atomic import writable_dir, write_json
 from tfxfer.config import Config
@@ -54,16 +54,48 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".tfxfer.lock"
 # Keys that do not change what a run computes, so they may differ on a re-run into the same dir.
 # Keys that do not change what trains (what is exported or reported after training included).
-RUN_NEUTRAL_KEYS = ("overwrite", "resume", "verbose", "output", "strategy", "top_k", "tta",
-                    "export")
+RUN_NEUTRAL_KEYS = (
+    "overwrite",
+    "resume",
+    "verbose",
+    "output",
+    "strategy",
+    "top_k",
+    "tta",
+    "export",
+)
 # Keys of a not-yet-completed phase that ``resume=True`` lets change.
-RESUMABLE_PHASE_KEYS = ("lr", "lr_decay", "lr_range", "schedule", "weight_decay", "momentum",
-                        "early_stopping")
-# What a finished run writes (tfxfer.deploy.export.save_run), deleted by overwrite before anything new.
-ARTEFACTS = ("saved_model", "model.keras", "history.json", "metrics.json", "data_report.json",
-             "curves.png", "confusion_matrix*.png", "model_*.tflite", "labels.txt", "checkpoints",
-             "plan.json", "lr_find.png", "compare", "generator", "generator.keras", "generator.json",
-             "samples.png", "training_images.npy")
+RESUMABLE_PHASE_KEYS = (
+    "lr",
+    "lr_decay",
+    "lr_range",
+    "schedule",
+    "weight_decay",
+    "momentum",
+    "early_stopping",
+)
+# What a finished run writes (tfxfer.deploy.export.save_run); overwrite deletes it before anything
+# new is written.
+ARTEFACTS = (
+    "saved_model",
+    "model.keras",
+    "history.json",
+    "metrics.json",
+    "data_report.json",
+    "curves.png",
+    "confusion_matrix*.png",
+    "model_*.tflite",
+    "labels.txt",
+    "checkpoints",
+    "plan.json",
+    "lr_find.png",
+    "compare",
+    "generator",
+    "generator.keras",
+    "generator.json",
+    "samples.png",
+    "training_images.npy",
+)
 KEPT_ON_RESUME = ("checkpoints", "generator")  # expensive to redo, and resumable
 UNTRAINED_CHECKPOINTS = ("l2sp_anchor.npz",)  # written before the first step: nothing trained
 
@@ -84,14 +116,19 @@ def prepare(cfg: Config) -> Path:
             previous = {}  # unreadable: it cannot be shown to be the same run
         previous = _normalised(previous)
         new = cfg.to_dict()
-        changed = [] if previous is None else sorted(
-            k for k in new if k not in RUN_NEUTRAL_KEYS and previous.get(k) != new[k])
+        changed = (
+            []
+            if previous is None
+            else sorted(k for k in new if k not in RUN_NEUTRAL_KEYS and previous.get(k) != new[k])
+        )
         if changed and not cfg.overwrite:
             if not cfg.resume:
-                raise UserError("output directory already holds a different run",
-                                got=f"{out} (differs in: {', '.join(changed[:5])})",
-                                fix="pass --overwrite to replace it, --resume to continue it "
-                                    "with changed phase rates, or choose another --output")
+                raise UserError(
+                    "output directory already holds a different run",
+                    got=f"{out} (differs in: {', '.join(changed[:5])})",
+                    fix="pass --overwrite to replace it, --resume to continue it "
+                    "with changed phase rates, or choose another --output",
+                )
             _check_resumable(cfg, previous, changed, out / "checkpoints")
         if cfg.overwrite or changed:
             clear(out, keep_checkpoints=not cfg.overwrite)
@@ -144,10 +181,8 @@ def abandon(out: Path | str | None) -> None:
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     for name in ("config.json", LOCK_NAME):
         (out / name).unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(OSError):
         out.rmdir()  # only if empty: anything else the user keeps there stays
-    except OSError:
-        pass
     log.info("the run failed before training anything: %s holds nothing of it", out)
 
 
@@ -182,10 +217,12 @@ def _check_resumable(cfg: Config, previous: dict, changed: list[str], ckpt: Path
             else:
                 problems += [f"phases.{i}.{k}" for k in diff if k not in RESUMABLE_PHASE_KEYS]
     if problems:
-        raise UserError("--resume keeps completed phases and lets only the phases still to run "
-                        f"change {', '.join(RESUMABLE_PHASE_KEYS)}",
-                        got=f"changes to {', '.join(problems[:5])}",
-                        fix="undo those changes, or start afresh with --overwrite")
+        raise UserError(
+            "--resume keeps completed phases and lets only the phases still to run "
+            f"change {', '.join(RESUMABLE_PHASE_KEYS)}",
+            got=f"changes to {', '.join(problems[:5])}",
+            fix="undo those changes, or start afresh with --overwrite",
+        )
     log.info("resuming %s with changed phase settings; completed phases are kept", cfg.output)
 
 
@@ -201,12 +238,19 @@ def acquire(out: Path) -> None:
     except OSError:
         holder = _read_json(path) or {}
         os.close(fd)
-        raise UserError("one run at a time may write an output directory, and another is "
-                        "running there", got=f"{out} (locked by process {holder.get('pid', '?')} "
-                        f"on {holder.get('host', '?')}, started {holder.get('started', '?')})",
-                        fix="wait for that run to end, or choose another --output") from None
-    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                         "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+        raise UserError(
+            "one run at a time may write an output directory, and another is running there",
+            got=f"{out} (locked by process {holder.get('pid', '?')} "
+            f"on {holder.get('host', '?')}, started {holder.get('started', '?')})",
+            fix="wait for that run to end, or choose another --output",
+        ) from None
+    record = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    ).encode()
     os.ftruncate(fd, 0)
     os.pwrite(fd, record, 0)
     _held[key] = fd

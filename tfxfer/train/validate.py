@@ -50,7 +50,15 @@ def _with_tta(tm, cfg: Config, data, specs, size: int, plain: dict) -> dict:
         log_probs = np.log(np.maximum(np.concatenate(parts), 1e-12))
     # metrics_from_logits takes log-probabilities as logits: its softmax of them is the identity
     with_tta = tasks_lib.metrics(log_probs, data.val.labels, specs)
-    return {"mode": cfg.tta, "views": len(tta_lib.views(np.zeros((1, 8, 8, 3)), cfg.tta)),
-            **{name: {"val_accuracy": m["val_accuracy"], "correct": m["correct"],
-                      "val_accuracy_without_tta": plain[name]["val_accuracy"]}
-               for name, m in with_tta.items()}}
+    return {
+        "mode": cfg.tta,
+        "views": len(tta_lib.views(np.zeros((1, 8, 8, 3)), cfg.tta)),
+        **{
+            name: {
+                "val_accuracy": m["val_accuracy"],
+                "correct": m["correct"],
+                "val_accuracy_without_tta": plain[name]["val_accuracy"],
+            }
+            for name, m in with_tta.items()
+        },
+    }

@@ -21,7 +21,8 @@
 
 Example:
     >>> from tfxfer.recipes import zero_shot  # doctest: +SKIP
-    >>> result = zero_shot.run(zero_shot={"unseen": ["Coat", "Sneaker", "Trouser"]})  # doctest: +SKIP
+    >>> unseen = {"unseen": ["Coat", "Sneaker", "Trouser"]}
+    >>> result = zero_shot.run(zero_shot=unseen)  # doctest: +SKIP
     >>> result.metrics["zero_shot"]["eszsl"]["zsl_accuracy"]  # doctest: +SKIP
 """
 
@@ -61,8 +62,7 @@ def load_table(cfg: Config) -> attributes.AttributeTable:
 
 def make_method(name: str, cfg: Config):
     zs = cfg.zero_shot
-    return (zsl.ESZSL(zs.eszsl_gamma, zs.eszsl_lambda) if name == "eszsl"
-            else zsl.DAP(zs.dap_c))
+    return zsl.ESZSL(zs.eszsl_gamma, zs.eszsl_lambda) if name == "eszsl" else zsl.DAP(zs.dap_c)
 
 
 def run(cfg: Config, extra_augment=()) -> RunResult:
@@ -70,8 +70,12 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
     t0 = time.perf_counter()
     synthetic.refuse(cfg)
     if not cfg.zero_shot.methods:
-        raise UserError("zero_shot.methods must name at least one method",
-                        valid=["dap", "eszsl"], got=[], fix="pass --set zero_shot.methods=[\"eszsl\"]")
+        raise UserError(
+            "zero_shot.methods must name at least one method",
+            valid=["dap", "eszsl"],
+            got=[],
+            fix='pass --set zero_shot.methods=["eszsl"]',
+        )
     table = load_table(cfg)  # a bad table fails before the output directory is touched
     size, _ = start(cfg)  # seeds, size and dtype policy (none left by an earlier run leaks)
     with rundir.claim(cfg) as out:
@@ -89,11 +93,25 @@ def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) ->
     seen_train = seen_split(data.train, seen)
     # fitted on seen classes, indexed 0..len(seen)-1 into their signatures
     seen_labels = np.searchsorted(seen, seen_train.labels)
-    log.info("zero-shot: unseen %s (their %d training images are never used); %d attributes "
-             "from %s", [names[i] for i in unseen], len(data.train) - len(seen_train),
-             len(table.attribute_names), table.source)
-    tm = model_lib.build(cfg.backbone, len(names), size, cfg.weights, "none", extra_augment,
-                         cfg.head_pooling, 0.0, (), cfg.seed)
+    log.info(
+        "zero-shot: unseen %s (their %d training images are never used); %d attributes from %s",
+        [names[i] for i in unseen],
+        len(data.train) - len(seen_train),
+        len(table.attribute_names),
+        table.source,
+    )
+    tm = model_lib.build(
+        cfg.backbone,
+        len(names),
+        size,
+        cfg.weights,
+        "none",
+        extra_augment,
+        cfg.head_pooling,
+        0.0,
+        (),
+        cfg.seed,
+    )
     fit_x = features(tm, seen_train, size, cfg.batch_size, role="fit")
     val_x = features(tm, data.val, size, cfg.batch_size, role="evaluate")
     signatures = table.signatures(names)
@@ -102,27 +120,48 @@ def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) ->
         start = time.perf_counter()
         fitted[name] = make_method(name, cfg).fit(fit_x, seen_labels, signatures[seen])
         scores = fitted[name].scores(val_x, signatures)
-        report[name] = {**zsl.evaluate(scores, data.val.labels, seen, unseen,
-                                       cfg.zero_shot.calibration),
-                        "seconds": round(time.perf_counter() - start, 2)}
-        log.info("zero-shot %s: ZSL %.4f (chance %.4f); GZSL seen %.4f, unseen %.4f, H %.4f",
-                 name, report[name]["zsl_accuracy"], report[name]["zsl_chance"],
-                 report[name]["gzsl_seen"], report[name]["gzsl_unseen"], report[name]["gzsl_h"])
+        report[name] = {
+            **zsl.evaluate(scores, data.val.labels, seen, unseen, cfg.zero_shot.calibration),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        log.info(
+            "zero-shot %s: ZSL %.4f (chance %.4f); GZSL seen %.4f, unseen %.4f, H %.4f",
+            name,
+            report[name]["zsl_accuracy"],
+            report[name]["zsl_chance"],
+            report[name]["gzsl_seen"],
+            report[name]["gzsl_unseen"],
+            report[name]["gzsl_h"],
+        )
     # the exported classifier: features @ V @ S^T (- calibration on seen classes), from ESZSL
-    eszsl = fitted.get("eszsl") or make_method("eszsl", cfg).fit(fit_x, seen_labels,
-                                                                 signatures[seen])
+    eszsl = fitted.get("eszsl") or make_method("eszsl", cfg).fit(
+        fit_x, seen_labels, signatures[seen]
+    )
     kernel, bias = eszsl.linear(signatures)
     bias[seen] -= cfg.zero_shot.calibration
     tm.head.get_layer("logits").set_weights([kernel.astype("float32"), bias.astype("float32")])
     specs = tasks_lib.resolve((), names)
     metrics = validate.evaluate(tm, cfg, data, SimpleNamespace(val=val_x), specs, size)
     metrics["zero_shot"] = {
-        "unseen": [names[i] for i in unseen], "seen": [names[i] for i in seen],
-        "attributes": list(table.attribute_names), "table": table.source,
-        "num_fit_images": int(len(seen_train)), "exported_method": "eszsl", **report}
+        "unseen": [names[i] for i in unseen],
+        "seen": [names[i] for i in seen],
+        "attributes": list(table.attribute_names),
+        "table": table.source,
+        "num_fit_images": int(len(seen_train)),
+        "exported_method": "eszsl",
+        **report,
+    }
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    return RunResult(metrics, [], time.perf_counter() - t0, tm, data.report(), str(out),
-                     data=data, deploy=deploy_data(data, seen_train, metrics))
+    return RunResult(
+        metrics,
+        [],
+        time.perf_counter() - t0,
+        tm,
+        data.report(),
+        str(out),
+        data=data,
+        deploy=deploy_data(data, seen_train, metrics),
+    )
 
 
 def seen_split(train: Split, seen: list[int]) -> Split:
@@ -135,8 +174,13 @@ def seen_split(train: Split, seen: list[int]) -> Split:
 def deploy_data(data, seen_train: Split, metrics: dict) -> DeployData:
     """int8 is calibrated on seen classes' training images only, never on an unseen image; the
     files are measured on the whole validation split, as ``val_accuracy`` is (generalised)."""
-    return DeployData(seen_train, data.val, metrics["val_accuracy"],
-                      "training images of seen classes", "validation split, all classes")
+    return DeployData(
+        seen_train,
+        data.val,
+        metrics["val_accuracy"],
+        "training images of seen classes",
+        "validation split, all classes",
+    )
 
 
 def reload_deploy_data(cfg: Config, size: int, metrics: dict) -> DeployData:
