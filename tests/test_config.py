@@ -18,7 +18,11 @@ def test_partial_toml_file_fills_in_from_base(tmp_path):
     path.write_text('backbone = "ResNet50"\n[[phases]]\nepochs = 7\nlr = 0.01\n')
     cfg = Config.load(path, base=Config(batch_size=8))
     assert (cfg.backbone, cfg.batch_size, cfg.phases[0].epochs, cfg.phases[0].lr) == (
-        "ResNet50", 8, 7, 0.01)
+        "ResNet50",
+        8,
+        7,
+        0.01,
+    )
     assert cfg.phases[0].optimizer == "adam"  # unspecified phase keys take Phase defaults
 
 
@@ -31,25 +35,28 @@ def test_unknown_key_is_rejected_with_the_valid_keys():
         Config.from_dict({"phases": [{"epoch": 3}]})
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("batch_size=abc", "batch_size must be an integer"),
-    ("batch_size=1.5", "batch_size must be an integer"),
-    ("head_dropout=high", "head_dropout must be a number"),
-    ("train_bn=1", "train_bn must be true or false"),
-    ("head_hidden=5", "head_hidden must be a list"),
-    ("batch_size=0", "batch_size must be >= 1"),
-    ("seed=-3", "seed must be >= 0"),
-    ("phases.0.epochs=0", "epochs .* must be >= 1"),
-    ("phases.0.epochs=-3", "epochs .* must be >= 1"),
-    ("strategy=cluster", "strategy must be one of"),
-    ("augment=extreme", "augment.preset must be one of"),
-    ("augment.synthetic_ratio=-1", "augment.synthetic_ratio must be >= 0"),
-    ("augment.generator=/g", "augment.generator is sampled only when augment.synthetic_ratio"),
-    ("generative.image_size=30", "generative.image_size must be 0 .automatic. or a multiple"),
-    ("generative.ema=1", "generative.ema must be in"),
-    ("phases.3.lr=1", "'phases.3.lr' must name an existing entry by index"),
-    ("nonsense", "--set takes key=value"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("batch_size=abc", "batch_size must be an integer"),
+        ("batch_size=1.5", "batch_size must be an integer"),
+        ("head_dropout=high", "head_dropout must be a number"),
+        ("train_bn=1", "train_bn must be true or false"),
+        ("head_hidden=5", "head_hidden must be a list"),
+        ("batch_size=0", "batch_size must be >= 1"),
+        ("seed=-3", "seed must be >= 0"),
+        ("phases.0.epochs=0", "epochs .* must be >= 1"),
+        ("phases.0.epochs=-3", "epochs .* must be >= 1"),
+        ("strategy=cluster", "strategy must be one of"),
+        ("augment=extreme", "augment.preset must be one of"),
+        ("augment.synthetic_ratio=-1", "augment.synthetic_ratio must be >= 0"),
+        ("augment.generator=/g", "augment.generator is sampled only when augment.synthetic_ratio"),
+        ("generative.image_size=30", "generative.image_size must be 0 .automatic. or a multiple"),
+        ("generative.ema=1", "generative.ema must be in"),
+        ("phases.3.lr=1", "'phases.3.lr' must name an existing entry by index"),
+        ("nonsense", "--set takes key=value"),
+    ],
+)
 def test_wrong_values_are_rejected_with_the_rule(assignment, message):
     with pytest.raises(UserError, match=message):
         Config().override([assignment])
@@ -61,8 +68,9 @@ def test_augment_shorthand_keeps_the_rest_of_the_table(tmp_path):
     cfg = Config().override(["augment.synthetic_ratio=2", "augment=none"])
     assert cfg.augment == Augment(preset="none", synthetic_ratio=2.0)  # "none" parses as null
     assert Config().override(["augment.preset=none"]).augment.preset == "none"  # the long form
-    assert (Config(augment="strong").replace(augment={"synthetic_ratio": 1}).augment
-            == Augment("strong", 1.0))  # a partial table keeps the rest of the base's
+    assert Config(augment="strong").replace(augment={"synthetic_ratio": 1}).augment == Augment(
+        "strong", 1.0
+    )  # a partial table keeps the rest of the base's
     assert cfg.replace(augment="strong").augment == Augment("strong", 2.0)
     assert Config(augment="standard").augment == Augment("standard")  # alone: the defaults
     assert Config(augment={"synthetic_ratio": 1}).augment == Augment("light", 1.0)
@@ -75,8 +83,8 @@ def test_augment_shorthand_keeps_the_rest_of_the_table(tmp_path):
 
 def test_set_overrides_parse_json_values_and_dotted_paths():
     cfg = Config(phases=(Phase(), Phase(name="ft"))).override(
-        ["phases.1.lr=1e-5", "head_hidden=[128]", "weights=none", "train_bn=true",
-         "data=/some/dir"])
+        ["phases.1.lr=1e-5", "head_hidden=[128]", "weights=none", "train_bn=true", "data=/some/dir"]
+    )
     assert cfg.phases[1].lr == 1e-5 and cfg.phases[0].lr == 1e-3
     assert cfg.head_hidden == (128,) and cfg.weights is None and cfg.train_bn is True
     assert cfg.data == "/some/dir"
@@ -103,8 +111,9 @@ def test_python_310_support_is_true_as_declared(tmp_path):
     import ast
     import subprocess
     import sys
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]
@@ -113,11 +122,12 @@ def test_python_310_support_is_true_as_declared(tmp_path):
     for path in sorted((root / "tfxfer").rglob("*.py")):
         ast.parse(path.read_text(), str(path), feature_version=(3, 10))
     (tmp_path / "c.toml").write_text('backbone = "ResNet50"\n[[phases]]\nepochs = 2\n')
-    code = ("import sys; sys.modules['tomllib'] = None\n"  # import tomllib now fails, as on 3.10
-            "from tfxfer.config import Config\n"
-            f"cfg = Config.load({str(tmp_path / 'c.toml')!r})\n"
-            "assert sys.modules['tomli'] and cfg.backbone == 'ResNet50', cfg\n"
-            "print(cfg.phases[0].epochs)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys; sys.modules['tomllib'] = None\n"  # import tomllib now fails, as on 3.10
+        "from tfxfer.config import Config\n"
+        f"cfg = Config.load({str(tmp_path / 'c.toml')!r})\n"
+        "assert sys.modules['tomli'] and cfg.backbone == 'ResNet50', cfg\n"
+        "print(cfg.phases[0].epochs)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "2", proc.stderr[-2000:]

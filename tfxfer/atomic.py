@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tfxfer.errors import UserError
 
@@ -77,10 +78,11 @@ def writable_dir(path: str | Path, what: str = "output", keep: bool = True) -> P
             for folder in created:  # deepest first
                 folder.rmdir()
     except OSError as exc:
-        raise UserError(f"the {what} directory must be one tfxfer can create and write in",
-                        got=f"{path} ({exc.strerror or exc})",
-                        fix=f"choose another --{what} (a folder you own, e.g. runs/NAME)"
-                        ) from None
+        raise UserError(
+            f"the {what} directory must be one tfxfer can create and write in",
+            got=f"{path} ({exc.strerror or exc})",
+            fix=f"choose another --{what} (a folder you own, e.g. runs/NAME)",
+        ) from None
     return path
 
 
@@ -89,7 +91,10 @@ def writable_file(path: str | Path, what: str = "output") -> Path:
     work whose result it will hold; one :class:`UserError` line otherwise."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"the {what} file must be a file path, and this is a directory",
-                        got=str(path), fix=f"pass --{what} {path / 'predictions.csv'}")
+        raise UserError(
+            f"the {what} file must be a file path, and this is a directory",
+            got=str(path),
+            fix=f"pass --{what} {path / 'predictions.csv'}",
+        )
     writable_dir(path.parent if str(path.parent) else ".", what)
     return path

@@ -41,15 +41,21 @@ def _check_image(cfg: Config) -> None:
     if cfg.freeze_blocks is None:
         return
     if cfg.freeze_blocks > backbones.NUM_BLOCKS:
-        raise UserError(f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} (every "
-                        f"backbone is split into {backbones.NUM_BLOCKS} blocks)",
-                        got=cfg.freeze_blocks,
-                        fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}")
+        raise UserError(
+            f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} (every "
+            f"backbone is split into {backbones.NUM_BLOCKS} blocks)",
+            got=cfg.freeze_blocks,
+            fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}",
+        )
     partial = [p.name for p in cfg.phases if p.trainable in PARTIAL_SCOPES]
     if not partial:
-        log.warning("freeze_blocks=%d has no effect: no phase of %s is partial or gradual "
-                    "(its phases train %s)", cfg.freeze_blocks, cfg.recipe,
-                    ", ".join(sorted({p.trainable for p in cfg.phases})))
+        log.warning(
+            "freeze_blocks=%d has no effect: no phase of %s is partial or gradual "
+            "(its phases train %s)",
+            cfg.freeze_blocks,
+            cfg.recipe,
+            ", ".join(sorted({p.trainable for p in cfg.phases})),
+        )
 
 
 def warn_batch(batch_size: int, train_images: int) -> None:
@@ -57,6 +63,11 @@ def warn_batch(batch_size: int, train_images: int) -> None:
     run goes on (every epoch is then one step over all of it), which is rarely what was meant.
     """
     if batch_size > train_images:
-        log.warning("batch_size %d is larger than the %d training images: every epoch is one "
-                    "step of %d images (pass e.g. --batch-size %d)", batch_size, train_images,
-                    train_images, min(32, train_images))
+        log.warning(
+            "batch_size %d is larger than the %d training images: every epoch is one "
+            "step of %d images (pass e.g. --batch-size %d)",
+            batch_size,
+            train_images,
+            train_images,
+            min(32, train_images),
+        )
