@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tfxfer.models import backbones
 from tfxfer.config import Config
+from tfxfer.models import backbones
 from tfxfer.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,8 +17,10 @@ def test_backbone_table_in_readme_is_the_registry():
     start = text.index("<!-- backbones:start -->\n") + len("<!-- backbones:start -->\n")
     end = text.index("<!-- backbones:end -->")
     assert text[start:end].strip() == backbones.markdown_table().strip(), (
-        "README backbone table is stale: paste tfxfer.models.backbones.markdown_table() between the "
-        "backbones markers")
+        "README backbone table is stale: paste tfxfer.models.backbones.markdown_table() between "
+        "the "
+        "backbones markers"
+    )
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -29,13 +31,14 @@ def test_example_config_file_loads_and_matches_the_recipe_defaults(recipe):
     for key in ("data", "backbone", "weights", "train_bn", "train_per_class", "output"):
         assert getattr(from_file, key) == getattr(default, key), key
     assert [(p.trainable, p.epochs, p.lr, p.schedule) for p in from_file.phases] == [
-        (p.trainable, p.epochs, p.lr, p.schedule) for p in default.phases]
+        (p.trainable, p.epochs, p.lr, p.schedule) for p in default.phases
+    ]
 
 
 def test_readme_has_exactly_two_make_commands_and_ci_calls_the_test_one():
     text = (ROOT / "README.md").read_text()
     block = text.split("## The two commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    commands = [l.split("#")[0].strip() for l in block.strip().splitlines()]
+    commands = [layer.split("#")[0].strip() for layer in block.strip().splitlines()]
     assert commands == ["make run", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
@@ -81,15 +84,22 @@ def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
 
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     write_class_images(tmp_path / "path" / "to" / "folder", {"cat": 8, "dog": 8}, size=64)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     for marker, language, code in readme_blocks():
         if marker != "run":
             continue
-        cmd = ["bash", "-euo", "pipefail", "-c", code] if language == "bash" else [
-            sys.executable, "-c", code]
-        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=900)
+        cmd = (
+            ["bash", "-euo", "pipefail", "-c", code]
+            if language == "bash"
+            else [sys.executable, "-c", code]
+        )
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
         assert proc.returncode == 0, f"README block failed:\n{code}\n{proc.stderr[-3000:]}"
     assert (tmp_path / "runs" / "ants" / "saved_model" / "saved_model.pb").exists()
 
@@ -97,8 +107,9 @@ def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
 def test_multitask_example_config_resolves_to_the_documented_coarse_grouping():
     from tfxfer.methods import tasks
 
-    cfg = Config.load(ROOT / "recipes" / "fashion_multitask.toml",
-                      base=Config(recipe="small_different"))
+    cfg = Config.load(
+        ROOT / "recipes" / "fashion_multitask.toml", base=Config(recipe="small_different")
+    )
     assert [t.name for t in cfg.tasks] == ["fine", "coarse"]
     assert cfg.tasks[1].groups == tasks.FASHION_MNIST_COARSE
 
@@ -129,8 +140,12 @@ def test_target_recipe_command_lines_in_the_readme_resolve_to_their_intent():
 
     from tfxfer import cli
 
-    lines = [line for _, _, c in readme_blocks() for line in c.strip().splitlines()
-             if "recipes.domain_adapt" in line or "recipes.zero_shot" in line]
+    lines = [
+        line
+        for _, _, c in readme_blocks()
+        for line in c.strip().splitlines()
+        if "recipes.domain_adapt" in line or "recipes.zero_shot" in line
+    ]
     configs = []
     for line in lines:
         words = shlex.split(line)
@@ -139,8 +154,10 @@ def test_target_recipe_command_lines_in_the_readme_resolve_to_their_intent():
     dann, source_only, folders, demo, custom = configs
     assert (dann.data, dann.adapt.target, dann.adapt.method) == ("mnist", "mnist_m", "dann")
     assert source_only.adapt.method == "source_only" and dann.train_per_class == 2000
-    assert (folders.adapt.target, folders.adapt.target_val) == ("path/to/unlabelled_photos",
-                                                                "path/to/a_few_labelled_photos")
+    assert (folders.adapt.target, folders.adapt.target_val) == (
+        "path/to/unlabelled_photos",
+        "path/to/a_few_labelled_photos",
+    )
     assert demo.zero_shot.unseen == ("Coat", "Sneaker", "Trouser") and demo.data == "fashion_mnist"
     assert custom.zero_shot.unseen == ("zebra", "otter")
     assert custom.zero_shot.attributes == "path/to/attributes.csv"
@@ -153,17 +170,21 @@ def test_auto_and_lr_finder_command_lines_in_the_readme_resolve_to_their_intent(
     from tfxfer import cli
 
     configs = []
-    for line in [line.split("#")[0] for _, _, c in readme_blocks()
-                 for line in c.strip().splitlines() if "recipes.auto --data path" in line
-                 or "lr=auto" in line or "tfxfer lr-find" in line]:
+    for line in [
+        line.split("#")[0]
+        for _, _, c in readme_blocks()
+        for line in c.strip().splitlines()
+        if "recipes.auto --data path" in line or "lr=auto" in line or "tfxfer lr-find" in line
+    ]:
         words = shlex.split(line)
         if words[0] == "tfxfer":  # tfxfer lr-find RECIPE options: the recipe's own options
             module = importlib.import_module(f"tfxfer.recipes.{words[2]}")
             configs.append(cli.resolve_config(module.CONFIG, words[3:]))
             continue
         module = importlib.import_module(words[2])
-        configs.append(cli.resolve_config(module.CONFIG, words[3:],
-                                          flags=getattr(module, "FLAGS", ())))
+        configs.append(
+            cli.resolve_config(module.CONFIG, words[3:], flags=getattr(module, "FLAGS", ()))
+        )
     plain, compare, found, one_phase, sweep = configs
     assert plain.recipe == "auto" and not plain.auto.compare and not plain.auto.lr_find
     assert compare.auto.compare and found.auto.lr_find
@@ -176,15 +197,16 @@ def test_generative_command_lines_in_the_readme_resolve_to_their_intent():
     import shlex
 
     from tfxfer import cli
-    from tfxfer.generative import command
+    from tfxfer.recipes import generative as command
 
     (code,) = [c for _, _, c in readme_blocks() if "tfxfer.generative" in c]
     configs = []
     for line in code.strip().splitlines():
         words = shlex.split(line)
         module = command if words[2] == "tfxfer.generative" else importlib.import_module(words[2])
-        configs.append(cli.resolve_config(module.CONFIG, words[3:],
-                                          flags=getattr(module, "FLAGS", ())))
+        configs.append(
+            cli.resolve_config(module.CONFIG, words[3:], flags=getattr(module, "FLAGS", ()))
+        )
     gan, recipe = configs
     assert (gan.data, gan.train_per_class, gan.output) == ("fashion_mnist", 100, "runs/gan")
     assert recipe.augment.synthetic_ratio == 1.0 and recipe.augment.generator == gan.output
@@ -198,14 +220,19 @@ def test_text_command_lines_in_the_readme_resolve_to_their_intent():
     from tfxfer import cli
     from tfxfer.recipes import text_classify
 
-    lines = [line for _, _, c in readme_blocks() for line in c.strip().splitlines()
-             if "recipes.text_classify" in line]
+    lines = [
+        line
+        for _, _, c in readme_blocks()
+        for line in c.strip().splitlines()
+        if "recipes.text_classify" in line
+    ]
     configs = []
     for line in lines:
         words = shlex.split(line)
         scope = words[words.index("--scope") + 1]
-        configs.append(cli.resolve_config(text_classify.config(scope), words[3:],
-                                          flags=text_classify.FLAGS))
+        configs.append(
+            cli.resolve_config(text_classify.config(scope), words[3:], flags=text_classify.FLAGS)
+        )
     sst2, table, folder = configs
     assert (sst2.data, sst2.text.scope, sst2.phases[0].lr) == ("sst2", "full", 5e-5)
     assert (table.text.scope, table.lora.rank, table.phases[0].lr) == ("lora", 8, 3e-3)

@@ -30,11 +30,45 @@ from tfxfer.text import encoder, lora  # noqa: E402
 from tfxfer.text import scope as scope_lib  # noqa: E402
 from tfxfer.text.wordpiece import WordPiece, pad_rows  # noqa: E402
 
-WORDS = ["a", "film", "witty", "gorgeous", "tedious", "mess", "good", "bad", "great", "awful",
-         "movie", "plot", "un", "##believ", "##able", "##s", "café", "naïve"]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "!", "'", "-", "中", "文",
-         *WORDS, *[chr(c) for c in range(ord("a"), ord("z") + 1)],
-         *["##" + chr(c) for c in range(ord("a"), ord("z") + 1)], "cafe", "naive"]
+WORDS = [
+    "a",
+    "film",
+    "witty",
+    "gorgeous",
+    "tedious",
+    "mess",
+    "good",
+    "bad",
+    "great",
+    "awful",
+    "movie",
+    "plot",
+    "un",
+    "##believ",
+    "##able",
+    "##s",
+    "café",
+    "naïve",
+]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    ",",
+    ".",
+    "!",
+    "'",
+    "-",
+    "中",
+    "文",
+    *WORDS,
+    *[chr(c) for c in range(ord("a"), ord("z") + 1)],
+    *["##" + chr(c) for c in range(ord("a"), ord("z") + 1)],
+    "cafe",
+    "naive",
+]
 POSITIVE, NEGATIVE = ["good", "great", "gorgeous", "witty"], ["bad", "awful", "tedious", "mess"]
 
 
@@ -53,11 +87,17 @@ def reference_ids(text: str, vocab: list[str]) -> list[int]:
         if 0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0xF900 <= cp <= 0xFAFF:
             chars.append(f" {ch} ")
             continue
-        stripped = "".join(c for c in unicodedata.normalize("NFD", ch)
-                           if unicodedata.category(c) != "Mn").lower()
+        stripped = "".join(
+            c for c in unicodedata.normalize("NFD", ch) if unicodedata.category(c) != "Mn"
+        ).lower()
         for c in stripped:
-            punct = (33 <= ord(c) <= 47 or 58 <= ord(c) <= 64 or 91 <= ord(c) <= 96
-                     or 123 <= ord(c) <= 126 or unicodedata.category(c).startswith("P"))
+            punct = (
+                33 <= ord(c) <= 47
+                or 58 <= ord(c) <= 64
+                or 91 <= ord(c) <= 96
+                or 123 <= ord(c) <= 126
+                or unicodedata.category(c).startswith("P")
+            )
             chars.append(f" {c} " if punct else c)
     out = []
     for word in "".join(chars).split():
@@ -83,12 +123,26 @@ def reference_ids(text: str, vocab: list[str]) -> list[int]:
 
 def test_wordpiece_matches_a_plain_python_reference():
     rng = random.Random(0)
-    pool = (list("abcdefghijklmnopqrstuvwxyz ABCXYZ  ,.!'-?()") + WORDS
-            + list("éèÉçñüÅ中文字\t\n\r\x00\x07\u200b\u00a0\u3000\u2028\ufffd😀\ue000·—¿"))
-    texts = ["", "   ", "A witty, GORGEOUS film!", "unbelievable", "Café naïve CAFÉ", "中文字",
-             "x" * 101 + " a", "a" * 100, "tab\tnew\nline"]
-    texts += ["".join(rng.choice(pool) + rng.choice(["", " "]) for _ in range(rng.randint(1, 30)))
-              for _ in range(300)]
+    pool = (
+        list("abcdefghijklmnopqrstuvwxyz ABCXYZ  ,.!'-?()")
+        + WORDS
+        + list("éèÉçñüÅ中文字\t\n\r\x00\x07\u200b\u00a0\u3000\u2028\ufffd😀\ue000·—¿")
+    )
+    texts = [
+        "",
+        "   ",
+        "A witty, GORGEOUS film!",
+        "unbelievable",
+        "Café naïve CAFÉ",
+        "中文字",
+        "x" * 101 + " a",
+        "a" * 100,
+        "tab\tnew\nline",
+    ]
+    texts += [
+        "".join(rng.choice(pool) + rng.choice(["", " "]) for _ in range(rng.randint(1, 30)))
+        for _ in range(300)
+    ]
     got = WordPiece(VOCAB).ids(texts).to_list()
     for text, ids in zip(texts, got):
         assert ids == reference_ids(text, VOCAB), repr(text)
@@ -112,8 +166,14 @@ def preset(tmp_path_factory):
     keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("tiny_bert")
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(VOCAB), num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=24, dropout=0.3)
+        vocabulary_size=len(VOCAB),
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=24,
+        dropout=0.3,
+    )
     backbone.save_to_preset(str(folder))
     keras_hub.models.BertTokenizer(vocabulary=VOCAB, lowercase=True).save_to_preset(str(folder))
     return str(folder)
@@ -149,8 +209,8 @@ def test_each_scope_trains_exactly_its_part(preset, scope):
         "frozen": set(),
         "top_k": {p for p in every if p.startswith("transformer_layer_1/")},
         "full": {p for p in every if not p.startswith("pooled_dense/")},
-        "lora": {p for p in every if "/query/" in p or "/value/" in p} - {
-            p for p in every if p.endswith("/kernel") and ("/query/" in p or "/value/" in p)},
+        "lora": {p for p in every if "/query/" in p or "/value/" in p}
+        - {p for p in every if p.endswith("/kernel") and ("/query/" in p or "/value/" in p)},
     }[scope]
     assert backbone == expected
     if scope == "lora":
@@ -168,8 +228,9 @@ def test_frozen_layers_are_deterministic_in_training_and_the_trained_ones_are_no
     out = [tm.feature_model(x, training=True).numpy() for _ in range(2)]
     assert not np.allclose(out[0], out[1])  # the trained top layer keeps its dropout
     scope_lib.apply_scope(tm, "head")
-    np.testing.assert_array_equal(tm.feature_model(x, training=True),
-                                  tm.feature_model(x, training=False))
+    np.testing.assert_array_equal(
+        tm.feature_model(x, training=True), tm.feature_model(x, training=False)
+    )
 
 
 def test_lora_starts_from_the_pretrained_model_and_never_moves_it(preset):
@@ -177,8 +238,9 @@ def test_lora_starts_from_the_pretrained_model_and_never_moves_it(preset):
     tm = encoder.build(config(preset, "lora"), 2)
     x = pad_rows([np.array([12, 13, 14])] * 2, 24, 2, 3, 0)
     x = {k: v for k, v in x.items() if k in tm.input_names}
-    for src, dst in zip(plain.backbone.weights, [v for v in tm.backbone.weights
-                                                 if "lora_kernel" not in v.path]):
+    for src, dst in zip(
+        plain.backbone.weights, [v for v in tm.backbone.weights if "lora_kernel" not in v.path]
+    ):
         dst.assign(src)
     np.testing.assert_allclose(tm.feature_model(x), plain.feature_model(x), atol=1e-5)
     scope_lib.apply_scope(tm, "lora")
@@ -200,16 +262,35 @@ def test_layer_wise_rates(preset):
 
 def test_scope_flag_picks_the_phases_and_set_still_applies(preset, tmp_path, monkeypatch):
     seen = {}
+
     class Done:
         def summary(self):
             return "done"
 
-    monkeypatch.setattr("tfxfer.cli.run", lambda cfg, trainer: seen.setdefault("cfg", cfg) and Done())
-    text_classify.main(["--preset", preset, "--scope", "lora", "--set", "lora.rank=4",
-                        "--set", "phases.0.epochs=1", "--output", str(tmp_path)])
+    monkeypatch.setattr(
+        "tfxfer.runner.run", lambda cfg, trainer, recipe: seen.setdefault("cfg", cfg) and Done()
+    )
+    text_classify.main(
+        [
+            "--preset",
+            preset,
+            "--scope",
+            "lora",
+            "--set",
+            "lora.rank=4",
+            "--set",
+            "phases.0.epochs=1",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     cfg = seen["cfg"]
     assert (cfg.text.scope, cfg.lora.rank, cfg.phases[0].lr, cfg.phases[0].epochs) == (
-        "lora", 4, 3e-3, 1)
+        "lora",
+        4,
+        3e-3,
+        1,
+    )
 
 
 # ---- the recipe end to end, and its SavedModel in a process without tfxfer ---------------------
@@ -229,8 +310,22 @@ print(json.dumps({"classes": out["top_k_classes"].numpy().astype(str).tolist(),
 def test_recipe_trains_exports_raw_text_and_resumes(preset, tmp_path, caplog):
     data = sentiment_folder(tmp_path / "data")
     out = tmp_path / "run"
-    argv = ["--data", str(data), "--preset", preset, "--scope", "full", "--output", str(out),
-            "--set", "phases.0.lr=5e-3", "--set", "phases.0.epochs=12", "--set", "verbose=0"]
+    argv = [
+        "--data",
+        str(data),
+        "--preset",
+        preset,
+        "--scope",
+        "full",
+        "--output",
+        str(out),
+        "--set",
+        "phases.0.lr=5e-3",
+        "--set",
+        "phases.0.epochs=12",
+        "--set",
+        "verbose=0",
+    ]
     assert text_classify.main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val_accuracy"] >= 0.9, metrics
@@ -239,9 +334,16 @@ def test_recipe_trains_exports_raw_text_and_resumes(preset, tmp_path, caplog):
     for name in ("curves.png", "confusion_matrix.png", "history.json", "model.keras"):
         assert (out / name).stat().st_size > 0
     texts = ["a gorgeous, witty film", "a tedious mess", "A GORGEOUS film!"]
-    served = json.loads(subprocess.run(
-        [sys.executable, "-c", SERVE, str(out / "saved_model"), json.dumps(texts)],
-        capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    served = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", SERVE, str(out / "saved_model"), json.dumps(texts)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert served["imported"] == []
     assert [c[0] for c in served["classes"]] == ["positive", "negative", "positive"]
     model = keras.saving.load_model(out / "model.keras")
@@ -281,15 +383,23 @@ def test_csv_and_tsv_sources(tmp_path):
     data = text_data.load(str(tmp_path / "a.tsv"), val_split=0.5)
     assert data.class_names == ["0", "1"] and (len(data.train), len(data.val)) == (2, 2)
     assert sorted(data.train.texts + data.val.texts) == ["awful", "bad", "good", "great"]
-    assert all(data.class_names[lab] == {"good": "1", "great": "1", "bad": "0", "awful": "0"}[t]
-               for t, lab in zip(data.train.texts + data.val.texts,
-                                 list(data.train.labels) + list(data.val.labels)))
+    assert all(
+        data.class_names[lab] == {"good": "1", "great": "1", "bad": "0", "awful": "0"}[t]
+        for t, lab in zip(
+            data.train.texts + data.val.texts, list(data.train.labels) + list(data.val.labels)
+        )
+    )
     import gzip  # a spreadsheet's CSV (byte-order mark, quoted commas), gzipped
+
     rows = '\ufefflabel,text\npos,"good, very good"\nneg,bad\npos,great\nneg,"awful, awful"\n'
     (tmp_path / "b.csv.gz").write_bytes(gzip.compress(rows.encode("utf-8")))
     data = text_data.load(str(tmp_path / "b.csv.gz"), val_split=0.5)
-    assert sorted(data.train.texts + data.val.texts) == ["awful, awful", "bad", "good, very good",
-                                                         "great"]
+    assert sorted(data.train.texts + data.val.texts) == [
+        "awful, awful",
+        "bad",
+        "good, very good",
+        "great",
+    ]
     (tmp_path / "c.csv").write_text("text,label\ngood,pos\n ,neg\n")
     with pytest.raises(UserError, match="line 3 must have 2 fields, with a text and a label"):
         text_data.load(str(tmp_path / "c.csv"))
@@ -318,8 +428,16 @@ def test_a_scope_set_without_its_phases_is_refused(preset, tmp_path):
 
 def test_missing_preset_is_a_one_line_error(tmp_path, capsys):
     data = sentiment_folder(tmp_path / "data", n=3)
-    code = text_classify.main(["--data", str(data), "--preset", str(tmp_path / "nowhere"),
-                               "--output", str(tmp_path / "run")])
+    code = text_classify.main(
+        [
+            "--data",
+            str(data),
+            "--preset",
+            str(tmp_path / "nowhere"),
+            "--output",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "nowhere" in err and "Fix:" in err
 
@@ -333,9 +451,11 @@ def test_image_settings_are_refused_for_text(preset, tmp_path):
 
 # ---- install ----------------------------------------------------------------------------------
 def test_base_install_never_imports_keras_hub():
-    code = ("import sys, tfxfer, tfxfer.cli, tfxfer.train.loop, tfxfer.deploy.export, "
-            "tfxfer.recipes.small_similar, tfxfer.recipes.text_classify; "
-            "print(sorted(m for m in ('keras_hub', 'tensorflow_text') if m in sys.modules))")
+    code = (
+        "import sys, tfxfer, tfxfer.cli, tfxfer.train.loop, tfxfer.deploy.export, "
+        "tfxfer.recipes.small_similar, tfxfer.recipes.text_classify; "
+        "print(sorted(m for m in ('keras_hub', 'tensorflow_text') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -370,5 +490,6 @@ def test_lora_trains_again_after_its_weights_are_loaded(preset, tmp_path):
     b_before = [layer.lora_kernel_b.numpy() for layer in fresh.lora_layers]
     fresh.model.compile(keras.optimizers.Adam(1e-2), keras.losses.CategoricalCrossentropy(True))
     fresh.model.fit(x, y, epochs=1, verbose=0)
-    assert any(np.any(layer.lora_kernel_b.numpy() != b)
-               for layer, b in zip(fresh.lora_layers, b_before))
+    assert any(
+        np.any(layer.lora_kernel_b.numpy() != b) for layer, b in zip(fresh.lora_layers, b_before)
+    )

@@ -20,8 +20,12 @@ import os
 import numpy as np
 
 DIGITS = tuple(str(d) for d in range(10))
-_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -29,15 +33,17 @@ def read_idx(path: str) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         raw = f.read()
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def _splits(x_tr, y_tr, x_va, y_va):
-    from tfxfer.data.sources import Split  # sources imports this module: no cycle at load
+    from tfxfer.data.splits import Split
 
-    return (Split(np.asarray(x_tr)[..., None], np.asarray(y_tr).astype(np.int32)),
-            Split(np.asarray(x_va)[..., None], np.asarray(y_va).astype(np.int32)))
+    return (
+        Split(np.asarray(x_tr)[..., None], np.asarray(y_tr).astype(np.int32)),
+        Split(np.asarray(x_va)[..., None], np.asarray(y_va).astype(np.int32)),
+    )
 
 
 def read_idx_folder(path: str):
@@ -59,6 +65,7 @@ def read_usps(path: str):
 
     with h5py.File(path, "r") as f:
         parts = [(f[s]["data"][:], f[s]["target"][:]) for s in ("train", "test")]
-    images = [np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).reshape(-1, 16, 16)
-              for x, _ in parts]
+    images = [
+        np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).reshape(-1, 16, 16) for x, _ in parts
+    ]
     return _splits(images[0], parts[0][1], images[1], parts[1][1])

@@ -34,21 +34,32 @@ import numpy as np
 
 from tfxfer.data import arrays
 from tfxfer.data.decoding import decode_files, decode_shard  # noqa: F401 - re-exported
-from tfxfer.data.images import IMAGE_EXTENSIONS
+from tfxfer.data.folders import TRAIN_DIRS, VAL_DIRS, list_directory  # noqa: F401 - re-exported
 from tfxfer.data.shard import Shard
-from tfxfer.data.splits import ImageData, Split  # noqa: F401 - re-exported
+from tfxfer.data.splits import ImageData, Split
 from tfxfer.errors import UserError
 
-TRAIN_DIRS = ("train", "training")
-VAL_DIRS = ("val", "validation", "valid", "test")
-FASHION_MNIST_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                         "Shirt", "Sneaker", "Bag", "Ankle_boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt_top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle_boot",
+)
 BUILTINS = {
-    "hymenoptera": ("hymenoptera_data",
-                    "https://download.pytorch.org/tutorial/hymenoptera_data.zip"),
-    "cats_and_dogs_filtered": ("cats_and_dogs_filtered",
-                               "https://storage.googleapis.com/mledu-datasets/"
-                               "cats_and_dogs_filtered.zip"),
+    "hymenoptera": (
+        "hymenoptera_data",
+        "https://download.pytorch.org/tutorial/hymenoptera_data.zip",
+    ),
+    "cats_and_dogs_filtered": (
+        "cats_and_dogs_filtered",
+        "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip",
+    ),
     "fashion_mnist": ("fashion-mnist", None),
     "mnist": ("mnist", None),
     "mnist_m": ("mnist_m", None),
@@ -63,9 +74,17 @@ ARRAY_BUILTINS = {
 }
 
 
-def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
-         train_per_class: int | None = None, val_per_class: int | None = None,
-         manual_dir: str | None = None, shard: Shard = Shard()) -> ImageData:
+def load(
+    data: str,
+    image_size: int,
+    *,
+    val_split: float = 0.2,
+    seed: int = 0,
+    train_per_class: int | None = None,
+    val_per_class: int | None = None,
+    manual_dir: str | None = None,
+    shard: Shard = Shard(),
+) -> ImageData:
     """Resolves and reads a ``--data`` value (see the module docstring).
 
     Under multi-worker training ``shard`` names this worker's share: it decodes only its rows of
@@ -81,30 +100,45 @@ def load(data: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
         from tfxfer.data import tfrecord
 
         if train_per_class is not None or val_per_class is not None:
-            raise UserError("train_per_class / val_per_class pick images by class, and a "
-                            "tfrecord: source streams its training split unpicked",
-                            got=data, fix="drop them, or write shards of the subset you want")
+            raise UserError(
+                "train_per_class / val_per_class pick images by class, and a "
+                "tfrecord: source streams its training split unpicked",
+                got=data,
+                fix="drop them, or write shards of the subset you want",
+            )
         stream, val, names, everyone, src = tfrecord.read(data[9:], image_size, shard)
         return _finish(names, stream, val, src, all_train_labels=everyone, shard=shard)
     if data.startswith("tfds:"):
         from tfxfer.data.tfds_source import load_tfds  # optional dependency, imported on demand
+
         tr, va, names, src = load_tfds(data[5:], image_size, manual_dir)
-        return _finish(names, _limit(tr, train_per_class, seed), _limit(va, val_per_class, seed),
-                       src, shard=shard)
+        return _finish(
+            names,
+            _limit(tr, train_per_class, seed),
+            _limit(va, val_per_class, seed),
+            src,
+            shard=shard,
+        )
     if data in BUILTINS:
         path = builtin_path(data)
         if data in ARRAY_BUILTINS:
             tr, va = _read_arrays(data, path)
-            return _finish(list(ARRAY_BUILTINS[data][1]), _limit(tr, train_per_class, seed),
-                           _limit(va, val_per_class, seed), f"{data} ({path or 'Keras cache'})",
-                           shard=shard)
+            return _finish(
+                list(ARRAY_BUILTINS[data][1]),
+                _limit(tr, train_per_class, seed),
+                _limit(va, val_per_class, seed),
+                f"{data} ({path or 'Keras cache'})",
+                shard=shard,
+            )
         return load_directory(path, image_size, val_split=val_split, shard=shard, **limits)
     if os.path.isdir(data):
         return load_directory(data, image_size, val_split=val_split, shard=shard, **limits)
-    raise UserError("data must be an existing directory, tfds:NAME, tfrecord:DIR or a "
-                    "built-in name",
-                    valid=list(BUILTINS) + ["<dir>", "tfds:<name>", "tfrecord:<dir>"], got=data,
-                    fix="check the path (it must exist and hold one folder per class)")
+    raise UserError(
+        "data must be an existing directory, tfds:NAME, tfrecord:DIR or a built-in name",
+        valid=list(BUILTINS) + ["<dir>", "tfds:<name>", "tfrecord:<dir>"],
+        got=data,
+        fix="check the path (it must exist and hold one folder per class)",
+    )
 
 
 def builtin_path(name: str) -> str:
@@ -121,133 +155,65 @@ def builtin_path(name: str) -> str:
 
     try:
         got = keras.utils.get_file(origin=origin, extract=True, cache_subdir="datasets")
-    except Exception as exc:  # noqa: BLE001 - no network, a proxy, a truncated download
+    except Exception as exc:
         raise _not_downloadable(name, exc) from None
     for root, dirs, _ in os.walk(got):
         if os.path.basename(root) == folder or any(d in TRAIN_DIRS for d in dirs):
             return root
-    raise UserError(f"downloaded archive for {name} lacks a {folder}/ folder", got=got,
-                    fix=f"delete {got} and run again")
+    raise UserError(
+        f"downloaded archive for {name} lacks a {folder}/ folder",
+        got=got,
+        fix=f"delete {got} and run again",
+    )
 
 
 def _not_downloadable(name: str, exc: Exception) -> UserError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return UserError(f"built-in dataset {name} is neither in $TFXFER_DATA_DIR/"
-                     f"{BUILTINS[name][0]} nor downloadable here", got=first,
-                     fix="connect once to download it, or set TFXFER_DATA_DIR to a folder "
-                         f"holding {BUILTINS[name][0]}/ (eval \"$(../shared/kit/prepare.sh)\" "
-                         "sets it from the offline kit)")
+    return UserError(
+        f"built-in dataset {name} is neither in $TFXFER_DATA_DIR/"
+        f"{BUILTINS[name][0]} nor downloadable here",
+        got=first,
+        fix="connect once to download it, or set TFXFER_DATA_DIR to a folder "
+        f'holding {BUILTINS[name][0]}/ (eval "$(../shared/kit/prepare.sh)" '
+        "sets it from the offline kit)",
+    )
 
 
 # ---- directories -------------------------------------------------------------------------------
-def _class_dirs(root: Path, ignored: list[str]) -> dict[str, list[str]]:
-    classes: dict[str, list[str]] = {}
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if not entry.is_dir():
-            ignored.append(str(entry))
-            continue
-        files = []
-        for f in sorted(entry.rglob("*")):
-            if f.is_dir():
-                continue
-            if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."):
-                files.append(str(f))
-            else:
-                ignored.append(str(f))
-        classes[entry.name] = files
-    return classes
-
-
-def load_directory(path: str, image_size: int, *, val_split: float = 0.2, seed: int = 0,
-                   train_per_class: int | None = None, val_per_class: int | None = None,
-                   shard: Shard = Shard()) -> ImageData:
+def load_directory(
+    path: str,
+    image_size: int,
+    *,
+    val_split: float = 0.2,
+    seed: int = 0,
+    train_per_class: int | None = None,
+    val_per_class: int | None = None,
+    shard: Shard = Shard(),
+) -> ImageData:
     """Reads a ``split/label/image`` or ``label/image`` folder (see :func:`load`)."""
-    names, splits, ignored = list_directory(path, val_split=val_split, seed=seed,
-                                            train_per_class=train_per_class,
-                                            val_per_class=val_per_class)
+    names, splits, ignored = list_directory(
+        path,
+        val_split=val_split,
+        seed=seed,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+    )
     skipped: list[dict] = []
     decoded, all_train = [], None
     for paths, labels in splits:
-        split, readable = decode_shard(paths, labels, image_size, skipped, shard,
-                                       train=not decoded)
+        split, readable = decode_shard(paths, labels, image_size, skipped, shard, train=not decoded)
         all_train = readable if all_train is None else all_train
         decoded.append(split)
-    return _finish(names, decoded[0], decoded[1], str(Path(path)), skipped, ignored,
-                   all_train_labels=None if shard.whole else all_train, shard=shard)
-
-
-def list_directory(path: str, *, val_split: float = 0.2, seed: int = 0,
-                   train_per_class: int | None = None, val_per_class: int | None = None):
-    """A folder's class names, its ``[(paths, labels)]`` for train and validation, and the
-    non-image files it ignores; nothing is decoded (:func:`load_directory` decodes)."""
-    root = Path(path)
-    ignored: list[str] = []
-    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    train_dir = next((subdirs[d] for d in TRAIN_DIRS if d in subdirs), None)
-    if train_dir is not None:
-        train_files = _class_dirs(train_dir, ignored)
-        val_dir = next((subdirs[d] for d in VAL_DIRS if d in subdirs), None)
-        if val_dir is None:
-            train_files, val_files = _split_files(train_files, val_split, seed)
-        else:
-            val_files = _class_dirs(val_dir, ignored)
-    else:
-        train_files, val_files = _split_files(_class_dirs(root, ignored), val_split, seed)
-    names = sorted(train_files)
-    split_off = train_dir is None or val_dir is None  # validation taken from the training folders
-    _check_classes(names, train_files, val_files, path, split_off)
-    rng = np.random.default_rng(seed)
-    splits = []
-    for files, limit in ((train_files, train_per_class), (val_files, val_per_class)):
-        paths, labels = [], []
-        for i, name in enumerate(names):
-            chosen = list(files[name])
-            if limit is not None and len(chosen) > limit:
-                chosen = [chosen[j] for j in sorted(rng.choice(len(chosen), limit, replace=False))]
-            paths += chosen
-            labels += [i] * len(chosen)
-        splits.append((paths, np.asarray(labels, np.int32)))
-    return names, splits, ignored
-
-
-def _split_files(classes: dict[str, list[str]], val_split: float, seed: int):
-    rng = np.random.default_rng(seed)
-    train, val = {}, {}
-    for name, files in classes.items():
-        order = rng.permutation(len(files))
-        # a class of 2+ files keeps at least one image on each side, however small val_split is
-        n_val = (min(len(files) - 1, max(1, int(round(len(files) * val_split))))
-                 if len(files) > 1 else 0)
-        val[name] = sorted(files[j] for j in order[:n_val])
-        train[name] = sorted(files[j] for j in order[n_val:])
-    return train, val
-
-
-def _check_classes(names, train_files, val_files, path, split_off: bool = False) -> None:
-    if len(names) < 2:
-        raise UserError("data needs at least 2 classes (one sub-folder per class)",
-                        got=f"{len(names)} class folder(s) in {path}: {names}",
-                        fix="put each class's images in its own folder, e.g. data/cats, data/dogs")
-    empty = [n for n in names if not train_files[n]]
-    if empty:
-        raise UserError("every class folder must hold at least one image", got=f"empty: {empty}",
-                        fix="add images to those folders or remove them")
-    missing = [n for n in names if not val_files.get(n)]
-    if missing and split_off:  # no validation folder: each such class has a single image
-        raise UserError("every class needs at least 2 images, one to train on and one to "
-                        "validate on (there is no validation folder, so validation is split "
-                        "off the training images)", got=f"a single image: {missing}",
-                        fix="add images to those classes, or remove their folders")
-    if missing:
-        raise UserError("the validation split must hold every class", got=f"missing: {missing}",
-                        fix="add validation images for those classes, or remove the validation "
-                            "folder to split off a fraction of train (--set val_split=0.2)")
-    extra = sorted(set(val_files) - set(names))
-    if extra:
-        raise UserError("validation classes must also be training classes", got=extra,
-                        fix="make the validation folders match the training folders")
+    return _finish(
+        names,
+        decoded[0],
+        decoded[1],
+        str(Path(path)),
+        skipped,
+        ignored,
+        all_train_labels=None if shard.whole else all_train,
+        shard=shard,
+    )
 
 
 # ---- arrays ------------------------------------------------------------------------------------
@@ -269,7 +235,7 @@ def _read_arrays(name: str, path: str):
         return reader(path)
     try:
         return arrays.read_keras(keras_name)
-    except Exception as exc:  # noqa: BLE001 - no network and nothing in the Keras cache
+    except Exception as exc:
         raise _not_downloadable(name, exc) from None
 
 
@@ -282,28 +248,55 @@ def _take_shard(split: Split, shard: Shard) -> Split:
 def take_shard(data: ImageData, shard: Shard) -> ImageData:
     """``data`` read whole, reduced to this worker's training rows (validation stays whole)."""
     if isinstance(data.train, Split):
-        return dataclasses.replace(data, train=_take_shard(data.train, shard),
-                                   all_train_labels=data.train_labels,
-                                   workers=(shard.index, shard.count))
-    raise UserError("a streamed training split must be read per worker",
-                    got=data.source, fix="let the run read --data itself")
+        return dataclasses.replace(
+            data,
+            train=_take_shard(data.train, shard),
+            all_train_labels=data.train_labels,
+            workers=(shard.index, shard.count),
+        )
+    raise UserError(
+        "a streamed training split must be read per worker",
+        got=data.source,
+        fix="let the run read --data itself",
+    )
 
 
-def _finish(names, train: Split, val: Split, source: str, skipped=None, ignored=None, *,
-            all_train_labels: np.ndarray | None = None, shard: Shard = Shard()) -> ImageData:
+def _finish(
+    names,
+    train: Split,
+    val: Split,
+    source: str,
+    skipped=None,
+    ignored=None,
+    *,
+    all_train_labels: np.ndarray | None = None,
+    shard: Shard = Shard(),
+) -> ImageData:
     if len(train) == 0:
-        raise UserError("no training image could be read", got=source,
-                        fix="check the files are images (see the skipped list in the log)")
+        raise UserError(
+            "no training image could be read",
+            got=source,
+            fix="check the files are images (see the skipped list in the log)",
+        )
     if not shard.whole and all_train_labels is None:  # arrays: read whole, then keep a shard
         all_train_labels, train = train.labels, _take_shard(train, shard)
-    result = ImageData(list(names), train, val, source, skipped or [], ignored or [],
-                       all_train_labels=all_train_labels,
-                       workers=(shard.index, shard.count))
+    result = ImageData(
+        list(names),
+        train,
+        val,
+        source,
+        skipped or [],
+        ignored or [],
+        all_train_labels=all_train_labels,
+        workers=(shard.index, shard.count),
+    )
     for split_name, labels in (("training", result.train_labels), ("validation", val.labels)):
         present = set(np.unique(labels).tolist())
         missing = [n for i, n in enumerate(result.class_names) if i not in present]
         if missing:
-            raise UserError(f"the {split_name} split must hold readable images of every class",
-                            got=f"missing: {missing}",
-                            fix="add readable images for those classes (see the skipped list)")
+            raise UserError(
+                f"the {split_name} split must hold readable images of every class",
+                got=f"missing: {missing}",
+                fix="add readable images for those classes (see the skipped list)",
+            )
     return result

@@ -26,28 +26,37 @@ READ_BATCH = 256
 
 def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
     """Returns ``(train Split, val Split, class names, source description)``."""
-    from tfxfer.data.sources import Split  # data imports this module lazily; no import cycle at load
+    from tfxfer.data.splits import Split
 
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise UserError("tfds: data needs tensorflow-datasets", got=f"tfds:{name}",
-                        fix="pip install 'tfxfer[tfds]'") from None
+        raise UserError(
+            "tfds: data needs tensorflow-datasets",
+            got=f"tfds:{name}",
+            fix="pip install 'tfxfer[tfds]'",
+        ) from None
     import tensorflow as tf
 
     data_dir = os.environ.get("TFDS_DATA_DIR")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as exc:  # noqa: BLE001 - tfds raises several types for unknown names
-        raise UserError("tfds: name must be a TFDS dataset", got=name,
-                        fix=f"see tfds.list_builders() ({type(exc).__name__})") from None
+    except Exception as exc:
+        raise UserError(
+            "tfds: name must be a TFDS dataset",
+            got=name,
+            fix=f"see tfds.list_builders() ({type(exc).__name__})",
+        ) from None
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     builder.download_and_prepare(download_config=config)
     splits = builder.info.splits
     val_name = next((s for s in ("validation", "val", "test") if s in splits), None)
     if "train" not in splits or val_name is None:
-        raise UserError("a tfds dataset needs a train split and a validation or test split",
-                        got=sorted(splits), fix="use a dataset with both, or a directory")
+        raise UserError(
+            "a tfds dataset needs a train split and a validation or test split",
+            got=sorted(splits),
+            fix="use a dataset with both, or a directory",
+        )
     label = builder.info.features["label"]
     names = list(label.names)
 
@@ -73,8 +82,8 @@ def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
         start, pages = 0, storage.Releaser(images)
         bar = progress.Progress(f"reading {name}:{split}", n, "images")
         for x, y in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
-            images[start:start + len(y)] = x
-            labels[start:start + len(y)] = y
+            images[start : start + len(y)] = x
+            labels[start : start + len(y)] = y
             start += len(y)
             bar.add(len(y))
             pages.add(x.nbytes)

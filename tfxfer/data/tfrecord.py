@@ -83,30 +83,46 @@ class Stream:
 
     @property
     def images(self) -> np.ndarray:
-        raise UserError("this needs the training images decoded as an array, and a tfrecord: "
-                        "source streams its training split from the shards", got=self.files[0],
-                        fix="use the folder the shards were written from as --data")
+        raise UserError(
+            "this needs the training images decoded as an array, and a tfrecord: "
+            "source streams its training split from the shards",
+            got=self.files[0],
+            fix="use the folder the shards were written from as --data",
+        )
 
-    def _raw(self, shuffle: bool, seed: int | None, exact: bool = True,
-             epoch: tf.Tensor | None = None) -> tf.data.Dataset:
+    def _raw(
+        self, shuffle: bool, seed: int | None, exact: bool = True, epoch: tf.Tensor | None = None
+    ) -> tf.data.Dataset:
         files = tf.data.Dataset.from_tensor_slices(self.files)
         if shuffle and epoch is not None:  # this epoch's own order, from (seed, epoch)
             key = tf.stack([tf.constant(seed or 0, tf.int64), tf.cast(epoch, tf.int64)])
-            files = tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
-                tf.constant(self.files), key))
+            files = tf.data.Dataset.from_tensor_slices(
+                tf.random.experimental.stateless_shuffle(tf.constant(self.files), key)
+            )
         elif shuffle:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
         if shuffle:
-            ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(self.files)),
-                                  num_parallel_calls=tf.data.AUTOTUNE)
-            ds = (_seeded_shuffle(ds, SHUFFLE_BUFFER, key) if epoch is not None else
-                  ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True))
+            ds = files.interleave(
+                tf.data.TFRecordDataset,
+                cycle_length=min(8, len(self.files)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+            ds = (
+                _seeded_shuffle(ds, SHUFFLE_BUFFER, key)
+                if epoch is not None
+                else ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+            )
         else:  # file order, record order: the order of ``labels``
             ds = files.flat_map(tf.data.TFRecordDataset)
         return ds.repeat().take(len(self)) if exact else ds
 
-    def records(self, shuffle: bool, seed: int | None = None, exact: bool = True,
-                epoch: tf.Tensor | None = None) -> tf.data.Dataset:
+    def records(
+        self,
+        shuffle: bool,
+        seed: int | None = None,
+        exact: bool = True,
+        epoch: tf.Tensor | None = None,
+    ) -> tf.data.Dataset:
         """``(uint8 image, int32 label)`` pairs: exactly ``len(self)`` of them per pass, or
         (``exact=False``) each of this worker's records once, for the ``tf.data`` service,
         whose client then repeats and takes.
@@ -115,8 +131,9 @@ class Stream:
         on each pass; for a dataset rebuilt every epoch (:func:`tfxfer.data.pipeline.per_epoch`).
         """
         size = self.size
-        return self._raw(shuffle, seed, exact, epoch).map(lambda r: _decode(r, size),
-                                                          num_parallel_calls=tf.data.AUTOTUNE)
+        return self._raw(shuffle, seed, exact, epoch).map(
+            lambda r: _decode(r, size), num_parallel_calls=tf.data.AUTOTUNE
+        )
 
     def rows(self, idx) -> np.ndarray:
         """The images at stream positions ``idx`` (one pass over the shards, decoding only
@@ -124,8 +141,12 @@ class Stream:
         idx = np.asarray(idx)
         wanted = tf.constant(np.unique(idx), tf.int64)
         size = self.size
-        ds = self._raw(False, None).take(int(idx.max()) + 1).enumerate().filter(
-            lambda i, r: tf.reduce_any(tf.equal(i, wanted)))
+        ds = (
+            self._raw(False, None)
+            .take(int(idx.max()) + 1)
+            .enumerate()
+            .filter(lambda i, r: tf.reduce_any(tf.equal(i, wanted)))
+        )
         found = {int(i): x.numpy() for i, x in ds.map(lambda i, r: (i, _decode(r, size)[0]))}
         return np.stack([found[int(i)] for i in idx])
 
@@ -135,17 +156,22 @@ def _seeded_shuffle(ds: tf.data.Dataset, buffer: int, key: tf.Tensor) -> tf.data
     in the graph (``Dataset.shuffle`` takes its seed in Python)."""
     spec = ds.element_spec
     variant = tf.raw_ops.ShuffleDataset(
-        input_dataset=tf.data.experimental.to_variant(ds), buffer_size=tf.constant(buffer,
-                                                                                   tf.int64),
-        seed=key[0], seed2=key[1], reshuffle_each_iteration=False,
-        output_types=[spec.dtype], output_shapes=[spec.shape])
+        input_dataset=tf.data.experimental.to_variant(ds),
+        buffer_size=tf.constant(buffer, tf.int64),
+        seed=key[0],
+        seed2=key[1],
+        reshuffle_each_iteration=False,
+        output_types=[spec.dtype],
+        output_shapes=[spec.shape],
+    )
     return tf.data.experimental.from_variant(variant, spec)
 
 
 def _parse(record: tf.Tensor) -> dict:
-    return tf.io.parse_single_example(record, {
-        ENCODED: tf.io.FixedLenFeature([], tf.string),
-        LABEL: tf.io.FixedLenFeature([], tf.int64)})
+    return tf.io.parse_single_example(
+        record,
+        {ENCODED: tf.io.FixedLenFeature([], tf.string), LABEL: tf.io.FixedLenFeature([], tf.int64)},
+    )
 
 
 def _decode(record: tf.Tensor, size: int):
@@ -157,9 +183,14 @@ def _decode(record: tf.Tensor, size: int):
 def scan_labels(files: list[str], what: str) -> np.ndarray:
     """Every record's label, in file order, parsing only the label (no image is decoded)."""
     spec = {LABEL: tf.io.FixedLenFeature([], tf.int64)}
-    ds = tf.data.TFRecordDataset(files).map(
-        lambda r: tf.io.parse_single_example(r, spec)[LABEL],
-        num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
+    ds = (
+        tf.data.TFRecordDataset(files)
+        .map(
+            lambda r: tf.io.parse_single_example(r, spec)[LABEL],
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .batch(4096)
+    )
     bar = progress.Progress(f"reading labels of {what}", 0, "records")
     parts = []
     for batch in ds:
@@ -171,55 +202,76 @@ def scan_labels(files: list[str], what: str) -> np.ndarray:
 
 def _split_files(root: str) -> tuple[list[str], list[str]]:
     names = sorted(tf.io.gfile.listdir(root))
-    train = [f"{root.rstrip('/')}/{n}" for n in names
-             if n.startswith("train") and ".tfrecord" in n]
-    val = next(([f"{root.rstrip('/')}/{n}" for n in names
-                 if n.startswith(p + "-") and ".tfrecord" in n] for p in VAL_PREFIXES
-                if any(n.startswith(p + "-") and ".tfrecord" in n for n in names)), [])
+    train = [f"{root.rstrip('/')}/{n}" for n in names if n.startswith("train") and ".tfrecord" in n]
+    val = next(
+        (
+            [f"{root.rstrip('/')}/{n}" for n in names if n.startswith(p + "-") and ".tfrecord" in n]
+            for p in VAL_PREFIXES
+            if any(n.startswith(p + "-") and ".tfrecord" in n for n in names)
+        ),
+        [],
+    )
     return train, val
 
 
 def read(root: str, image_size: int, shard: Shard = Shard()):
     """``(train Stream, val Split, class names, train labels of all workers, description)``."""
-    from tfxfer.data.sources import Split  # sources imports this module lazily: no cycle
+    from tfxfer.data.splits import Split
 
     classes_file = f"{root.rstrip('/')}/classes.txt"
     if not tf.io.gfile.exists(classes_file):
-        raise UserError("a tfrecord: folder needs classes.txt (one class name per line)",
-                        got=root, fix="write the shards with python -m tfxfer.data.tfrecord")
+        raise UserError(
+            "a tfrecord: folder needs classes.txt (one class name per line)",
+            got=root,
+            fix="write the shards with python -m tfxfer.data.tfrecord",
+        )
     with tf.io.gfile.GFile(classes_file) as f:
         names = [line.strip() for line in f if line.strip()]
     train_files, val_files = _split_files(root)
     if not train_files or not val_files:
-        raise UserError("a tfrecord: folder needs train-*.tfrecord and val-*.tfrecord shards "
-                        "(or validation-/test-)", got=f"{len(train_files)} train, "
-                        f"{len(val_files)} validation shards in {root}",
-                        fix="write them with python -m tfxfer.data.tfrecord --data FOLDER "
-                            "--output DIR")
+        raise UserError(
+            "a tfrecord: folder needs train-*.tfrecord and val-*.tfrecord shards "
+            "(or validation-/test-)",
+            got=f"{len(train_files)} train, {len(val_files)} validation shards in {root}",
+            fix="write them with python -m tfxfer.data.tfrecord --data FOLDER --output DIR",
+        )
     if len(train_files) < shard.count:
-        raise UserError("every worker needs a training shard of its own", valid=f">= "
-                        f"{shard.count} shards", got=f"{len(train_files)} in {root}",
-                        fix=f"rewrite them with --shards {max(16, shard.count)}")
-    mine = train_files[shard.index::shard.count]
+        raise UserError(
+            "every worker needs a training shard of its own",
+            valid=f">= {shard.count} shards",
+            got=f"{len(train_files)} in {root}",
+            fix=f"rewrite them with --shards {max(16, shard.count)}",
+        )
+    mine = train_files[shard.index :: shard.count]
     local = scan_labels(mine, "training shards")
     counts = shard.each(len(local))  # every worker sees every count: all stop, or none
     if counts.min() == 0:
-        raise UserError("every worker needs training records of its own",
-                        got=f"workers with none: {np.flatnonzero(counts == 0).tolist()} "
-                            f"({len(train_files)} shards in {root})",
-                        fix="rewrite the shards with fewer --shards than there are images")
+        raise UserError(
+            "every worker needs training records of its own",
+            got=f"workers with none: {np.flatnonzero(counts == 0).tolist()} "
+            f"({len(train_files)} shards in {root})",
+            fix="rewrite the shards with fewer --shards than there are images",
+        )
     everyone = local if shard.whole else _gather_labels(local, counts, shard)
     stream = Stream(mine, np.resize(local, int(counts.max())), image_size)
     val_labels = scan_labels(val_files, "validation shards")
     val = Split(_decode_val(val_files, len(val_labels), image_size, shard), val_labels)
     _check_labels(everyone, val_labels, names, root)
-    return stream, val, names, everyone, (f"tfrecord:{root} ({len(train_files)} training "
-                                          f"shards, streamed; {len(val_files)} validation)")
+    return (
+        stream,
+        val,
+        names,
+        everyone,
+        (
+            f"tfrecord:{root} ({len(train_files)} training "
+            f"shards, streamed; {len(val_files)} validation)"
+        ),
+    )
 
 
 def _gather_labels(local: np.ndarray, counts: np.ndarray, shard: Shard) -> np.ndarray:
     padded = np.full(int(counts.max()), -1, np.int32)
-    padded[:len(local)] = local
+    padded[: len(local)] = local
     got = np.asarray(shard.gather(padded))
     return got[got >= 0]
 
@@ -234,7 +286,7 @@ def _decode_val(files: list[str], n: int, size: int, shard: Shard) -> np.ndarray
     bar = progress.Progress("decoding validation", mine, "images")
     start = 0
     for batch in ds.batch(256).prefetch(tf.data.AUTOTUNE):
-        images[start:start + len(batch)] = batch.numpy()
+        images[start : start + len(batch)] = batch.numpy()
         start += len(batch)
         bar.add(len(batch))
     bar.done()
@@ -245,16 +297,23 @@ def _check_labels(train: np.ndarray, val: np.ndarray, names: list[str], root: st
     for split, labels in (("training", train), ("validation", val)):
         bad = labels[(labels < 0) | (labels >= len(names))]
         if len(bad):
-            raise UserError(f"every {split} label must index classes.txt",
-                            valid=f"0..{len(names) - 1}", got=f"label {int(bad[0])} in {root}",
-                            fix="rewrite the shards, or add the missing class names")
+            raise UserError(
+                f"every {split} label must index classes.txt",
+                valid=f"0..{len(names) - 1}",
+                got=f"label {int(bad[0])} in {root}",
+                fix="rewrite the shards, or add the missing class names",
+            )
 
 
 # ---- writing -----------------------------------------------------------------------------------
 def _example(data: bytes, label: int) -> bytes:
-    return tf.train.Example(features=tf.train.Features(feature={
-        ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-        LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))})
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+                LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+        )
     ).SerializeToString()
 
 
@@ -268,34 +327,46 @@ def _graph_readable(path: str) -> None:
 
     with Image.open(path) as im:
         if im.format not in GRAPH_FORMATS:
-            raise ValueError(f"{im.format} is not decoded by TensorFlow (valid: "
-                             f"{', '.join(GRAPH_FORMATS)})")
+            raise ValueError(
+                f"{im.format} is not decoded by TensorFlow (valid: {', '.join(GRAPH_FORMATS)})"
+            )
         if im.format in ("JPEG", "MPO") and im.mode == "CMYK":
             raise ValueError("a CMYK JPEG is not decoded by TensorFlow")
 
 
-def write(data: str, output: str, shards: int = 16, *, val_split: float = 0.2, seed: int = 0,
-          val_shards: int | None = None) -> dict:
+def write(
+    data: str,
+    output: str,
+    shards: int = 16,
+    *,
+    val_split: float = 0.2,
+    seed: int = 0,
+    val_shards: int | None = None,
+) -> dict:
     """Writes a folder's images (their file bytes, unchanged) as TFRecord shards.
 
     The folder is read as ``--data`` reads it (``split/label/image`` or ``label/image``, the
     same validation split for the same seed); every file is test-decoded, by Pillow and by the
-    in-graph decoder the stream uses, and one either cannot read (a TIFF, a CMYK JPEG) is left
-    out and listed. Shards already in ``output`` are deleted first. Training records are shuffled by ``seed`` before they are dealt
-    round-robin to ``shards`` files, so each shard holds a mix of classes.
+    in-graph decoder the stream uses, and one either cannot read (a TIFF, a CMYK JPEG) is left out
+    and listed. Shards already in ``output`` are deleted first. Training records are shuffled by
+    ``seed`` before they are dealt round-robin to ``shards`` files, so each shard holds a mix of
+    classes.
 
     Returns:
         ``{"classes": [...], "train": {"records", "shards"}, "val": {...}, "skipped": [...]}``.
     """
-    from tfxfer.data import sources
+    from tfxfer.data import folders
     from tfxfer.data.images import decode
 
     if not os.path.isdir(data):
-        raise UserError("--data must be an image folder to convert", got=data,
-                        fix="give a split/label/image or label/image folder")
+        raise UserError(
+            "--data must be an image folder to convert",
+            got=data,
+            fix="give a split/label/image or label/image folder",
+        )
     if shards < 1:
         raise UserError("--shards must be at least 1", got=shards, fix="pass --shards 16")
-    names, splits, _ = sources.list_directory(data, val_split=val_split, seed=seed)
+    names, splits, _ = folders.list_directory(data, val_split=val_split, seed=seed)
     tf.io.gfile.makedirs(output)
     for old in tf.io.gfile.glob(f"{output.rstrip('/')}/*.tfrecord"):  # no stale shards mix in
         tf.io.gfile.remove(old)
@@ -303,12 +374,18 @@ def write(data: str, output: str, shards: int = 16, *, val_split: float = 0.2, s
         f.write("".join(n + "\n" for n in names))
     report: dict = {"classes": names, "skipped": []}
     for split, (paths, labels), n_shards in (
-            ("train", splits[0], shards),
-            ("val", splits[1], val_shards or max(1, min(shards, len(splits[1][0]) // 1000)))):
-        order = (np.random.default_rng(seed).permutation(len(paths)) if split == "train"
-                 else np.arange(len(paths)))
-        writers = [tf.io.TFRecordWriter(f"{output.rstrip('/')}/{split}-{i:05d}-of-"
-                                        f"{n_shards:05d}.tfrecord") for i in range(n_shards)]
+        ("train", splits[0], shards),
+        ("val", splits[1], val_shards or max(1, min(shards, len(splits[1][0]) // 1000))),
+    ):
+        order = (
+            np.random.default_rng(seed).permutation(len(paths))
+            if split == "train"
+            else np.arange(len(paths))
+        )
+        writers = [
+            tf.io.TFRecordWriter(f"{output.rstrip('/')}/{split}-{i:05d}-of-{n_shards:05d}.tfrecord")
+            for i in range(n_shards)
+        ]
         bar, written = progress.Progress(f"writing {split}", len(paths), "images"), 0
         for j in order:
             with open(paths[j], "rb") as f:
@@ -316,7 +393,7 @@ def write(data: str, output: str, shards: int = 16, *, val_split: float = 0.2, s
             try:  # a shard holds only what both decoders read: Pillow's and the graph's
                 decode(paths[j], 8)
                 _graph_readable(paths[j])
-            except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad file
+            except Exception as exc:
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 report["skipped"].append({"path": paths[j], "reason": reason})
                 continue
@@ -331,9 +408,10 @@ def write(data: str, output: str, shards: int = 16, *, val_split: float = 0.2, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tfxfer.data.tfrecord",
-                                description="Write an image folder as TFRecord shards for "
-                                            "--data tfrecord:DIR.")
+    p = argparse.ArgumentParser(
+        prog="python -m tfxfer.data.tfrecord",
+        description="Write an image folder as TFRecord shards for --data tfrecord:DIR.",
+    )
     p.add_argument("--data", required=True, help="split/label/image or label/image folder")
     p.add_argument("--output", required=True, help="folder (or gs:// path) for the shards")
     p.add_argument("--shards", type=int, default=16, help="training shards (default 16)")
@@ -345,10 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{report['train']['records']:,} training records in {report['train']['shards']} "
-          f"shards, {report['val']['records']:,} validation in {report['val']['shards']}, "
-          f"{len(report['classes'])} classes, {len(report['skipped'])} unreadable files left out "
-          f"-> {a.output} (use --data tfrecord:{a.output})")
+    print(
+        f"{report['train']['records']:,} training records in {report['train']['shards']} "
+        f"shards, {report['val']['records']:,} validation in {report['val']['shards']}, "
+        f"{len(report['classes'])} classes, {len(report['skipped'])} unreadable files left out "
+        f"-> {a.output} (use --data tfrecord:{a.output})"
+    )
     return 0
 
 

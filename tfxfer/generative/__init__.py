@@ -9,7 +9,8 @@
   Distance on the run's own backbone features;
 - :mod:`~tfxfer.generative.synthetic`: ``augment.synthetic_ratio``, the training split extended
   with generated images (validation untouched);
-- :mod:`~tfxfer.generative.command`: ``python -m tfxfer.generative --data ... --output ...``.
+- the ``generative`` recipe (:mod:`tfxfer.recipes.generative`): ``tfxfer generative --data ...
+  --output ...``.
 
 Whether it helps is measured in ``bench/generative.py``; the README states the result.
 """

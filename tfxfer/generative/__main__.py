@@ -1,5 +1,5 @@
-"""``python -m tfxfer.generative``: see :mod:`tfxfer.generative.command`."""
+"""``python -m tfxfer.generative``: the ``generative`` recipe (:mod:`tfxfer.recipes.generative`)."""
 
-from tfxfer.generative.command import main
+from tfxfer.recipes.generative import main
 
 raise SystemExit(main(prog="python -m tfxfer.generative"))

@@ -22,7 +22,31 @@ Example:
     'head'
 """
 
-RECIPES = ("small_similar", "small_different", "large_different", "large_similar")
-TARGET_RECIPES = ("domain_adapt", "zero_shot")  # when the target's labels are missing
-TEXT_RECIPES = ("text_classify",)
-COMMANDS = RECIPES + ("auto",) + TARGET_RECIPES + TEXT_RECIPES  # every `tfxfer <recipe>`
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+RECIPES = ("small_similar", "small_different", "large_different", "large_similar")  # the table
+
+
+def registered() -> dict:
+    """Every recipe, by name (:class:`tfxfer.runner.Recipe`): each module of this package
+    registers itself when imported, so a new recipe is one new module here. Importing them
+    imports no TensorFlow (``tfxfer --help`` lists them in a fraction of a second)."""
+    from tfxfer.runner import REGISTRY
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    # the scenario table's order first, then the rest by name
+    order = sorted(REGISTRY, key=lambda n: (RECIPES.index(n) if n in RECIPES else 4, n))
+    return {name: REGISTRY[name] for name in order}
+
+
+def _connect() -> None:
+    from tfxfer import runner
+
+    runner.set_catalogue(registered)
+
+
+_connect()

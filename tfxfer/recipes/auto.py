@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import Config
 from tfxfer.recipes import large_different, large_similar, small_different, small_similar
 
@@ -30,10 +30,15 @@ if TYPE_CHECKING:
     from tfxfer.train import auto as core
 
 CONFIG = Config(recipe="auto", data="hymenoptera", output="runs/auto")
-CANDIDATES = {m.CONFIG.recipe: m.CONFIG
-              for m in (small_similar, small_different, large_similar, large_different)}
-FLAGS = (cli.Flag("--dry-run", "auto.dry_run", "measure and print the plan, train nothing",
-                  is_switch=True),)
+CANDIDATES = {
+    m.CONFIG.recipe: m.CONFIG
+    for m in (small_similar, small_different, large_similar, large_different)
+}
+FLAGS = (
+    runner.Flag(
+        "--dry-run", "auto.dry_run", "measure and print the plan, train nothing", is_switch=True
+    ),
+)
 
 
 def train(cfg: Config, extra_augment=()):
@@ -43,9 +48,14 @@ def train(cfg: Config, extra_augment=()):
     return core.run(cfg, extra_augment, candidates=CANDIDATES)
 
 
-run, main = cli.entry_points(
-    CONFIG, trainer=train, flags=FLAGS, sections=("auto",),
-    phases_note="those of the recipe the plan chooses (" + ", ".join(CANDIDATES) + ")")
+run, main = runner.register(
+    CONFIG,
+    trainer=train,
+    flags=FLAGS,
+    sections=(*runner.IMAGE_SECTIONS, "auto"),
+    help_sections=("auto",),
+    phases_note="those of the recipe the plan chooses (" + ", ".join(CANDIDATES) + ")",
+)
 
 
 def plan(data: str | Config = CONFIG.data, **overrides) -> core.Plan:

@@ -15,26 +15,52 @@ Example:
     ('mnist', 'mnist_m')
 """
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import Adapt, Config, Phase
 
 CONFIG = Config(
-    recipe="domain_adapt", data="mnist", backbone="MobileNet025", weights="imagenet",
-    image_size=32, augment="none", train_bn=True, head_dropout=0.0, batch_size=64,
-    phases=(Phase(name="adapt", trainable="all", epochs=2, optimizer="sgd", lr=0.01,
-                  momentum=0.9, schedule="anneal"),),
-    adapt=Adapt(target="mnist_m"), output="runs/domain_adapt",
+    recipe="domain_adapt",
+    data="mnist",
+    backbone="MobileNet025",
+    weights="imagenet",
+    image_size=32,
+    augment="none",
+    train_bn=True,
+    head_dropout=0.0,
+    batch_size=64,
+    phases=(
+        Phase(
+            name="adapt",
+            trainable="all",
+            epochs=2,
+            optimizer="sgd",
+            lr=0.01,
+            momentum=0.9,
+            schedule="anneal",
+        ),
+    ),
+    adapt=Adapt(target="mnist_m"),
+    output="runs/domain_adapt",
 )
 FLAGS = (
-    cli.Flag("--source", "data", "labelled source data: directory, tfds:NAME or built-in"),
-    cli.Flag("--target", "adapt.target", "target data; its labels are never used for training "
-                                          "(a folder of unlabelled images works)"),
-    cli.Flag("--target-val", "adapt.target_val", "labelled target data, for evaluation only"),
-    cli.Flag("--method", "adapt.method", "dann or source_only (the baseline)"),
+    runner.Flag("--source", "data", "labelled source data: directory, tfds:NAME or built-in"),
+    runner.Flag(
+        "--target",
+        "adapt.target",
+        "target data; its labels are never used for training (a folder of unlabelled images works)",
+    ),
+    runner.Flag("--target-val", "adapt.target_val", "labelled target data, for evaluation only"),
+    runner.Flag("--method", "adapt.method", "dann or source_only (the baseline)"),
 )
 
-run, main = cli.entry_points(CONFIG, trainer="tfxfer.train.adapt", flags=FLAGS,
-                             sections=("adapt",))
+run, main = runner.register(
+    CONFIG,
+    trainer="tfxfer.train.adapt",
+    flags=FLAGS,
+    sections=("augment", "adapt"),
+    resumable=False,
+    help_sections=("adapt",),
+)
 
 if __name__ == "__main__":
     raise SystemExit(main())

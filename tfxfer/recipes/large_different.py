@@ -11,19 +11,25 @@ Example:
     True
 """
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import Config, Phase
 
 CONFIG = Config(
-    recipe="large_different", data="fashion_mnist", backbone="MobileNetV2", weights="imagenet",
-    augment="light", train_bn=True, batch_size=64,
-    phases=(Phase(name="all", trainable="all", epochs=10, optimizer="adam", lr=5e-4,
-                  schedule="cosine"),),
+    recipe="large_different",
+    data="fashion_mnist",
+    backbone="MobileNetV2",
+    weights="imagenet",
+    augment="light",
+    train_bn=True,
+    batch_size=64,
+    phases=(
+        Phase(name="all", trainable="all", epochs=10, optimizer="adam", lr=5e-4, schedule="cosine"),
+    ),
     output="runs/large_different",
 )
 
 
-run, main = cli.entry_points(CONFIG)
+run, main = runner.register(CONFIG, sections=runner.IMAGE_SECTIONS)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,20 +10,27 @@ Example:
     ['head', 'all']
 """
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import Config, Phase
 
 CONFIG = Config(
-    recipe="large_similar", data="cats_and_dogs_filtered", backbone="MobileNetV2",
-    weights="imagenet", augment="light", batch_size=32,
-    phases=(Phase(name="warmup", trainable="head", epochs=5, optimizer="adam", lr=1e-3),
-            Phase(name="finetune", trainable="all", epochs=5, optimizer="adam", lr=1e-5,
-                  schedule="cosine")),
+    recipe="large_similar",
+    data="cats_and_dogs_filtered",
+    backbone="MobileNetV2",
+    weights="imagenet",
+    augment="light",
+    batch_size=32,
+    phases=(
+        Phase(name="warmup", trainable="head", epochs=5, optimizer="adam", lr=1e-3),
+        Phase(
+            name="finetune", trainable="all", epochs=5, optimizer="adam", lr=1e-5, schedule="cosine"
+        ),
+    ),
     output="runs/large_similar",
 )
 
 
-run, main = cli.entry_points(CONFIG)
+run, main = runner.register(CONFIG, sections=runner.IMAGE_SECTIONS)
 
 if __name__ == "__main__":
     raise SystemExit(main())

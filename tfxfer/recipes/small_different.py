@@ -11,20 +11,33 @@ Example:
     'partial'
 """
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import Config, Phase
 
 CONFIG = Config(
-    recipe="small_different", data="fashion_mnist", train_per_class=100, backbone="MobileNetV2",
-    weights="imagenet", augment="light", batch_size=32,
-    phases=(Phase(name="head", trainable="head", epochs=5, optimizer="adam", lr=1e-3),
-            Phase(name="partial", trainable="partial", epochs=10, optimizer="adam", lr=1e-4,
-                  schedule="cosine")),
+    recipe="small_different",
+    data="fashion_mnist",
+    train_per_class=100,
+    backbone="MobileNetV2",
+    weights="imagenet",
+    augment="light",
+    batch_size=32,
+    phases=(
+        Phase(name="head", trainable="head", epochs=5, optimizer="adam", lr=1e-3),
+        Phase(
+            name="partial",
+            trainable="partial",
+            epochs=10,
+            optimizer="adam",
+            lr=1e-4,
+            schedule="cosine",
+        ),
+    ),
     output="runs/small_different",
 )
 
 
-run, main = cli.entry_points(CONFIG)
+run, main = runner.register(CONFIG, sections=runner.IMAGE_SECTIONS)
 
 if __name__ == "__main__":
     raise SystemExit(main())

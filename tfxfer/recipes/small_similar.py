@@ -9,18 +9,24 @@ Example:
     >>> result = small_similar.run(cfg)  # doctest: +SKIP
 """
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import Config, Phase
 
 CONFIG = Config(
-    recipe="small_similar", data="hymenoptera", backbone="MobileNetV2", weights="imagenet",
-    augment="light", head_dropout=0.2, feature_views=4, batch_size=32,
+    recipe="small_similar",
+    data="hymenoptera",
+    backbone="MobileNetV2",
+    weights="imagenet",
+    augment="light",
+    head_dropout=0.2,
+    feature_views=4,
+    batch_size=32,
     phases=(Phase(name="head", trainable="head", epochs=15, optimizer="adam", lr=1e-3),),
     output="runs/small_similar",
 )
 
 
-run, main = cli.entry_points(CONFIG)
+run, main = runner.register(CONFIG, sections=runner.IMAGE_SECTIONS)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -7,7 +7,7 @@
 | ``frozen`` | the head, on pooled features computed once (a linear probe) | 1: head, adam 1e-3 |
 | ``top_k`` | the top ``text.top_k`` (2) transformer layers and the head | 1: adamw 1e-4 |
 | ``full`` | everything | 1: adamw 5e-5, cosine |
-| ``lora`` | rank-``lora.rank`` (8) adapters of each attention's query and value, and the head | 1: adamw 3e-3 |
+| ``lora`` | rank-``lora.rank`` (8) adapters of attention query and value, the head | adamw 3e-3 |
 
 Needs the ``text`` extra (see the README). The exported SavedModel takes raw strings
 (:mod:`tfxfer.text.serving`).
@@ -19,15 +19,27 @@ Example:
     ('lora', 0.003)
 """
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import SCOPE_PHASES, Config, Lora, Text
 
 SCOPES = SCOPE_PHASES
-CONFIG = Config(recipe="text_classify", data="sst2", backbone="text", weights=None,
-                augment="none", head_dropout=0.1, batch_size=32, text=Text(scope="full"),
-                lora=Lora(rank=8), phases=SCOPES["full"], output="runs/text_classify")
-FLAGS = (cli.Flag("--preset", "text.preset", "KerasHub preset: a folder, kaggle://... or hf://..."),
-         cli.Flag("--scope", "text.scope", "frozen|top_k|full|lora; also picks the phases"))
+CONFIG = Config(
+    recipe="text_classify",
+    data="sst2",
+    backbone="text",
+    weights=None,
+    augment="none",
+    head_dropout=0.1,
+    batch_size=32,
+    text=Text(scope="full"),
+    lora=Lora(rank=8),
+    phases=SCOPES["full"],
+    output="runs/text_classify",
+)
+FLAGS = (
+    runner.Flag("--preset", "text.preset", "KerasHub preset: a folder, kaggle://... or hf://..."),
+    runner.Flag("--scope", "text.scope", "frozen|top_k|full|lora; also picks the phases"),
+)
 
 
 def config(scope: str = "full") -> Config:
@@ -35,14 +47,15 @@ def config(scope: str = "full") -> Config:
     return CONFIG.override([f"text.scope={scope}"]).replace(phases=SCOPES[scope])
 
 
-run, _main = cli.entry_points(CONFIG, trainer="tfxfer.text.train", flags=FLAGS,
-                              sections=("text", "lora"))
-
-
-def main(argv=None, prog=None) -> int:
-    """Command line; ``--scope`` first chooses the defaults the other options apply to."""
-    return cli.main(CONFIG, argv, prog, "tfxfer.text.train", FLAGS, variant=("--scope", config),
-                    sections=("text", "lora"))
+# --scope first chooses the defaults (config(scope)) that the other options apply to
+run, main = runner.register(
+    CONFIG,
+    trainer="tfxfer.text.train",
+    flags=FLAGS,
+    sections=("text", "lora"),
+    variant=("--scope", config),
+    help_sections=("text", "lora"),
+)
 
 
 if __name__ == "__main__":

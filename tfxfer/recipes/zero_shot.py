@@ -15,27 +15,51 @@ Example:
     ('Coat', 'Sneaker', 'Trouser')
 """
 
-from tfxfer import cli
+from tfxfer import runner
 from tfxfer.config import Config, ZeroShot
 
 CONFIG = Config(
-    recipe="zero_shot", data="fashion_mnist", backbone="MobileNetV2", weights="imagenet",
-    image_size=112, augment="none", batch_size=128, train_per_class=1000, val_per_class=500,
-    zero_shot=ZeroShot(unseen=("Coat", "Sneaker", "Trouser")), output="runs/zero_shot",
+    recipe="zero_shot",
+    data="fashion_mnist",
+    backbone="MobileNetV2",
+    weights="imagenet",
+    image_size=112,
+    augment="none",
+    batch_size=128,
+    train_per_class=1000,
+    val_per_class=500,
+    zero_shot=ZeroShot(unseen=("Coat", "Sneaker", "Trouser")),
+    output="runs/zero_shot",
 )
 # Unseen splits of the demo (bench/zero_shot.py): in each, every attribute of the table takes both
 # of its values among the seen classes, so each can be learned from seen images.
-DEMO_SPLITS = (("Coat", "Sneaker", "Trouser"), ("Pullover", "Sandal", "Dress"),
-               ("Shirt", "Ankle_boot", "Bag"))
+DEMO_SPLITS = (
+    ("Coat", "Sneaker", "Trouser"),
+    ("Pullover", "Sandal", "Dress"),
+    ("Shirt", "Ankle_boot", "Bag"),
+)
 FLAGS = (
-    cli.Flag("--attributes", "zero_shot.attributes",
-             "attribute table CSV: class,attr1,attr2,... (default: the data's built-in table)"),
-    cli.Flag("--unseen", "zero_shot.unseen", "comma-separated classes never used in training",
-             is_list=True),
+    runner.Flag(
+        "--attributes",
+        "zero_shot.attributes",
+        "attribute table CSV: class,attr1,attr2,... (default: the data's built-in table)",
+    ),
+    runner.Flag(
+        "--unseen",
+        "zero_shot.unseen",
+        "comma-separated classes never used in training",
+        is_list=True,
+    ),
 )
 
-run, main = cli.entry_points(CONFIG, trainer="tfxfer.train.zero_shot", flags=FLAGS,
-                             sections=("zero_shot",))
+run, main = runner.register(
+    CONFIG,
+    trainer="tfxfer.train.zero_shot",
+    flags=FLAGS,
+    sections=("augment", "zero_shot"),
+    resumable=False,
+    help_sections=("zero_shot",),
+)
 
 if __name__ == "__main__":
     raise SystemExit(main())

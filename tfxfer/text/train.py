@@ -46,10 +46,22 @@ from tfxfer.train.result import RunResult
 
 log = logging.getLogger("tfxfer")
 POOL_BATCHES = 50
-# Settings of the image recipes that text would silently ignore: refused instead.
-IMAGE_ONLY = ("mixup", "cutmix", "tasks", "tta", "export", "prune", "data_service", "adapt",
-              "zero_shot", "auto", "generative", "train_bn", "freeze_blocks", "image_size",
-              "head_pooling", "head_hidden", "augment_in")
+# Top-level image settings that text would silently ignore: refused instead (the image-only
+# sections are refused by the runner, tfxfer.runner.refuse_foreign_sections).
+IMAGE_ONLY = (
+    "mixup",
+    "cutmix",
+    "tasks",
+    "tta",
+    "export",
+    "data_service",
+    "train_bn",
+    "freeze_blocks",
+    "image_size",
+    "head_pooling",
+    "head_hidden",
+    "augment_in",
+)
 
 
 def check(cfg: Config) -> None:
@@ -57,38 +69,60 @@ def check(cfg: Config) -> None:
     default = Config()
     for key in IMAGE_ONLY:
         if getattr(cfg, key) != getattr(default, key):
-            raise UserError(f"{key} is an image setting; the text recipe would ignore it",
-                            got=getattr(cfg, key), fix=f"drop {key} from the text config")
+            raise UserError(
+                f"{key} is an image setting; the text recipe would ignore it",
+                got=getattr(cfg, key),
+                fix=f"drop {key} from the text config",
+            )
     if cfg.backbone != "text" or cfg.weights is not None:
-        raise UserError("backbone and weights are image settings; the text encoder and its "
-                        "weights are text.preset", got=(cfg.backbone, cfg.weights),
-                        fix="pass --preset, and leave backbone=text, weights=none")
+        raise UserError(
+            "backbone and weights are image settings; the text encoder and its "
+            "weights are text.preset",
+            got=(cfg.backbone, cfg.weights),
+            fix="pass --preset, and leave backbone=text, weights=none",
+        )
     if cfg.augment.preset != "none" or cfg.augment.synthetic_ratio:
-        raise UserError("augment is an image setting; text trains without augmentation",
-                        got=cfg.augment, fix="set augment=none")
+        raise UserError(
+            "augment is an image setting; text trains without augmentation",
+            got=cfg.augment,
+            fix="set augment=none",
+        )
     for i, phase in enumerate(cfg.phases):
         if phase.trainable not in ("head", "all") or phase.lr == "auto":
-            raise UserError(f"a text phase's trainable is head (the head alone) or all (what "
-                            f"text.scope says), with a numeric lr (phase {i} {phase.name!r})",
-                            got=(phase.trainable, phase.lr),
-                            fix="set phases.N.trainable=all and pick the part with --scope")
+            raise UserError(
+                f"a text phase's trainable is head (the head alone) or all (what "
+                f"text.scope says), with a numeric lr (phase {i} {phase.name!r})",
+                got=(phase.trainable, phase.lr),
+                fix="set phases.N.trainable=all and pick the part with --scope",
+            )
     scope = cfg.text.scope
     for other, phases in SCOPE_PHASES.items():
         if other != scope and tuple(cfg.phases) == phases:
-            raise UserError(f"text.scope={scope} is set, but the phases are scope {other}'s "
-                            f"defaults (lr {phases[0].lr:g}); --scope sets both",
-                            got=dict(scope=scope, phases=other),
-                            fix=f"pass --scope {scope} (Python: text_classify.config("
-                                f"\"{scope}\")), or give the phases yourself")
+            raise UserError(
+                f"text.scope={scope} is set, but the phases are scope {other}'s "
+                f"defaults (lr {phases[0].lr:g}); --scope sets both",
+                got=dict(scope=scope, phases=other),
+                fix=f"pass --scope {scope} (Python: text_classify.config("
+                f'"{scope}")), or give the phases yourself',
+            )
     if scope != "lora" and cfg.lora != default.lora:
-        raise UserError("lora.* settings apply to text.scope=lora only", got=cfg.lora,
-                        fix="pass --scope lora, or drop the lora.* keys")
+        raise UserError(
+            "lora.* settings apply to text.scope=lora only",
+            got=cfg.lora,
+            fix="pass --scope lora, or drop the lora.* keys",
+        )
     if scope != "top_k" and cfg.text.top_k != default.text.top_k:
-        raise UserError("text.top_k applies to text.scope=top_k only", got=cfg.text.top_k,
-                        fix="pass --scope top_k, or drop text.top_k")
+        raise UserError(
+            "text.top_k applies to text.scope=top_k only",
+            got=cfg.text.top_k,
+            fix="pass --scope top_k, or drop text.top_k",
+        )
     if cfg.strategy in ("multiworker", "tpu"):
-        raise UserError("the text recipe runs on one machine (default or mirrored strategy)",
-                        got=cfg.strategy, fix="pass --strategy auto")
+        raise UserError(
+            "the text recipe runs on one machine (default or mirrored strategy)",
+            got=cfg.strategy,
+            fix="pass --strategy auto",
+        )
 
 
 def tokenize(tm: encoder.TextModel, texts: list[str], chunk: int = 2048) -> list[np.ndarray]:
@@ -96,7 +130,7 @@ def tokenize(tm: encoder.TextModel, texts: list[str], chunk: int = 2048) -> list
     fn = tf.function(tm.tokenizer.ids)
     rows = []
     for i in range(0, len(texts), chunk):
-        part = fn(tf.constant(texts[i:i + chunk], tf.string))
+        part = fn(tf.constant(texts[i : i + chunk], tf.string))
         rows.extend(np.asarray(r, np.int32) for r in part.to_list())
     return rows
 
@@ -105,21 +139,29 @@ def _inputs(tm, rows) -> dict:
     """The encoder's inputs for ``rows``, padded to the longest, rounded up to a multiple of 8."""
     longest = min(max(len(r) for r in rows) + 2, tm.sequence_length)
     width = min(8 * math.ceil(longest / 8), tm.sequence_length)
-    batch = pad_rows(rows, tm.sequence_length, tm.tokenizer.cls_id, tm.tokenizer.sep_id,
-                     tm.tokenizer.pad_id, width)
+    batch = pad_rows(
+        rows,
+        tm.sequence_length,
+        tm.tokenizer.cls_id,
+        tm.tokenizer.sep_id,
+        tm.tokenizer.pad_id,
+        width,
+    )
     return {k: v for k, v in batch.items() if k in tm.input_names}
 
 
-def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool,
-            first_epoch: int = 0) -> tf.data.Dataset:
+def batches(
+    tm, rows, targets, batch_size: int, seed: int, shuffle: bool, first_epoch: int = 0
+) -> tf.data.Dataset:
     """``(inputs, targets)`` batches, each padded to its longest text; a new sortish order
     every epoch when ``shuffle``, epoch ``e``'s drawn from ``(seed, e)``, counting from
     ``first_epoch`` (a resumed phase goes on with the orders it had not yet seen)."""
     n = len(rows)
     lengths = np.array([len(r) for r in rows])
     names = tm.input_names
-    spec = {k: tf.TensorSpec((None, None), tf.bool if k == "padding_mask" else tf.int32)
-            for k in names}
+    spec = {
+        k: tf.TensorSpec((None, None), tf.bool if k == "padding_mask" else tf.int32) for k in names
+    }
     epoch = [first_epoch]
 
     def order():
@@ -131,9 +173,9 @@ def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool,
         pool = batch_size * POOL_BATCHES
         out = []
         for i in range(0, n, pool):
-            part = perm[i:i + pool]
+            part = perm[i : i + pool]
             part = part[np.argsort(-lengths[part], kind="stable")]
-            out.extend(part[j:j + batch_size] for j in range(0, len(part), batch_size))
+            out.extend(part[j : j + batch_size] for j in range(0, len(part), batch_size))
         return [out[i] for i in rng.permutation(len(out))]
 
     def gen():
@@ -141,17 +183,20 @@ def batches(tm, rows, targets, batch_size: int, seed: int, shuffle: bool,
             picked = [rows[i] for i in idx]
             yield _inputs(tm, picked), targets[idx]
 
-    ds = tf.data.Dataset.from_generator(gen, output_signature=(
-        spec, tf.TensorSpec((None,) + targets.shape[1:], tf.float32)))
-    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size))
-                    ).prefetch(2)
+    ds = tf.data.Dataset.from_generator(
+        gen, output_signature=(spec, tf.TensorSpec((None,) + targets.shape[1:], tf.float32))
+    )
+    return ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size))).prefetch(2)
 
 
 def predict(tm, model: keras.Model, rows, batch_size: int = 128) -> np.ndarray:
     """``model`` (``tm.model`` or ``tm.feature_model``) on ``rows`` in inference mode, in order."""
-    return np.concatenate([
-        np.asarray(model(_inputs(tm, rows[i:i + batch_size]), training=False), np.float32)
-        for i in range(0, len(rows), batch_size)])
+    return np.concatenate(
+        [
+            np.asarray(model(_inputs(tm, rows[i : i + batch_size]), training=False), np.float32)
+            for i in range(0, len(rows), batch_size)
+        ]
+    )
 
 
 def run(cfg: Config, extra_augment=()) -> RunResult:
@@ -164,8 +209,9 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
     policy, _ = distribute.precision_policy(cfg.mixed_precision, strategy)
     keras.mixed_precision.set_global_policy(policy)
     with rundir.claim(cfg) as out:  # an unwritable --output is refused before data is read
-        data = text_data.load(cfg.data, cfg.val_split, cfg.seed, cfg.train_per_class,
-                              cfg.val_per_class)
+        data = text_data.load(
+            cfg.data, cfg.val_split, cfg.seed, cfg.train_per_class, cfg.val_per_class
+        )
         return _run_locked(cfg, data, out, strategy, t0)
 
 
@@ -176,10 +222,16 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
     with strategy.scope():
         tm = encoder.build(cfg, data.num_classes)
         regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
-    log.info("encoder: %s, %d transformer layers, %s parameters; pooling %s, sequence length "
-             "%d, scope %s", cfg.text.preset, len(tm.transformer_layers),
-             f"{scope_lib.count(tm.backbone.weights):,}", cfg.text.pooling,
-             tm.sequence_length, cfg.text.scope)
+    log.info(
+        "encoder: %s, %d transformer layers, %s parameters; pooling %s, sequence length "
+        "%d, scope %s",
+        cfg.text.preset,
+        len(tm.transformer_layers),
+        f"{scope_lib.count(tm.backbone.weights):,}",
+        cfg.text.pooling,
+        tm.sequence_length,
+        cfg.text.scope,
+    )
     train_rows, val_rows = tokenize(tm, data.train.texts), tokenize(tm, data.val.texts)
     targets = tasks_lib.targets_fn(specs, False)
     y_train = np.asarray(targets(data.train.labels), np.float32)
@@ -196,8 +248,9 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
             history.append(done)
             cache = None
             continue
-        scope = "head" if phase.trainable == "head" or cfg.text.scope == "frozen" \
-            else cfg.text.scope
+        scope = (
+            "head" if phase.trainable == "head" or cfg.text.scope == "frozen" else cfg.text.scope
+        )
         use_cache = scope == "head" and cfg.cache_features
         with strategy.scope():
             scope_lib.apply_scope(tm, scope, cfg.text.top_k)
@@ -205,69 +258,113 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
             steps = math.ceil(len(train_rows) / cfg.batch_size)
             multipliers = {} if scope == "head" else scope_lib.layer_multipliers(tm, phase)
             run_phase = dataclasses.replace(phase, lr=scope_lib.head_rate(phase), lr_range=())
-            target.compile(optimizer=optim.make_optimizer(run_phase, steps, multipliers),
-                           **tasks_lib.compile_args(specs, False, cfg))
-        params = {"trainable": scope_lib.count(tm.model.trainable_weights),
-                  "total": scope_lib.count(tm.model.weights)}
+            target.compile(
+                optimizer=optim.make_optimizer(run_phase, steps, multipliers),
+                **tasks_lib.compile_args(specs, False, cfg),
+            )
+        params = {
+            "trainable": scope_lib.count(tm.model.trainable_weights),
+            "total": scope_lib.count(tm.model.weights),
+        }
         if use_cache and cache is None:
-            cache = (predict(tm, tm.feature_model, train_rows),
-                     predict(tm, tm.feature_model, val_rows))
+            cache = (
+                predict(tm, tm.feature_model, train_rows),
+                predict(tm, tm.feature_model, val_rows),
+            )
         if use_cache:
-            train_ds = tf.data.Dataset.from_tensor_slices((cache[0], y_train)).shuffle(
-                len(y_train), seed=cfg.seed + index).batch(cfg.batch_size)
+            train_ds = (
+                tf.data.Dataset.from_tensor_slices((cache[0], y_train))
+                .shuffle(len(y_train), seed=cfg.seed + index)
+                .batch(cfg.batch_size)
+            )
             val_ds = tf.data.Dataset.from_tensor_slices((cache[1], y_val)).batch(256)
         else:
-            train_ds = batches(tm, train_rows, y_train, cfg.batch_size, cfg.seed + index, True,
-                               state.resume_epoch(index))
+            train_ds = batches(
+                tm,
+                train_rows,
+                y_train,
+                cfg.batch_size,
+                cfg.seed + index,
+                True,
+                state.resume_epoch(index),
+            )
             val_ds = batches(tm, val_rows, y_val, 128, 0, False)
         train_ds = inputs.with_sample_weights(train_ds, weights)
-        log.info("phases.%d %r (%d of %d): %s, trainable parameters %s of %s (%.2f%%), %s, "
-                 "%d epochs %s lr=%g%s", index, phase.name, index + 1, len(cfg.phases), scope,
-                 f"{params['trainable']:,}", f"{params['total']:,}",
-                 100 * params["trainable"] / params["total"],
-                 "cached features" if use_cache else "token batches", phase.epochs,
-                 phase.optimizer, scope_lib.head_rate(phase),
-                 " layer-wise decay" if multipliers else "")
+        log.info(
+            "phases.%d %r (%d of %d): %s, trainable parameters %s of %s (%.2f%%), %s, "
+            "%d epochs %s lr=%g%s",
+            index,
+            phase.name,
+            index + 1,
+            len(cfg.phases),
+            scope,
+            f"{params['trainable']:,}",
+            f"{params['total']:,}",
+            100 * params["trainable"] / params["total"],
+            "cached features" if use_cache else "token batches",
+            phase.epochs,
+            phase.optimizer,
+            scope_lib.head_rate(phase),
+            " layer-wise decay" if multipliers else "",
+        )
         hist = _fit(tm, target, phase, index, state, train_ds, val_ds, cfg.verbose)
         if not use_cache:
             cache = None
-        record = {"phase": phase.name, "trainable": phase.trainable, "scope": scope,
-                  "cached_features": use_cache, "trainable_params": params["trainable"],
-                  "seconds": round(time.perf_counter() - start, 2), "history": hist}
+        record = {
+            "phase": phase.name,
+            "trainable": phase.trainable,
+            "scope": scope,
+            "cached_features": use_cache,
+            "trainable_params": params["trainable"],
+            "seconds": round(time.perf_counter() - start, 2),
+            "history": hist,
+        }
         state.mark_completed(tm.model, index, record)
         history.append(record)
     metrics = evaluate(tm, cfg, data, val_rows, specs)
-    metrics["text"] = {"preset": cfg.text.preset, "scope": cfg.text.scope,
-                       "trainable_params": params.get("trainable",
-                                                      history[-1].get("trainable_params")),
-                       "total_params": scope_lib.count(tm.model.weights),
-                       "sequence_length": tm.sequence_length,
-                       "val_texts_cut": int(sum(len(r) + 2 > tm.sequence_length
-                                                for r in val_rows))}
+    metrics["text"] = {
+        "preset": cfg.text.preset,
+        "scope": cfg.text.scope,
+        "trainable_params": params.get("trainable", history[-1].get("trainable_params")),
+        "total_params": scope_lib.count(tm.model.weights),
+        "sequence_length": tm.sequence_length,
+        "val_texts_cut": int(sum(len(r) + 2 > tm.sequence_length for r in val_rows)),
+    }
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(), str(out),
-                     data=data)
+    return RunResult(
+        metrics, history, time.perf_counter() - t0, tm, data.report(), str(out), data=data
+    )
 
 
-def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds,
-         verbose: int) -> dict:
+def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds, verbose: int) -> dict:
     guard = EpochGuard(tm, index, state)
     callbacks = [c for c in (guard, state.backup(index)) if c is not None]
     if tm.lora_layers:  # after the backup's restore, which zeroes the adapters
         callbacks.append(lora.ReviveLora(tm))
     if phase.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True
+            )
+        )
     done_before = state.resume_epoch(index)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", phase.name, done_before)
-    hist = target.fit(train_ds, validation_data=val_ds, epochs=phase.epochs,
-                      callbacks=callbacks, verbose=verbose, shuffle=False)
+    hist = target.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=phase.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
     if guard.diverged_at is not None:
-        raise TrainingDiverged(f"the loss became NaN or infinite in phase {phase.name!r} "
-                               f"(phases.{index}), epoch {guard.diverged_at}; the last good "
-                               f"checkpoint is kept in {state.dir}",
-                               fix=f"re-run with --resume and a lower phases.{index}.lr")
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite in phase {phase.name!r} "
+            f"(phases.{index}), epoch {guard.diverged_at}; the last good "
+            f"checkpoint is kept in {state.dir}",
+            fix=f"re-run with --resume and a lower phases.{index}.lr",
+        )
     recorded = history_from_epochs(state.epochs(index))
     return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 

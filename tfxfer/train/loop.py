@@ -8,14 +8,14 @@
 4. attaches the ``regularization`` (L2-SP's anchor is captured here, from the pretrained
    weights, or read back from the checkpoint on resume; :mod:`tfxfer.methods.regularize`);
 5. runs each phase, split into stages (a ``gradual`` phase has one per unfreezing step,
-   :func:`tfxfer.models.freeze.stages`): sets the ``trainable`` scope, **recompiles** (a ``trainable``
-   change only takes effect after ``compile``) with per-block learning rates when the phase asks
-   for them (:mod:`tfxfer.train.optim`), and fits, on cached backbone features when only the head
-   trains (``cache_features``) or on images otherwise. Every completed epoch is checkpointed
-   (:mod:`tfxfer.train.checkpoint`): re-running the same command after a crash skips completed phases
-   and resumes the running one from its last completed epoch; a multi-worker run, whose
-   checkpoints only the chief holds, starts over instead. A NaN/Inf loss stops the run
-   with a message naming the phase and epoch;
+   :func:`tfxfer.models.freeze.stages`): sets the ``trainable`` scope, **recompiles** (a
+   ``trainable`` change only takes effect after ``compile``) with per-block learning rates when the
+   phase asks for them (:mod:`tfxfer.train.optim`), and fits, on cached backbone features when only
+   the head trains (``cache_features``) or on images otherwise. Every completed epoch is
+   checkpointed (:mod:`tfxfer.train.checkpoint`): re-running the same command after a crash skips
+   completed phases and resumes the running one from its last completed epoch; a multi-worker run,
+   whose checkpoints only the chief holds, starts over instead. A NaN/Inf loss stops the run with a
+   message naming the phase and epoch;
 6. evaluates every head on the validation split. Writing the artefacts is
    :func:`tfxfer.deploy.export.save_run`'s job (the recipes' ``run`` does both).
 
@@ -32,16 +32,14 @@ import logging
 import math
 import shutil
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from tfxfer.config import Config, Phase
 from tfxfer.data import features
-from tfxfer.data.shard import Shard
 from tfxfer.data import sources as data_lib
+from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
 from tfxfer.methods import prune as prune_lib
@@ -86,31 +84,60 @@ class EpochGuard(keras.callbacks.Callback):
             self.state.log_epoch(self.tm.model, self.key, epoch, logs or {})
 
 
-def compile_for(target: keras.Model, tm, phase: Phase, steps_per_epoch: int, cfg: Config,
-                specs: list[tasks_lib.TaskSpec], first_epoch: int = 0) -> None:
+def compile_for(
+    target: keras.Model,
+    tm,
+    phase: Phase,
+    steps_per_epoch: int,
+    cfg: Config,
+    specs: list[tasks_lib.TaskSpec],
+    first_epoch: int = 0,
+) -> None:
     """Compiles ``target`` for a phase: optimiser with per-block rates, per-task losses."""
     _, decay = phase.rates()
-    target.compile(optimizer=optim.make_optimizer(
-        phase, steps_per_epoch, optim.block_multipliers(tm.backbone, tm.family, decay),
-        first_epoch * steps_per_epoch), **tasks_lib.compile_args(specs, tm.multi, cfg))
+    target.compile(
+        optimizer=optim.make_optimizer(
+            phase,
+            steps_per_epoch,
+            optim.block_multipliers(tm.backbone, tm.family, decay),
+            first_epoch * steps_per_epoch,
+        ),
+        **tasks_lib.compile_args(specs, tm.multi, cfg),
+    )
 
 
 def _rates(phase: Phase) -> str:
     lr, decay = phase.rates()
     if decay == 1.0:
         return f"lr={lr:g}"
-    return "lr=" + " ".join(f"b{b}:{lr * optim.block_factor(decay, b):.2g}"
-                            for b in range(1, backbones.NUM_BLOCKS + 1)) + f" head:{lr:g}"
+    return (
+        "lr="
+        + " ".join(
+            f"b{b}:{lr * optim.block_factor(decay, b):.2g}"
+            for b in range(1, backbones.NUM_BLOCKS + 1)
+        )
+        + f" head:{lr:g}"
+    )
 
 
-def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, state: RunState,
-               specs, pruning: dict, found: dict, shard: Shard,
-               find_only: int | None = None) -> dict | None:
+def _fit_stage(
+    tm,
+    cfg: Config,
+    stage: freeze.Stage,
+    data,
+    cache,
+    strategy,
+    state: RunState,
+    specs,
+    pruning: dict,
+    found: dict,
+    shard: Shard,
+    find_only: int | None = None,
+) -> dict | None:
     phase = cfg.phases[stage.index]
     targets = tasks_lib.targets_fn(specs, tm.multi)
     with strategy.scope():
-        freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks,
-                           cfg.train_bn)
+        freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
         augment_in_data = cfg.augment_in == "data" and tm.augmenter is not None
         if cache is not None:
             target = tm.head_model
@@ -118,74 +145,104 @@ def _fit_stage(tm, cfg: Config, stage: freeze.Stage, data, cache, strategy, stat
             target = tm.plain_model if augment_in_data else tm.model
         steps = math.ceil(len(data.train) / inputs.per_worker_batch(cfg.batch_size, shard))
         freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
-    batches = inputs.stage(tm, cfg, data, cache, cfg.seed + stage.index + stage.first_epoch
-                           if cache is None else cfg.seed + stage.index, targets,
-                           augment_in_data, strategy, shard)
+    batches = inputs.stage(
+        tm,
+        cfg,
+        data,
+        cache,
+        cfg.seed + stage.index + stage.first_epoch if cache is None else cfg.seed + stage.index,
+        targets,
+        augment_in_data,
+        strategy,
+        shard,
+    )
     if phase.lr == "auto":
         with strategy.scope():
-            phase = lr_find.resolve(tm, cfg, stage.index, target, batches.local(), state.dir,
-                                    tasks_lib.compile_args(specs, tm.multi, cfg), found)
+            phase = lr_find.resolve(
+                tm,
+                cfg,
+                stage.index,
+                target,
+                batches.local(),
+                state.dir,
+                tasks_lib.compile_args(specs, tm.multi, cfg),
+                found,
+            )
         if find_only == stage.index:
             return None
     with strategy.scope():  # always recompile after a trainable change
         compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
     info = freeze.summary(tm.backbone, tm.family)
-    log.info("phases.%d %r (%d of %d): trainable=%s blocks=%s backbone params trainable=%s "
-             "BN %s, %s, %d epochs %s %s%s", stage.index, stage.label, stage.index + 1,
-             len(cfg.phases),
-             phase.trainable, info["trainable_blocks"] or "none",
-             f"{info['trainable_params']:,}",
-             "trained" if info["bn_trainable"] else "frozen (inference mode)",
-             "cached features" if cache is not None else
-             f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
-             stage.epochs, phase.optimizer, _rates(phase),
-             f" regularization={cfg.regularization}" if cfg.regularization != "none" else "")
+    log.info(
+        "phases.%d %r (%d of %d): trainable=%s blocks=%s backbone params trainable=%s "
+        "BN %s, %s, %d epochs %s %s%s",
+        stage.index,
+        stage.label,
+        stage.index + 1,
+        len(cfg.phases),
+        phase.trainable,
+        info["trainable_blocks"] or "none",
+        f"{info['trainable_params']:,}",
+        "trained" if info["bn_trainable"] else "frozen (inference mode)",
+        "cached features"
+        if cache is not None
+        else f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
+        stage.epochs,
+        phase.optimizer,
+        _rates(phase),
+        f" regularization={cfg.regularization}" if cfg.regularization != "none" else "",
+    )
     guard = EpochGuard(tm, stage.key, state)
     # the epoch's record first, then the backup: a kill between the two repeats the epoch on
     # resume (its record is rewritten under the same number) instead of losing its record
     callbacks = [c for c in (guard, state.backup(stage.key)) if c is not None]
     if phase.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True
+            )
+        )
     if cfg.prune.sparsity and stage.key in pruning:  # after EarlyStopping: its restore of
         # earlier, denser weights is followed by the masks at the end of training
         callbacks.append(prune_lib.callback(tm.model, cfg.prune, pruning, stage.key))
     done_before = state.resume_epoch(stage.key)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
-    hist = target.fit(batches.train, validation_data=batches.val, epochs=stage.epochs,
-                      callbacks=callbacks, verbose=cfg.verbose)
+    hist = target.fit(
+        batches.train,
+        validation_data=batches.val,
+        epochs=stage.epochs,
+        callbacks=callbacks,
+        verbose=cfg.verbose,
+    )
     if guard.diverged_at is not None:
-        raise TrainingDiverged(f"the loss became NaN or infinite in phase {stage.label!r} "
-                               f"(phases.{stage.index}), epoch {guard.diverged_at}; training "
-                               f"stopped and the last good checkpoint is kept in {state.dir}",
-                               fix=f"re-run the same command with --resume and a lower "
-                                   f"phases.{stage.index}.lr (now {phase.rates()[0]:g}), e.g. "
-                                   f"--set phases.{stage.index}.lr={phase.rates()[0] / 10:g}: "
-                                   "completed phases are kept and this one goes on from its "
-                                   "last good epoch")
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite in phase {stage.label!r} "
+            f"(phases.{stage.index}), epoch {guard.diverged_at}; training "
+            f"stopped and the last good checkpoint is kept in {state.dir}",
+            fix=f"re-run the same command with --resume and a lower "
+            f"phases.{stage.index}.lr (now {phase.rates()[0]:g}), e.g. "
+            f"--set phases.{stage.index}.lr={phase.rates()[0] / 10:g}: "
+            "completed phases are kept and this one goes on from its "
+            "last good epoch",
+        )
     recorded = history_from_epochs(state.epochs(stage.key))
     return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-
-
-def check_sections(cfg: Config) -> None:
-    """The scenario recipes have no use for the other recipes' sections: a user who sets
-    ``auto.*``, ``adapt.*``, ``zero_shot.*``, ``text.*`` or ``lora.*`` on one is told, rather
-    than silently ignored."""
-    for key, recipe in (("adapt", "domain_adapt"), ("zero_shot", "zero_shot"), ("auto", "auto"),
-                        ("text", "text_classify"), ("lora", "text_classify")):
-        if getattr(cfg, key) != getattr(Config(), key):
-            raise UserError(f"{key}.* settings belong to the {recipe} recipe; the "
-                            f"{cfg.recipe} recipe would ignore them", got=getattr(cfg, key),
-                            fix=f"run tfxfer {recipe} ..., or drop the {key}.* keys")
 
 
 def load_data(cfg: Config, size: int, shard: Shard = Shard()):
     """The run's :class:`~tfxfer.data.sources.ImageData`, decoded at ``size`` (this worker's
     share of it under multi-worker training, :mod:`tfxfer.data.shard`)."""
-    return data_lib.load(cfg.data, size, val_split=cfg.val_split, seed=cfg.seed,
-                         train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class,
-                         manual_dir=cfg.manual_dir, shard=shard)
+    return data_lib.load(
+        cfg.data,
+        size,
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        train_per_class=cfg.train_per_class,
+        val_per_class=cfg.val_per_class,
+        manual_dir=cfg.manual_dir,
+        shard=shard,
+    )
 
 
 def start(cfg: Config, batch: str = "global batch"):
@@ -197,14 +254,25 @@ def start(cfg: Config, batch: str = "global batch"):
     # Set both ways: a policy left by an earlier run in the same process (Colab) must not leak.
     policy, policy_why = distribute.precision_policy(cfg.mixed_precision, strategy)
     keras.mixed_precision.set_global_policy(policy)
-    log.info("strategy: %s (%s), %d replica(s), %s %d, dtype policy %s (%s)",
-             type(strategy).__name__, why, strategy.num_replicas_in_sync, batch, cfg.batch_size,
-             policy, policy_why)
+    log.info(
+        "strategy: %s (%s), %d replica(s), %s %d, dtype policy %s (%s)",
+        type(strategy).__name__,
+        why,
+        strategy.num_replicas_in_sync,
+        batch,
+        cfg.batch_size,
+        policy,
+        policy_why,
+    )
     return size, strategy
 
 
-def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None,
-        find_only: int | None = None) -> RunResult:
+def run(
+    cfg: Config,
+    extra_augment: Sequence[keras.layers.Layer] = (),
+    data=None,
+    find_only: int | None = None,
+) -> RunResult:
     """Trains and evaluates a whole recipe from a config; see the module docstring.
 
     Args:
@@ -221,15 +289,22 @@ def run(cfg: Config, extra_augment: Sequence[keras.layers.Layer] = (), data=None
         artefacts.
     """
     t0 = time.perf_counter()
-    check_sections(cfg)
     size, strategy = start(cfg)
     synthetic.check(cfg, distribute.num_workers(strategy))  # also generative.* without a ratio
     with rundir.claim(cfg, distribute.is_chief(strategy)) as out:  # export.save_run releases
         return _run_locked(cfg, out, strategy, size, extra_augment, t0, data, find_only)
 
 
-def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
-                data=None, find_only: int | None = None) -> RunResult:
+def _run_locked(
+    cfg: Config,
+    out,
+    strategy,
+    size: int,
+    extra_augment,
+    t0: float,
+    data=None,
+    find_only: int | None = None,
+) -> RunResult:
     if out is not None and distribute.num_workers(strategy) > 1 and (out / "checkpoints").exists():
         # Only the chief holds checkpoints: resuming there alone would send the workers down
         # different paths and their collectives would fail. A multi-worker run starts over.
@@ -248,14 +323,22 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
     preflight.warn_batch(cfg.batch_size, len(data.train))
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():
-        tm = model_lib.build(cfg.backbone, data.num_classes, size, cfg.weights,
-                             cfg.augment.preset, extra_augment, cfg.head_pooling,
-                             cfg.head_dropout, cfg.head_hidden, cfg.seed,
-                             {s.name: s.num_classes for s in specs} if cfg.tasks else None)
+        tm = model_lib.build(
+            cfg.backbone,
+            data.num_classes,
+            size,
+            cfg.weights,
+            cfg.augment.preset,
+            extra_augment,
+            cfg.head_pooling,
+            cfg.head_dropout,
+            cfg.head_hidden,
+            cfg.seed,
+            {s.name: s.num_classes for s in specs} if cfg.tasks else None,
+        )
         regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
     history, cache = [], None
-    stages = [st for i, p in enumerate(cfg.phases)
-              for st in freeze.stages(p, i, cfg.freeze_blocks)]
+    stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
     mixing = cfg.mixup > 0 or cfg.cutmix > 0  # image batches then drop the remainder
     batch = inputs.per_worker_batch(cfg.batch_size, shard)
     steps = len(data.train) // batch if mixing else math.ceil(len(data.train) / batch)
@@ -274,16 +357,39 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
         use_cache = stage.scope == "head" and cfg.cache_features
         if use_cache and cache is None:
             cache = features.extract(tm, data, cfg.feature_views, size, shard)
-        hist = _fit_stage(tm, cfg, stage, data, cache if use_cache else None, strategy, state,
-                          specs, pruning, found, shard, find_only)
+        hist = _fit_stage(
+            tm,
+            cfg,
+            stage,
+            data,
+            cache if use_cache else None,
+            strategy,
+            state,
+            specs,
+            pruning,
+            found,
+            shard,
+            find_only,
+        )
         if hist is None:  # find_only: the sweep is done, nothing more trains
-            return RunResult({"lr_find": found[stage.index], "lr_find_phase": stage.index},
-                             history, time.perf_counter() - t0, tm, data.report(),
-                             None if out is None else str(out), data=data)
+            return RunResult(
+                {"lr_find": found[stage.index], "lr_find_phase": stage.index},
+                history,
+                time.perf_counter() - t0,
+                tm,
+                data.report(),
+                None if out is None else str(out),
+                data=data,
+            )
         if not use_cache:
             cache = None  # the backbone may have changed: cached features are stale
-        record = {"phase": stage.label, "trainable": phase.trainable, "cached_features": use_cache,
-                  "seconds": round(time.perf_counter() - start, 2), "history": hist}
+        record = {
+            "phase": stage.label,
+            "trainable": phase.trainable,
+            "cached_features": use_cache,
+            "seconds": round(time.perf_counter() - start, 2),
+            "history": hist,
+        }
         if phase.lr == "auto":
             record["lr_found"] = found[stage.index]["lr"]
         state.mark_completed(tm.model, stage.key, record)
@@ -292,5 +398,12 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float,
     if cfg.prune.sparsity:
         metrics["prune"] = {"target": cfg.prune.sparsity, **prune_lib.report(tm.model)}
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    return RunResult(metrics, history, time.perf_counter() - t0, tm, data.report(),
-                     None if out is None else str(out), data=data)
+    return RunResult(
+        metrics,
+        history,
+        time.perf_counter() - t0,
+        tm,
+        data.report(),
+        None if out is None else str(out),
+        data=data,
+    )

@@ -1,0 +1,226 @@
+"""The one runner: every recipe is registered here and runs through :func:`run`.
+
+A recipe module is a default config plus one call::
+
+    run, main = runner.register(CONFIG, trainer="tfxfer.train.adapt", flags=FLAGS,
+                                sections=("augment", "adapt"))
+
+:func:`register` records a :class:`Recipe` (name, defaults, trainer, flags, the config sections
+it reads, whether a re-run resumes) in :data:`REGISTRY` and returns the module's ``run`` (Python)
+and ``main`` (command line). :func:`run` refuses the sections the recipe does not read
+(:func:`refuse_foreign_sections`, one rule for every recipe), checks what shows without data
+(:mod:`tfxfer.train.preflight`), trains with the recipe's trainer and writes the artefacts
+(:func:`tfxfer.deploy.export.save_run`). ``tfxfer --help`` lists :data:`REGISTRY`
+(:func:`tfxfer.recipes.registered`).
+
+Example:
+    >>> from tfxfer.recipes import registered
+    >>> registered()["domain_adapt"].sections
+    ('augment', 'adapt')
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfxfer.config import SECTIONS, Config
+from tfxfer.errors import UserError
+from tfxfer.runner.flags import Flag, Parser, resolve_config
+
+IMAGE_SECTIONS = ("augment", "prune", "generative")  # what the four scenario recipes read
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A registered recipe.
+
+    Attributes:
+        name: ``tfxfer NAME`` and ``python -m tfxfer.recipes.NAME``.
+        config: Its defaults (``CONFIG`` in its module).
+        trainer: The module whose ``run(cfg, extra_augment)`` trains, or that function.
+        flags: Its own command-line flags (:class:`~tfxfer.runner.flags.Flag`).
+        sections: The config sections (:data:`tfxfer.config.SECTIONS`) it reads; any other
+            section set away from the recipe's defaults is refused.
+        resumable: Whether the same command, re-run after an interruption, resumes from the last
+            completed epoch (the others start over).
+        help: What its ``--help`` adds (``help_sections``: sections whose keys it lists;
+            ``phases_note``: said instead of the phases, when they are chosen at run time).
+    """
+
+    name: str
+    config: Config
+    trainer: str | Callable
+    flags: tuple[Flag, ...] = ()
+    sections: tuple[str, ...] = IMAGE_SECTIONS
+    resumable: bool = True
+    help: dict[str, Any] = field(default_factory=dict)
+
+
+REGISTRY: dict[str, Recipe] = {}
+_catalogue: list[Callable[[], dict[str, Recipe]]] = []  # lists every recipe (tfxfer.recipes)
+
+
+def set_catalogue(every_recipe: Callable[[], dict[str, Recipe]]) -> None:
+    """Gives the runner the function that imports and lists every recipe: the recipes package
+    calls it when it is first imported, so that an error can name the recipes that read a
+    section even when one recipe alone was imported (``python -m tfxfer.recipes.NAME``)."""
+    _catalogue[:] = [every_recipe]
+
+
+def register(
+    defaults: Config,
+    trainer: str | Callable = "tfxfer.train.loop",
+    flags: tuple[Flag, ...] = (),
+    sections: tuple[str, ...] = IMAGE_SECTIONS,
+    resumable: bool = True,
+    variant: tuple[str, Callable] | None = None,
+    **help_parts,
+):
+    """Registers the recipe ``defaults.recipe`` and returns its ``(run, main)``.
+
+    ``run(config=defaults, **overrides)`` trains, evaluates and exports; ``overrides`` are
+    config keys. ``main(argv=None)`` parses a command line over ``defaults`` and returns the
+    exit status. ``variant``: ``(flag, make)`` when a flag chooses the defaults themselves (the
+    text recipe's ``--scope``). ``help_parts``: see :attr:`Recipe.help`.
+    """
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:  # a recipe author's mistake, found at import
+        raise ValueError(f"recipe {defaults.recipe}: unknown sections {unknown}")
+    recipe = Recipe(
+        defaults.recipe, defaults, trainer, flags, tuple(sections), resumable, dict(help_parts)
+    )
+    REGISTRY[recipe.name] = recipe
+
+    def run_recipe(config: Config = defaults, **overrides):
+        config = config.replace(**overrides) if overrides else config
+        return run(config, trainer=trainer, recipe=recipe)
+
+    def main_recipe(argv: list[str] | None = None, prog: str | None = None) -> int:
+        return main(defaults, argv, prog, trainer, flags, variant, recipe=recipe, **help_parts)
+
+    run_recipe.__doc__ = f"Runs the {recipe.name} recipe (defaults: CONFIG) and exports it."
+    main_recipe.__doc__ = f"Command line of the {recipe.name} recipe; returns the exit status."
+    return run_recipe, main_recipe
+
+
+def entry_points(
+    defaults: Config,
+    trainer: str | Callable = "tfxfer.train.loop",
+    flags: tuple[Flag, ...] = (),
+    **help_parts,
+):
+    """``(run, main)`` of an unregistered recipe (a user's own defaults): :func:`register`
+    without the registry, reading every section."""
+    recipe = Recipe(defaults.recipe, defaults, trainer, flags, tuple(SECTIONS))
+
+    def run_recipe(config: Config = defaults, **overrides):
+        config = config.replace(**overrides) if overrides else config
+        return run(config, trainer=trainer, recipe=recipe)
+
+    def main_recipe(argv: list[str] | None = None, prog: str | None = None) -> int:
+        return main(defaults, argv, prog, trainer, flags, recipe=recipe, **help_parts)
+
+    return run_recipe, main_recipe
+
+
+def refuse_foreign_sections(cfg: Config, recipe: Recipe) -> None:
+    """Refuses a section the recipe does not read, set away from the recipe's defaults: one
+    rule for every recipe, naming the recipes that do read it."""
+    for section in SECTIONS:
+        if section in recipe.sections or getattr(cfg, section) == getattr(recipe.config, section):
+            continue
+        every = _catalogue[0]() if _catalogue else REGISTRY
+        owners = [r.name for r in every.values() if section in r.sections] or ["no"]
+        plural = "s" if len(owners) > 1 else ""
+        raise UserError(
+            f"{section}.* settings belong to the {', '.join(owners)} recipe{plural}; the "
+            f"{recipe.name} recipe would ignore them",
+            got=getattr(cfg, section),
+            fix=f"run tfxfer {owners[0]} ..., or drop the {section}.* keys",
+        )
+
+
+def run(
+    cfg: Config,
+    extra_augment=(),
+    trainer: str | Callable = "tfxfer.train.loop",
+    recipe: Recipe | None = None,
+):
+    """Trains, evaluates and writes every artefact: what each recipe's ``run`` calls.
+
+    ``trainer`` is the module whose ``run(cfg, extra_augment)`` trains (the training core
+    :mod:`tfxfer.train.loop`, the adaptation core :mod:`tfxfer.train.adapt`, ...) or such a
+    function. ``recipe`` (default: the registered recipe named ``cfg.recipe``, if any) says
+    which sections may be set. A result without a model (the ``auto`` recipe's dry-run plan)
+    is returned as it is; a result that trained with another config (``auto``) is saved with
+    that one.
+    """
+    from tfxfer.deploy import export  # heavy imports only when a run starts
+    from tfxfer.train import preflight
+
+    recipe = recipe or REGISTRY.get(cfg.recipe)
+    if recipe is not None:
+        refuse_foreign_sections(cfg, recipe)
+    preflight.check(cfg)  # what shows without data fails before any is read
+    fn = trainer if callable(trainer) else importlib.import_module(trainer).run
+    result = fn(cfg, extra_augment)
+    if getattr(result, "model", None) is None:
+        return result
+    export.save_run(result, result.config or cfg)
+    return result
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to" chatter
+
+
+def main(
+    defaults: Config,
+    argv: list[str] | None = None,
+    prog: str | None = None,
+    trainer: str = "tfxfer.train.loop",
+    flags: tuple[Flag, ...] = (),
+    variant: tuple[str, object] | None = None,
+    recipe: Recipe | None = None,
+    **help_parts,
+) -> int:
+    """Runs a recipe from the command line; returns the process exit status.
+
+    ``variant``: ``(flag, make)`` when a flag chooses the defaults themselves (the text
+    recipe's ``--scope``): ``make(value)`` gives them, and the other options apply on top.
+    """
+    prog = prog or f"python -m tfxfer.recipes.{defaults.recipe}"
+    _quiet_tensorflow()
+    try:
+        if variant is not None:
+            peek = Parser(prog=prog, add_help=False)
+            peek.add_argument(variant[0])
+            value = getattr(
+                peek.parse_known_args(sys.argv[1:] if argv is None else argv)[0],
+                variant[0].lstrip("-"),
+            )
+            defaults = variant[1](value) if value is not None else defaults
+        cfg = resolve_config(defaults, argv, prog, flags, **help_parts)
+        result = run(cfg, trainer=trainer, recipe=recipe)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        again = (
+            "the same command resumes from the last completed epoch (checkpoints/)"
+            if recipe is None or recipe.resumable
+            else "the same command starts over"
+        )
+        print(f"{prog}: interrupted; {again}", file=sys.stderr)
+        return 130
+    print(result.summary())
+    return 0
