@@ -307,7 +307,8 @@ def test_int8_calibration_and_measurement_use_the_target_in_training_and_in_tfxf
         (["--target", "{mixed}"], "either images (unlabelled) or split folders"),
         (
             ["--target", "{target}", "--set", "prune.sparsity=0.5"],
-            "prune.* settings belong to the small_similar, small_different, large_different, large_similar, auto recipes; the domain_adapt recipe would ignore them",
+            "prune.* settings belong to the small_similar, small_different, large_different, "
+            "large_similar, auto recipes; the domain_adapt recipe would ignore them",
         ),
     ],
 )

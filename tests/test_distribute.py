@@ -122,7 +122,7 @@ sys.exit(large_similar.main(sys.argv[1:]))
 
 # One multi-worker worker (or, with strategy "default", the one-process reference): the
 # large_similar recipe (head on cached features, then everything on images) through
-# tfxfer.cli.run = train.run + export.save_run. Dropout and augmentation are off and each epoch
+# tfxfer.runner.run = train.run + export.save_run. Dropout and augmentation are off and each epoch
 # is one batch of the 8 training images, so every strategy computes the same thing.
 WORKER = """
 import json, logging, sys

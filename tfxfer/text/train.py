@@ -1,6 +1,6 @@
 """The text trainer: the image core's phases, checkpoints and outputs, on a KerasHub encoder.
 
-:func:`run` is what the ``text_classify`` recipe calls (``cli.entry_points(trainer=...)``). It
+:func:`run` is what the ``text_classify`` recipe calls (``runner.register(trainer=...)``). It
 shares the image recipes' machinery: the :class:`~tfxfer.config.Config` and its phases, the
 run directory's lock and the refusal of another run's folder (:mod:`tfxfer.train.rundir`),
 per-epoch checkpoints and resume (:mod:`tfxfer.train.checkpoint`), the NaN guard, early

@@ -1,4 +1,4 @@
-"""Checks of a resolved config that need no data: run by :func:`tfxfer.cli.run` before any
+"""Checks of a resolved config that need no data: run by :func:`tfxfer.runner.run` before any
 trainer reads an image, so that a mistake costs seconds, not a trained phase.
 
 What the config alone cannot know, the backbone's spec can: its minimum input size, its block
