@@ -11,7 +11,7 @@ TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo tf || echo cpu
 WITH_KIT := if [ -x $(KIT) ]; then eval "$$($(KIT))"; fi;
 PYTEST_ARGS ?= -n 2 --dist worksteal
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ test: install
 	@$(WITH_KIT) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; fi; \
 	exit $$rc
+
+# The fast lane while editing: the unit tests, none marked slow, kit or integration (CI runs
+# `make test`, everything).
+test-fast: install
+	@$(WITH_KIT) $(PY) -m pytest $(PYTEST_ARGS) -m "not slow and not kit and not integration"
 
 # Style and structure (what .ci/run checks before the tests): ruff lint and format, and the
 # import layers of pyproject.toml's [tool.importlinter].

@@ -208,6 +208,7 @@ ARGS = [
 ]
 
 
+@pytest.mark.integration
 def test_target_labels_never_reach_training(tmp_path, monkeypatch):
     """A labelled target whose every image is a sentinel (all pixels 7): no labelled batch that
     trains holds one; the unlabelled target batches hold only them."""

@@ -267,6 +267,7 @@ def _cfg(folder, out, weights, **auto_keys):
     )
 
 
+@pytest.mark.integration
 def test_dry_run_plans_from_measured_signals_and_trains_nothing(
     two_class_folder, tmp_path, start_weights
 ):
@@ -294,6 +295,7 @@ def _random_weights_file(tmp_path):
     return str(path)
 
 
+@pytest.mark.integration
 def test_auto_runs_the_chosen_recipe_with_found_rates_through_the_cli(two_class_folder, tmp_path):
     out = tmp_path / "out"
     cmd = [
@@ -338,6 +340,7 @@ def test_auto_runs_the_chosen_recipe_with_found_rates_through_the_cli(two_class_
     assert "auto chose small_similar" in proc.stdout
 
 
+@pytest.mark.integration
 def test_compare_runs_every_candidate_and_keeps_the_best(two_class_folder, tmp_path):
     from tfxfer.train import loop
 
@@ -371,6 +374,7 @@ def test_compare_runs_every_candidate_and_keeps_the_best(two_class_folder, tmp_p
         assert tied.recipe == "small_similar"
 
 
+@pytest.mark.integration
 def test_lr_find_command_sweeps_one_phase_and_says_how_to_use_it(
     two_class_folder, tmp_path, start_weights
 ):
@@ -409,6 +413,7 @@ def test_lr_find_command_sweeps_one_phase_and_says_how_to_use_it(
     )
 
 
+@pytest.mark.integration
 def test_find_only_stops_at_the_named_phase_after_an_earlier_auto_phase(
     two_class_folder, tmp_path, start_weights
 ):

@@ -240,6 +240,7 @@ def test_frozen_parts_are_deterministic_in_training_mode(family):
     keras.backend.clear_session()
 
 
+@pytest.mark.integration
 def test_default_efficientnet_build_matches_the_registry_without_a_probe(
     caplog, tmp_path, monkeypatch
 ):

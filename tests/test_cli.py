@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import write_class_images
 
+pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+
 
 def run_cli(args, cwd, module="tfxfer.recipes.small_similar", timeout=120):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

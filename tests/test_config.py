@@ -105,6 +105,7 @@ def test_saved_json_is_plain_json(tmp_path):
     assert data["phases"][0]["trainable"] == "head" and isinstance(data["head_hidden"], list)
 
 
+@pytest.mark.integration
 def test_python_310_support_is_true_as_declared(tmp_path):
     """pyproject says requires-python >= 3.10: every module parses as 3.10 syntax, and TOML
     configs load through tomli where the standard library has no tomllib."""

@@ -156,6 +156,7 @@ def exported(tmp_path_factory, start_weights):
     return tm, str(path)
 
 
+@pytest.mark.integration
 def test_serving_signatures_return_named_sorted_top_k_that_match_the_keras_model(exported):
     tm, path = exported
     served = tf.saved_model.load(path)
@@ -208,6 +209,7 @@ def test_serve_images_takes_any_one_size_and_equals_the_model_at_its_own_size(ex
     assert big["probabilities"].shape == (1, 3)
 
 
+@pytest.mark.integration
 def test_multi_task_export_names_every_head_and_its_classes(tmp_path):
     tm = model_lib.build(
         "MobileNetV2", num_classes=0, image_size=32, weights=None, heads={"fine": 4, "coarse": 2}
@@ -318,6 +320,7 @@ def test_predict_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
 # ---- LiteRT int8 input -------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_int8_input_quantization_is_raw_pixels_whatever_the_calibration_spanned(monkeypatch):
     """Calibration images that peak at 180 gave the input scale 0.7059, so the README's raw
     uint8 pixels were misread by 1/0.7059. The file now declares scale 1, zero point 0: raw

@@ -29,6 +29,8 @@ from weight_checks import OUTPUT_FILES
 from tfxfer.errors import UserError
 from tfxfer.train import distribute
 
+pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds for one subprocess, or for the whole group of workers
 

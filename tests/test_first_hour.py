@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from conftest import write_class_images
 
+pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+
 ENTRY = "import sys; from tfxfer.cli import entry; sys.exit(entry(sys.argv[1:]))"
 
 

@@ -113,6 +113,7 @@ def test_translate_and_cutout_match_numpy_and_pass_gradients_to_kept_pixels():
     assert not np.array_equal(out, networks.diff_augment(ones, tf.constant([3, 4], tf.int64)))
 
 
+@pytest.mark.integration
 def test_a_killed_gan_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
     data = tiny_data()
     full = gan_train.fit(data.train, data.class_names, TINY, tmp_path / "full", verbose=0)
@@ -178,6 +179,7 @@ def test_class_matched_subsets_keep_each_class_share():
     assert synthetic.per_class_counts(labels, 0.5, 4).tolist() == [25, 15, 10, 0]
 
 
+@pytest.mark.integration
 def test_synthetic_ratio_extends_training_only_and_the_gan_never_sees_validation(
     tmp_path, monkeypatch
 ):

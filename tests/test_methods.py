@@ -63,6 +63,7 @@ def _one_fit_step(start_weights, phase) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.integration
 def test_one_step_with_lr_decay_moves_each_block_at_its_own_rate(optimizer, start_weights):
     phase = Phase(trainable="all", optimizer=optimizer, lr=1e-3, momentum=0.9)
     plain, blocks = _one_fit_step(start_weights, phase)
@@ -200,6 +201,7 @@ def test_gradual_phase_trains_one_more_block_per_epoch_with_bn_frozen(
             assert moved == (block >= 3 and not is_bn), (var.path, block, moved)
 
 
+@pytest.mark.integration
 def test_l2sp_penalty_is_zero_at_the_start_and_grows_as_the_weights_move(start_weights):
     tm = _model(start_weights)
     anchors = regularize.attach(tm, "l2sp", alpha=0.1, beta=0.01)

@@ -119,6 +119,7 @@ def _bn_state(backbone):
 
 
 @pytest.mark.parametrize("train_bn", [False, True])
+@pytest.mark.integration
 def test_bn_moving_statistics_do_not_change_during_fine_tuning_fit(train_bn):
     """keras#20285: backbone(x, training=False) is not honoured once unfrozen in Keras 3.15."""
     keras.utils.set_random_seed(0)

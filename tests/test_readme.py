@@ -9,6 +9,8 @@ from tfxfer.config import Config
 from tfxfer.models import backbones
 from tfxfer.recipes import RECIPES
 
+pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -22,6 +22,7 @@ OLD_ARTEFACTS = (
 )
 
 
+@pytest.mark.integration
 def test_overwrite_never_leaves_files_of_two_runs_side_by_side(image_folder, tmp_path, monkeypatch):
     from tfxfer.deploy import export
     from tfxfer.train import loop as train
@@ -99,6 +100,7 @@ def test_a_run_folder_written_before_augment_became_a_table_is_the_same_run(tmp_
         rundir.prepare(cfg.replace(augment="strong"))
 
 
+@pytest.mark.integration
 def test_lock_is_reentrant_in_one_process_and_names_the_holder_in_another(tmp_path):
     out = tmp_path / "l"
     out.mkdir()

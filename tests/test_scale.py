@@ -30,6 +30,8 @@ from tfxfer.data import shard as shard_lib
 from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
 
+pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+
 
 @pytest.mark.parametrize("n,workers", [(1, 1), (7, 3), (8, 2), (9, 4), (2, 3), (100, 7)])
 def test_shard_rows_partition_the_split_and_assemble_restores_its_order(n, workers, monkeypatch):

@@ -121,6 +121,7 @@ def reference_ids(text: str, vocab: list[str]) -> list[int]:
     return out
 
 
+@pytest.mark.integration
 def test_wordpiece_matches_a_plain_python_reference():
     rng = random.Random(0)
     pool = (
@@ -233,6 +234,7 @@ def test_frozen_layers_are_deterministic_in_training_and_the_trained_ones_are_no
     )
 
 
+@pytest.mark.integration
 def test_lora_starts_from_the_pretrained_model_and_never_moves_it(preset):
     plain = encoder.build(config(preset, "full"), 2)
     tm = encoder.build(config(preset, "lora"), 2)
@@ -450,6 +452,7 @@ def test_image_settings_are_refused_for_text(preset, tmp_path):
 
 
 # ---- install ----------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_base_install_never_imports_keras_hub():
     code = (
         "import sys, tfxfer, tfxfer.cli, tfxfer.train.loop, tfxfer.deploy.export, "
@@ -469,6 +472,7 @@ def test_the_text_install_kept_tensorflow():
         assert tf.__version__ == md.version("tensorflow-cpu")
 
 
+@pytest.mark.integration
 def test_lora_trains_again_after_its_weights_are_loaded(preset, tmp_path):
     """Keras merges A @ B into the kernel on save and zeroes A and B on load; both zero, they
     would get no gradient. A resumed run re-draws A (B stays 0): same function, trains on."""

@@ -26,6 +26,8 @@ from tfxfer.data import sources, tfrecord
 from tfxfer.data.tfrecord import Stream
 from tfxfer.errors import UserError
 
+pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+
 
 @pytest.fixture
 def shards(tmp_path):
