@@ -39,7 +39,7 @@ def run_arm(script: str, args: list[str], timeout: int = 7200) -> dict:
         timeout=timeout,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    lines = [layer for layer in proc.stdout.splitlines() if layer.startswith("BENCH_RESULT ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"arm {args} failed with exit code {proc.returncode}")

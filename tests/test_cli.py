@@ -26,11 +26,12 @@ def run_cli(args, cwd, module="tfxfer.recipes.small_similar", timeout=120):
 def assert_one_line_error(proc, *fragments):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [layer for layer in proc.stderr.splitlines() if "error:" in layer]
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     assert "Fix:" in lines[0] or "--help" in lines[0]
+    return lines[0]
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import write_class_images
+from test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
 
@@ -29,16 +30,6 @@ def tfxfer(*args, cwd, timeout=300):
         text=True,
         timeout=timeout,
     )
-
-
-def one_error_line(proc, *fragments) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 TINY = (
@@ -132,7 +123,7 @@ def test_mistakes_are_refused_before_any_data_is_read(case, tmp_path):
         cwd=tmp_path,
         timeout=120,
     )
-    one_error_line(proc, *fragments)
+    assert_one_line_error(proc, *fragments)
     assert not (tmp_path / "out").exists()  # nothing was written, so nothing blocks the fix
 
 
@@ -153,12 +144,12 @@ def test_unwritable_output_is_one_line_before_any_work(tmp_path, finished):
             cwd=tmp_path,
             timeout=120,
         )
-        one_error_line(
+        assert_one_line_error(
             proc, "the output directory must be one tfxfer can create and write in", cause
         )
     run, data, work, _ = finished
     proc = tfxfer("predict", run, data, "--output", "/proc/x/pred.csv", cwd=work, timeout=120)
-    one_error_line(proc, "/proc/x")
+    assert_one_line_error(proc, "/proc/x")
     assert "images classified" not in proc.stderr and "/12 images" not in proc.stderr
 
 
@@ -167,10 +158,10 @@ def test_a_run_that_failed_before_training_does_not_block_the_corrected_command(
     data = write_class_images(tmp_path / "data", {"only": 6})
     out = tmp_path / "out"
     args = ("small_similar", "--data", data, "--output", out, *TINY)
-    one_error_line(tfxfer(*args, cwd=tmp_path), "at least 2 classes")
+    assert_one_line_error(tfxfer(*args, cwd=tmp_path), "at least 2 classes")
     assert not out.exists(), sorted(p.name for p in out.iterdir())
     (out / "notes").mkdir(parents=True)  # a folder the user keeps there survives a failure
-    one_error_line(tfxfer(*args, cwd=tmp_path), "at least 2 classes")
+    assert_one_line_error(tfxfer(*args, cwd=tmp_path), "at least 2 classes")
     assert sorted(p.name for p in out.iterdir()) == ["notes"]
     write_class_images(data, {"other": 6})
     fixed = tfxfer(*args, "--set", "phases.head.lr=2e-3", cwd=tmp_path)  # a changed config too
@@ -201,7 +192,7 @@ def test_phases_are_named_and_numbered_alike_in_set_log_and_help(tmp_path, finis
             cwd=tmp_path,
             timeout=120,
         )
-        one_error_line(proc, "data must be an existing directory")
+        assert_one_line_error(proc, "data must be an existing directory")
     auto_help = tfxfer("auto", "--help", cwd=tmp_path, timeout=60).stdout
     assert "phases: those of the recipe the plan chooses" in auto_help
     assert "auto.compare=false" in auto_help and "auto.similar_distance=0.046" in auto_help
@@ -223,7 +214,7 @@ def test_export_and_predict_accept_both_vocabularies_and_both_folders(finished, 
         proc = tfxfer("predict", model, data / "ants", cwd=work, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.count("\n") == 7 and "6 of 6 images classified" in proc.stderr
-    one_error_line(
+    assert_one_line_error(
         tfxfer("predict", work, data, cwd=work, timeout=120),
         "a run folder or its saved_model folder",
     )
@@ -283,7 +274,7 @@ def test_messages_name_the_cause(tmp_path):
         cwd=tmp_path,
         timeout=120,
     )
-    line = one_error_line(proc, "every class needs at least 2 images", "'b'")
+    line = assert_one_line_error(proc, "every class needs at least 2 images", "'b'")
     assert "validation folder" not in line.split("Fix:")[1]
     lr_help = tfxfer("lr-find", "--help", cwd=tmp_path, timeout=60).stdout
     assert ":mod:" not in lr_help and "``" not in lr_help and "<output>/lr_find" in lr_help

@@ -237,7 +237,7 @@ def test_l2sp_penalty_is_zero_at_the_start_and_grows_as_the_weights_move(start_w
                 )
     assert expected > 0 and penalties[2] == pytest.approx(expected, rel=1e-3)
     # the penalty is part of the training loss Keras minimises
-    assert sum(float(layer) for layer in tm.model.losses) == pytest.approx(
+    assert sum(float(loss) for loss in tm.model.losses) == pytest.approx(
         sum(regularize.penalty(tm).values()), rel=1e-4
     )
     # plain L2 pulls to 0 instead: non-zero from the start

@@ -40,7 +40,7 @@ def test_example_config_file_loads_and_matches_the_recipe_defaults(recipe):
 def test_readme_has_exactly_two_make_commands_and_ci_calls_the_test_one():
     text = (ROOT / "README.md").read_text()
     block = text.split("## The two commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    commands = [layer.split("#")[0].strip() for layer in block.strip().splitlines()]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands == ["make run", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 

@@ -129,7 +129,7 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     text, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, text[-3000:]
     assert "Traceback" not in text
-    line = [layer for layer in text.splitlines() if "error:" in layer]
+    line = [row for row in text.splitlines() if "error:" in row]
     assert len(line) == 1 and "NaN or infinite in phase 'finetune' (phases.1), epoch 1" in line[0]
     assert "lower phases.1.lr" in line[0]
     import keras
@@ -259,7 +259,7 @@ def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never
     second = cli(_args(folder, out, 1) + ["--overwrite"], tmp_path)  # even to overwrite
     text, _ = second.communicate(timeout=300)
     assert second.returncode == 2, text[-3000:]
-    errors = [layer for layer in text.splitlines() if "error:" in layer]
+    errors = [row for row in text.splitlines() if "error:" in row]
     assert len(errors) == 1 and f"locked by process {first.pid}" in errors[0], text[-2000:]
     assert first.poll() is None  # the first run goes on, its files untouched
     os.kill(first.pid, signal.SIGKILL)

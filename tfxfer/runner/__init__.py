@@ -96,17 +96,7 @@ def register(
         defaults.recipe, defaults, trainer, flags, tuple(sections), resumable, dict(help_parts)
     )
     REGISTRY[recipe.name] = recipe
-
-    def run_recipe(config: Config = defaults, **overrides):
-        config = config.replace(**overrides) if overrides else config
-        return run(config, trainer=trainer, recipe=recipe)
-
-    def main_recipe(argv: list[str] | None = None, prog: str | None = None) -> int:
-        return main(defaults, argv, prog, trainer, flags, variant, recipe=recipe, **help_parts)
-
-    run_recipe.__doc__ = f"Runs the {recipe.name} recipe (defaults: CONFIG) and exports it."
-    main_recipe.__doc__ = f"Command line of the {recipe.name} recipe; returns the exit status."
-    return run_recipe, main_recipe
+    return _run_and_main(recipe, variant)
 
 
 def entry_points(
@@ -117,15 +107,29 @@ def entry_points(
 ):
     """``(run, main)`` of an unregistered recipe (a user's own defaults): :func:`register`
     without the registry, reading every section."""
-    recipe = Recipe(defaults.recipe, defaults, trainer, flags, tuple(SECTIONS))
+    recipe = Recipe(defaults.recipe, defaults, trainer, flags, tuple(SECTIONS), True, help_parts)
+    return _run_and_main(recipe)
 
-    def run_recipe(config: Config = defaults, **overrides):
+
+def _run_and_main(recipe: Recipe, variant: tuple[str, Callable] | None = None):
+    def run_recipe(config: Config = recipe.config, **overrides):
         config = config.replace(**overrides) if overrides else config
-        return run(config, trainer=trainer, recipe=recipe)
+        return run(config, trainer=recipe.trainer, recipe=recipe)
 
     def main_recipe(argv: list[str] | None = None, prog: str | None = None) -> int:
-        return main(defaults, argv, prog, trainer, flags, recipe=recipe, **help_parts)
+        return main(
+            recipe.config,
+            argv,
+            prog,
+            recipe.trainer,
+            recipe.flags,
+            variant,
+            recipe=recipe,
+            **recipe.help,
+        )
 
+    run_recipe.__doc__ = f"Runs the {recipe.name} recipe (defaults: CONFIG) and exports it."
+    main_recipe.__doc__ = f"Command line of the {recipe.name} recipe; returns the exit status."
     return run_recipe, main_recipe
 
 
