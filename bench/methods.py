@@ -16,7 +16,7 @@ Protocol (every arm goes through ``tfxfer.train.loop.run``, the recipes' own cor
   - ``plain``: the whole backbone at ``lr``;
   - ``discriminative``: ``lr_decay=0.5``, block i at ``lr * 0.5 ** (6 - i)``, head at ``lr``;
   - ``gradual``: ``trainable="gradual"``, one more block every epoch from the top down;
-  - ``l2sp``: the whole backbone, ``regularization="l2sp"``, alpha 0.1, beta 0.01 (the paper's).
+  - ``l2sp``: the whole backbone, ``regularization="l2sp"``, its alpha 0.1, beta 0.01 (the paper's).
 
 - ``small_different``: Fashion-MNIST, 100 training images per class (drawn with the seed),
   8 fine-tuning epochs at lr 1e-4, accuracy on the 10,000 test images (500 of them, 50 per
@@ -62,7 +62,7 @@ def _config(scenario: str, method: str, seed: int, size: int, out: str):
     elif method == "gradual":
         fine.update(trainable="gradual", unfreeze_every=1)
     elif method == "l2sp":
-        extra = dict(regularization="l2sp", alpha=0.1, beta=0.01)
+        extra = dict(regularization=dict(method="l2sp", alpha=0.1, beta=0.01))
     elif method in MULTI:
         fine["trainable"] = "partial"
         tasks = {"multi": ("fine", "coarse"), "fine_only": ("fine",), "coarse_only": ("coarse",)}[

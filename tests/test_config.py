@@ -55,6 +55,9 @@ def test_unknown_key_is_rejected_with_the_valid_keys():
         ("generative.ema=1", "generative.ema must be in"),
         ("phases.3.lr=1", "'phases.3.lr' must name an existing entry by index"),
         ("nonsense", "--set takes key=value"),
+        ("regularization=l3", "regularization.method must be one of"),
+        ("regularization.alpha=-1", "regularization.alpha must be >= 0"),
+        ("beta=-1", "regularization.beta must be >= 0"),
     ],
 )
 def test_wrong_values_are_rejected_with_the_rule(assignment, message):
@@ -79,6 +82,51 @@ def test_augment_shorthand_keeps_the_rest_of_the_table(tmp_path):
     loaded = Config.load(path)
     assert (loaded.augment.preset, loaded.generative.steps) == ("strong", 10)
     assert Config.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["augment"]["preset"] == "none"
+
+
+def test_regularization_is_a_section_with_a_method_shorthand(tmp_path):
+    from tfxfer.config import Regularization
+
+    cfg = Config().override(["regularization.alpha=0.5", "regularization=l2sp"])
+    assert cfg.regularization == Regularization("l2sp", 0.5, 0.01)  # the bare string: the method
+    assert Config().override(["regularization.method=none"]).regularization.method == "none"
+    assert Config(regularization="l2").regularization == Regularization("l2")
+    path = tmp_path / "c.toml"
+    path.write_text('regularization = "l2sp"\n')
+    assert Config.load(path).regularization.method == "l2sp"
+    assert Config.load(path).to_dict()["regularization"] == {
+        "method": "l2sp",
+        "alpha": 0.1,
+        "beta": 0.01,
+    }
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda path: Config().override(["alpha=0.3", "beta=0.02", "regularization=l2sp"]),
+        lambda path: Config().replace(alpha=0.3, beta=0.02, regularization="l2sp"),
+        lambda path: Config.load(path),
+    ],
+    ids=["--set", "replace", "file"],
+)
+def test_moved_keys_still_work_with_a_one_line_warning(build, tmp_path, caplog):
+    """alpha and beta, top-level keys before the regularization section, keep working from
+    every way in (a config file as written before the move included), each with one line."""
+    path = tmp_path / "old.toml"
+    path.write_text('regularization = "l2sp"\nalpha = 0.3\nbeta = 0.02\n')
+    with caplog.at_level("WARNING", logger="tfxfer"):
+        cfg = build(path)
+    assert (cfg.regularization.method, cfg.regularization.alpha, cfg.regularization.beta) == (
+        "l2sp",
+        0.3,
+        0.02,
+    )
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "config key 'alpha' is now 'regularization.alpha'; the old name still works for now",
+        "config key 'beta' is now 'regularization.beta'; the old name still works for now",
+    ]
 
 
 def test_set_overrides_parse_json_values_and_dotted_paths():

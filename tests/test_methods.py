@@ -259,8 +259,7 @@ def test_resume_restores_the_l2sp_anchor_and_the_per_block_rates(
         image_folder,
         tmp_path,
         start_weights,
-        regularization="l2sp",
-        alpha=0.5,
+        regularization=dict(method="l2sp", alpha=0.5),
         phases=(
             Phase(name="warm", trainable="head", epochs=1, lr=1e-3),
             Phase(name="ft", trainable="all", epochs=2, lr=1e-3, lr_decay=DECAY, schedule="cosine"),

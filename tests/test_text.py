@@ -10,6 +10,7 @@ import importlib.metadata as md
 import json
 import logging
 import random
+import re
 import subprocess
 import sys
 import unicodedata
@@ -444,11 +445,34 @@ def test_missing_preset_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and "\n" not in err and "nowhere" in err and "Fix:" in err
 
 
-def test_image_settings_are_refused_for_text(preset, tmp_path):
-    from tfxfer.text import train
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("mixup", 0.2),
+        ("backbone", "ResNet50"),
+        ("image_size", 96),
+        ("tta", "flip"),
+        ("export", ["litert-fp16"]),
+        ("data_service", "grpc://host:5050"),
+        ("augment", "strong"),
+    ],
+)
+def test_image_settings_are_refused_for_text(key, value, tmp_path):
+    """The runner's one rule (no list of image keys in the text trainer): before any data is
+    read, naming the key and the recipes that read it."""
+    cfg = text_classify.CONFIG.replace(
+        **{key: value, "data": str(tmp_path / "none"), "output": str(tmp_path / "out")}
+    )
+    what = "augment.*" if key == "augment" else f"{key}: image"
+    with pytest.raises(UserError, match=rf"^{re.escape(what)} settings belong to the small_sim"):
+        text_classify.run(cfg)
+    assert not (tmp_path / "out").exists()
 
-    with pytest.raises(UserError, match="mixup is an image setting"):
-        train.check(config(preset, mixup=0.2, output=str(tmp_path)))
+
+def test_image_flags_are_not_offered_by_the_text_command(capsys):
+    assert text_classify.main(["--backbone", "ResNet50"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unrecognized arguments: --backbone ResNet50" in err and "\n" not in err
 
 
 # ---- install ----------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from tfxfer import schema
-from tfxfer.config import Config
+from tfxfer.config import Config, schema
 from tfxfer.errors import UserError
 from tfxfer.runner import _quiet_tensorflow, entry_points, main, run  # noqa: F401 - public here
 from tfxfer.runner.flags import (  # noqa: F401 - public here

@@ -121,26 +121,37 @@ def attach(
     kernels = _head_kernels(tm)
     for v in variables + kernels:
         v.regularizer = None
-    if kind == "none":
+    anchor = REGULARIZERS[kind]
+    if anchor is None:
         return []
-    anchors: list[keras.Variable] = []
-    if kind == "l2sp":
-        path = None if checkpoint_dir is None else Path(checkpoint_dir) / ANCHOR_FILE
-        if path is not None and path.is_file():
-            values = load_anchor(path, variables)
-        else:
-            values = [np.array(v.numpy()) for v in variables]
-            if path is not None:
-                save_anchor(path, variables, values)
-        anchors = [
-            keras.Variable(value, trainable=False, name="l2sp_anchor", dtype=v.dtype)
-            for v, value in zip(variables, values)
-        ]
+    anchors = anchor(variables, checkpoint_dir)
     for i, v in enumerate(variables):
         v.regularizer = DistanceL2(alpha, anchors[i] if anchors else None)
     for v in kernels:
         v.regularizer = DistanceL2(beta)
     return anchors
+
+
+def _start_anchor(variables: list[keras.Variable], checkpoint_dir: Path | None):
+    """L2-SP's ``w0``: the weights when training started, saved with (and read back from) the
+    run's checkpoints so that a resumed run keeps pulling towards the same point."""
+    path = None if checkpoint_dir is None else Path(checkpoint_dir) / ANCHOR_FILE
+    if path is not None and path.is_file():
+        values = load_anchor(path, variables)
+    else:
+        values = [np.array(v.numpy()) for v in variables]
+        if path is not None:
+            save_anchor(path, variables, values)
+    return [
+        keras.Variable(value, trainable=False, name="l2sp_anchor", dtype=v.dtype)
+        for v, value in zip(variables, values)
+    ]
+
+
+# Name -> where the backbone's pull goes: the config's ``regularization.method`` choices
+# (tfxfer.config.REGULARIZATIONS, checked against these by tests/test_layout.py). None: no
+# penalty; an anchor function: towards what it returns, or towards 0 when that is empty.
+REGULARIZERS = {"none": None, "l2": lambda variables, checkpoint_dir: [], "l2sp": _start_anchor}
 
 
 def penalty(tm) -> dict[str, float]:

@@ -184,3 +184,11 @@ def evaluate(
         "gzsl_per_sample_accuracy": round(float(np.mean(pred == labels)), 4),
     }
     return dict(sorted(metrics.items()))
+
+
+# Name -> factory from the config's zero_shot section: the ``zero_shot.methods`` choices
+# (tfxfer.config.ZERO_SHOT_METHODS, checked against these by tests/test_layout.py).
+METHODS = {
+    "dap": lambda zs: DAP(zs.dap_c),
+    "eszsl": lambda zs: ESZSL(zs.eszsl_gamma, zs.eszsl_lambda),
+}

@@ -57,7 +57,7 @@ run, main = runner.register(
     CONFIG,
     trainer="tfxfer.train.adapt",
     flags=FLAGS,
-    sections=("augment", "adapt"),
+    sections=("head", "image", "augment", "adapt"),
     resumable=False,
     help_sections=("adapt",),
 )

@@ -32,7 +32,7 @@ run, main = runner.register(
     CONFIG,
     trainer="tfxfer.train.generator",
     flags=FLAGS,
-    sections=("generative",),
+    sections=("image", "generative"),
     help_sections=("generative",),
     phases_note="none: the GAN trains for generative.steps steps",
 )

@@ -26,9 +26,6 @@ SCOPES = SCOPE_PHASES
 CONFIG = Config(
     recipe="text_classify",
     data="sst2",
-    backbone="text",
-    weights=None,
-    augment="none",
     head_dropout=0.1,
     batch_size=32,
     text=Text(scope="full"),
@@ -52,7 +49,7 @@ run, main = runner.register(
     CONFIG,
     trainer="tfxfer.text.train",
     flags=FLAGS,
-    sections=("text", "lora"),
+    sections=("head", "text", "lora"),
     variant=("--scope", config),
     help_sections=("text", "lora"),
 )

@@ -56,7 +56,7 @@ run, main = runner.register(
     CONFIG,
     trainer="tfxfer.train.zero_shot",
     flags=FLAGS,
-    sections=("augment", "zero_shot"),
+    sections=("image", "augment", "zero_shot"),
     resumable=False,
     help_sections=("zero_shot",),
 )

@@ -3,20 +3,20 @@
 A recipe module is a default config plus one call::
 
     run, main = runner.register(CONFIG, trainer="tfxfer.train.adapt", flags=FLAGS,
-                                sections=("augment", "adapt"))
+                                sections=("head", "image", "augment", "adapt"))
 
 :func:`register` records a :class:`Recipe` (name, defaults, trainer, flags, the config sections
 it reads, whether a re-run resumes) in :data:`REGISTRY` and returns the module's ``run`` (Python)
-and ``main`` (command line). :func:`run` refuses the sections the recipe does not read
-(:func:`refuse_foreign_sections`, one rule for every recipe), checks what shows without data
-(:mod:`tfxfer.train.preflight`), trains with the recipe's trainer and writes the artefacts
-(:func:`tfxfer.deploy.export.save_run`). ``tfxfer --help`` lists :data:`REGISTRY`
-(:func:`tfxfer.recipes.registered`).
+and ``main`` (command line). :func:`run` refuses the config parts the recipe does not read
+(:data:`tfxfer.config.PARTS`; :func:`refuse_foreign_sections`, one rule for every recipe),
+checks what shows without data (:mod:`tfxfer.train.preflight`), trains with the recipe's
+trainer and writes the artefacts (:func:`tfxfer.deploy.export.save_run`). ``tfxfer --help``
+lists :data:`REGISTRY` (:func:`tfxfer.recipes.registered`).
 
 Example:
     >>> from tfxfer.recipes import registered
     >>> registered()["domain_adapt"].sections
-    ('augment', 'adapt')
+    ('head', 'image', 'augment', 'adapt')
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfxfer.config import SECTIONS, Config
+from tfxfer.config import PARTS, SECTIONS, Config
 from tfxfer.errors import UserError
 from tfxfer.runner.flags import Flag, Parser, resolve_config
 
-IMAGE_SECTIONS = ("augment", "prune", "generative")  # what the four scenario recipes read
+# what the four scenario recipes read (the run aside, which every recipe reads)
+IMAGE_SECTIONS = ("head", "image", "augment", "prune", "generative")
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class Recipe:
         config: Its defaults (``CONFIG`` in its module).
         trainer: The module whose ``run(cfg, extra_augment)`` trains, or that function.
         flags: Its own command-line flags (:class:`~tfxfer.runner.flags.Flag`).
-        sections: The config sections (:data:`tfxfer.config.SECTIONS`) it reads; any other
-            section set away from the recipe's defaults is refused.
+        sections: The config parts (:data:`tfxfer.config.PARTS`: ``head``, ``image`` and the
+            sections) it reads besides the run; any other part set away from the recipe's
+            defaults is refused.
         resumable: Whether the same command, re-run after an interruption, resumes from the last
             completed epoch (the others start over).
         help: What its ``--help`` adds (``help_sections``: sections whose keys it lists;
@@ -89,9 +91,12 @@ def register(
     exit status. ``variant``: ``(flag, make)`` when a flag chooses the defaults themselves (the
     text recipe's ``--scope``). ``help_parts``: see :attr:`Recipe.help`.
     """
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:  # a recipe author's mistake, found at import
-        raise ValueError(f"recipe {defaults.recipe}: unknown sections {unknown}")
+    unknown = sorted(set(sections) - set(PARTS))
+    if unknown:  # a recipe author's mistakes, found at import
+        raise ValueError(f"recipe {defaults.recipe}: unknown parts {unknown}; valid: {list(PARTS)}")
+    unread = [k for p in PARTS if p not in sections for k in PARTS[p] if _changed(defaults, k)]
+    if unread:
+        raise ValueError(f"recipe {defaults.recipe}: its defaults set {unread}, which it reads not")
     recipe = Recipe(
         defaults.recipe, defaults, trainer, flags, tuple(sections), resumable, dict(help_parts)
     )
@@ -107,7 +112,7 @@ def entry_points(
 ):
     """``(run, main)`` of an unregistered recipe (a user's own defaults): :func:`register`
     without the registry, reading every section."""
-    recipe = Recipe(defaults.recipe, defaults, trainer, flags, tuple(SECTIONS), True, help_parts)
+    recipe = Recipe(defaults.recipe, defaults, trainer, flags, tuple(PARTS), True, help_parts)
     return _run_and_main(recipe)
 
 
@@ -133,20 +138,31 @@ def _run_and_main(recipe: Recipe, variant: tuple[str, Callable] | None = None):
     return run_recipe, main_recipe
 
 
+def _changed(cfg: Config, key: str, base: Config | None = None) -> bool:
+    return getattr(cfg, key) != getattr(base or Config(), key)
+
+
 def refuse_foreign_sections(cfg: Config, recipe: Recipe) -> None:
-    """Refuses a section the recipe does not read, set away from the recipe's defaults: one
-    rule for every recipe, naming the recipes that do read it."""
-    for section in SECTIONS:
-        if section in recipe.sections or getattr(cfg, section) == getattr(recipe.config, section):
+    """Refuses a config part the recipe does not read, set away from the recipe's defaults: one
+    rule for every recipe and part (:data:`tfxfer.config.PARTS`), naming the recipes that do
+    read it."""
+    for part, keys in PARTS.items():
+        changed = (
+            [] if part in recipe.sections else [k for k in keys if _changed(cfg, k, recipe.config)]
+        )
+        if not changed:
             continue
         every = _catalogue[0]() if _catalogue else REGISTRY
-        owners = [r.name for r in every.values() if section in r.sections] or ["no"]
+        owners = [r.name for r in every.values() if part in r.sections] or ["no"]
         plural = "s" if len(owners) > 1 else ""
+        what = f"{part}.*" if part in SECTIONS else f"{', '.join(changed)}: {part}"
         raise UserError(
-            f"{section}.* settings belong to the {', '.join(owners)} recipe{plural}; the "
+            f"{what} settings belong to the {', '.join(owners)} recipe{plural}; the "
             f"{recipe.name} recipe would ignore them",
-            got=getattr(cfg, section),
-            fix=f"run tfxfer {owners[0]} ..., or drop the {section}.* keys",
+            got=getattr(cfg, changed[0])
+            if part in SECTIONS
+            else {k: getattr(cfg, k) for k in changed},
+            fix=f"run tfxfer {owners[0]} ..., or drop the {what.split(':')[0]} settings",
         )
 
 
@@ -171,7 +187,8 @@ def run(
     recipe = recipe or REGISTRY.get(cfg.recipe)
     if recipe is not None:
         refuse_foreign_sections(cfg, recipe)
-    preflight.check(cfg)  # what shows without data fails before any is read
+    # what shows without data fails before any is read
+    preflight.check(cfg, image=recipe is None or "image" in recipe.sections)
     fn = trainer if callable(trainer) else importlib.import_module(trainer).run
     result = fn(cfg, extra_augment)
     if getattr(result, "model", None) is None:
@@ -213,7 +230,8 @@ def main(
                 variant[0].lstrip("-"),
             )
             defaults = variant[1](value) if value is not None else defaults
-        cfg = resolve_config(defaults, argv, prog, flags, **help_parts)
+        image = recipe is None or "image" in recipe.sections
+        cfg = resolve_config(defaults, argv, prog, flags, image=image, **help_parts)
         result = run(cfg, trainer=trainer, recipe=recipe)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -62,30 +62,34 @@ def build_parser(
     flags: tuple[Flag, ...] = (),
     help_sections: tuple[str, ...] = (),
     phases_note: str | None = None,
+    image: bool = True,
 ) -> argparse.ArgumentParser:
     """The recipe's parser; its help names the recipe's ``help_sections`` (with their keys and
-    defaults) and its phases, or ``phases_note`` when they are chosen at run time (``auto``)."""
+    defaults) and its phases, or ``phases_note`` when they are chosen at run time (``auto``).
+    ``image``: whether the recipe reads the image part (its flags: backbone, size, ...)."""
     p = Parser(
         prog=prog,
-        description=f"tfxfer recipe '{defaults.recipe}': {_describe(defaults, phases_note)}",
+        description=f"tfxfer recipe '{defaults.recipe}': {_describe(defaults, phases_note, image)}",
         epilog=EPILOG
         + _epilog(defaults, help_sections, phases_note)
-        + "backbones: "
-        + ", ".join(backbones.names()),
+        + ("backbones: " + ", ".join(backbones.names()) if image else ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of config keys")
     p.add_argument("--data", help=f"directory, tfds:NAME, or built-in (default {defaults.data})")
-    p.add_argument("--backbone", help=f"registered backbone (default {defaults.backbone})")
-    p.add_argument(
-        "--weights", help=f"imagenet, none, or a weights file path (default {defaults.weights})"
-    )
-    p.add_argument("--image-size", type=int, help="square input size (default: backbone's)")
+    if image:
+        p.add_argument("--backbone", help=f"registered backbone (default {defaults.backbone})")
+        p.add_argument(
+            "--weights",
+            help=f"imagenet, none, or a weights file path (default {defaults.weights})",
+        )
+        p.add_argument("--image-size", type=int, help="square input size (default: backbone's)")
     p.add_argument("--epochs", type=int, help="epochs of every phase")
     p.add_argument(
         "--batch-size", type=int, help=f"global batch size (default {defaults.batch_size})"
     )
-    p.add_argument("--freeze-blocks", type=int, help="blocks (0-5) frozen in partial phases")
+    if image:
+        p.add_argument("--freeze-blocks", type=int, help="blocks (0-5) frozen in partial phases")
     p.add_argument("--strategy", help="auto|default|mirrored|multiworker|tpu (default auto)")
     p.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
     p.add_argument("--output", help=f"output directory (default {defaults.output})")
@@ -113,13 +117,14 @@ def build_parser(
         action="store_true",
         help="train head-only phases on images instead of cached backbone features",
     )
-    p.add_argument(
-        "--export",
-        metavar="FORMATS",
-        help="comma-separated extra exports, each measured on the validation set: "
-        "litert-fp32,litert-fp16,litert-dynamic,litert-int8 (the litert- "
-        "prefix is optional, as in tfxfer export)",
-    )
+    if image:
+        p.add_argument(
+            "--export",
+            metavar="FORMATS",
+            help="comma-separated extra exports, each measured on the validation set: "
+            "litert-fp32,litert-fp16,litert-dynamic,litert-int8 (the litert- "
+            "prefix is optional, as in tfxfer export)",
+        )
     p.add_argument(
         "--set",
         action="append",
@@ -151,12 +156,13 @@ def _dest(flag: Flag) -> str:
     return "recipe_" + flag.name.lstrip("-").replace("-", "_")
 
 
-def _describe(cfg: Config, phases_note: str | None = None) -> str:
+def _describe(cfg: Config, phases_note: str | None = None, image: bool = True) -> str:
     phases = phases_note or " -> ".join(
         f"phases.{i} {p.name}[{p.trainable}, {p.epochs} ep, {p.optimizer} {p.lr}]"
         for i, p in enumerate(cfg.phases)
     )
-    return f"{cfg.backbone} on {cfg.data}; phases: {phases}"
+    model = cfg.backbone if image else cfg.text.preset or "a text encoder (--preset)"
+    return f"{model} on {cfg.data}; phases: {phases}"
 
 
 def _epilog(cfg: Config, help_sections: tuple[str, ...], phases_note: str | None) -> str:
@@ -198,7 +204,7 @@ def resolve_config(
     **help_parts,
 ) -> Config:
     """Applies a command line to a recipe's default config (``flags``: the recipe's own;
-    ``help_parts``: :func:`build_parser`'s ``help_sections`` and ``phases_note``)."""
+    ``help_parts``: :func:`build_parser`'s ``help_sections``, ``phases_note`` and ``image``)."""
     args = build_parser(defaults, prog, flags, **help_parts).parse_args(argv)
     cfg = Config.load(args.config, base=defaults) if args.config else defaults
     own = []
@@ -209,7 +215,7 @@ def resolve_config(
                 value = [v.strip() for v in value.split(",") if v.strip()]
             own.append(f"{flag.key}={json.dumps(value)}")
     cfg = cfg.override(own) if own else cfg
-    changes = {key: getattr(args, key) for key in _FLAG_KEYS if getattr(args, key) is not None}
+    changes = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None}
     if args.overwrite:
         changes["overwrite"] = True
     if args.resume:
@@ -218,7 +224,7 @@ def resolve_config(
         changes["cache_features"] = False
     if args.mixed_precision:
         changes["mixed_precision"] = True
-    if args.export:
+    if getattr(args, "export", None):
         changes["export"] = list(export_formats(args.export))
     if changes:
         cfg = cfg.replace(**changes)

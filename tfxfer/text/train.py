@@ -46,47 +46,12 @@ from tfxfer.train.result import RunResult
 
 log = logging.getLogger("tfxfer")
 POOL_BATCHES = 50
-# Top-level image settings that text would silently ignore: refused instead (the image-only
-# sections are refused by the runner, tfxfer.runner.refuse_foreign_sections).
-IMAGE_ONLY = (
-    "mixup",
-    "cutmix",
-    "tasks",
-    "tta",
-    "export",
-    "data_service",
-    "train_bn",
-    "freeze_blocks",
-    "image_size",
-    "head_pooling",
-    "head_hidden",
-    "augment_in",
-)
 
 
 def check(cfg: Config) -> None:
-    """One-line errors for settings the text trainer cannot honour."""
+    """One-line errors for text settings the text trainer cannot honour (the image parts of
+    the config are refused by the runner, :func:`tfxfer.runner.refuse_foreign_sections`)."""
     default = Config()
-    for key in IMAGE_ONLY:
-        if getattr(cfg, key) != getattr(default, key):
-            raise UserError(
-                f"{key} is an image setting; the text recipe would ignore it",
-                got=getattr(cfg, key),
-                fix=f"drop {key} from the text config",
-            )
-    if cfg.backbone != "text" or cfg.weights is not None:
-        raise UserError(
-            "backbone and weights are image settings; the text encoder and its "
-            "weights are text.preset",
-            got=(cfg.backbone, cfg.weights),
-            fix="pass --preset, and leave backbone=text, weights=none",
-        )
-    if cfg.augment.preset != "none" or cfg.augment.synthetic_ratio:
-        raise UserError(
-            "augment is an image setting; text trains without augmentation",
-            got=cfg.augment,
-            fix="set augment=none",
-        )
     for i, phase in enumerate(cfg.phases):
         if phase.trainable not in ("head", "all") or phase.lr == "auto":
             raise UserError(
@@ -221,7 +186,13 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
     specs = tasks_lib.resolve((), data.class_names)
     with strategy.scope():
         tm = encoder.build(cfg, data.num_classes)
-        regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
+        regularize.attach(
+            tm,
+            cfg.regularization.method,
+            cfg.regularization.alpha,
+            cfg.regularization.beta,
+            state.dir,
+        )
     log.info(
         "encoder: %s, %d transformer layers, %s parameters; pooling %s, sequence length "
         "%d, scope %s",

@@ -229,7 +229,13 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             cfg.head_hidden,
             cfg.seed,
         )
-        regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, RunState(out).dir)
+        regularize.attach(
+            tm,
+            cfg.regularization.method,
+            cfg.regularization.alpha,
+            cfg.regularization.beta,
+            RunState(out).dir,
+        )
         domain = dann.domain_classifier(cfg.adapt.domain_hidden, cfg.seed)
         trainer = dann.DomainAdversarial(
             tm,

@@ -190,7 +190,9 @@ def _fit_stage(
         stage.epochs,
         phase.optimizer,
         _rates(phase),
-        f" regularization={cfg.regularization}" if cfg.regularization != "none" else "",
+        f" regularization={cfg.regularization.method}"
+        if cfg.regularization.method != "none"
+        else "",
     )
     guard = EpochGuard(tm, stage.key, state)
     # the epoch's record first, then the backup: a kill between the two repeats the epoch on
@@ -336,7 +338,13 @@ def _run_locked(
             cfg.seed,
             {s.name: s.num_classes for s in specs} if cfg.tasks else None,
         )
-        regularize.attach(tm, cfg.regularization, cfg.alpha, cfg.beta, state.dir)
+        regularize.attach(
+            tm,
+            cfg.regularization.method,
+            cfg.regularization.alpha,
+            cfg.regularization.beta,
+            state.dir,
+        )
     history, cache = [], None
     stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
     mixing = cfg.mixup > 0 or cfg.cutmix > 0  # image batches then drop the remainder

@@ -169,20 +169,22 @@ def make_optimizer(
     lr = learning_rate
     if lr is None:
         lr, _ = phase.rates()
-        if phase.schedule in ("cosine", "anneal"):
-            schedule = PhaseCosine if phase.schedule == "cosine" else PhaseAnneal
+        schedule = SCHEDULES[phase.schedule]
+        if schedule is not None:
             lr = schedule(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
-    kw = {"lr_multipliers": multipliers}
-    if phase.optimizer == "adam":
-        return Adam(lr, **kw)
-    if phase.optimizer == "adamw":
-        return AdamW(lr, weight_decay=phase.weight_decay, **kw)
-    if phase.optimizer == "sgd":
-        return SGD(
-            lr,
-            momentum=phase.momentum,
-            nesterov=True,
-            weight_decay=phase.weight_decay or None,
-            **kw,
-        )
-    return RMSprop(lr, momentum=phase.momentum if phase.momentum < 1 else 0.0, **kw)
+    return OPTIMIZERS[phase.optimizer](lr, phase, {"lr_multipliers": multipliers})
+
+
+# Name -> factory: the config's ``phases.N.schedule`` and ``phases.N.optimizer`` choices
+# (tfxfer.config.SCHEDULES and OPTIMIZERS, checked against these by tests/test_layout.py).
+SCHEDULES = {"constant": None, "cosine": PhaseCosine, "anneal": PhaseAnneal}
+OPTIMIZERS = {
+    "adam": lambda lr, phase, kw: Adam(lr, **kw),
+    "adamw": lambda lr, phase, kw: AdamW(lr, weight_decay=phase.weight_decay, **kw),
+    "sgd": lambda lr, phase, kw: SGD(
+        lr, momentum=phase.momentum, nesterov=True, weight_decay=phase.weight_decay or None, **kw
+    ),
+    "rmsprop": lambda lr, phase, kw: RMSprop(
+        lr, momentum=phase.momentum if phase.momentum < 1 else 0.0, **kw
+    ),
+}

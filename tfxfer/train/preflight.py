@@ -25,13 +25,13 @@ from tfxfer.models import backbones
 
 log = logging.getLogger("tfxfer")
 
-TEXT_BACKBONE = "text"  # what the text recipe's config names as its (image) backbone
 PARTIAL_SCOPES = ("partial", "gradual")  # the phase scopes that read freeze_blocks
 
 
-def check(cfg: Config) -> None:
-    """Raises a :class:`UserError` for anything wrong in ``cfg`` that shows without data."""
-    if cfg.backbone != TEXT_BACKBONE:
+def check(cfg: Config, image: bool = True) -> None:
+    """Raises a :class:`UserError` for anything wrong in ``cfg`` that shows without data;
+    ``image``: whether the recipe reads the image part (backbone, size, frozen blocks)."""
+    if image:
         _check_image(cfg)
     writable_dir(cfg.output, keep=False)  # created by the chief alone, when the run starts
 

@@ -61,8 +61,7 @@ def load_table(cfg: Config) -> attributes.AttributeTable:
 
 
 def make_method(name: str, cfg: Config):
-    zs = cfg.zero_shot
-    return zsl.ESZSL(zs.eszsl_gamma, zs.eszsl_lambda) if name == "eszsl" else zsl.DAP(zs.dap_c)
+    return zsl.METHODS[name](cfg.zero_shot)
 
 
 def run(cfg: Config, extra_augment=()) -> RunResult:
@@ -72,7 +71,7 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
     if not cfg.zero_shot.methods:
         raise UserError(
             "zero_shot.methods must name at least one method",
-            valid=["dap", "eszsl"],
+            valid=sorted(zsl.METHODS),
             got=[],
             fix='pass --set zero_shot.methods=["eszsl"]',
         )

@@ -5,7 +5,7 @@ values a user wrote (JSON, TOML, ``key=value`` strings) into those dataclasses, 
 keys and wrong types with a :class:`~tfxfer.errors.UserError` that names the key and the fix.
 
 Example:
-    >>> from tfxfer.schema import parse_value
+    >>> from tfxfer.config.schema import parse_value
     >>> parse_value("1e-4"), parse_value("none"), parse_value("[1, 2]"), parse_value("adam")
     (0.0001, None, [1, 2], 'adam')
 """
@@ -51,27 +51,29 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-SHORTHAND = "preset"  # a table with this key takes a bare string for it: augment=none
-
-
-def shorthand(value: Any) -> Any:
-    """A bare preset name as the table it stands for (``none`` parses as null: the preset
-    "none"), or ``value`` unchanged."""
+def shorthand(value: Any, key: str) -> Any:
+    """A bare string as the table it stands for, ``{key: value}`` (``none`` parses as null: the
+    name "none"), or ``value`` unchanged. ``key`` is the table's ``SHORTHAND`` (``preset`` for
+    ``augment``, ``method`` for ``regularization``)."""
     if value is None or isinstance(value, str):
-        return {SHORTHAND: "none" if value is None else value}
+        return {key: "none" if value is None else value}
     return value
 
 
-def merge(old: Any, new: Any) -> Any:
+def merge(old: Any, new: Any, key: str | None = None) -> Any:
     """The value a key takes when ``new`` is written over ``old``: ``new``, except that a bare
-    string written over a table holding a ``preset`` sets only that preset
+    string written over a table with a shorthand ``key`` sets only that key
     (``--set augment=none`` keeps ``augment.synthetic_ratio``)."""
-    if isinstance(old, dict) and SHORTHAND in old and (new is None or isinstance(new, str)):
-        return {**old, **shorthand(new)}
+    if key and isinstance(old, dict) and key in old and (new is None or isinstance(new, str)):
+        return {**old, **shorthand(new, key)}
     return new
 
 
-def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
+def assign(
+    data: Any, path: list[str], value: Any, full_key: str, shorthands: dict[str, str]
+) -> None:
+    """Sets the dotted ``path`` of the nested dict ``data`` to ``value``. ``shorthands``: the
+    top-level tables that take a bare string, and the key it sets (``{"augment": "preset"}``)."""
     head, rest = path[0], path[1:]
     if isinstance(data, list):
         slot = list_slot(data, head, full_key)
@@ -85,11 +87,12 @@ def assign(data: Any, path: list[str], value: Any, full_key: str) -> None:
             )
         slot = head
     if rest:
-        assign(data[slot], rest, value, full_key)
+        inner = {} if rest[1:] else {"": shorthands.get(head)}  # a.b=none: b is a's shorthand?
+        assign(data[slot], rest, value, full_key, inner)
     else:
-        if slot == SHORTHAND and value is None:
-            value = "none"  # --set augment.preset=none: the preset, not null
-        data[slot] = merge(data[slot], value)
+        if shorthands.get("") == slot and value is None:
+            value = "none"  # --set augment.preset=none: the name "none", not null
+        data[slot] = merge(data[slot], value, shorthands.get(slot))
 
 
 def list_slot(entries: list, head: str, full_key: str) -> int:
@@ -161,8 +164,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
-        if SHORTHAND in {f.name for f in dataclasses.fields(hint)}:
-            value = shorthand(value)
+        if getattr(hint, "SHORTHAND", None):
+            value = shorthand(value, hint.SHORTHAND)
         return build(hint, {**dataclasses.asdict(hint()), **_as_table(value, key)}, f"{key}.")
     if hint is bool:
         if isinstance(value, bool):

@@ -1,8 +1,7 @@
 """The config's text tables: :class:`Text` (the pretrained encoder and what of it trains) and
 :class:`Lora` (low-rank adapters), used by the ``text_classify`` recipe (:mod:`tfxfer.text`).
 
-They live apart from :mod:`tfxfer.sections` to keep each module small; import them from
-:mod:`tfxfer.config`, their public home.
+Import them from :mod:`tfxfer.config`, the public home of every part.
 
 Example:
     >>> from tfxfer.config import Config
@@ -15,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tfxfer.config.run import Phase
+from tfxfer.config.schema import check_choice, check_min
 from tfxfer.errors import UserError
-from tfxfer.schema import check_choice, check_min
-from tfxfer.sections import Phase
 
 TEXT_SCOPES = ("frozen", "top_k", "full", "lora")
 TEXT_POOLINGS = ("mean", "cls")

@@ -1,146 +1,26 @@
-"""The config's nested tables: phases, output tasks, pruning, domain adaptation and zero-shot.
+"""The method sections of the config, one per method: ``prune``, ``adapt`` (domain
+adaptation), ``zero_shot``, ``auto`` and ``generative`` (the GAN). A recipe declares the ones it
+reads (:func:`tfxfer.runner.register`); any other, set away from its defaults, is refused.
 
-They live apart from :class:`tfxfer.config.Config` to keep each module small; import them from
-:mod:`tfxfer.config`, their public home.
+Import them from :mod:`tfxfer.config`, the public home of every part.
 
 Example:
-    >>> from tfxfer.config import Phase, Prune
-    >>> Phase(lr_range=(1e-6, 1e-4)).rates()[0], Prune(sparsity=0.5).sparsity
-    (0.0001, 0.5)
-    >>> Adapt(target="mnist_m").method, ZeroShot(unseen=("Bag",)).methods
-    ('dann', ('dap', 'eszsl'))
+    >>> from tfxfer.config import Adapt, Prune, ZeroShot
+    >>> Prune(sparsity=0.5).sparsity, Adapt(target="mnist_m").method
+    (0.5, 'dann')
+    >>> ZeroShot(unseen=("Bag",)).methods
+    ('dap', 'eszsl')
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from tfxfer.config.schema import check_choice, check_min
 from tfxfer.errors import UserError
-from tfxfer.schema import check_choice, check_min
 
-TRAINABLE_SCOPES = ("head", "partial", "all", "gradual")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "anneal")
 ADAPT_METHODS = ("dann", "source_only")
 ZERO_SHOT_METHODS = ("dap", "eszsl")
-TASK_LOSSES = ("crossentropy", "focal")
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One stage of training: what is trainable, for how long, and how it is optimised.
-
-    Attributes:
-        name: Label used in logs, history and checkpoints.
-        trainable: ``"head"`` (backbone frozen), ``"partial"`` (the first ``freeze_blocks`` blocks
-            frozen, the rest trained), ``"all"`` (whole backbone trained) or ``"gradual"``
-            (gradual unfreezing: block 5 first, one more block every ``unfreeze_every`` epochs,
-            top down, until only ``freeze_blocks`` blocks are frozen, or none when it is unset).
-        epochs: Number of epochs (>= 1).
-        optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``rmsprop``.
-        lr: Peak learning rate of the head (and of the whole backbone unless ``lr_decay`` or
-            ``lr_range`` spread rates across blocks), or ``"auto"``: the learning-rate finder
-            (:mod:`tfxfer.train.lr_find`) picks it on the phase's own trainable scope before the
-            phase trains.
-        lr_decay: Discriminative learning rates: block ``i`` (1..5) trains at
-            ``lr * lr_decay ** (6 - i)``, the head (counted as block 6) at ``lr``. 1.0: one rate.
-        lr_range: ``[lr_low, lr_high]``, like fastai's ``slice``: block 1 at ``lr_low``, the head
-            at ``lr_high``, geometric in between; replaces ``lr`` and ``lr_decay``.
-        unfreeze_every: Epochs between two unfreezing steps of a ``gradual`` phase.
-        weight_decay: Decoupled weight decay (adamw, sgd) .
-        momentum: Momentum for sgd and rmsprop.
-        schedule: ``constant``, ``cosine`` (decays to 0 over the phase) or ``anneal``
-            (``lr / (1 + 10 p) ** 0.75``, ``p`` the phase's progress from 0 to 1: the annealing
-            of the DANN paper, Ganin & Lempitsky 2015).
-        early_stopping: Patience in epochs on validation loss; 0 turns it off. The best weights
-            are restored when it triggers.
-    """
-
-    name: str = "head"
-    trainable: str = "head"
-    epochs: int = 5
-    optimizer: str = "adam"
-    lr: float | str = 1e-3
-    lr_decay: float = 1.0
-    lr_range: tuple[float, ...] = ()
-    unfreeze_every: int = 1
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    schedule: str = "constant"
-    early_stopping: int = 0
-
-    def __post_init__(self):
-        check_choice("phase.trainable", self.trainable, TRAINABLE_SCOPES)
-        check_choice("phase.optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("phase.schedule", self.schedule, SCHEDULES)
-        check_min(f"epochs (phase {self.name!r})", self.epochs, 1)
-        if isinstance(self.lr, str):
-            if self.lr != "auto" or self.lr_range:
-                raise UserError(
-                    f'lr (phase {self.name!r}) must be a number, or "auto" (the '
-                    "learning-rate finder) without lr_range",
-                    got=(self.lr, self.lr_range) if self.lr_range else self.lr,
-                    fix="write e.g. --set phases.N.lr=1e-4 or --set phases.N.lr=auto",
-                )
-        else:
-            check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
-        check_min("weight_decay", self.weight_decay, 0.0)
-        check_min("early_stopping", self.early_stopping, 0)
-        check_min("unfreeze_every", self.unfreeze_every, 1)
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise UserError(
-                f"lr_decay (phase {self.name!r}) must be in (0, 1]: each block down "
-                "from the head trains at lr_decay times the rate of the one above",
-                got=self.lr_decay,
-                fix="pass e.g. phases.1.lr_decay=0.5 (1 = off)",
-            )
-        if self.lr_range:
-            low_high = len(self.lr_range) == 2 and 0.0 < self.lr_range[0] <= self.lr_range[1]
-            if not low_high or self.lr_decay != 1.0:
-                raise UserError(
-                    f"lr_range (phase {self.name!r}) must be [lr_low, lr_high] with "
-                    "0 < lr_low <= lr_high, and lr_decay left at 1 (it replaces "
-                    "lr and lr_decay)",
-                    got=(self.lr_range, self.lr_decay),
-                    fix="write e.g. phases.1.lr_range=[1e-6,1e-4]",
-                )
-
-    def rates(self) -> tuple[float, float]:
-        """``(head_lr, decay)``: block ``i`` trains at ``head_lr * decay ** (6 - i)``."""
-        if self.lr == "auto":  # a bug if reached: the training core resolves it first
-            raise ValueError(f"phase {self.name!r}: lr='auto' must be resolved by the finder")
-        if self.lr_range:
-            low, high = self.lr_range
-            return high, (low / high) ** (1.0 / 5)
-        return self.lr, self.lr_decay
-
-
-@dataclass(frozen=True)
-class Task:
-    """One output head of a multi-task model.
-
-    Attributes:
-        name: The head's name: its output key in the model and the exported signature.
-        groups: Empty: the dataset's own classes. Otherwise a coarse label set defined on them,
-            ``{group: [dataset class, ...]}``; every dataset class must be in exactly one group.
-        loss: ``crossentropy`` (with the config's ``label_smoothing``) or ``focal``.
-        loss_weight: Weight of this head's loss in the total loss.
-    """
-
-    name: str = "label"
-    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    loss: str = "crossentropy"
-    loss_weight: float = 1.0
-
-    def __post_init__(self):
-        check_choice(f"tasks loss (task {self.name!r})", self.loss, TASK_LOSSES)
-        check_min(f"loss_weight (task {self.name!r})", self.loss_weight, 0.0)
-        if not self.name.isidentifier():
-            raise UserError(
-                "a task name must be an identifier (letters, digits, _)",
-                got=self.name,
-                fix='rename the task, e.g. name = "coarse"',
-            )
 
 
 @dataclass(frozen=True)
@@ -291,3 +171,70 @@ class Auto:
         check_min("auto.probe_images", self.probe_images, 2)
         check_min("auto.large_per_class", self.large_per_class, 1.0)
         check_min("auto.similar_distance", self.similar_distance, 0.0)
+
+
+@dataclass(frozen=True)
+class Generative:
+    """The class-conditional GAN of :mod:`tfxfer.generative`.
+
+    A DCGAN generator (label embedding joined to the noise; nearest-neighbour upsampling and
+    3x3 convolutions, batch norm) against a spectrally normalised projection discriminator,
+    trained with the hinge loss and DiffAugment; :mod:`tfxfer.generative.networks` says why.
+
+    The defaults are sized for two CPU cores (2,000 steps at 28 px: about 3 minutes) and are
+    what ``bench/generative.py`` measured; on a GPU, more ``steps`` and ``width`` (32-64) are
+    cheap.
+
+    Attributes:
+        steps: Discriminator + generator updates (one each per step).
+        batch_size: Real images per step (and as many generated).
+        image_size: Side of the generated images; 0 takes the side of the training images as
+            decoded (built-in arrays keep their own: Fashion-MNIST 28, MNIST-M 32; folders are
+            decoded at the run's input size) when it is at most 64 and a multiple of 4, else
+            the next multiple of 4, at most 64. The images are resized to it for the GAN, and
+            its samples back to the data's size.
+        latent_dim: Width of the noise vector (and of the label embedding).
+        width: Channels of the generator's last block; each block before it has twice as many.
+            The discriminator mirrors it.
+        lr: Adam learning rate of both networks (beta_1 0.5, beta_2 0.999: SN-GAN's setting).
+        ema: Decay of the moving average of the generator's weights that is saved and sampled
+            (0 saves the raw generator).
+        diff_augment: Translate and cut out real and generated images alike before the
+            discriminator sees them (DiffAugment); it keeps the discriminator from memorising
+            a small training set.
+        checkpoint_every: Steps between checkpoints (a killed run resumes from the last).
+        kid_images: Generated and real validation images compared by KID after training.
+    """
+
+    steps: int = 2000
+    batch_size: int = 64
+    image_size: int = 0
+    latent_dim: int = 64
+    width: int = 16
+    lr: float = 2e-4
+    ema: float = 0.999
+    diff_augment: bool = True
+    checkpoint_every: int = 250
+    kid_images: int = 1000
+
+    def __post_init__(self):
+        check_min("generative.steps", self.steps, 1)
+        check_min("generative.batch_size", self.batch_size, 2)
+        check_min("generative.image_size", self.image_size, 0)
+        if self.image_size and (self.image_size % 4 or self.image_size < 8):
+            raise UserError(
+                "generative.image_size must be 0 (automatic) or a multiple of 4 of at least 8",
+                got=self.image_size,
+                fix="pass e.g. --set generative.image_size=32",
+            )
+        check_min("generative.latent_dim", self.latent_dim, 1)
+        check_min("generative.width", self.width, 1)
+        check_min("generative.lr", self.lr, 0.0, strict=True)
+        if not 0.0 <= self.ema < 1.0:
+            raise UserError(
+                "generative.ema must be in [0, 1)",
+                got=self.ema,
+                fix="pass e.g. --set generative.ema=0.999, or 0 for no average",
+            )
+        check_min("generative.checkpoint_every", self.checkpoint_every, 1)
+        check_min("generative.kid_images", self.kid_images, 2)
