@@ -2,7 +2,7 @@
 
 For each kit dataset below, in separate processes:
 
-- the signals of :func:`tfxfer.train.auto.measure` with ImageNet weights (the plan, timed) and
+- the signals of :func:`tfxfer.auto.train.measure` with ImageNet weights (the plan, timed) and
   LogME with random-init weights (``weights=None``, same backbone and probe);
 - each of the four scenario recipes at a fixed, equal budget of ``E`` epochs over the training
   data: a one-phase recipe trains ``E`` epochs, a two-phase recipe 1 warm-up epoch of the head
@@ -68,9 +68,10 @@ def budget(cfg, epochs: int):
 
 
 def arm_signals(name: str, weights: str, size: int | None) -> dict:
+    from tfxfer.auto import train as auto
     from tfxfer.config import Config
     from tfxfer.models import backbones
-    from tfxfer.train import auto, loop
+    from tfxfer.train import loop
 
     keys, _ = DATASETS[name]
     keys = {**keys, "image_size": size} if size else keys
@@ -94,8 +95,8 @@ def random_backbone(cfg, data, size: int):
     import keras
     import tensorflow as tf
 
+    from tfxfer.auto import bn_distance
     from tfxfer.data import pipeline
-    from tfxfer.methods import bn_distance
     from tfxfer.models import backbones
     from tfxfer.models.model import Preprocess
 
@@ -117,8 +118,8 @@ def random_backbone(cfg, data, size: int):
 def arm_recipe(name: str, recipe: str, lr_auto: bool, seed: int = 0) -> dict:
     import importlib
 
+    from tfxfer.auto import train as auto
     from tfxfer.config import Config
-    from tfxfer.train import auto
 
     keys, epochs = DATASETS[name]
     module = importlib.import_module(f"tfxfer.recipes.{recipe}")
@@ -209,9 +210,9 @@ def load() -> dict:
 
 
 def choose(sig: dict, large: float, similar: float) -> str:
-    """The recipe the shipped rule (:func:`tfxfer.train.auto.decide`) picks at these thresholds."""
+    """The recipe the shipped rule (:func:`tfxfer.auto.train.decide`) picks at these thresholds."""
+    from tfxfer.auto import train as auto
     from tfxfer.config import Auto
-    from tfxfer.train import auto
 
     signals = auto.Signals(**{f.name: sig[f.name] for f in dataclasses.fields(auto.Signals)})
     rules = Auto(large_per_class=large, similar_distance=similar)

@@ -14,11 +14,12 @@ from conftest import spy_litert, write_class_images
 from PIL import Image
 from test_distribute import TWO_CPUS, _python, _result
 
+from tfxfer.adapt import dann
+from tfxfer.adapt import train as adapt
 from tfxfer.config import Phase
-from tfxfer.methods import dann
 from tfxfer.models import model as model_lib
 from tfxfer.recipes import domain_adapt
-from tfxfer.train import adapt, optim
+from tfxfer.train import optim
 
 SIZE = 32
 
@@ -259,6 +260,7 @@ def test_int8_calibration_and_measurement_use_the_target_in_training_and_in_tfxf
     """Target training images are all pixels 7, its labelled evaluation images all 9, the
     source's noisy colours: int8 is calibrated on 7s only and measured on the 9s only, by the
     run and by ``tfxfer export`` alike, and the delta is taken from the float target accuracy."""
+    from tfxfer import runner
     from tfxfer.deploy import export as export_lib
 
     source, _, _ = _folders(tmp_path)
@@ -285,7 +287,7 @@ def test_int8_calibration_and_measurement_use_the_target_in_training_and_in_tfxf
     )
     result = adapt.run(cfg)
     export_lib.save_run(result, cfg)
-    export_lib.export_run(tmp_path / "o", ("litert-int8",))
+    runner.export_run(tmp_path / "o", ("litert-int8",))
     assert len(seen) == 2
     for record in seen:
         assert len(record["calibration"]) and (record["calibration"] == 7).all()
@@ -334,7 +336,7 @@ MIRRORED_DANN = (
     TWO_CPUS
     + """
 import keras
-from tfxfer.methods import dann
+from tfxfer.adapt import dann
 from tfxfer.models import model as model_lib
 from tfxfer.train import distribute
 

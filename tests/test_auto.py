@@ -13,12 +13,13 @@ import pytest
 from conftest import write_class_images
 from test_cli import assert_one_line_error
 
+from tfxfer.auto import bn_distance
+from tfxfer.auto import train as auto
 from tfxfer.config import Augment, Auto, Config, Phase
 from tfxfer.errors import UserError
-from tfxfer.methods import bn_distance
 from tfxfer.models import freeze
 from tfxfer.recipes import auto as auto_recipe
-from tfxfer.train import auto, lr_find
+from tfxfer.train import lr_find
 
 
 def _conv_bn(mean: float, var: float, channels: int = 3) -> keras.Model:
@@ -441,8 +442,8 @@ def test_find_only_stops_at_the_named_phase_after_an_earlier_auto_phase(
 
 
 def test_domain_adapt_refuses_lr_auto_in_one_line():
+    from tfxfer.adapt import train as adapt
     from tfxfer.recipes import domain_adapt
-    from tfxfer.train import adapt
 
     cfg = domain_adapt.CONFIG.override(["phases.0.lr=auto"])
     with pytest.raises(UserError, match="lr=auto.*not in domain adaptation"):

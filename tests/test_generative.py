@@ -228,7 +228,8 @@ def test_bad_generator_inputs_are_refused_in_one_line(tmp_path):
         synthetic.extend(cfg, data, tmp_path, 32)
     with pytest.raises(UserError, match="multi-worker"):
         synthetic.extend(Config(augment={"synthetic_ratio": 1.0}), data, None, 32)
-    from tfxfer.train import adapt, zero_shot
+    from tfxfer.adapt import train as adapt
+    from tfxfer.zero_shot import train as zero_shot
 
     with pytest.raises(UserError, match="not domain_adapt"):
         adapt.check(

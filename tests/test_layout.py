@@ -151,8 +151,8 @@ def test_every_config_choice_has_its_factory_next_to_its_code():
     code, or code no config can reach, fails here."""
     from tfxfer import config
     from tfxfer.methods import regularize
-    from tfxfer.methods import zero_shot as zsl
     from tfxfer.train import optim
+    from tfxfer.zero_shot import methods as zsl
 
     assert list(optim.OPTIMIZERS) == list(config.OPTIMIZERS)
     assert list(optim.SCHEDULES) == list(config.SCHEDULES)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tfxfer.methods import logme
+from tfxfer.auto import logme
 
 
 def _brute_force(f: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> float:

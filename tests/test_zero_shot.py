@@ -13,11 +13,11 @@ import tensorflow as tf
 from conftest import spy_litert
 from PIL import Image
 
-from tfxfer.data import attributes
-from tfxfer.deploy import export as export_lib
-from tfxfer.methods import zero_shot as zsl
+from tfxfer import runner
 from tfxfer.recipes import zero_shot as recipe
-from tfxfer.train import zero_shot as zs_train
+from tfxfer.zero_shot import attributes
+from tfxfer.zero_shot import methods as zsl
+from tfxfer.zero_shot import train as zs_train
 
 SIZE = 32
 SENTINEL = 7  # every pixel of every unseen-class training image
@@ -157,7 +157,7 @@ def test_unseen_images_never_reach_fitting_or_int8_calibration_and_all_classes_a
     assert status == 0, capsys.readouterr().err
     assert calls == [("fit", 0, 24), ("evaluate", 0, 16)], calls  # 3 seen x 8; all of val
     # int8 calibration never sees an unseen image, in the run or in tfxfer export
-    export_lib.export_run(out, ("litert-int8",))
+    runner.export_run(out, ("litert-int8",))
     assert len(exports) == 2
     for record in exports:
         sentinel = (record["calibration"] == SENTINEL).all(axis=(1, 2, 3))

@@ -110,12 +110,12 @@ def export_main(argv: list[str], prog: str = "tfxfer export") -> int:
         args = p.parse_args(argv)
         formats = export_formats(args.formats)
         Config(export=formats)  # validates the variants with the config's own message
-        from tfxfer.deploy import export
+        from tfxfer import runner
 
         run_dir = Path(args.run_dir)
         if run_dir.name == "saved_model" and (run_dir.parent / "config.json").is_file():
             run_dir = run_dir.parent  # the folder predict takes: its run is the one above
-        results = export.export_run(run_dir, formats)
+        results = runner.export_run(run_dir, formats)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

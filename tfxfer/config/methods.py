@@ -61,7 +61,7 @@ class Prune:
 
 @dataclass(frozen=True)
 class Adapt:
-    """Unsupervised domain adaptation (:mod:`tfxfer.train.adapt`): the ``domain_adapt`` recipe.
+    """Unsupervised domain adaptation (:mod:`tfxfer.adapt.train`): the ``domain_adapt`` recipe.
 
     The config's ``data`` is the labelled source; ``target`` is trained on without its labels.
 
@@ -94,7 +94,7 @@ class Adapt:
 
 @dataclass(frozen=True)
 class ZeroShot:
-    """Zero-shot classification by attributes (:mod:`tfxfer.methods.zero_shot`).
+    """Zero-shot classification by attributes (:mod:`tfxfer.zero_shot.methods`).
 
     Attributes:
         attributes: CSV file: a header ``class,attr1,attr2,...`` and one row per class, binary
@@ -126,7 +126,7 @@ class ZeroShot:
 
 @dataclass(frozen=True)
 class Auto:
-    """Automatic recipe choice (:mod:`tfxfer.train.auto`): the ``auto`` recipe.
+    """Automatic recipe choice (:mod:`tfxfer.auto.train`): the ``auto`` recipe.
 
     The thresholds minimise the summed regret (best recipe's accuracy minus the chosen one's,
     ties to the cheaper recipe) over the six calibration datasets of ``bench/auto.py``, whose
@@ -148,7 +148,7 @@ class Auto:
         probe_images: Training images (stratified by class) the measurements read.
         large_per_class: Median training images per class from which the data count as large.
         similar_distance: BatchNorm-statistics distance to ImageNet
-            (:mod:`tfxfer.methods.bn_distance`) at or below which the data count as similar.
+            (:mod:`tfxfer.auto.bn_distance`) at or below which the data count as similar.
         similar_logme: For backbones without BatchNorm statistics (ConvNeXt): LogME at or above
             which the data count as similar. -0.118 (between hymenoptera's and cats_and_dogs'
             MobileNetV2 LogME) makes the same six choices as ``similar_distance``; LogME's scale

@@ -241,11 +241,13 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
     return result.paths
 
 
-def export_run(run_dir: str | Path, formats: tuple[str, ...]) -> dict:
+def export_run(run_dir: str | Path, formats: tuple[str, ...], deploy_data=None) -> dict:
     """LiteRT files for a finished run (``tfxfer export RUN_DIR --litert int8``).
 
     Reads the run's ``config.json``, ``model.keras`` and data, writes and measures each format,
     and adds the results to ``metrics.json``. Returns the new ``litert`` entries.
+    ``deploy_data(cfg, size, metrics)``: the run's recipe's own calibration and measurement
+    data (:attr:`tfxfer.runner.Recipe.deploy_data`); None: the training core's.
     """
     import json
 
@@ -276,14 +278,8 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...]) -> dict:
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     metrics = json.loads((run / "metrics.json").read_text())
     size = model.input.shape[1]
-    if "adapt" in metrics:  # the recipe's own calibration and measurement data
-        from tfxfer.train import adapt
-
-        deploy = adapt.reload_deploy_data(cfg, size, metrics)
-    elif "zero_shot" in metrics:
-        from tfxfer.train import zero_shot
-
-        deploy = zero_shot.reload_deploy_data(cfg, size, metrics)
+    if deploy_data is not None:  # the recipe's own calibration and measurement data
+        deploy = deploy_data(cfg, size, metrics)
     else:
         deploy = default_deploy_data(cfg, loop.load_data(cfg, size), metrics)
     results = export_litert(model, cfg, deploy, run, _first_head(metrics))

@@ -1,9 +1,8 @@
 """Transfer-learning methods that plug into the training core: L2-SP regularisation,
-multi-task heads, magnitude pruning and test-time augmentation; domain adaptation and zero-shot;
-and the measurements the ``auto`` recipe plans from.
+multi-task heads, magnitude pruning and test-time augmentation. The methods with a recipe of
+their own live in their own homes: :mod:`tfxfer.adapt`, :mod:`tfxfer.zero_shot`,
+:mod:`tfxfer.auto`, :mod:`tfxfer.text` and :mod:`tfxfer.generative`.
 
 Modules: :mod:`~tfxfer.methods.regularize`, :mod:`~tfxfer.methods.tasks`,
-:mod:`~tfxfer.methods.prune`, :mod:`~tfxfer.methods.tta`, :mod:`~tfxfer.methods.dann`,
-:mod:`~tfxfer.methods.zero_shot`, :mod:`~tfxfer.methods.logme`,
-:mod:`~tfxfer.methods.bn_distance`.
+:mod:`~tfxfer.methods.prune`, :mod:`~tfxfer.methods.tta`.
 """

@@ -3,7 +3,7 @@
 ``python -m tfxfer.recipes.auto --data DIR`` reads the data, runs the frozen pretrained backbone
 once over a stratified probe of the training images, measures the images per class, LogME and a
 label-free BatchNorm-statistics distance to ImageNet, and picks one of the four scenario recipes
-with the documented thresholds of :class:`tfxfer.config.Auto` (:mod:`tfxfer.train.auto`). It
+with the documented thresholds of :class:`tfxfer.config.Auto` (:mod:`tfxfer.auto.train`). It
 prints the plan with every measured value and the reason for each choice, writes it to
 ``plan.json``, and trains the chosen recipe through the same core as the recipe itself.
 ``--dry-run`` stops after the plan; ``--set auto.compare=true`` also runs a short version of
@@ -27,7 +27,7 @@ from tfxfer.config import Config
 from tfxfer.recipes import large_different, large_similar, small_different, small_similar
 
 if TYPE_CHECKING:
-    from tfxfer.train import auto as core
+    from tfxfer.auto import train as core
 
 CONFIG = Config(recipe="auto", data="hymenoptera", output="runs/auto")
 CANDIDATES = {
@@ -42,8 +42,8 @@ FLAGS = (
 
 
 def train(cfg: Config, extra_augment=()):
-    """Plans, then trains the chosen recipe (:func:`tfxfer.train.auto.run`)."""
-    from tfxfer.train import auto as core  # here: --help needs no TensorFlow
+    """Plans, then trains the chosen recipe (:func:`tfxfer.auto.train.run`)."""
+    from tfxfer.auto import train as core  # here: --help needs no TensorFlow
 
     return core.run(cfg, extra_augment, candidates=CANDIDATES)
 

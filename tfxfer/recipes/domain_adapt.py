@@ -4,7 +4,7 @@ The source (``--source``, the config's ``data``) is labelled; the target (``--ta
 seen as images: a built-in name, any folder ``--data`` accepts (its labels are dropped), or a
 folder of unlabelled images. ``--target-val`` names labelled target data used for evaluation only
 (default: the target's own validation split, when it has labels). The backbone is trained
-against a domain classifier through a gradient-reversal layer (:mod:`tfxfer.methods.dann`);
+against a domain classifier through a gradient-reversal layer (:mod:`tfxfer.adapt.dann`);
 ``--method source_only`` trains the same graph with the reversal weight held at 0, the
 baseline. The exported model is the plain classifier. The defaults are the DANN paper's
 MNIST -> MNIST-M pair, on ImageNet-pretrained MobileNet 0.25 at 32 px.
@@ -55,7 +55,8 @@ FLAGS = (
 
 run, main = runner.register(
     CONFIG,
-    trainer="tfxfer.train.adapt",
+    trainer="tfxfer.adapt.train",
+    deploy_data="tfxfer.adapt.train:reload_deploy_data",
     flags=FLAGS,
     sections=("head", "image", "augment", "adapt"),
     resumable=False,

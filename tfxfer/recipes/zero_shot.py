@@ -3,9 +3,9 @@
 Classes are described by an attribute table (``--attributes FILE.csv``: ``class,attr1,...``,
 binary or continuous values); the images of the ``--unseen`` classes are never used in training.
 DAP and ESZSL are fitted on frozen backbone features of the seen classes
-(:mod:`tfxfer.train.zero_shot`) and evaluated in ZSL (unseen classes only) and generalised ZSL
+(:mod:`tfxfer.zero_shot.train`) and evaluated in ZSL (unseen classes only) and generalised ZSL
 (all classes). The exported model classifies over all classes with ESZSL. The default is
-Fashion-MNIST with its built-in hand-made table (``tfxfer/data/tables/``), Coat, Sneaker and
+Fashion-MNIST with its built-in hand-made table (``tfxfer/zero_shot/tables/``), Coat, Sneaker and
 Trouser unseen, on ImageNet MobileNetV2 at 112 px (the 224 px weights:
 Keras has separate files only for 96, 128, 160 and 192).
 
@@ -54,7 +54,8 @@ FLAGS = (
 
 run, main = runner.register(
     CONFIG,
-    trainer="tfxfer.train.zero_shot",
+    trainer="tfxfer.zero_shot.train",
+    deploy_data="tfxfer.zero_shot.train:reload_deploy_data",
     flags=FLAGS,
     sections=("image", "augment", "zero_shot"),
     resumable=False,

@@ -2,7 +2,7 @@
 
 A recipe module is a default config plus one call::
 
-    run, main = runner.register(CONFIG, trainer="tfxfer.train.adapt", flags=FLAGS,
+    run, main = runner.register(CONFIG, trainer="tfxfer.adapt.train", flags=FLAGS,
                                 sections=("head", "image", "augment", "adapt"))
 
 :func:`register` records a :class:`Recipe` (name, defaults, trainer, flags, the config sections
@@ -53,6 +53,9 @@ class Recipe:
             completed epoch (the others start over).
         help: What its ``--help`` adds (``help_sections``: sections whose keys it lists;
             ``phases_note``: said instead of the phases, when they are chosen at run time).
+        deploy_data: ``"module:function"`` that rebuilds a finished run's calibration and
+            measurement data for ``tfxfer export`` (``function(cfg, size, metrics)``); None:
+            the training core's.
     """
 
     name: str
@@ -62,6 +65,7 @@ class Recipe:
     sections: tuple[str, ...] = IMAGE_SECTIONS
     resumable: bool = True
     help: dict[str, Any] = field(default_factory=dict)
+    deploy_data: str | None = None
 
 
 REGISTRY: dict[str, Recipe] = {}
@@ -82,6 +86,7 @@ def register(
     sections: tuple[str, ...] = IMAGE_SECTIONS,
     resumable: bool = True,
     variant: tuple[str, Callable] | None = None,
+    deploy_data: str | None = None,
     **help_parts,
 ):
     """Registers the recipe ``defaults.recipe`` and returns its ``(run, main)``.
@@ -98,7 +103,14 @@ def register(
     if unread:
         raise ValueError(f"recipe {defaults.recipe}: its defaults set {unread}, which it reads not")
     recipe = Recipe(
-        defaults.recipe, defaults, trainer, flags, tuple(sections), resumable, dict(help_parts)
+        defaults.recipe,
+        defaults,
+        trainer,
+        flags,
+        tuple(sections),
+        resumable,
+        dict(help_parts),
+        deploy_data,
     )
     REGISTRY[recipe.name] = recipe
     return _run_and_main(recipe, variant)
@@ -175,7 +187,7 @@ def run(
     """Trains, evaluates and writes every artefact: what each recipe's ``run`` calls.
 
     ``trainer`` is the module whose ``run(cfg, extra_augment)`` trains (the training core
-    :mod:`tfxfer.train.loop`, the adaptation core :mod:`tfxfer.train.adapt`, ...) or such a
+    :mod:`tfxfer.train.loop`, the adaptation core :mod:`tfxfer.adapt.train`, ...) or such a
     function. ``recipe`` (default: the registered recipe named ``cfg.recipe``, if any) says
     which sections may be set. A result without a model (the ``auto`` recipe's dry-run plan)
     is returned as it is; a result that trained with another config (``auto``) is saved with
@@ -195,6 +207,23 @@ def run(
         return result
     export.save_run(result, result.config or cfg)
     return result
+
+
+def export_run(run_dir, formats: tuple[str, ...]) -> dict:
+    """LiteRT files for a finished run (``tfxfer export``), measured on the data its recipe
+    says (:attr:`Recipe.deploy_data`); see :func:`tfxfer.deploy.export.export_run`."""
+    from pathlib import Path
+
+    from tfxfer.deploy import export
+
+    saved = Path(run_dir) / "config.json"
+    name = Config.load(saved).recipe if saved.is_file() else None
+    every = _catalogue[0]() if _catalogue else REGISTRY
+    hook = every[name].deploy_data if name in every else None
+    if hook is not None:
+        module, function = hook.split(":")
+        hook = getattr(importlib.import_module(module), function)
+    return export.export_run(run_dir, formats, deploy_data=hook)
 
 
 def _quiet_tensorflow() -> None:

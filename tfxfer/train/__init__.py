@@ -4,6 +4,6 @@
 Modules: :mod:`~tfxfer.train.loop` (``run``), :mod:`~tfxfer.train.optim`,
 :mod:`~tfxfer.train.lr_find`, :mod:`~tfxfer.train.checkpoint`, :mod:`~tfxfer.train.rundir`,
 :mod:`~tfxfer.train.distribute`, :mod:`~tfxfer.train.validate`, :mod:`~tfxfer.train.result`;
-the cores of the other recipes: :mod:`~tfxfer.train.adapt`, :mod:`~tfxfer.train.zero_shot`
-and :mod:`~tfxfer.train.auto` (which plans, then calls ``loop.run``).
+the trainers of the other recipes live in their homes (:mod:`tfxfer.adapt.train`,
+:mod:`tfxfer.zero_shot.train`, :mod:`tfxfer.auto.train`, :mod:`tfxfer.text.train`).
 """

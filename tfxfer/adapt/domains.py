@@ -8,7 +8,7 @@ training split's images; its labels are dropped here, before anything trains, an
 split becomes the evaluation data unless ``--target-val`` names other labelled data.
 
 Example:
-    >>> from tfxfer.data import domains  # doctest: +SKIP
+    >>> from tfxfer.adapt import domains  # doctest: +SKIP
     >>> t = domains.load_target("mnist_m", None, 32, [str(d) for d in range(10)])  # doctest: +SKIP
     >>> t.images.shape, t.val.val.images.shape  # doctest: +SKIP
     ((10000, 32, 32, 3), (9001, 32, 32, 3))

@@ -4,12 +4,12 @@
 
 1. reads the data and the attribute table (``zero_shot.attributes``, or the data's built-in
    table) and checks them against each other and ``zero_shot.unseen``
-   (:mod:`tfxfer.data.attributes`);
+   (:mod:`tfxfer.zero_shot.attributes`);
 2. **drops every training image of an unseen class** before anything is computed from the
    training split: the methods are fitted on features of seen-class images only;
 3. extracts pooled features with the frozen backbone (ImageNet weights by default: the
    protocol of Xian et al. 2017, where every method shares fixed pretrained features);
-4. fits each of ``zero_shot.methods`` (:mod:`tfxfer.methods.zero_shot`) and evaluates it on
+4. fits each of ``zero_shot.methods`` (:mod:`tfxfer.zero_shot.methods`) and evaluates it on
    the validation split: ZSL over the unseen classes, generalised ZSL over all classes;
 5. returns a :class:`~tfxfer.train.result.RunResult` whose model is a plain classifier over
    **all** classes: the backbone, then one Dense layer holding ESZSL's map composed with the
@@ -35,16 +35,17 @@ from types import SimpleNamespace
 import numpy as np
 
 from tfxfer.config import Config
-from tfxfer.data import attributes, pipeline
+from tfxfer.data import pipeline
 from tfxfer.data.sources import Split
 from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
 from tfxfer.methods import tasks as tasks_lib
-from tfxfer.methods import zero_shot as zsl
 from tfxfer.models import model as model_lib
 from tfxfer.train import rundir, validate
 from tfxfer.train.loop import load_data, start
 from tfxfer.train.result import DeployData, RunResult
+from tfxfer.zero_shot import attributes
+from tfxfer.zero_shot import methods as zsl
 
 log = logging.getLogger("tfxfer")
 

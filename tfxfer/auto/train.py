@@ -4,9 +4,9 @@
 stratified probe of ``auto.probe_images`` training images at the run's input size:
 
 - *images per class*: the median of the training split's class counts (the whole split);
-- *LogME* (:mod:`tfxfer.methods.logme`) of the average-pooled features against the labels:
+- *LogME* (:mod:`tfxfer.auto.logme`) of the average-pooled features against the labels:
   how well a linear model on frozen features fits them (higher: better);
-- *BatchNorm-statistics distance* (:mod:`tfxfer.methods.bn_distance`): how far the images
+- *BatchNorm-statistics distance* (:mod:`tfxfer.auto.bn_distance`): how far the images
   drive the backbone's activations from the ImageNet statistics its BatchNorm layers hold,
   without labels (0: exactly as ImageNet did).
 
@@ -50,10 +50,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.atomic import write_json
+from tfxfer.auto import bn_distance, logme
 from tfxfer.config import SECTIONS, Config
 from tfxfer.data import pipeline
 from tfxfer.errors import UserError
-from tfxfer.methods import bn_distance, logme
 from tfxfer.models import backbones
 from tfxfer.models.model import Preprocess
 from tfxfer.train import loop, rundir

@@ -3,9 +3,9 @@
 :func:`run` is :func:`tfxfer.train.loop.run`'s counterpart for the ``domain_adapt`` recipe. It
 uses the same pieces (strategy, output directory, data loading, model builder, freezing scopes,
 per-block optimisers, evaluation, export) and trains with
-:class:`tfxfer.methods.dann.DomainAdversarial`:
+:class:`tfxfer.adapt.dann.DomainAdversarial`:
 
-1. reads the source (``data``) and the target (``adapt.target``; :mod:`tfxfer.data.domains`);
+1. reads the source (``data``) and the target (``adapt.target``; :mod:`tfxfer.adapt.domains`);
 2. builds the transfer model and a domain classifier in the strategy's scope;
 3. for each phase: sets its ``trainable`` scope, recompiles, and fits on pairs of equal-sized
    source and target batches (an epoch is one pass over the source; the target repeats). The
@@ -34,13 +34,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfxfer.adapt import dann, domains
 from tfxfer.config import Config
 from tfxfer.data import augment as augment_lib
-from tfxfer.data import domains, pipeline
+from tfxfer.data import pipeline
 from tfxfer.data.splits import Split
 from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
-from tfxfer.methods import dann, regularize
+from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import freeze
 from tfxfer.models import model as model_lib

@@ -5,10 +5,10 @@ continuous numeric values. Lines starting with ``#`` are comments. Every check n
 the row and what to change, in one line.
 
 Built-in tables (used when ``zero_shot.attributes`` is unset): ``fashion_mnist``, hand-made for
-tfxfer and documented in its own header (``tfxfer/data/tables/fashion_mnist_attributes.csv``).
+tfxfer and documented in its own header (``tfxfer/zero_shot/tables/fashion_mnist_attributes.csv``).
 
 Example:
-    >>> from tfxfer.data import attributes
+    >>> from tfxfer.zero_shot import attributes
     >>> table = attributes.builtin("fashion_mnist")
     >>> len(table.class_names), table.values.shape[1], table.row("Sneaker")["closed_toe"]
     (10, 12, 1.0)
