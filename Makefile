@@ -11,14 +11,14 @@ TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo tf || echo cpu
 WITH_KIT := if [ -x $(KIT) ]; then eval "$$($(KIT))"; fi;
 PYTEST_ARGS ?= -n 2 --dist worksteal
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint docs bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(TF_EXTRA),test,tfds,litert,text]"
+	$(PY) -m pip install -q -e ".[$(TF_EXTRA),test,tfds,litert,text,docs]"
 	$(PY) -m pip install -q --no-deps "keras-hub>=0.21"  # not its tensorflow-text: see pyproject
 	touch $@
 
@@ -41,6 +41,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+
+# The documentation website: docs/*.md and the API pages generated from the docstrings, built
+# offline into site/ (git-ignored); --strict fails on any warning, a broken link or anchor included.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -322,10 +322,11 @@ def test_predict_refuses_bad_input_in_one_line(exported, tmp_path, capsys):
 
 @pytest.mark.integration
 def test_int8_input_quantization_is_raw_pixels_whatever_the_calibration_spanned(monkeypatch):
-    """Calibration images that peak at 180 gave the input scale 0.7059, so the README's raw
-    uint8 pixels were misread by 1/0.7059. The file now declares scale 1, zero point 0: raw
-    pixels, fed as the README feeds them, give what the converter's own file gave with its
-    input quantised by hand, and the float model's probabilities within int8 error."""
+    """Calibration images that peak at 180 gave the input scale 0.7059, so the raw uint8 pixels
+    of docs/serving.md's LiteRT example were misread by 1/0.7059. The file now declares scale 1,
+    zero point 0: raw pixels, fed as that example feeds them, give what the converter's own file
+    gave with its input quantised by hand, and the float model's probabilities within int8
+    error."""
     import keras
 
     from tfxfer.deploy import litert
@@ -343,7 +344,7 @@ def test_int8_input_quantization_is_raw_pixels_whatever_the_calibration_spanned(
     assert inp["dtype"] == np.uint8 and inp["quantization"] == (1.0, 0)
     images = dim[:8].astype(np.uint8)
     raw = []
-    for image in images:  # exactly the README's way: raw uint8 pixels in
+    for image in images:  # exactly docs/serving.md's way: raw uint8 pixels in
         interpreter.set_tensor(inp["index"], image[None])
         interpreter.invoke()
         raw.append(interpreter.get_tensor(out["index"])[0].copy())

@@ -1,4 +1,4 @@
-"""The README and the example config files stay true to the code."""
+"""The README, the docs/ pages and the example config files stay true to the code."""
 
 import importlib
 from pathlib import Path
@@ -12,17 +12,31 @@ from tfxfer.recipes import RECIPES
 pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
 
 ROOT = Path(__file__).resolve().parents[1]
+# The pages whose bash/python blocks are checked, in the order their `run` blocks run: the
+# README first (its quick start trains runs/mine, which the docs' serving examples use), then
+# docs/ (mkdocs builds it into the website; tests/test_docs.py builds it).
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def test_backbone_table_in_readme_is_the_registry():
-    text = (ROOT / "README.md").read_text()
+    """The table lives in docs/backbones.md since the README became a newcomer page."""
+    text = (ROOT / "docs" / "backbones.md").read_text()
     start = text.index("<!-- backbones:start -->\n") + len("<!-- backbones:start -->\n")
     end = text.index("<!-- backbones:end -->")
     assert text[start:end].strip() == backbones.markdown_table().strip(), (
-        "README backbone table is stale: paste tfxfer.models.backbones.markdown_table() between "
-        "the "
-        "backbones markers"
+        "docs/backbones.md backbone table is stale: paste "
+        "tfxfer.models.backbones.markdown_table() between the backbones markers"
     )
+
+
+def test_recipe_table_of_the_readme_is_the_one_of_the_docs_index():
+    def table(path):
+        text = path.read_text().split("## Which recipe?", 1)[1]
+        return [line for line in text.strip().splitlines() if line.startswith("|")][:6]
+
+    readme = table(ROOT / "README.md")
+    assert len(readme) == 6 and readme[2].count("`small_similar`") == 1
+    assert readme == table(ROOT / "docs" / "index.md"), "copy README's recipe table to docs"
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -56,28 +70,41 @@ def test_every_test_named_in_the_reliability_table_exists():
         assert f"def {name}(" in source, f"tests/README.md names a missing test {filename}::{name}"
 
 
-def readme_blocks():
-    """(marker, language, code) for every fenced bash/python block of the README."""
+def doc_blocks():
+    """(page, marker, language, code) for every fenced bash/python block of :data:`DOC_PAGES`."""
     import re
 
-    text = (ROOT / "README.md").read_text()
     pattern = re.compile(r"(?:<!-- readme-test: ([^>]*?) -->\n)?```(bash|python)\n(.*?)```", re.S)
-    return [(m.group(1), m.group(2), m.group(3)) for m in pattern.finditer(text)]
+    return [
+        (page.relative_to(ROOT).as_posix(), m.group(1), m.group(2), m.group(3))
+        for page in DOC_PAGES
+        for m in pattern.finditer(page.read_text())
+    ]
+
+
+def readme_blocks():
+    """(marker, language, code) for every fenced bash/python block of the README and docs/."""
+    return [(marker, language, code) for _, marker, language, code in doc_blocks()]
 
 
 def test_every_readme_code_block_is_marked_run_or_skip_with_a_reason():
-    blocks = readme_blocks()
+    blocks = doc_blocks()
     assert len(blocks) >= 5
-    for marker, _, code in blocks:
-        assert marker is not None, f"README block without a readme-test marker:\n{code}"
+    assert {"README.md", "docs/serving.md", "docs/config.md"} <= {page for page, *_ in blocks}
+    for page, marker, _, code in blocks:
+        assert marker is not None, f"{page}: block without a readme-test marker:\n{code}"
         assert marker == "run" or (marker.startswith("skip: ") and len(marker) > 12), marker
+    readme_runs = [c for p, m, _, c in blocks if p == "README.md" and m == "run"]
+    assert any("--output runs/mine" in c for c in readme_runs), "the run the docs' examples use"
 
 
 @pytest.mark.kit
 @pytest.mark.slow
 def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
-    """Runs each `run` block in order, in a scratch folder with the repo's recipes/ and a small
-    image folder at path/to/folder (the README's placeholder)."""
+    """Runs each `run` block of the README and docs/ in order, in a scratch folder with the repo's
+    recipes/ and a small image folder at path/to/folder (the pages' placeholder). The README's
+    quick start trains runs/mine on it once; the docs' predict, export and LiteRT blocks use that
+    run instead of training their own."""
     import os
     import subprocess
     import sys
@@ -91,7 +118,7 @@ def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
-    for marker, language, code in readme_blocks():
+    for page, marker, language, code in doc_blocks():
         if marker != "run":
             continue
         cmd = (
@@ -102,8 +129,10 @@ def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
         proc = subprocess.run(
             cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
         )
-        assert proc.returncode == 0, f"README block failed:\n{code}\n{proc.stderr[-3000:]}"
-    assert (tmp_path / "runs" / "ants" / "saved_model" / "saved_model.pb").exists()
+        assert proc.returncode == 0, f"{page} block failed:\n{code}\n{proc.stderr[-3000:]}"
+    assert (tmp_path / "runs" / "mine" / "saved_model" / "saved_model.pb").exists()
+    assert (tmp_path / "runs" / "mine" / "model_int8.tflite").exists()  # docs/serving.md's export
+    assert (tmp_path / "predictions.csv").exists()
 
 
 def test_multitask_example_config_resolves_to_the_documented_coarse_grouping():
@@ -131,7 +160,7 @@ def test_methods_command_lines_in_the_readme_resolve_to_what_the_methods_table_s
         configs.append(cli.resolve_config(module.CONFIG, words[3:]))
     discriminative, multitask = configs
     assert discriminative.phases[1].lr_decay == 0.5
-    assert discriminative.regularization == "l2sp"
+    assert discriminative.regularization.method == "l2sp"
     assert [t.name for t in multitask.tasks] == ["fine", "coarse"]
     assert multitask.recipe == "small_different"
 
@@ -240,3 +269,59 @@ def test_text_command_lines_in_the_readme_resolve_to_their_intent():
     assert (table.text.scope, table.lora.rank, table.phases[0].lr) == ("lora", 8, 3e-3)
     assert table.text.preset.startswith("hf://")
     assert (folder.text.scope, folder.text.top_k, folder.phases[0].lr) == ("top_k", 2, 1e-4)
+
+
+def test_config_command_lines_in_the_docs_resolve_to_their_intent(monkeypatch):
+    """docs/config.md's CLI lines are full-size runs, too slow to run here (the README's quick
+    start runs a recipe as written): each must parse to what it says, and its Python block must
+    build the same configs as the command lines."""
+    import shlex
+
+    from tfxfer import cli
+
+    monkeypatch.chdir(ROOT)  # the lines name recipes/large_similar.toml from the repo root
+    (code,) = [c for _, _, c in readme_blocks() if "--freeze-blocks 2" in c]
+    configs = []
+    for line in code.strip().splitlines():
+        words = shlex.split(line)
+        assert words[:2] == ["python", "-m"], line
+        module = importlib.import_module(words[2])
+        configs.append(cli.resolve_config(module.CONFIG, words[3:]))
+    ants, partial, big = configs
+    assert (ants.recipe, ants.data, ants.output) == ("small_similar", "hymenoptera", "runs/ants")
+    assert [p.epochs for p in ants.phases] == [3] * len(ants.phases)
+    assert (partial.recipe, partial.freeze_blocks, partial.phases[1].name) == (
+        "small_different",
+        2,
+        "partial",
+    )
+    assert partial.phases[1].lr == 3e-4 and partial.data == "path/to/folder"
+    from_file = Config.load(ROOT / "recipes" / "large_similar.toml", base=Config())
+    assert (big.recipe, big.data, big.batch_size) == ("large_similar", "path/to/folder", 16)
+    assert [(p.name, p.lr) for p in big.phases] == [(p.name, p.lr) for p in from_file.phases]
+
+    (python,) = [c for _, lang, c in readme_blocks() if lang == "python" and "freeze_blocks=2" in c]
+    namespace = {}
+    exec(python, namespace)  # builds configs only; nothing trains
+    assert namespace["cfg"] == partial and namespace["big"] == big
+
+
+def test_auto_dry_run_line_in_the_docs_resolves_to_a_plan_only_run():
+    """docs/auto.md's dry run probes all of hymenoptera, too slow to run here (test_auto.py
+    runs a dry run on a folder): the line must still parse to a plan-only auto run."""
+    import shlex
+
+    from tfxfer import cli
+    from tfxfer.recipes import auto
+
+    (line,) = [
+        line
+        for _, _, c in readme_blocks()
+        for line in c.strip().splitlines()
+        if "recipes.auto" in line and "--dry-run" in line
+    ]
+    words = shlex.split(line)
+    assert words[:3] == ["python", "-m", "tfxfer.recipes.auto"], line
+    cfg = cli.resolve_config(auto.CONFIG, words[3:], flags=auto.FLAGS)
+    assert (cfg.recipe, cfg.data, cfg.output) == ("auto", "hymenoptera", "runs/auto")
+    assert cfg.auto.dry_run and not cfg.auto.compare and not cfg.auto.lr_find

@@ -1,6 +1,6 @@
 """Decoding one image file, robustly, to a fixed-size RGB ``uint8`` array.
 
-Rules (also in the README's "How images are read"):
+Rules (also in docs/data.md, "How images are read"):
 
 - Greyscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; 16-bit samples are
   scaled to 8 bits, ``round(v * 255 / 65535)`` (a 32-bit integer image counts as 16-bit only if

@@ -12,5 +12,5 @@
 - the ``generative`` recipe (:mod:`tfxfer.recipes.generative`): ``tfxfer generative --data ...
   --output ...``.
 
-Whether it helps is measured in ``bench/generative.py``; the README states the result.
+Whether it helps is measured in ``bench/generative.py``; docs/methods.md states the result.
 """

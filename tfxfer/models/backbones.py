@@ -387,7 +387,7 @@ def block_of_layers(net: keras.Model, name: str) -> list[int]:
 
 
 def markdown_table() -> str:
-    """The README's table of supported backbones, generated from the registry."""
+    """The table of supported backbones in docs/backbones.md, generated from the registry."""
     rows = [
         "| backbone | input scaling | default size | min size | feature width | "
         "default frozen blocks |",

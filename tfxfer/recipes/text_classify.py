@@ -9,7 +9,7 @@
 | ``full`` | everything | 1: adamw 5e-5, cosine |
 | ``lora`` | rank-``lora.rank`` (8) adapters of attention query and value, the head | adamw 3e-3 |
 
-Needs the ``text`` extra (see the README). The exported SavedModel takes raw strings
+Needs the ``text`` extra (see docs/text.md). The exported SavedModel takes raw strings
 (:mod:`tfxfer.text.serving`).
 
 Example:

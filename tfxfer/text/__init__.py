@@ -8,7 +8,7 @@
 - :mod:`tfxfer.text.train`: the trainer (the image core's phases, checkpoints and outputs);
 - :mod:`tfxfer.text.serving`: the SavedModel that takes raw strings.
 
-KerasHub is an optional install (``tfxfer[text]``, see the README), imported only when a text
+KerasHub is an optional install (``tfxfer[text]``, see docs/text.md), imported only when a text
 run starts: ``import tfxfer`` imports :mod:`tfxfer.text.encoder` (to register its pooling layer
 for ``model.keras``) and the tokenizer, which need only Keras and TensorFlow.
 """

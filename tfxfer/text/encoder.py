@@ -33,7 +33,7 @@ from tfxfer.text.wordpiece import WordPiece
 DEFAULT_SEQUENCE_LENGTH = 128
 INSTALL_FIX = (
     "pip install 'tfxfer[text]' && pip install --no-deps 'keras-hub>=0.21' "
-    "(tensorflow-text is not needed; see the README)"
+    "(tensorflow-text is not needed; see docs/text.md)"
 )
 
 

@@ -88,7 +88,7 @@ def _num_workers() -> int:
         raise UserError(
             "TF_CONFIG must be valid JSON",
             got=os.environ.get("TF_CONFIG"),
-            fix="see the README's scaling section for the format",
+            fix="see docs/scaling.md for the format",
         ) from None
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
