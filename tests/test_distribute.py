@@ -53,6 +53,7 @@ from tfxfer.models import model as model_lib
 from tfxfer.methods import regularize
 from tfxfer.methods import tasks
 from tfxfer.train import loop as train
+from tfxfer.train import stage
 from tfxfer.config import Config, Phase
 
 SIZE, BATCH = 32, 8
@@ -88,7 +89,7 @@ def one_step(strategy, start):
         for anchor in regularize.attach(tm, "l2sp", alpha=1.0, beta=0.1):
             anchor.assign(anchor * 0.9)
         freeze.apply_scope(tm.backbone, tm.family, phase.trainable)
-        train.compile_for(tm.model, tm, phase, 1, cfg, tasks.resolve((), ["a", "b"]))
+        stage.compile_for(tm.model, tm, phase, 1, cfg, tasks.resolve((), ["a", "b"]))
     before = tm.model.get_weights()
     trainable = [any(w is t for t in tm.model.trainable_weights) for w in tm.model.weights]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)

@@ -15,7 +15,7 @@ from tfxfer.errors import UserError
 from tfxfer.methods import regularize, tasks
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import checkpoint, optim
+from tfxfer.train import checkpoint, optim, stage
 from tfxfer.train import loop as train
 
 SIZE = 32
@@ -49,10 +49,10 @@ def _block_of_variables(tm) -> dict[str, int]:
 
 
 def _one_fit_step(start_weights, phase) -> tuple[dict, dict]:
-    """Per-variable update norm after one ``fit`` step through ``train.compile_for``."""
+    """Per-variable update norm after one ``fit`` step through ``stage.compile_for``."""
     tm = _model(start_weights)
     specs = tasks.resolve((), ["a", "b"])
-    train.compile_for(tm.model, tm, phase, 1, Config(weights=None), specs)
+    stage.compile_for(tm.model, tm, phase, 1, Config(weights=None), specs)
     before = {v.path: np.array(v) for v in tm.model.trainable_weights}
     tm.model.fit(*_batch(), batch_size=8, epochs=1, verbose=0, shuffle=False)
     moves = {

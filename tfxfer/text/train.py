@@ -41,8 +41,8 @@ from tfxfer.text import scope as scope_lib
 from tfxfer.text.wordpiece import pad_rows
 from tfxfer.train import distribute, inputs, optim, rundir
 from tfxfer.train.checkpoint import RunState, history_from_epochs
-from tfxfer.train.loop import EpochGuard, TrainingDiverged
 from tfxfer.train.result import RunResult
+from tfxfer.train.stage import EpochGuard, TrainingDiverged
 
 log = logging.getLogger("tfxfer")
 POOL_BATCHES = 50

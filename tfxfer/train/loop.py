@@ -8,14 +8,14 @@
 4. attaches the ``regularization`` (L2-SP's anchor is captured here, from the pretrained
    weights, or read back from the checkpoint on resume; :mod:`tfxfer.methods.regularize`);
 5. runs each phase, split into stages (a ``gradual`` phase has one per unfreezing step,
-   :func:`tfxfer.models.freeze.stages`): sets the ``trainable`` scope, **recompiles** (a
-   ``trainable`` change only takes effect after ``compile``) with per-block learning rates when the
-   phase asks for them (:mod:`tfxfer.train.optim`), and fits, on cached backbone features when only
-   the head trains (``cache_features``) or on images otherwise. Every completed epoch is
-   checkpointed (:mod:`tfxfer.train.checkpoint`): re-running the same command after a crash skips
-   completed phases and resumes the running one from its last completed epoch; a multi-worker run,
-   whose checkpoints only the chief holds, starts over instead. A NaN/Inf loss stops the run with a
-   message naming the phase and epoch;
+   :func:`tfxfer.models.freeze.stages`; each run by :func:`tfxfer.train.stage.fit_stage`): sets the
+   ``trainable`` scope, **recompiles** (a ``trainable`` change only takes effect after ``compile``)
+   with per-block learning rates when the phase asks for them (:mod:`tfxfer.train.optim`), and
+   fits, on cached backbone features when only the head trains (``cache_features``) or on images
+   otherwise. Every completed epoch is checkpointed (:mod:`tfxfer.train.checkpoint`): re-running
+   the same command after a crash skips completed phases and resumes the running one from its last
+   completed epoch; a multi-worker run, whose checkpoints only the chief holds, starts over
+   instead. A NaN/Inf loss stops the run with a message naming the phase and epoch;
 6. evaluates every head on the validation split. Writing the artefacts is
    :func:`tfxfer.deploy.export.save_run`'s job (the recipes' ``run`` does both).
 
@@ -36,200 +36,22 @@ from collections.abc import Sequence
 
 import keras
 
-from tfxfer.config import Config, Phase
+from tfxfer.config import Config
 from tfxfer.data import features
 from tfxfer.data import sources as data_lib
 from tfxfer.data.shard import Shard
-from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
 from tfxfer.methods import prune as prune_lib
 from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import distribute, inputs, lr_find, optim, preflight, rundir, validate
-from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
+from tfxfer.train import distribute, inputs, lr_find, preflight, rundir, validate
+from tfxfer.train.checkpoint import RunState
 from tfxfer.train.result import RunResult
+from tfxfer.train.stage import Training, fit_stage
 
 log = logging.getLogger("tfxfer")
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class EpochGuard(keras.callbacks.Callback):
-    """Stops on a non-finite loss, and checkpoints the full model after every finite epoch."""
-
-    def __init__(self, tm, key: str, state: RunState):
-        super().__init__()
-        self.tm, self.key, self.state = tm, key, state
-        self.diverged_at: int | None = None
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def _check(self, logs, epoch: int) -> None:
-        if self.diverged_at is None and not all_finite(logs):
-            self.diverged_at = epoch + 1
-            self.model.stop_training = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._check({"loss": (logs or {}).get("loss", 0.0)}, self.epoch)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._check(logs, epoch)
-        if self.diverged_at is None:
-            self.state.log_epoch(self.tm.model, self.key, epoch, logs or {})
-
-
-def compile_for(
-    target: keras.Model,
-    tm,
-    phase: Phase,
-    steps_per_epoch: int,
-    cfg: Config,
-    specs: list[tasks_lib.TaskSpec],
-    first_epoch: int = 0,
-) -> None:
-    """Compiles ``target`` for a phase: optimiser with per-block rates, per-task losses."""
-    _, decay = phase.rates()
-    target.compile(
-        optimizer=optim.make_optimizer(
-            phase,
-            steps_per_epoch,
-            optim.block_multipliers(tm.backbone, tm.family, decay),
-            first_epoch * steps_per_epoch,
-        ),
-        **tasks_lib.compile_args(specs, tm.multi, cfg),
-    )
-
-
-def _rates(phase: Phase) -> str:
-    lr, decay = phase.rates()
-    if decay == 1.0:
-        return f"lr={lr:g}"
-    return (
-        "lr="
-        + " ".join(
-            f"b{b}:{lr * optim.block_factor(decay, b):.2g}"
-            for b in range(1, backbones.NUM_BLOCKS + 1)
-        )
-        + f" head:{lr:g}"
-    )
-
-
-def _fit_stage(
-    tm,
-    cfg: Config,
-    stage: freeze.Stage,
-    data,
-    cache,
-    strategy,
-    state: RunState,
-    specs,
-    pruning: dict,
-    found: dict,
-    shard: Shard,
-    find_only: int | None = None,
-) -> dict | None:
-    phase = cfg.phases[stage.index]
-    targets = tasks_lib.targets_fn(specs, tm.multi)
-    with strategy.scope():
-        freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
-        augment_in_data = cfg.augment_in == "data" and tm.augmenter is not None
-        if cache is not None:
-            target = tm.head_model
-        else:
-            target = tm.plain_model if augment_in_data else tm.model
-        steps = math.ceil(len(data.train) / inputs.per_worker_batch(cfg.batch_size, shard))
-        freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
-    batches = inputs.stage(
-        tm,
-        cfg,
-        data,
-        cache,
-        cfg.seed + stage.index + stage.first_epoch if cache is None else cfg.seed + stage.index,
-        targets,
-        augment_in_data,
-        strategy,
-        shard,
-    )
-    if phase.lr == "auto":
-        with strategy.scope():
-            phase = lr_find.resolve(
-                tm,
-                cfg,
-                stage.index,
-                target,
-                batches.local(),
-                state.dir,
-                tasks_lib.compile_args(specs, tm.multi, cfg),
-                found,
-            )
-        if find_only == stage.index:
-            return None
-    with strategy.scope():  # always recompile after a trainable change
-        compile_for(target, tm, phase, steps, cfg, specs, stage.first_epoch)
-    info = freeze.summary(tm.backbone, tm.family)
-    log.info(
-        "phases.%d %r (%d of %d): trainable=%s blocks=%s backbone params trainable=%s "
-        "BN %s, %s, %d epochs %s %s%s",
-        stage.index,
-        stage.label,
-        stage.index + 1,
-        len(cfg.phases),
-        phase.trainable,
-        info["trainable_blocks"] or "none",
-        f"{info['trainable_params']:,}",
-        "trained" if info["bn_trainable"] else "frozen (inference mode)",
-        "cached features"
-        if cache is not None
-        else f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
-        stage.epochs,
-        phase.optimizer,
-        _rates(phase),
-        f" regularization={cfg.regularization.method}"
-        if cfg.regularization.method != "none"
-        else "",
-    )
-    guard = EpochGuard(tm, stage.key, state)
-    # the epoch's record first, then the backup: a kill between the two repeats the epoch on
-    # resume (its record is rewritten under the same number) instead of losing its record
-    callbacks = [c for c in (guard, state.backup(stage.key)) if c is not None]
-    if phase.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True
-            )
-        )
-    if cfg.prune.sparsity and stage.key in pruning:  # after EarlyStopping: its restore of
-        # earlier, denser weights is followed by the masks at the end of training
-        callbacks.append(prune_lib.callback(tm.model, cfg.prune, pruning, stage.key))
-    done_before = state.resume_epoch(stage.key)
-    if done_before:
-        log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
-    hist = target.fit(
-        batches.train,
-        validation_data=batches.val,
-        epochs=stage.epochs,
-        callbacks=callbacks,
-        verbose=cfg.verbose,
-    )
-    if guard.diverged_at is not None:
-        raise TrainingDiverged(
-            f"the loss became NaN or infinite in phase {stage.label!r} "
-            f"(phases.{stage.index}), epoch {guard.diverged_at}; training "
-            f"stopped and the last good checkpoint is kept in {state.dir}",
-            fix=f"re-run the same command with --resume and a lower "
-            f"phases.{stage.index}.lr (now {phase.rates()[0]:g}), e.g. "
-            f"--set phases.{stage.index}.lr={phase.rates()[0] / 10:g}: "
-            "completed phases are kept and this one goes on from its "
-            "last good epoch",
-        )
-    recorded = history_from_epochs(state.epochs(stage.key))
-    return recorded or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
 def load_data(cfg: Config, size: int, shard: Shard = Shard()):
@@ -352,6 +174,7 @@ def _run_locked(
     steps = len(data.train) // batch if mixing else math.ceil(len(data.train) / batch)
     pruning = prune_lib.plan(stages, max(1, steps))
     found = lr_find.load(state.dir)  # sweeps of lr="auto" phases, kept across a resume
+    training = Training(cfg, tm, data, strategy, state, specs, shard, pruning, found, find_only)
     for stage in stages:
         phase = cfg.phases[stage.index]
         start = time.perf_counter()
@@ -365,20 +188,7 @@ def _run_locked(
         use_cache = stage.scope == "head" and cfg.cache_features
         if use_cache and cache is None:
             cache = features.extract(tm, data, cfg.feature_views, size, shard)
-        hist = _fit_stage(
-            tm,
-            cfg,
-            stage,
-            data,
-            cache if use_cache else None,
-            strategy,
-            state,
-            specs,
-            pruning,
-            found,
-            shard,
-            find_only,
-        )
+        hist = fit_stage(training, stage, cache if use_cache else None)
         if hist is None:  # find_only: the sweep is done, nothing more trains
             return RunResult(
                 {"lr_find": found[stage.index], "lr_find_phase": stage.index},
