@@ -30,10 +30,10 @@ test: install
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; fi; \
 	exit $$rc
 
-# The fast lane while editing: the unit tests, none marked slow, kit or integration (CI runs
-# `make test`, everything).
+# The fast lane while editing: tests/unit and the docstring examples, none marked slow, kit or
+# integration (CI runs `make test`, everything).
 test-fast: install
-	@$(WITH_KIT) $(PY) -m pytest $(PYTEST_ARGS) -m "not slow and not kit and not integration"
+	@$(WITH_KIT) $(PY) -m pytest $(PYTEST_ARGS) tests/unit tfxfer -m "not slow and not kit and not integration"
 
 # Style and structure (what .ci/run checks before the tests): ruff lint and format, and the
 # import layers of pyproject.toml's [tool.importlinter].

@@ -36,7 +36,15 @@ KIT_REASON = (
 )
 
 
+INTEGRATION = Path(__file__).parent / "integration"
+
+
 def pytest_collection_modifyitems(config, items):
+    # Everything under tests/integration (a recipe end to end, a subprocess CLI, real data,
+    # several processes) is marked integration here, once: make test-fast leaves it out.
+    for item in items:
+        if INTEGRATION in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
     # Long tests first: with two xdist workers, one that starts last keeps a core idle meanwhile.
     items.sort(key=lambda item: -("slow" in item.keywords) - ("kit" in item.keywords))
     if os.environ.get("TFXFER_DATA_DIR"):

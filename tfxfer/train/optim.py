@@ -176,7 +176,7 @@ def make_optimizer(
 
 
 # Name -> factory: the config's ``phases.N.schedule`` and ``phases.N.optimizer`` choices
-# (tfxfer.config.SCHEDULES and OPTIMIZERS, checked against these by tests/test_layout.py).
+# (tfxfer.config.SCHEDULES and OPTIMIZERS, checked against these by tests/unit/test_layout.py).
 SCHEDULES = {"constant": None, "cosine": PhaseCosine, "anneal": PhaseAnneal}
 OPTIMIZERS = {
     "adam": lambda lr, phase, kw: Adam(lr, **kw),

@@ -187,7 +187,7 @@ def evaluate(
 
 
 # Name -> factory from the config's zero_shot section: the ``zero_shot.methods`` choices
-# (tfxfer.config.ZERO_SHOT_METHODS, checked against these by tests/test_layout.py).
+# (tfxfer.config.ZERO_SHOT_METHODS, checked against these by tests/unit/test_layout.py).
 METHODS = {
     "dap": lambda zs: DAP(zs.dap_c),
     "eszsl": lambda zs: ESZSL(zs.eszsl_gamma, zs.eszsl_lambda),

@@ -10,8 +10,6 @@ from weight_checks import OUTPUT_FILES, assert_expected_changes
 
 from tfxfer.recipes import RECIPES
 
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
-
 SIZE = 32
 
 

@@ -13,9 +13,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import write_class_images
-from test_cli import assert_one_line_error
-
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+from support import assert_one_line_error
 
 ENTRY = "import sys; from tfxfer.cli import entry; sys.exit(entry(sys.argv[1:]))"
 

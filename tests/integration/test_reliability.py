@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 from conftest import write_class_images
 
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
-
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 

@@ -14,7 +14,6 @@ parts run in subprocesses, each with a timeout after which it is killed.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -24,24 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from support import TIMEOUT, TWO_CPUS, result_line, run_python, subprocess_env
 from weight_checks import OUTPUT_FILES
 
 from tfxfer.errors import UserError
 from tfxfer.train import distribute
 
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
-
-ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 240  # seconds for one subprocess, or for the whole group of workers
-
-# Runs first in every Mirrored subprocess: the single CPU becomes two logical devices.
-TWO_CPUS = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-"""
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 ONE_STEP = (
     TWO_CPUS
@@ -150,37 +138,6 @@ print("RESULT " + json.dumps({
 """
 
 
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env.update(extra)
-    return env
-
-
-def _result(log: str) -> dict:
-    lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
-    assert lines, f"no RESULT line; output ends with:\n{log[-3000:]}"
-    return json.loads(lines[-1][len("RESULT ") :])
-
-
-def _python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs ``code`` in a fresh interpreter; killed (and the test failed) after TIMEOUT."""
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            cwd=ROOT,
-            env=env or _env(),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it already
-        pytest.fail(f"subprocess still running after {TIMEOUT}s: {(exc.stdout or '')[-2000:]}")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
 def _free_ports(n: int) -> list[int]:
     """``n`` distinct ports that were free a moment ago (all held open while choosing)."""
     socks = [socket.socket() for _ in range(n)]
@@ -198,7 +155,7 @@ def _free_ports(n: int) -> list[int]:
 
 @pytest.mark.slow
 def test_mirrored_step_on_two_logical_cpus_matches_the_default_strategy():
-    r = _result(_python(ONE_STEP).stdout)
+    r = result_line(run_python(ONE_STEP).stdout)
     assert r["why"] == "requested: mirrored"
     assert r["replicas"] == 2 and [d[-5:] for d in r["devices"]] == ["CPU:0", "CPU:1"]
     assert r["per_replica_batch"] == [4, 4]  # the global batch of 8 is split, not copied
@@ -222,7 +179,7 @@ def test_mirrored_step_on_two_logical_cpus_matches_the_default_strategy():
 @pytest.mark.slow
 def test_mirrored_recipe_through_train_run_writes_every_output(image_folder, tmp_path):
     out = tmp_path / "out"
-    proc = _python(
+    proc = run_python(
         MIRRORED_RECIPE,
         "--data",
         str(image_folder),
@@ -276,7 +233,7 @@ def _run_workers(tmp_path: Path) -> list[tuple[int, str]]:
                 subprocess.Popen(
                     [sys.executable, "-c", WORKER, str(tmp_path / f"out{i}"), "multiworker"],
                     cwd=ROOT,
-                    env=_env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path / f"tmp{i}")),
+                    env=subprocess_env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path / f"tmp{i}")),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -313,8 +270,8 @@ def test_two_workers_train_in_lock_step_match_one_process_and_only_the_chief_wri
     for k, log in enumerate((log0, log1)):
         for split in ("training", "validation"):
             assert f"worker {k} of 2 decoded 4 of the 8 {split} images" in log, log[-3000:]
-    chief, other = _result(log0), _result(log1)
-    ref = _result(_python(WORKER, str(tmp_path / "ref"), "default").stdout)
+    chief, other = result_line(log0), result_line(log1)
+    ref = result_line(run_python(WORKER, str(tmp_path / "ref"), "default").stdout)
 
     # Only the chief (worker 0) writes; the other leaves nothing, not even in its TMPDIR.
     assert chief["output"] == str(tmp_path / "out0") and chief["paths"]

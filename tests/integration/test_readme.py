@@ -9,12 +9,10 @@ from tfxfer.config import Config
 from tfxfer.models import backbones
 from tfxfer.recipes import RECIPES
 
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 # The pages whose bash/python blocks are checked, in the order their `run` blocks run: the
 # README first (its quick start trains runs/mine, which the docs' serving examples use), then
-# docs/ (mkdocs builds it into the website; tests/test_docs.py builds it).
+# docs/ (mkdocs builds it into the website; tests/integration/test_docs.py builds it).
 DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
@@ -66,7 +64,8 @@ def test_every_test_named_in_the_reliability_table_exists():
     refs = re.findall(r"`(test_\w+\.py)::(test_\w+)", table)
     assert len(refs) >= 30
     for filename, name in refs:
-        source = (ROOT / "tests" / filename).read_text()
+        (path,) = (ROOT / "tests").rglob(filename)  # test file names are unique
+        source = path.read_text()
         assert f"def {name}(" in source, f"tests/README.md names a missing test {filename}::{name}"
 
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from conftest import spy_litert, write_class_images
 from PIL import Image
-from test_distribute import TWO_CPUS, _python, _result
+from support import TWO_CPUS, result_line, run_python
 
 from tfxfer.adapt import dann
 from tfxfer.adapt import train as adapt
@@ -400,8 +400,8 @@ print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "diff":
 def test_mirrored_dann_matches_one_device_and_the_recipe_exports_no_domain_head(tmp_path):
     source, target, target_val = _folders(tmp_path)
     out = tmp_path / "mirrored"
-    proc = _python(MIRRORED_DANN, str(source), str(target), str(target_val), str(out))
-    r = _result(proc.stdout)
+    proc = run_python(MIRRORED_DANN, str(source), str(target), str(target_val), str(out))
+    r = result_line(proc.stdout)
     assert r["recipe_status"] == 0 and "MirroredStrategy" in proc.stdout, proc.stdout[-2000:]
     # the recipe on an unlabelled folder (with a sub-folder and a non-image file) as --target
     a = json.loads((out / "metrics.json").read_text())["adapt"]

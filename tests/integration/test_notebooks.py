@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
-
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 RECIPES = ("small_similar", "small_different", "large_different", "large_similar")
 RUN_PNGS = ("curves.png", "confusion_matrix.png")
 TINY = {

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import write_class_images
+from support import ThreadCluster
 
 from tfxfer import progress
 from tfxfer.config import Config
@@ -29,8 +30,6 @@ from tfxfer.data import decoding, pipeline, sources
 from tfxfer.data import shard as shard_lib
 from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
-
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
 
 
 @pytest.mark.parametrize("n,workers", [(1, 1), (7, 3), (8, 2), (9, 4), (2, 3), (100, 7)])
@@ -47,46 +46,6 @@ def test_shard_rows_partition_the_split_and_assemble_restores_its_order(n, worke
     monkeypatch.setattr(shard_lib, "GATHER_BYTES", 2 * 3 * 8)  # two rows a call: chunked
     for whole in ThreadCluster(workers).run(lambda s: s.assemble(parts[s.index], n)):
         np.testing.assert_array_equal(whole, data)
-
-
-class ThreadCluster:
-    """``workers`` threads whose ``gather`` is a real all-gather: each waits for all."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-        self.slots: list = [None] * workers
-        self.barrier = threading.Barrier(workers)
-        self.decoded: Counter = Counter()
-
-    def shard(self, k: int) -> Shard:
-        def gather(local):
-            self.slots[k] = np.array(local)
-            self.barrier.wait()
-            out = np.concatenate(self.slots)
-            self.barrier.wait()  # nobody overwrites a slot before everyone has read it
-            return out
-
-        return Shard(k, self.workers, gather)
-
-    def run(self, fn):
-        results, errors = [None] * self.workers, []
-
-        def work(k):
-            try:
-                results[k] = fn(self.shard(k))
-            except BaseException as exc:
-                errors.append(exc)
-                self.barrier.abort()
-
-        threads = [
-            threading.Thread(target=work, args=(k,), name=f"w{k}") for k in range(self.workers)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not errors, errors
-        return results
 
 
 def test_each_worker_decodes_only_its_files_and_the_cluster_sees_the_one_process_data(

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 from conftest import write_class_images
-
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
+from support import assert_one_line_error
 
 
 def run_cli(args, cwd, module="tfxfer.recipes.small_similar", timeout=120):
@@ -21,17 +20,6 @@ def run_cli(args, cwd, module="tfxfer.recipes.small_similar", timeout=120):
         text=True,
         timeout=timeout,
     )
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Fix:" in lines[0] or "--help" in lines[0]
-    return lines[0]
 
 
 @pytest.fixture

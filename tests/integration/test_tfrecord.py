@@ -19,14 +19,12 @@ import numpy as np
 import pytest
 from conftest import write_class_images
 from PIL import Image
-from test_scale import ThreadCluster
+from support import ThreadCluster
 
 from tfxfer.config import Config, Phase
 from tfxfer.data import sources, tfrecord
 from tfxfer.data.tfrecord import Stream
 from tfxfer.errors import UserError
-
-pytestmark = pytest.mark.integration  # whole runs, subprocesses or kit data
 
 
 @pytest.fixture

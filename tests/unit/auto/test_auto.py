@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import write_class_images
-from test_cli import assert_one_line_error
+from support import assert_one_line_error
 
 from tfxfer.auto import bn_distance
 from tfxfer.auto import train as auto
