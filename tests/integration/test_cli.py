@@ -133,6 +133,8 @@ def test_output_dir_with_a_different_run_is_refused_unless_overwrite(tmp_path, g
         str(good_folder),
         "--output",
         str(out),
+        "--backbone",
+        "MobileNet025",
         "--weights",
         "none",
         "--image-size",

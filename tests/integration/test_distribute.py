@@ -125,6 +125,7 @@ logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 out, strategy = sys.argv[1], sys.argv[2]
 cfg = large_similar.CONFIG.replace(
     data="hymenoptera", train_per_class=4, val_per_class=4, image_size=32, weights="imagenet",
+    backbone="MobileNet025",  # the smallest registered family (its ImageNet file is in the kit)
     augment="none", head_dropout=0.0, batch_size=8, feature_views=1, strategy=strategy,
     output=out, verbose=0).with_epochs(2)
 result = cli.run(cfg)
@@ -183,6 +184,8 @@ def test_mirrored_recipe_through_train_run_writes_every_output(image_folder, tmp
         MIRRORED_RECIPE,
         "--data",
         str(image_folder),
+        "--backbone",
+        "MobileNet025",
         "--image-size",
         "32",
         "--weights",

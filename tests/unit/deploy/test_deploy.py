@@ -212,7 +212,7 @@ def test_serve_images_takes_any_one_size_and_equals_the_model_at_its_own_size(ex
 @pytest.mark.integration
 def test_multi_task_export_names_every_head_and_its_classes(tmp_path):
     tm = model_lib.build(
-        "MobileNetV2", num_classes=0, image_size=32, weights=None, heads={"fine": 4, "coarse": 2}
+        "MobileNet025", num_classes=0, image_size=32, weights=None, heads={"fine": 4, "coarse": 2}
     )
     serving.export(tm.model, {"fine": list("abcd"), "coarse": ["x", "y"]}, tmp_path / "m")
     served = tf.saved_model.load(str(tmp_path / "m"))
