@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tfxfer.config import Config
+from tfxfer.errors import UserError
 from tfxfer.models import backbones
 from tfxfer.recipes import RECIPES
 
@@ -25,6 +26,21 @@ def test_backbone_table_in_readme_is_the_registry():
         "docs/backbones.md backbone table is stale: paste "
         "tfxfer.models.backbones.markdown_table() between the backbones markers"
     )
+
+
+def test_parts_table_in_the_docs_is_what_each_recipe_declares():
+    """docs/config.md's table of which recipe reads which part is the registry's, and the error
+    example it quotes is the one the runner gives."""
+    from tfxfer.recipes import parts_table, text_classify
+
+    text = (ROOT / "docs" / "config.md").read_text()
+    start = text.index("<!-- parts:start -->\n") + len("<!-- parts:start -->\n")
+    assert text[start : text.index("<!-- parts:end -->")] == parts_table(), (
+        "docs/config.md parts table is stale: paste tfxfer.recipes.parts_table() between the "
+        "parts markers"
+    )
+    with pytest.raises(UserError, match="^mixup: image settings belong to the small_similar, "):
+        text_classify.run(text_classify.CONFIG.replace(mixup=0.2, data="/no/such/data"))
 
 
 def test_recipe_table_of_the_readme_is_the_one_of_the_docs_index():

@@ -11,7 +11,8 @@ covers the kernels of the new Dense layers (biases are not penalised).
 The penalty is attached as Keras variable regularizers, so it counts only the weights a phase
 actually trains (a frozen block adds nothing) and is part of the reported ``loss`` and
 ``val_loss``. Under ``tf.distribute`` Keras's TensorFlow trainer scales it per replica like the
-data loss, so a step is the same on any number of replicas (``tests/integration/test_distribute.py``).
+data loss, so a step is the same on any number of replicas
+(``tests/integration/test_distribute.py``).
 
 The anchor is written to ``checkpoints/l2sp_anchor.npz`` when it is captured, and a resumed run
 reads it back from there instead of capturing it again.

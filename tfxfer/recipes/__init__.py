@@ -43,6 +43,26 @@ def registered() -> dict:
     return {name: REGISTRY[name] for name in order}
 
 
+def parts_table() -> str:
+    """The Markdown table of which recipe reads which part of the config (docs/config.md): a
+    part a recipe does not read, set away from its defaults, is refused with a one-line error.
+
+    Example:
+        >>> print(parts_table().splitlines()[2])
+        | small_similar | yes | yes | yes | yes | · | · | · | yes | · | · |
+    """
+    from tfxfer.config import PARTS
+
+    rows = [
+        "| recipe | " + " | ".join(PARTS) + " |",
+        "|---|" + "---|" * len(PARTS),
+    ]
+    for name, recipe in registered().items():
+        marks = ("yes" if part in recipe.sections else "·" for part in PARTS)
+        rows.append(f"| {name} | " + " | ".join(marks) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def _connect() -> None:
     from tfxfer import runner
 
