@@ -1,3 +1,5 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -135,7 +137,22 @@ def test_kit_weights_file_by_path_loads_at_a_non_default_size():
 # ---- one graph, weighted blocks, deterministic frozen parts: over every registered family ------
 def _min_build(family, weights=None):
     spec = backbones.get(family)
+    if weights is None:  # read-only uses: one random build per family for this module
+        return _random_min_build(family)
     return backbones.build(family, spec.min_size, weights=weights)
+
+
+@functools.cache
+def _random_min_build(family):
+    """Building is most of these tests' time; the tests that share a build read its graph and
+    weights, and set ``trainable`` flags, which nothing here reads back."""
+    return backbones.build(family, backbones.get(family).min_size, weights=None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_the_builds():
+    yield
+    _random_min_build.cache_clear()
 
 
 def _keras_imagenet_graph(family, weights_file, monkeypatch):
