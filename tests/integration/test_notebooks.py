@@ -28,6 +28,7 @@ TINY = {
     "TFXFER_NB_VAL_PER_CLASS": "4",
     "TFXFER_NB_IMAGE_SIZE": "32",
     "TFXFER_NB_FEATURE_VIEWS": "1",
+    "TFXFER_NB_BACKBONE": "MobileNet025",  # four_scenarios only; its ImageNet file is in the kit
 }
 CELL_TIMEOUT_S = 600
 
