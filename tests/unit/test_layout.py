@@ -173,3 +173,14 @@ def test_each_optimizer_is_built_with_the_phases_settings(name):
         assert opt.weight_decay == pytest.approx(0.01)
     if name in ("sgd", "rmsprop"):
         assert opt.momentum == pytest.approx(0.8)
+
+
+def test_a_recipe_authors_mistakes_are_refused_at_registration():
+    from tfxfer import runner
+
+    before = dict(runner.REGISTRY)
+    with pytest.raises(ValueError, match=r"unknown parts \['imag'\]; valid: \['head', 'image'"):
+        runner.register(Config(recipe="scratch"), sections=("head", "imag"))
+    with pytest.raises(ValueError, match=r"its defaults set \['mixup'\], parts it does not read"):
+        runner.register(Config(recipe="scratch", mixup=0.2), sections=("head", "text"))
+    assert dict(runner.REGISTRY) == before  # nothing registered

@@ -69,7 +69,7 @@ from tfxfer.config.run import (
     Phase,
     RunPart,
 )
-from tfxfer.config.schema import assign, build, coerce, merge, parse_value
+from tfxfer.config.schema import assign, build, coerce, merge, parse_value, shorthand
 from tfxfer.config.text import SCOPE_PHASES, TEXT_POOLINGS, TEXT_SCOPES, Lora, Text
 from tfxfer.errors import UserError
 
@@ -296,18 +296,13 @@ def _moved_key(key: str) -> str:
 
 def _moved(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with moved top-level keys written at their new paths (tables merged)."""
-    out: dict[str, Any] = {}
-    later: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        new = _moved_key(key) if key in MOVED else key
-        (later.append((new, value)) if "." in new else out.__setitem__(new, value))
-    for new, value in later:  # after the tables themselves, which they refine
-        table, leaf = new.split(".")
+    out = {key: value for key, value in data.items() if key not in MOVED}
+    for key in (k for k in data if k in MOVED):  # after the tables, which they refine
+        table, leaf = _moved_key(key).split(".")
         current = out.get(table, {})
-        if isinstance(current, str):
-            current = {SHORTHANDS[table]: current}
-        out[table] = {
-            **(dataclasses.asdict(current) if dataclasses.is_dataclass(current) else current),
-            leaf: value,
-        }
+        if current is None or isinstance(current, str):  # regularization="l2sp"
+            current = shorthand(current, SHORTHANDS[table])
+        elif dataclasses.is_dataclass(current):
+            current = dataclasses.asdict(current)
+        out[table] = {**current, leaf: data[key]}
     return out

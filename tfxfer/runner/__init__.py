@@ -101,7 +101,8 @@ def register(
         raise ValueError(f"recipe {defaults.recipe}: unknown parts {unknown}; valid: {list(PARTS)}")
     unread = [k for p in PARTS if p not in sections for k in PARTS[p] if _changed(defaults, k)]
     if unread:
-        raise ValueError(f"recipe {defaults.recipe}: its defaults set {unread}, which it reads not")
+        name = defaults.recipe
+        raise ValueError(f"recipe {name}: its defaults set {unread}, parts it does not read")
     recipe = Recipe(
         defaults.recipe,
         defaults,
