@@ -1,5 +1,6 @@
-"""The target domain of an adaptation run: its training images (never its labels) and its
-labelled evaluation data.
+"""The target domain of an adaptation run: its training images (never its labels), its
+labelled evaluation data, and the endless target batches each training step pairs with a source
+batch (:func:`target_batches`).
 
 ``--target`` takes anything ``--data`` takes (:func:`tfxfer.data.sources.load`), and also a
 folder of **unlabelled** images: a folder that holds image files at its top level is read as
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
-from tfxfer.data import sources
+from tfxfer.data import pipeline, sources
 from tfxfer.data.images import IMAGE_EXTENSIONS
 from tfxfer.errors import UserError
 
@@ -147,3 +149,29 @@ def load_target(
             "with matching classes (or a target folder without labels)",
         )
     return Target(images, val, target, skipped)
+
+
+def target_batches(
+    images: np.ndarray, image_size: int, batch_size: int, seed: int, augmenter=None
+) -> tf.data.Dataset:
+    """Endless shuffled batches of target images (float32 0-255), no labels."""
+    if len(images) < batch_size:
+        raise UserError(
+            "the target must hold at least one batch of images",
+            got=len(images),
+            fix=f"add target images, or lower --batch-size (now {batch_size})",
+        )
+    dtype = tf.as_dtype(images.dtype)
+    ds = pipeline.index_batches(
+        len(images), batch_size, shuffle=True, seed=seed, drop_remainder=True
+    ).repeat()
+    ds = ds.map(
+        lambda idx: pipeline.to_model_input(pipeline.gather_rows(images, idx, dtype), image_size),
+        num_parallel_calls=pipeline.AUTOTUNE,
+    )
+    if augmenter is not None:
+        ds = ds.map(
+            lambda x: tf.cast(augmenter(x, training=True), tf.float32),
+            num_parallel_calls=pipeline.AUTOTUNE,
+        )
+    return ds

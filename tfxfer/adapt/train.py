@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tfxfer.adapt import dann, domains
+from tfxfer.adapt.report import EpochReport
 from tfxfer.config import Config
 from tfxfer.data import augment as augment_lib
 from tfxfer.data import pipeline
@@ -104,93 +106,6 @@ def check(cfg: Config) -> None:
         )
 
 
-def target_batches(
-    images: np.ndarray, image_size: int, batch_size: int, seed: int, augmenter=None
-) -> tf.data.Dataset:
-    """Endless shuffled batches of target images (float32 0-255), no labels."""
-    if len(images) < batch_size:
-        raise UserError(
-            "the target must hold at least one batch of images",
-            got=len(images),
-            fix=f"add target images, or lower --batch-size (now {batch_size})",
-        )
-    dtype = tf.as_dtype(images.dtype)
-    ds = pipeline.index_batches(
-        len(images), batch_size, shuffle=True, seed=seed, drop_remainder=True
-    ).repeat()
-    ds = ds.map(
-        lambda idx: pipeline.to_model_input(pipeline.gather_rows(images, idx, dtype), image_size),
-        num_parallel_calls=pipeline.AUTOTUNE,
-    )
-    if augmenter is not None:
-        ds = ds.map(
-            lambda x: tf.cast(augmenter(x, training=True), tf.float32),
-            num_parallel_calls=pipeline.AUTOTUNE,
-        )
-    return ds
-
-
-class EpochReport(keras.callbacks.Callback):
-    """Adds source, target and held-out domain accuracy to each epoch's logs, and logs them."""
-
-    def __init__(self, tm, domain, data, target, image_size: int, batch_size: int, label: str):
-        super().__init__()
-        self.tm, self.domain, self.size, self.batch, self.label = (
-            tm,
-            domain,
-            image_size,
-            batch_size,
-            label,
-        )
-        self.source_val = data.val
-        self.target_val = None if target.val is None else target.val.val
-        self.num_classes = data.num_classes
-        # traced once: Keras's predict would retrace for every new dataset, every epoch
-        self._extract = tf.function(
-            lambda x: tm.feature_model(x, training=False), reduce_retracing=True
-        )
-
-    def _features(self, split):
-        ds = pipeline.image_dataset(split, self.num_classes, self.size, 256)
-        return np.concatenate([self._extract(x).numpy() for x, _ in ds])
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        source = self._features(self.source_val)
-        logs["val_accuracy"] = _accuracy(self.tm, source, self.source_val.labels)
-        text = f"source val {logs['val_accuracy']:.4f}"
-        if self.target_val is not None:
-            target = self._features(self.target_val)
-            logs["target_accuracy"] = _accuracy(self.tm, target, self.target_val.labels)
-            text += f", target {logs['target_accuracy']:.4f}"
-            # balanced: as many target as source images, so 0.5 is chance; evenly spaced rows,
-            # since a folder's images come sorted by class
-            n = min(len(source), len(target))
-            d = self.domain(
-                np.concatenate([_spread(source, n), _spread(target, n)]), training=False
-            )
-            d = np.asarray(d)[:, 0]
-            logs["val_domain_accuracy"] = float(np.mean((d > 0) == (np.arange(2 * n) < n)))
-            text += f", domain classifier {logs['val_domain_accuracy']:.4f} held out"
-        log.info(
-            "%s epoch %d: accuracy %s; train: domain classifier %.4f, lambda %.3f",
-            self.label,
-            epoch + 1,
-            text,
-            float(logs.get("domain_accuracy", float("nan"))),
-            float(logs.get("lambda", float("nan"))),
-        )
-
-
-def _spread(rows: np.ndarray, n: int) -> np.ndarray:
-    return rows[np.linspace(0, len(rows) - 1, n).astype(int)]
-
-
-def _accuracy(tm, features: np.ndarray, labels: np.ndarray) -> float:
-    logits = tm.head_model(features, training=False)
-    return float(np.mean(np.argmax(logits, axis=1) == labels))
-
-
 def run(cfg: Config, extra_augment=()) -> RunResult:
     """Adapts a transfer model from ``cfg.data`` (labelled) to ``cfg.adapt.target``."""
     check(cfg)
@@ -247,9 +162,8 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             cfg.adapt.weight,
             cfg.label_smoothing,
         )
-    history = []
-    for stage in stages:
-        history.append(_fit_stage(cfg, tm, trainer, stage, data, target, strategy, steps, size))
+    adaptation = Adaptation(cfg, tm, trainer, data, target, strategy, steps, size)
+    history = [_fit_stage(adaptation, stage) for stage in stages]
     metrics = validate.evaluate(tm, cfg, data, None, specs, size)
     metrics["adapt"] = _target_metrics(cfg, history, target)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
@@ -296,9 +210,35 @@ def reload_deploy_data(cfg: Config, size: int, metrics: dict) -> DeployData:
     return deploy_data(data, target, metrics)
 
 
-def _fit_stage(
-    cfg: Config, tm, trainer, stage, data, target, strategy, steps: int, size: int
-) -> dict:
+@dataclass
+class Adaptation:
+    """What every stage of one adaptation run shares, built once by :func:`run`.
+
+    Attributes:
+        cfg: The run's config.
+        tm: The transfer model.
+        trainer: The :class:`~tfxfer.adapt.dann.DomainAdversarial` model that trains it.
+        data: The labelled source.
+        target: The target domain (:class:`~tfxfer.adapt.domains.Target`).
+        strategy: The ``tf.distribute`` strategy.
+        steps: Steps per epoch (source batches).
+        size: The input size in pixels.
+    """
+
+    cfg: Config
+    tm: Any
+    trainer: Any
+    data: Any
+    target: Any
+    strategy: Any
+    steps: int
+    size: int
+
+
+def _fit_stage(adaptation: Adaptation, stage) -> dict:
+    a = adaptation
+    cfg, tm, trainer, data, target = a.cfg, a.tm, a.trainer, a.data, a.target
+    strategy, steps, size = a.strategy, a.steps, a.size
     phase = cfg.phases[stage.index]
     start = time.perf_counter()
     with strategy.scope():
@@ -343,7 +283,10 @@ def _fit_stage(
     ).repeat()
     target_seed = augment_lib.layer_seeds(seed, 1, stream="target")[0]
     pairs = tf.data.Dataset.zip(
-        (source, target_batches(target.images, size, cfg.batch_size, target_seed, tm.augmenter))
+        (
+            source,
+            domains.target_batches(target.images, size, cfg.batch_size, target_seed, tm.augmenter),
+        )
     )
     pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
     report = EpochReport(tm, trainer.domain, data, target, size, cfg.batch_size, stage.label)

@@ -220,7 +220,7 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
         for i in range(10):
             Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(target / label / f"{i}.png")
     calls = {"labelled": [], "unlabelled": []}
-    real_labelled, real_unlabelled = adapt.pipeline.image_dataset, adapt.target_batches
+    real_labelled, real_unlabelled = adapt.pipeline.image_dataset, adapt.domains.target_batches
 
     def sentinels(images):
         return int((np.asarray(images) == 7).all(axis=(1, 2, 3)).sum())
@@ -235,7 +235,7 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
         return real_unlabelled(images, *args, **kwargs)
 
     monkeypatch.setattr(adapt.pipeline, "image_dataset", labelled)
-    monkeypatch.setattr(adapt, "target_batches", unlabelled)
+    monkeypatch.setattr(adapt.domains, "target_batches", unlabelled)
     cfg = domain_adapt.CONFIG.replace(
         data=str(source),
         backbone="MobileNet025",
