@@ -145,13 +145,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             cfg.head_hidden,
             cfg.seed,
         )
-        regularize.attach(
-            tm,
-            cfg.regularization.method,
-            cfg.regularization.alpha,
-            cfg.regularization.beta,
-            RunState(out).dir,
-        )
+        regularize.attach_settings(tm, cfg.regularization, RunState(out).dir)
         domain = dann.domain_classifier(cfg.adapt.domain_hidden, cfg.seed)
         trainer = dann.DomainAdversarial(
             tm,

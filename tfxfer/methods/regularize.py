@@ -155,6 +155,12 @@ def _start_anchor(variables: list[keras.Variable], checkpoint_dir: Path | None):
 REGULARIZERS = {"none": None, "l2": lambda variables, checkpoint_dir: [], "l2sp": _start_anchor}
 
 
+def attach_settings(tm, settings, checkpoint_dir: Path | None = None) -> list[keras.Variable]:
+    """:func:`attach` with a config's :class:`~tfxfer.config.Regularization` section (its
+    ``method``, ``alpha`` and ``beta``): what every trainer calls."""
+    return attach(tm, settings.method, settings.alpha, settings.beta, checkpoint_dir)
+
+
 def penalty(tm) -> dict[str, float]:
     """The current penalty split into its ``backbone`` and ``head`` terms (trainable weights)."""
     parts = {"backbone": 0.0, "head": 0.0}

@@ -186,13 +186,7 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
     specs = tasks_lib.resolve((), data.class_names)
     with strategy.scope():
         tm = encoder.build(cfg, data.num_classes)
-        regularize.attach(
-            tm,
-            cfg.regularization.method,
-            cfg.regularization.alpha,
-            cfg.regularization.beta,
-            state.dir,
-        )
+        regularize.attach_settings(tm, cfg.regularization, state.dir)
     log.info(
         "encoder: %s, %d transformer layers, %s parameters; pooling %s, sequence length "
         "%d, scope %s",

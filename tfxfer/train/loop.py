@@ -160,13 +160,7 @@ def _run_locked(
             cfg.seed,
             {s.name: s.num_classes for s in specs} if cfg.tasks else None,
         )
-        regularize.attach(
-            tm,
-            cfg.regularization.method,
-            cfg.regularization.alpha,
-            cfg.regularization.beta,
-            state.dir,
-        )
+        regularize.attach_settings(tm, cfg.regularization, state.dir)
     history, cache = [], None
     stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
     mixing = cfg.mixup > 0 or cfg.cutmix > 0  # image batches then drop the remainder
