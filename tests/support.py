@@ -32,11 +32,15 @@ def assert_one_line_error(proc, *fragments):
     return lines[0]
 
 
-# Runs first in every Mirrored subprocess: the single CPU becomes two logical devices.
+# Runs first in every Mirrored subprocess: the single CPU becomes two logical devices. They share
+# one intra-op pool; with a single thread in it (what conftest gives each of two xdist workers on
+# two cores), MirroredStrategy's two replicas of a depthwise-convolution backward pass disagree
+# with one device by 10% of the step (TF 2.21, reproducible): two threads, one per replica.
 TWO_CPUS = """
 import json, sys
 import numpy as np
 import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(2)
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 """
