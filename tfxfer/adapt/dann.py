@@ -17,6 +17,11 @@ so they become indistinguishable across domains while staying discriminative for
 - Under ``tf.distribute`` each replica's loss is divided by the number of replicas, as Keras's
   own ``train_step`` does, and the optimiser sums the replicas' gradients.
 
+The same step runs the methods that build on DANN (:mod:`tfxfer.adapt.losses`): CDAN feeds
+the domain classifier the features conditioned on the predictions, CDAN+E weights its loss by
+the predictions' entropy, and MCC adds a class-confusion loss on the target batch, alone or on
+top of an adversary.
+
 The model's ``call`` is the plain classifier (images -> logits). The domain classifier is a
 separate part of :class:`DomainAdversarial` and is not in what is saved or exported.
 
@@ -31,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfxfer.adapt import losses
 from tfxfer.data import augment as augment_lib
 
 
@@ -87,10 +93,17 @@ class DomainAdversarial(keras.Model):
         tm: The transfer model (its ``feature_model`` and ``head_model`` are trained).
         domain: The domain classifier (:func:`domain_classifier`).
         total_steps: Training steps over which the progress ``p`` goes from 0 to 1.
-        method: ``dann`` or ``source_only`` (source images alone train the classifier).
+        method: One of :data:`tfxfer.config.ADAPT_METHODS`: an adversary (``dann``, ``cdan``,
+            ``cdan+e``; :mod:`tfxfer.adapt.losses`) or none (``mcc``, ``source_only``: source
+            images alone train the classifier), and ``+mcc`` to add MCC's target loss.
         gamma: Steepness of the ``lambda`` schedule.
         weight: Final reversal weight (multiplies ``lambda_p``).
         label_smoothing: Label smoothing of the source cross-entropy.
+        cdan_dim: Width of CDAN's randomized multilinear map (used when features x classes
+            is wider than :data:`tfxfer.adapt.losses.MULTILINEAR_MAX`).
+        mcc_weight: Weight of the MCC loss.
+        mcc_temperature: MCC's softmax temperature.
+        seed: Seed of the randomized map's fixed matrices.
     """
 
     def __init__(
@@ -102,12 +115,32 @@ class DomainAdversarial(keras.Model):
         gamma: float = 10.0,
         weight: float = 1.0,
         label_smoothing: float = 0.0,
+        cdan_dim: int = 1024,
+        mcc_weight: float = 1.0,
+        mcc_temperature: float = 2.5,
+        seed: int | None = 0,
         **kwargs,
     ):
         super().__init__(name="domain_adversarial", **kwargs)
         self.features, self.head, self.domain = tm.feature_model, tm.head_model, domain
         self.reversal = GradientReversal(name="gradient_reversal")
         self.total_steps, self.method = max(1, int(total_steps)), method
+        terms = method.split("+")
+        self.adversary = terms[0] if terms[0] in ("dann", "cdan") else None
+        self.entropy_weighted, self.mcc = "e" in terms, "mcc" in terms
+        self.mcc_weight, self.mcc_temperature = float(mcc_weight), float(mcc_temperature)
+        width = int(tm.feature_model.output.shape[-1])
+        classes = int(tm.head_model.output.shape[-1])
+        self.randomized = None
+        if self.adversary == "cdan":
+            if width * classes > losses.MULTILINEAR_MAX:
+                self.randomized = losses.RandomizedMultilinear(
+                    cdan_dim, seed, name="randomized_multilinear"
+                )
+                self.randomized.build((None, width), (None, classes))
+                width = cdan_dim
+            else:
+                width *= classes
         self.gamma, self.weight = float(gamma), float(weight)
         self.label_loss = keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=label_smoothing, reduction="none"
@@ -123,13 +156,14 @@ class DomainAdversarial(keras.Model):
         self.trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "label_loss", "domain_loss", "lambda")
+            + (("mcc_loss",) if self.mcc else ())
         }
         self.trackers["accuracy"] = keras.metrics.CategoricalAccuracy(name="accuracy")
         self.trackers["domain_accuracy"] = keras.metrics.BinaryAccuracy(
             name="domain_accuracy", threshold=0.0
         )  # on logits: > 0 means "source"
         if not domain.built:
-            domain.build((None, tm.feature_model.output.shape[-1]))
+            domain.build((None, width))
         self.reversal.built = True  # no weights
         self.built = True  # every part is built: fit must not trace call() on a data sample
 
@@ -141,11 +175,27 @@ class DomainAdversarial(keras.Model):
         return self.head(self.features(images, training=training), training=training)
 
     def reversal_weight(self):
-        """This step's ``lambda`` (0 for ``source_only``)."""
-        if self.method == "source_only":
+        """This step's ``lambda`` (0 without an adversary: ``source_only``, ``mcc``)."""
+        if self.adversary is None:
             return tf.constant(0.0)
         p = tf.minimum(tf.cast(self.step, tf.float32) / self.total_steps, 1.0)
         return self.weight * (2.0 / (1.0 + tf.exp(-self.gamma * p)) - 1.0)
+
+    def domain_input(self, features, probs):
+        """What the domain classifier sees: the features, or CDAN's map of features and
+        predictions (the predictions cut from the gradient)."""
+        if self.adversary != "cdan":
+            return features
+        probs = tf.stop_gradient(probs)
+        if self.randomized is not None:
+            return self.randomized(features, probs)
+        return losses.multilinear(features, probs)
+
+    def domain_logits(self, features):
+        """The domain classifier's logits for features, in inference mode (the epoch report)."""
+        features = tf.convert_to_tensor(features)
+        probs = tf.nn.softmax(tf.cast(self.head(features, training=False), features.dtype))
+        return self.domain(self.domain_input(features, probs), training=False)
 
     def train_step(self, data):
         (xs, ys), xt = data
@@ -156,15 +206,32 @@ class DomainAdversarial(keras.Model):
             if self.method == "source_only":  # the target never reaches a trained part
                 feats = tf.stop_gradient(self.features(tf.concat([xs, xt], axis=0), training=False))
                 logits = self.head(self.features(xs, training=True), training=True)
+                domain_in = feats
             else:  # one batch through the backbone: trained BatchNorm sees both domains
                 feats = self.features(tf.concat([xs, xt], axis=0), training=True)
-                logits = self.head(feats[:ns], training=True)
+                if self.adversary == "dann" and not self.mcc:
+                    logits, probs = self.head(feats[:ns], training=True), None
+                else:  # CDAN and MCC read the target's predictions too
+                    every = tf.cast(self.head(feats, training=True), tf.float32)
+                    logits, probs = every[:ns], tf.nn.softmax(every)
+                if self.adversary is None:  # MCC alone: the domain classifier only measures
+                    domain_in = tf.stop_gradient(feats)
+                else:
+                    domain_in = self.domain_input(self.reversal(feats, weight=lam), probs)
             label_loss = tf.reduce_mean(self.label_loss(ys, logits))
-            domain_logits = self.domain(self.reversal(feats, weight=lam), training=True)
-            domain_loss = tf.reduce_mean(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels=domains, logits=domain_logits)
-            )
+            domain_logits = self.domain(domain_in, training=True)
+            per_image = tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=domains, logits=domain_logits
+            )[:, 0]
+            if self.entropy_weighted:
+                w = losses.entropy_weights(probs, tf.range(ns + nt) < ns)
+                domain_loss = tf.reduce_sum(w * per_image) / tf.reduce_sum(w)
+            else:
+                domain_loss = tf.reduce_mean(per_image)
             loss = label_loss + domain_loss
+            if self.mcc:
+                mcc = losses.mcc_loss(every[ns:], self.mcc_temperature)
+                loss += self.mcc_weight * mcc
             if self.losses:  # L2-SP and other regularisers of the transfer model
                 loss += tf.add_n([tf.cast(layer, tf.float32) for layer in self.losses])
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -178,7 +245,7 @@ class DomainAdversarial(keras.Model):
             ("label_loss", label_loss),
             ("domain_loss", domain_loss),
             ("lambda", lam),
-        ):
+        ) + ((("mcc_loss", mcc),) if self.mcc else ()):
             self.trackers[name].update_state(value)
         self.trackers["accuracy"].update_state(ys, logits)
         self.trackers["domain_accuracy"].update_state(domains, domain_logits)

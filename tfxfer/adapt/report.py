@@ -18,11 +18,11 @@ log = logging.getLogger("tfxfer")
 class EpochReport(keras.callbacks.Callback):
     """Adds source, target and held-out domain accuracy to each epoch's logs, and logs them."""
 
-    def __init__(self, tm, domain, data, target, image_size: int, batch_size: int, label: str):
+    def __init__(self, tm, trainer, data, target, image_size: int, batch_size: int, label: str):
         super().__init__()
-        self.tm, self.domain, self.size, self.batch, self.label = (
+        self.tm, self.trainer, self.size, self.batch, self.label = (
             tm,
-            domain,
+            trainer,
             image_size,
             batch_size,
             label,
@@ -51,9 +51,7 @@ class EpochReport(keras.callbacks.Callback):
             # balanced: as many target as source images, so 0.5 is chance; evenly spaced rows,
             # since a folder's images come sorted by class
             n = min(len(source), len(target))
-            d = self.domain(
-                np.concatenate([_spread(source, n), _spread(target, n)]), training=False
-            )
+            d = self.trainer.domain_logits(np.concatenate([_spread(source, n), _spread(target, n)]))
             d = np.asarray(d)[:, 0]
             logs["val_domain_accuracy"] = float(np.mean((d > 0) == (np.arange(2 * n) < n)))
             text += f", domain classifier {logs['val_domain_accuracy']:.4f} held out"

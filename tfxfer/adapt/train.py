@@ -98,9 +98,10 @@ def check(cfg: Config) -> None:
             got=[p.early_stopping for p in cfg.phases],
             fix="set phases.N.early_stopping=0 and choose the epochs",
         )
-    if cfg.adapt.method == "dann" and all(p.trainable == "head" for p in cfg.phases):
+    adversary = cfg.adapt.method.split("+")[0]
+    if adversary in ("dann", "cdan") and all(p.trainable == "head" for p in cfg.phases):
         raise UserError(
-            "DANN adapts the features, and every phase trains the head only",
+            f"{adversary.upper()} adapts the features, and every phase trains the head only",
             got=[p.trainable for p in cfg.phases],
             fix="set phases.0.trainable=all (or partial), or --method source_only",
         )
@@ -155,6 +156,10 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             cfg.adapt.gamma,
             cfg.adapt.weight,
             cfg.label_smoothing,
+            cfg.adapt.cdan_dim,
+            cfg.adapt.mcc_weight,
+            cfg.adapt.mcc_temperature,
+            cfg.seed,
         )
     adaptation = Adaptation(cfg, tm, trainer, data, target, strategy, steps, size)
     history = [_fit_stage(adaptation, stage) for stage in stages]
@@ -283,7 +288,7 @@ def _fit_stage(adaptation: Adaptation, stage) -> dict:
         )
     )
     pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
-    report = EpochReport(tm, trainer.domain, data, target, size, cfg.batch_size, stage.label)
+    report = EpochReport(tm, trainer, data, target, size, cfg.batch_size, stage.label)
     hist = trainer.fit(
         pairs, epochs=stage.epochs, steps_per_epoch=steps, callbacks=[report], verbose=cfg.verbose
     )

@@ -19,7 +19,19 @@ from dataclasses import dataclass
 from tfxfer.config.schema import check_choice, check_min
 from tfxfer.errors import UserError
 
-ADAPT_METHODS = ("dann", "source_only")
+# Every valid adapt.method: an adversary (dann, cdan, cdan+e), or none (source_only, mcc), with
+# MCC's target loss added by "+mcc" to any adversary.
+ADAPT_METHODS = (
+    "dann",
+    "source_only",
+    "cdan",
+    "cdan+e",
+    "mcc",
+    "dann+mcc",
+    "cdan+mcc",
+    "cdan+e+mcc",
+)
+ADAPT_TERMS = ("dann", "source_only", "cdan", "e", "mcc")
 ZERO_SHOT_METHODS = ("dap", "eszsl")
 
 
@@ -70,11 +82,18 @@ class Adapt:
             Only its images are used for training (its training split when it has labels).
         target_val: Labelled target data, for evaluation only. None: the target's own validation
             split when it has labels, else no target accuracy is reported.
-        method: ``dann`` (gradient reversal against a domain classifier) or ``source_only`` (the
-            same code path with the reversal weight held at 0: the baseline).
+        method: ``dann`` (gradient reversal against a domain classifier), ``cdan`` (the same,
+            the domain classifier conditioned on the predictions, Long et al. 2018), ``cdan+e``
+            (CDAN with entropy-weighted images), ``mcc`` (minimum class confusion on target
+            batches, Jin et al. 2020, no adversary), any adversary ``+mcc``, or ``source_only``
+            (the same code path with no target term: the baseline). :data:`ADAPT_METHODS`.
         gamma: Steepness of the reversal weight ``lambda_p = 2 / (1 + exp(-gamma p)) - 1``.
         weight: Final reversal weight (multiplies ``lambda_p``).
         domain_hidden: Widths of the domain classifier's hidden ReLU layers.
+        cdan_dim: Width of CDAN's randomized multilinear map, used when features x classes is
+            wider than 4096 (below, the exact map).
+        mcc_weight: Weight of the MCC loss (methods with ``mcc``).
+        mcc_temperature: MCC's softmax temperature (2.5 in the paper).
     """
 
     target: str | None = None
@@ -83,9 +102,25 @@ class Adapt:
     gamma: float = 10.0
     weight: float = 1.0
     domain_hidden: tuple[int, ...] = (1024, 1024)
+    cdan_dim: int = 1024
+    mcc_weight: float = 1.0
+    mcc_temperature: float = 2.5
 
     def __post_init__(self):
+        terms = str(self.method).split("+")
+        if self.method not in ADAPT_METHODS and all(t in ADAPT_TERMS for t in terms):
+            raise UserError(
+                "adapt.method composes one adversary (dann, cdan) with '+e' (after cdan only: "
+                "it weights CDAN's domain loss by entropy) and '+mcc' last; source_only "
+                "composes with nothing",
+                valid=ADAPT_METHODS,
+                got=self.method,
+                fix="pick one of the valid compositions, e.g. --method cdan+e+mcc",
+            )
         check_choice("adapt.method", self.method, ADAPT_METHODS)
+        check_min("adapt.cdan_dim", self.cdan_dim, 1)
+        check_min("adapt.mcc_weight", self.mcc_weight, 0.0)
+        check_min("adapt.mcc_temperature", self.mcc_temperature, 0.0, strict=True)
         check_min("adapt.gamma", self.gamma, 0.0, strict=True)
         check_min("adapt.weight", self.weight, 0.0)
         for width in self.domain_hidden:

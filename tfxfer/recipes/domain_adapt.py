@@ -50,7 +50,12 @@ FLAGS = (
         "target data; its labels are never used for training (a folder of unlabelled images works)",
     ),
     runner.Flag("--target-val", "adapt.target_val", "labelled target data, for evaluation only"),
-    runner.Flag("--method", "adapt.method", "dann or source_only (the baseline)"),
+    runner.Flag(
+        "--method",
+        "adapt.method",
+        "dann, cdan, cdan+e, mcc, an adversary +mcc (e.g. cdan+e+mcc), or source_only "
+        "(the baseline)",
+    ),
 )
 
 run, main = runner.register(

@@ -14,9 +14,9 @@ from conftest import spy_litert, write_class_images
 from PIL import Image
 from support import TWO_CPUS, result_line, run_python
 
-from tfxfer.adapt import dann
+from tfxfer.adapt import dann, losses
 from tfxfer.adapt import train as adapt
-from tfxfer.config import Phase
+from tfxfer.config import ADAPT_METHODS, Phase
 from tfxfer.models import model as model_lib
 from tfxfer.recipes import domain_adapt
 from tfxfer.train import optim
@@ -71,57 +71,71 @@ def _batch(seed: int = 0):
     return xs, np.eye(3, dtype="float32")[np.arange(6) % 3], xt
 
 
-@pytest.mark.parametrize("method", ["dann", "source_only"])
+@pytest.mark.parametrize("method", ADAPT_METHODS)
 def test_a_training_step_matches_the_hand_computed_update(method):
-    """update = -lr * (grad of label loss - lambda * grad of domain loss) on the features, and
-    -lr * grad of the domain loss on the domain classifier; lambda = 0 for source_only."""
+    """update = -lr * (grad of label loss + grad of MCC - lambda * grad of domain loss) on the
+    features, and -lr * grad of the domain loss on the domain classifier; lambda = 0 without an
+    adversary. CDAN's domain classifier reads f ⊗ g with g cut from the gradient (so the domain
+    loss never moves the head); CDAN+E weighs each image by 1 + exp(-H), per domain."""
     xs, ys, xt = _batch()
     trainer = _trainer(method, total_steps=4)
     trainer.step.assign(1)  # p = 1/4
-    lam = 0.0 if method == "source_only" else float(dann.reversal_weight(0.25))
+    adversary = method.split("+")[0] in ("dann", "cdan")
+    lam = float(dann.reversal_weight(0.25)) if adversary else 0.0
     before = [v.numpy().copy() for v in trainer.trainable_variables]
     state = [v.numpy().copy() for v in trainer.weights]
     feature_vars = {id(v) for v in trainer.features.trainable_variables}
+    ce = keras.losses.categorical_crossentropy
+    mcc = tf.constant(0.0)
     with tf.GradientTape(persistent=True) as tape:
         if method == "source_only":  # the classifier on source alone; the domain probe cut off
             f = tf.stop_gradient(trainer.features(tf.concat([xs, xt], 0), training=False))
-            label = tf.reduce_mean(
-                keras.losses.categorical_crossentropy(
-                    ys,
-                    trainer.head(trainer.features(xs, training=True), training=True),
-                    from_logits=True,
-                )
-            )
+            logits = trainer.head(trainer.features(xs, training=True), training=True)
         else:
             f = trainer.features(tf.concat([xs, xt], 0), training=True)
-            label = tf.reduce_mean(
-                keras.losses.categorical_crossentropy(
-                    ys, trainer.head(f[:6], training=True), from_logits=True
-                )
-            )
-        d = trainer.domain(f, training=True)
-        domain = tf.reduce_mean(
-            tf.nn.sigmoid_cross_entropy_with_logits(
-                labels=tf.concat([tf.ones((6, 1)), tf.zeros((6, 1))], 0), logits=d
-            )
+            every = trainer.head(f, training=True)
+            logits, probs = every[:6], tf.nn.softmax(every)
+            if "mcc" in method:
+                mcc = losses.mcc_loss(every[6:], 2.5)
+        label = tf.reduce_mean(ce(ys, logits, from_logits=True))
+        d_in = f if adversary else tf.stop_gradient(f)
+        if method.startswith("cdan"):
+            d_in = losses.multilinear(f, tf.stop_gradient(probs))
+        d = trainer.domain(d_in, training=True)[:, 0]
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(
+            labels=tf.cast(tf.range(12) < 6, tf.float32), logits=d
         )
-    g_label, g_domain = (
+        w = tf.ones(12) / 12
+        if "+e" in method:
+            h = -tf.reduce_sum(probs * tf.math.log(probs + 1e-7), axis=1)
+            w = tf.stop_gradient(1 + tf.exp(-h))
+            w = tf.concat([w[:6] / tf.reduce_sum(w[:6]), w[6:] / tf.reduce_sum(w[6:])], 0) / 2
+        domain = tf.reduce_sum(w * bce)
+    g_label, g_mcc, g_domain = (
         [
             np.zeros(v.shape) if g is None else g.numpy()
             for v, g in zip(
                 trainer.trainable_variables, tape.gradient(loss, trainer.trainable_variables)
             )
         ]
-        for loss in (label, domain)
+        for loss in (label, mcc, domain)
     )
+    head_vars = {id(v) for v in trainer.head.trainable_variables}
+    if method.startswith("cdan"):  # the predictions are cut: the domain loss misses the head
+        assert not any(
+            np.any(g) for v, g in zip(trainer.trainable_variables, g_domain) if id(v) in head_vars
+        )
     for v, v0 in zip(trainer.weights, state):  # the reference's BatchNorm updates undone
         v.assign(v0)
     logs = trainer.train_step(((tf.constant(xs), tf.constant(ys)), tf.constant(xt)))
     assert abs(float(logs["lambda"]) - lam) < 1e-6 and int(trainer.step.numpy()) == 2
+    want_loss = float(label + domain + mcc)
+    assert abs(float(logs["loss"]) - want_loss) <= 1e-5 * abs(want_loss), (logs, want_loss)
+    assert ("mcc_loss" in logs) == ("mcc" in method)
     moved_features = 0
-    for v, v0, gl, gd in zip(trainer.trainable_variables, before, g_label, g_domain):
+    for v, v0, gl, gm, gd in zip(trainer.trainable_variables, before, g_label, g_mcc, g_domain):
         sign = -lam if id(v) in feature_vars else 1.0
-        want, got = -0.1 * (gl + sign * gd), v.numpy() - v0
+        want, got = -0.1 * (gl + gm + sign * gd), v.numpy() - v0
         # to float32 round-off of a float32 step (a wrong sign on the reversed term is ~100%)
         assert np.max(np.abs(got - want)) <= 1e-3 * np.max(np.abs(want)) + 1e-6, v.path
         moved_features += id(v) in feature_vars and not np.allclose(v.numpy(), v0)
@@ -303,6 +317,12 @@ def test_int8_calibration_and_measurement_use_the_target_in_training_and_in_tfxf
     [
         (["--set", "adapt.target=null"], "needs a target domain"),
         (["--target", "{target}", "--method", "coral"], "adapt.method must be one of"),
+        (["--target", "{target}", "--method", "dann+e"], "'+e' (after cdan only"),
+        (["--target", "{target}", "--method", "mcc+cdan"], "'+mcc' last"),
+        (
+            ["--target", "{target}", "--method", "cdan+e", "--set", "phases.0.trainable=head"],
+            "CDAN adapts the features",
+        ),
         (["--target", "{broken}"], "at least one readable image"),
         (["--target", "{target}", "--target-val", "{other}"], "must have the source's classes"),
         (["--target", "{target}", "--set", "phases.0.trainable=head"], "DANN adapts the features"),
