@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.adapt import losses
+from tfxfer.config import adapt_terms
 from tfxfer.data import augment as augment_lib
 
 
@@ -125,9 +126,7 @@ class DomainAdversarial(keras.Model):
         self.features, self.head, self.domain = tm.feature_model, tm.head_model, domain
         self.reversal = GradientReversal(name="gradient_reversal")
         self.total_steps, self.method = max(1, int(total_steps)), method
-        terms = method.split("+")
-        self.adversary = terms[0] if terms[0] in ("dann", "cdan") else None
-        self.entropy_weighted, self.mcc = "e" in terms, "mcc" in terms
+        self.adversary, self.entropy_weighted, self.mcc = adapt_terms(method)
         self.mcc_weight, self.mcc_temperature = float(mcc_weight), float(mcc_temperature)
         width = int(tm.feature_model.output.shape[-1])
         classes = int(tm.head_model.output.shape[-1])

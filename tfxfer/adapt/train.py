@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from tfxfer.adapt import dann, domains
 from tfxfer.adapt.report import EpochReport
-from tfxfer.config import Config
+from tfxfer.config import Config, adapt_terms
 from tfxfer.data import augment as augment_lib
 from tfxfer.data import pipeline
 from tfxfer.data.splits import Split
@@ -98,8 +98,8 @@ def check(cfg: Config) -> None:
             got=[p.early_stopping for p in cfg.phases],
             fix="set phases.N.early_stopping=0 and choose the epochs",
         )
-    adversary = cfg.adapt.method.split("+")[0]
-    if adversary in ("dann", "cdan") and all(p.trainable == "head" for p in cfg.phases):
+    adversary = adapt_terms(cfg.adapt.method).adversary
+    if adversary is not None and all(p.trainable == "head" for p in cfg.phases):
         raise UserError(
             f"{adversary.upper()} adapts the features, and every phase trains the head only",
             got=[p.trainable for p in cfg.phases],

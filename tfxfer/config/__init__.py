@@ -60,6 +60,7 @@ from tfxfer.config.methods import (
     Generative,
     Prune,
     ZeroShot,
+    adapt_terms,
 )
 from tfxfer.config.run import (
     OPTIMIZERS,
@@ -75,6 +76,7 @@ from tfxfer.errors import UserError
 
 __all__ = [
     "ADAPT_METHODS",
+    "adapt_terms",
     "AUGMENT_PLACES",
     "AUGMENT_PRESETS",
     "CLASS_WEIGHTS",

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tfxfer.config.schema import check_choice, check_min
 from tfxfer.errors import UserError
@@ -32,6 +33,29 @@ ADAPT_METHODS = (
     "cdan+e+mcc",
 )
 ADAPT_TERMS = ("dann", "source_only", "cdan", "e", "mcc")
+ADVERSARIES = ("dann", "cdan")
+
+
+class AdaptTerms(NamedTuple):
+    """An ``adapt.method`` read term by term (:func:`adapt_terms`)."""
+
+    adversary: str | None  # dann, cdan, or None (source_only, mcc): no domain loss on features
+    entropy: bool  # CDAN+E's entropy weights
+    mcc: bool  # MCC's loss on target batches
+
+
+def adapt_terms(method: str) -> AdaptTerms:
+    """What a valid ``adapt.method`` composes, e.g. ``cdan+e+mcc``.
+
+    Example:
+        >>> adapt_terms("cdan+e+mcc")
+        AdaptTerms(adversary='cdan', entropy=True, mcc=True)
+    """
+    terms = method.split("+")
+    adversary = terms[0] if terms[0] in ADVERSARIES else None
+    return AdaptTerms(adversary, "e" in terms, "mcc" in terms)
+
+
 ZERO_SHOT_METHODS = ("dap", "eszsl")
 
 
