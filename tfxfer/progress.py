@@ -40,6 +40,9 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+_STDERR = object()  # Progress's default stream: sys.stderr, looked up when a bar is made
+
+
 class Progress:
     """``done/total`` of one piece of data work; see the module docstring.
 
@@ -47,14 +50,16 @@ class Progress:
         what: What is being done ("decoding", "features").
         total: Items to do (0 when not known in advance: no percentage or ETA then).
         unit: What an item is ("images").
-        stream: Where a terminal's line goes (default ``sys.stderr``); None writes log lines only.
+        stream: Where a terminal's line goes; None writes log lines only. By default the
+            ``sys.stderr`` of the moment the bar is made, not of the import: a notebook or a
+            test harness may have replaced (and closed) the one that was there at import.
     """
 
-    def __init__(self, what: str, total: int, unit: str = "images", stream=sys.stderr):
+    def __init__(self, what: str, total: int, unit: str = "images", stream=_STDERR):
         self.what, self.total, self.unit = what, int(total), unit
         self.count = 0
         self.start = self.shown = time.monotonic()
-        self.stream = stream
+        self.stream = stream = sys.stderr if stream is _STDERR else stream
         self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self.quiet = 0 < self.total < MIN_ITEMS  # total 0: not known in advance
         self._lock = threading.Lock()

@@ -332,3 +332,22 @@ def test_progress_shows_count_rate_and_eta_and_small_work_stays_quiet(monkeypatc
     small.add(5)
     small.done()
     assert quiet.text == ""
+
+
+def test_progress_writes_to_the_stderr_of_the_moment_not_of_the_import(monkeypatch):
+    """A notebook or a harness replaces sys.stderr, and may close the old one, after tfxfer is
+    imported: a bar made then writes to the new stream and never touches the closed one."""
+    import io
+    import sys
+
+    monkeypatch.setattr(progress, "MIN_ITEMS", 1)
+    monkeypatch.setattr(progress, "REFRESH_S", 0.0)
+    old = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", old)
+    old.close()
+    now = _Tty()
+    monkeypatch.setattr(sys, "stderr", now)
+    bar = progress.Progress("decoding", 4, "images")
+    bar.add(4)
+    bar.done()
+    assert "decoding: 4/4 images" in now.text, now.text
