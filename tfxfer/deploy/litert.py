@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer.atomic import write_with
+from tfxfer.deploy import savedmodel
 from tfxfer.deploy.serving import inference_graph
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
@@ -100,13 +101,10 @@ def _write_probabilities_graph(model: keras.Model, path: str, task: str | None) 
             logits = logits[task]
         return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
-    archive = keras.export.ExportArchive()  # untracked: see tfxfer.deploy.serving.export
-    archive.add_endpoint(
-        "serving_default",
-        probabilities,
-        input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="image")],
+    image = tf.TensorSpec((1, size, size, 3), tf.float32, name="image")
+    savedmodel.write(
+        path, {"serving_default": savedmodel.endpoint(probabilities, image)}, graph.variables
     )
-    archive.write_out(path, verbose=False)
 
 
 def convert(

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from tfxfer.atomic import write_with
 from tfxfer.data import graph_decode as decode
+from tfxfer.deploy import savedmodel
 
 DEFAULT_TOP_K = 5
 
@@ -80,15 +81,23 @@ def predictions(logits, class_names, k: int) -> dict:
     }
 
 
+IMAGE_BYTES = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+
 class _Server:
     def __init__(self, graph: keras.Model, class_names: dict[str, list[str]], top_k: int):
-        self.graph, self.size = graph, graph.input.shape[1]
+        self.size = graph.input.shape[1]
         self.names = {task: tf.constant(names) for task, names in class_names.items()}
         self.k = {task: min(top_k, len(names)) for task, names in class_names.items()}
         self.single = list(class_names) == ["head"]
+        # The graph and the decoding are functions of their own, each traced once and called by
+        # every endpoint that needs it (two endpoints each, which would otherwise trace twice).
+        images = tf.TensorSpec([None, self.size, self.size, 3], graph.input.dtype)
+        self.logits = savedmodel.endpoint(lambda x: graph(x, training=False), images)
+        self.decode = savedmodel.endpoint(self._decode, IMAGE_BYTES)
 
     def _outputs(self, images):
-        logits = self.graph(images, training=False)
+        logits = self.logits(images)
         if self.single:
             return predictions(logits, self.names["head"], self.k["head"])
         return {
@@ -97,7 +106,7 @@ class _Server:
             for key, value in predictions(logits[task], self.names[task], self.k[task]).items()
         }
 
-    def decode(self, image_bytes):
+    def _decode(self, image_bytes):
         return tf.map_fn(
             lambda b: decode.decode_image(b, self.size),
             image_bytes,
@@ -143,19 +152,13 @@ def export(
     """
     graph = inference_graph(model)
     server = _Server(graph, class_names, top_k)
-    # No archive.track(graph): the endpoints capture every variable they use, and tracking the
-    # model as well stores each weight twice (keras#23553: 2x the files and 2x the memory of
-    # every server that loads them).
-    archive = keras.export.ExportArchive()
-    image_bytes = [tf.TensorSpec([None], tf.string, name="image_bytes")]
-    # The first endpoint is also `serving_default` (what TF Serving's REST API calls).
-    archive.add_endpoint("serve_bytes", server.serve_bytes, input_signature=image_bytes)
-    archive.add_endpoint(
-        "serve_images",
-        server.serve_images,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
-    )
-    archive.add_endpoint("decode", server.decoded, input_signature=image_bytes)
-    archive.add_endpoint("metadata", server.metadata, input_signature=[])
-    write_with(path, lambda tmp: archive.write_out(tmp, verbose=False))
+    endpoints = {  # the first is also `serving_default` (what TF Serving's REST API calls)
+        "serve_bytes": savedmodel.endpoint(server.serve_bytes, IMAGE_BYTES),
+        "serve_images": savedmodel.endpoint(
+            server.serve_images, tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+        ),
+        "decode": savedmodel.endpoint(server.decoded, IMAGE_BYTES),
+        "metadata": savedmodel.endpoint(server.metadata),
+    }
+    write_with(path, lambda tmp: savedmodel.write(tmp, endpoints, graph.variables))
     return Path(path)

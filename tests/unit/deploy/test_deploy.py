@@ -197,6 +197,36 @@ def test_the_savedmodel_stores_each_weight_once(exported):
     assert weights <= stored <= weights + 16, (stored, weights)
 
 
+def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_path, monkeypatch):
+    """Tracing is most of an export's time: the in-graph decoding (used by serve_bytes and
+    decode) is traced once, and each prediction endpoint once (keras's ExportArchive traced
+    every endpoint twice, outside and inside the save)."""
+    calls = {"decode_image": 0, "predictions": 0}
+
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(decode, "decode_image")
+    counted(serving, "predictions")
+    tm = model_lib.build("MobileNet025", num_classes=2, image_size=32, weights=None)
+    serving.export(tm.model, {"head": ["a", "b"]}, tmp_path / "sm")
+    assert calls == {"decode_image": 1, "predictions": 2}, calls
+    served = tf.saved_model.load(str(tmp_path / "sm"))
+    assert sorted(served.signatures) == [
+        "decode",
+        "metadata",
+        "serve_bytes",
+        "serve_images",
+        "serving_default",
+    ]
+
+
 def test_serve_images_takes_any_one_size_and_equals_the_model_at_its_own_size(exported):
     tm, path = exported
     served = tf.saved_model.load(path)
