@@ -21,8 +21,9 @@ Example:
     ... )
     >>> path = tempfile.mkdtemp()
     >>> write(path, {"double": double}, layer.variables)
-    >>> sorted(tf.saved_model.load(path).signatures)
-    ['double', 'serving_default']
+    >>> served = tf.saved_model.load(path)
+    >>> sorted(served.signatures), [v.shape.as_list() for v in served.variables]
+    (['double', 'serving_default'], [[3, 2], [2]])
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def write(path: str | Path, endpoints: dict, variables: Iterable) -> None:
     (their ``tf.Variable`` is tracked) or ``tf.Variable`` objects. ``path`` is written directly;
     callers write to a temporary directory and rename it (:func:`tfxfer.atomic.write_with`).
     """
-    root = tf.Module()
-    root.endpoint_variables = [_tf_variable(v) for v in variables]
+    root = tf.__internal__.tracking.AutoTrackable()
+    root.variables = [_tf_variable(v) for v in variables]  # `load(path).variables` lists them
     for name, fn in endpoints.items():
         setattr(root, name, fn)
     signatures = {**endpoints, "serving_default": next(iter(endpoints.values()))}

@@ -195,6 +195,8 @@ def test_the_savedmodel_stores_each_weight_once(exported):
     )
     weights = tm.plain_model.count_params()  # backbone and head, no augmenter
     assert weights <= stored <= weights + 16, (stored, weights)
+    listed = tf.saved_model.load(path).variables  # the loaded model lists what is stored
+    assert sum(int(np.prod(v.shape)) for v in listed) == stored
 
 
 def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_path, monkeypatch):
