@@ -21,23 +21,34 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _help_only() -> bool:
-    """True when this process is the ``tfxfer`` console script asked only for its usage
-    (``tfxfer``, ``tfxfer --help``, ``tfxfer RECIPE --help``): it prints and exits, so the
-    Keras registrations below, which import TensorFlow (seconds, and its start-up log lines),
-    are skipped."""
+def register_keras_objects() -> None:
+    """Imports the modules whose Keras objects a ``.keras`` file names (their
+    ``keras.saving.register_keras_serializable`` side effects); idempotent.
+
+    ``import tfxfer`` calls it, except on tfxfer's command line, which calls it when work
+    starts (:func:`tfxfer.runner.run`, ``export``, ``lr-find``): so ``tfxfer --help`` and
+    a mistaken command line answer before TensorFlow is imported (seconds, and its start-up
+    log lines).
+    """
+    from tfxfer.methods import regularize  # noqa: F401
+    from tfxfer.models import model, stochastic  # noqa: F401
+    from tfxfer.text import encoder  # noqa: F401  (KerasHub not imported)
+    from tfxfer.train import optim  # noqa: F401
+
+
+def _command_line() -> bool:
+    """True when this process is tfxfer's command line: the ``tfxfer`` console script, or
+    ``python -m tfxfer...`` (``sys.orig_argv``: while ``-m`` imports the package,
+    ``sys.argv[0]`` is still ``"-m"``)."""
     import sys
 
-    argv = sys.argv
-    if not argv or _os.path.basename(argv[0]) != "tfxfer":
+    if sys.argv and _os.path.basename(sys.argv[0]) == "tfxfer":
+        return True
+    if not sys.argv or sys.argv[0] != "-m":  # not `python -m` importing its module's parents
         return False
-    return len(argv) == 1 or bool({"-h", "--help"} & set(argv[1:]))
+    orig = list(getattr(sys, "orig_argv", ()))
+    return "-m" in orig[:-1] and orig[orig.index("-m") + 1].split(".")[0] == "tfxfer"
 
 
-if not _help_only():
-    # Registration side effects only (keras.saving.register_keras_serializable).
-    from tfxfer.methods import regularize as _regularize  # noqa: F401
-    from tfxfer.models import model as _model  # noqa: F401
-    from tfxfer.models import stochastic as _stochastic  # noqa: F401
-    from tfxfer.text import encoder as _text_encoder  # noqa: F401  (KerasHub not imported)
-    from tfxfer.train import optim as _optim  # noqa: F401
+if not _command_line():
+    register_keras_objects()

@@ -169,9 +169,13 @@ def lr_find_main(argv: list[str], prog: str = "tfxfer lr-find") -> int:
             dataclasses.replace(cfg.phases[index], lr="auto", lr_range=()),
         )
         cfg = cfg.replace(phases=phases, output=os.path.join(cfg.output, "lr_find"))
-        from tfxfer.train import loop, preflight, rundir
+        from tfxfer.train import preflight
 
         preflight.check(cfg)
+        import tfxfer
+        from tfxfer.train import loop, rundir
+
+        tfxfer.register_keras_objects()
         result = loop.run(cfg, find_only=index)
         rundir.release(result.output)
     except UserError as exc:

@@ -15,13 +15,14 @@ import pytest
 from conftest import write_class_images
 from support import assert_one_line_error
 
-ENTRY = "import sys; from tfxfer.cli import entry; sys.exit(entry(sys.argv[1:]))"
+# The console script pip installed beside this interpreter: the command a user types.
+TFXFER = os.path.join(os.path.dirname(sys.executable), "tfxfer")
 
 
 def tfxfer(*args, cwd, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(
-        [sys.executable, "-c", ENTRY, *map(str, args)],
+        [TFXFER, *map(str, args)],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -125,6 +126,33 @@ def test_mistakes_are_refused_before_any_data_is_read(case, tmp_path):
     )
     assert_one_line_error(proc, *fragments)
     assert not (tmp_path / "out").exists()  # nothing was written, so nothing blocks the fix
+
+
+def test_a_mistake_or_help_answers_before_tensorflow_is_imported(tmp_path):
+    """The answer to a mistyped command or --help comes in a fraction of a second: the Keras
+    registrations (which import TensorFlow) wait until work starts. Both entry points."""
+    args, fragments = UP_FRONT["freeze blocks beyond the backbone's (a partial phase)"]
+    mistakes = ["--data", tmp_path / "none", "--output", tmp_path / "out"]
+    for cmd in (
+        [sys.executable, "-X", "importtime", "-m", "tfxfer.recipes.small_different", *args[1:]],
+        [sys.executable, "-X", "importtime", TFXFER, *args],
+    ):
+        proc = subprocess.run(
+            [*map(str, cmd), *map(str, mistakes)], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert_one_line_error(proc, *fragments)
+        imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
+        assert "tfxfer.cli" in imported or "tfxfer.runner" in imported, proc.stderr[-2000:]
+        assert "tensorflow" not in imported and "keras" not in imported
+    help_proc = subprocess.run(
+        [sys.executable, "-X", "importtime", TFXFER, "small_similar", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert help_proc.returncode == 0 and "--freeze-blocks" in help_proc.stdout
+    assert "tensorflow" not in [
+        line.rsplit("|", 1)[-1].strip() for line in help_proc.stderr.splitlines()
+    ]
 
 
 # 2. a path that cannot be written: one line, before any work ------------------------------

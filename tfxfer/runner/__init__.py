@@ -194,14 +194,17 @@ def run(
     is returned as it is; a result that trained with another config (``auto``) is saved with
     that one.
     """
-    from tfxfer.deploy import export  # heavy imports only when a run starts
     from tfxfer.train import preflight
 
     recipe = recipe or REGISTRY.get(cfg.recipe)
     if recipe is not None:
         refuse_foreign_sections(cfg, recipe)
-    # what shows without data fails before any is read
+    # what shows without data fails before any is read, and before TensorFlow is imported
     preflight.check(cfg, image=recipe is None or "image" in recipe.sections)
+    import tfxfer
+    from tfxfer.deploy import export  # heavy imports only when a run starts
+
+    tfxfer.register_keras_objects()
     fn = trainer if callable(trainer) else importlib.import_module(trainer).run
     result = fn(cfg, extra_augment)
     if getattr(result, "model", None) is None:
@@ -215,7 +218,10 @@ def export_run(run_dir, formats: tuple[str, ...]) -> dict:
     says (:attr:`Recipe.deploy_data`); see :func:`tfxfer.deploy.export.export_run`."""
     from pathlib import Path
 
+    import tfxfer
     from tfxfer.deploy import export
+
+    tfxfer.register_keras_objects()
 
     saved = Path(run_dir) / "config.json"
     name = Config.load(saved).recipe if saved.is_file() else None
