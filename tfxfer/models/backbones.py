@@ -266,18 +266,22 @@ def build(
 
 
 def _canonical(net: keras.Model, spec: BackboneSpec, add_stem_rescaling: bool) -> keras.Model:
-    """The ImageNet graph of ``net`` with freezable dropout, in layers of its own.
+    """The ImageNet graph of ``net`` with freezable dropout.
 
-    The copy gets new layers (same names and configs, weights copied) rather than sharing the
-    source's, so that ``layer.output`` of every layer belongs to this graph and sub-models such
-    as ``keras.Model(backbone.input, backbone.get_layer(name).output)`` work.
+    Where the graph is already the ImageNet one, its ``Dropout`` layers are made freezable in
+    place. Where the stem rescaling must be inserted, the graph is copied into new layers (same
+    names and configs, weights copied) rather than sharing the source's, so that ``layer.output``
+    of every layer belongs to this graph and sub-models such as
+    ``keras.Model(backbone.input, backbone.get_layer(name).output)`` work.
     """
     import keras
 
-    from tfxfer.models.stochastic import freezable
+    from tfxfer.models.stochastic import freezable, make_freezable
 
     rescale = add_stem_rescaling and spec.imagenet_stem_rescaling
-    if not rescale and not any(type(layer) is keras.layers.Dropout for layer in net.layers):
+    if not rescale:
+        for layer in net.layers:
+            make_freezable(layer)
         return net
     pairs, inserted = [], []
 

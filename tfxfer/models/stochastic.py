@@ -8,9 +8,9 @@ Dropout does not look at ``trainable``. EfficientNet and EfficientNetV2 put stoc
 blocks of a partly trained one, would compute noisy features, unlike the cached features of a
 head-only phase.
 
-:func:`freezable` swaps such a layer for :class:`FreezableDropout`, the same layer with one rule
-added: **a frozen dropout layer is the identity**. In the blocks that train, stochastic depth
-stays active under ``fit``, as in the paper and in Keras's own training of these families.
+:func:`make_freezable` turns such a layer into a :class:`FreezableDropout`, the same layer with
+one rule added: **a frozen dropout layer is the identity**. In the blocks that train, stochastic
+depth stays active under ``fit``, as in the paper and in Keras's own training of these families.
 
 Example:
     >>> import numpy as np
@@ -34,12 +34,25 @@ class FreezableDropout(keras.layers.Dropout):
         return super().call(inputs, training=bool(training) and self.trainable)
 
 
-def freezable(layer: keras.layers.Layer) -> keras.layers.Layer:
-    """Plain ``Dropout`` becomes a new :class:`FreezableDropout`; any other layer is returned.
+def make_freezable(layer: keras.layers.Layer) -> bool:
+    """Turns a plain ``Dropout`` into a :class:`FreezableDropout` in place; True when it did.
 
-    Only the exact ``Dropout`` class is swapped (spatial and other subclasses keep their own
-    call).
+    The layer object stays (its name, config, seed generator and place in the graph); only its
+    class changes, which is sound because :class:`FreezableDropout` adds no state to
+    ``Dropout``, only the rule in ``call``. In place rather than by copying the graph: a copy
+    re-creates and re-initialises every weight of the backbone, which doubled the time to build
+    an EfficientNet. Only the exact ``Dropout`` class is swapped (spatial and other subclasses
+    keep their own call).
     """
+    if type(layer) is not keras.layers.Dropout:
+        return False
+    layer.__class__ = FreezableDropout
+    return True
+
+
+def freezable(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A new :class:`FreezableDropout` with the config of a plain ``Dropout``; any other layer
+    is returned as it is (for graph copies, whose layers are new anyway)."""
     if type(layer) is keras.layers.Dropout:
         return FreezableDropout.from_config(layer.get_config())
     return layer

@@ -1,5 +1,3 @@
-import functools
-
 import keras
 import numpy as np
 import pytest
@@ -58,19 +56,6 @@ def test_in_graph_preprocessing_equals_the_family_preprocess_input(family):
     ours = np.asarray(Preprocess(backbones.get(family).preprocess)(x))
     theirs = np.asarray(FAMILY_MODULES[family].preprocess_input(x.copy()))
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family", backbones.names())
-def test_registry_boundaries_width_and_size_match_the_real_graph(family):
-    spec = backbones.get(family)
-    net = backbones.build(family, spec.default_size, weights=None)
-    assert len(net.layers) == spec.num_layers
-    assert net.output.shape[-1] == spec.feature_width
-    assert backbones.derive_boundaries(net) == spec.boundaries
-    blocks = backbones.block_of_layers(net, family)
-    assert blocks[0] == 1 and blocks[-1] == 5 and blocks == sorted(blocks)
-    keras.backend.clear_session()
 
 
 def test_blocks_mean_output_stride_on_two_different_families():
@@ -135,27 +120,7 @@ def test_kit_weights_file_by_path_loads_at_a_non_default_size():
 
 
 # ---- one graph, weighted blocks, deterministic frozen parts: over every registered family ------
-def _min_build(family, weights=None):
-    spec = backbones.get(family)
-    if weights is None:  # read-only uses: one random build per family for this module
-        return _random_min_build(family)
-    return backbones.build(family, spec.min_size, weights=weights)
-
-
-@functools.cache
-def _random_min_build(family):
-    """Building is most of these tests' time; the tests that share a build read its graph and
-    weights, and set ``trainable`` flags, which nothing here reads back."""
-    return backbones.build(family, backbones.get(family).min_size, weights=None)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _drop_the_builds():
-    yield
-    _random_min_build.cache_clear()
-
-
-def _keras_imagenet_graph(family, weights_file, monkeypatch):
+def _keras_imagenet_graph(family, weights_file, monkeypatch, size=None):
     """What Keras itself builds for ``weights="imagenet"``, with its download pointed at
     ``weights_file`` (an independent computation of the ImageNet graph, offline)."""
     from keras.src.utils import file_utils
@@ -165,61 +130,63 @@ def _keras_imagenet_graph(family, weights_file, monkeypatch):
     return getattr(keras.applications, spec.constructor)(
         include_top=False,
         weights="imagenet",
-        input_shape=(spec.min_size, spec.min_size, 3),
+        input_shape=(size or spec.min_size,) * 2 + (3,),
         **spec.kwargs,
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", backbones.names())
-def test_the_graph_is_the_imagenet_graph_whichever_way_the_weights_arrive(
+def test_each_family_builds_the_imagenet_graph_whichever_way_the_weights_arrive_in_weighted_blocks(
     family, tmp_path, monkeypatch
 ):
-    ours = _min_build(family)
+    """One build per way the weights arrive (random, a file, Keras's own ImageNet route), at the
+    family's default size, where the registry's boundaries are meant to hold."""
+    from tfxfer.models import freeze
+
+    spec = backbones.get(family)
+    size = spec.default_size
+    ours = backbones.build(family, size, weights=None)
+    # the registry: layer count, feature width and block boundaries are the real graph's
+    assert len(ours.layers) == spec.num_layers
+    assert ours.output.shape[-1] == spec.feature_width
+    assert backbones.derive_boundaries(ours) == spec.boundaries
+    blocks = backbones.block_of_layers(ours, family)
+    assert blocks[0] == 1 and blocks[-1] == 5 and blocks == sorted(blocks)
+    # the same layers and the same function as the graph Keras builds for ImageNet weights
     path = str(tmp_path / "w.weights.h5")
     ours.save_weights(path)
-    theirs = _keras_imagenet_graph(family, path, monkeypatch)
-    by_path = _min_build(family, weights=path)
+    theirs = _keras_imagenet_graph(family, path, monkeypatch, size)
+    by_path = backbones.build(family, size, weights=path)
     kinds = lambda net: [
         type(layer).__name__.replace("FreezableDropout", "Dropout") for layer in net.layers
     ]
     assert kinds(ours) == kinds(theirs) == kinds(by_path)
-    assert len(ours.layers) == backbones.get(family).num_layers
-    size = backbones.get(family).min_size
-    x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, size, size, 3)).astype("float32")
     want = np.asarray(theirs(x, training=False))
     np.testing.assert_allclose(np.asarray(by_path(x, training=False)), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(ours(x, training=False)), want, rtol=1e-5, atol=1e-5)
-    keras.backend.clear_session()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family", backbones.names())
-def test_every_block_holds_trainable_weights_and_the_default_freeze_trains_some(family):
-    from tfxfer.models import freeze
-
-    net = _min_build(family)
-    freeze.unfreeze_all(net, train_bn=True)
-    blocks = backbones.block_of_layers(net, family)
+    # every block holds trainable weights, and the family's default partial scope trains some
+    freeze.unfreeze_all(ours, train_bn=True)
     held = {
         b: sum(
             int(np.prod(w.shape))
-            for layer, lb in zip(net.layers, blocks)
+            for layer, lb in zip(ours.layers, blocks)
             if lb == b
             for w in layer.trainable_weights
         )
         for b in range(1, 6)
     }
     assert all(held[b] > 0 for b in held), held
-    freeze.apply_scope(net, family, "partial")  # the family's default frozen blocks
-    assert net.trainable_weights, f"{family}: the default partial scope trains nothing"
-    assert freeze.summary(net, family)["trainable_blocks"]
+    freeze.apply_scope(ours, family, "partial")
+    assert ours.trainable_weights, f"{family}: the default partial scope trains nothing"
+    assert freeze.summary(ours, family)["trainable_blocks"]
     # the deterministic-frozen test below covers every family that has random layers
     has_random = any(
         isinstance(layer, keras.layers.Dropout)
         or "Stochastic" in type(layer).__name__
         or "Noise" in type(layer).__name__
-        for layer in net.layers
+        for layer in ours.layers
     )
     assert has_random == (family in STOCHASTIC)
     keras.backend.clear_session()
@@ -257,6 +224,28 @@ def test_frozen_parts_are_deterministic_in_training_mode(family):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
+def test_dropout_made_freezable_in_place_saves_and_loads_as_freezable(tmp_path):
+    """EfficientNetV2 needs no stem rescaling, so its Dropout layers change class in place; the
+    saved file must name the new class, and load back (safe mode) to the same outputs."""
+    from tfxfer.models.stochastic import FreezableDropout
+
+    net = backbones.build("EfficientNetV2B0", 32, weights=None)
+    kinds = {type(layer) for layer in net.layers}
+    assert FreezableDropout in kinds and keras.layers.Dropout not in kinds
+    path = tmp_path / "b.keras"
+    net.save(path)
+    back = keras.saving.load_model(path, safe_mode=True)
+    assert [type(layer) for layer in back.layers] == [type(layer) for layer in net.layers]
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(back(x)), np.asarray(net(x)))
+    for dropout_trains in (True, False):  # everything else frozen: BN in inference mode
+        for layer in back.layers:
+            layer.trainable = dropout_trains == isinstance(layer, FreezableDropout)
+        a, b = (np.asarray(back(x, training=True)) for _ in range(2))
+        assert np.array_equal(a, b) != dropout_trains
+
+
 @pytest.mark.integration
 def test_default_efficientnet_build_matches_the_registry_without_a_probe(
     caplog, tmp_path, monkeypatch
@@ -264,7 +253,7 @@ def test_default_efficientnet_build_matches_the_registry_without_a_probe(
     """A default run builds EfficientNet with weights="imagenet" (Keras's download pointed at a
     local file here); its layer count must be the registry's, so no probe model and no warning."""
     path = str(tmp_path / "b0.weights.h5")
-    _min_build("EfficientNetB0").save_weights(path)
+    backbones.build("EfficientNetB0", 32, weights=None).save_weights(path)
     _keras_imagenet_graph("EfficientNetB0", path, monkeypatch)  # points the download at path
     net = backbones.build("EfficientNetB0", 32, weights="imagenet")
     with caplog.at_level("WARNING"):
