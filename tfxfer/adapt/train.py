@@ -47,7 +47,7 @@ from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import distribute, optim, rundir, validate
+from tfxfer.train import distribute, optim, prebuild, rundir, validate
 from tfxfer.train.checkpoint import RunState
 from tfxfer.train.loop import load_data, start
 from tfxfer.train.result import DeployData, RunResult
@@ -289,6 +289,7 @@ def _fit_stage(adaptation: Adaptation, stage) -> dict:
     )
     pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
     report = EpochReport(tm, trainer, data, target, size, cfg.batch_size, stage.label)
+    prebuild.before_fit(trainer)  # its train_step has no compiled loss: the optimizer
     hist = trainer.fit(
         pairs, epochs=stage.epochs, steps_per_epoch=steps, callbacks=[report], verbose=cfg.verbose
     )

@@ -39,7 +39,7 @@ from tfxfer.text import data as text_data
 from tfxfer.text import encoder, lora
 from tfxfer.text import scope as scope_lib
 from tfxfer.text.wordpiece import pad_rows
-from tfxfer.train import distribute, inputs, optim, rundir
+from tfxfer.train import distribute, inputs, optim, prebuild, rundir
 from tfxfer.train.checkpoint import RunState, history_from_epochs
 from tfxfer.train.result import RunResult
 from tfxfer.train.stage import EpochGuard, TrainingDiverged
@@ -315,6 +315,7 @@ def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds, verbo
     done_before = state.resume_epoch(index)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", phase.name, done_before)
+    prebuild.before_fit(target, train_ds)
     hist = target.fit(
         train_ds,
         validation_data=val_ds,

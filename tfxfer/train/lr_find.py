@@ -40,7 +40,7 @@ import numpy as np
 
 from tfxfer.atomic import write_json
 from tfxfer.errors import UserError
-from tfxfer.train import optim
+from tfxfer.train import optim, prebuild
 
 log = logging.getLogger("tfxfer")
 
@@ -158,6 +158,7 @@ def sweep(target: keras.Model, train_ds, make_optimizer, compile_kwargs: dict, s
     target.compile(optimizer=make_optimizer(ramp), **compile_kwargs)
     recorder = _Recorder(ramp)
     try:
+        prebuild.before_fit(target, train_ds)
         target.fit(
             train_ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[recorder]
         )

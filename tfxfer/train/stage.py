@@ -22,7 +22,7 @@ from tfxfer.errors import UserError
 from tfxfer.methods import prune as prune_lib
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
-from tfxfer.train import inputs, lr_find, optim
+from tfxfer.train import inputs, lr_find, optim, prebuild
 from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
 
 log = logging.getLogger("tfxfer")
@@ -204,6 +204,7 @@ def fit_stage(run: Training, stage: freeze.Stage, cache) -> dict | None:
     done_before = state.resume_epoch(stage.key)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
+    prebuild.before_fit(target, batches.train)
     hist = target.fit(
         batches.train,
         validation_data=batches.val,

@@ -250,6 +250,13 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(adapt.pipeline, "image_dataset", labelled)
     monkeypatch.setattr(adapt.domains, "target_batches", unlabelled)
+    traced = []  # the adversarial step is traced once (tfxfer.train.prebuild), not twice
+    step = dann.DomainAdversarial.train_step
+    monkeypatch.setattr(
+        dann.DomainAdversarial,
+        "train_step",
+        lambda self, data: traced.append(1) or step(self, data),
+    )
     cfg = domain_adapt.CONFIG.replace(
         data=str(source),
         backbone="MobileNet025",
@@ -265,6 +272,7 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
     assert calls["labelled"] == [(0, 26)]  # the source's training split only, no sentinel
     assert calls["unlabelled"] == [(16, 16)]  # the target's training split, every one a sentinel
     assert result.metrics["adapt"]["num_target_val"] == 4  # its held-out 20%, evaluation only
+    assert len(traced) == 1
 
 
 @pytest.mark.slow

@@ -310,7 +310,12 @@ print(json.dumps({"classes": out["top_k_classes"].numpy().astype(str).tolist(),
 
 
 @pytest.mark.slow
-def test_recipe_trains_exports_raw_text_and_resumes(preset, tmp_path, caplog):
+def test_recipe_trains_exports_raw_text_and_resumes(preset, tmp_path, caplog, monkeypatch):
+    traced = []  # the training step is traced once per phase (tfxfer.train.prebuild)
+    step = keras.Model.train_step
+    monkeypatch.setattr(
+        keras.Model, "train_step", lambda self, data: traced.append(1) or step(self, data)
+    )
     data = sentiment_folder(tmp_path / "data")
     out = tmp_path / "run"
     argv = [
@@ -330,6 +335,7 @@ def test_recipe_trains_exports_raw_text_and_resumes(preset, tmp_path, caplog):
         "verbose=0",
     ]
     assert text_classify.main(argv) == 0
+    assert len(traced) == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val_accuracy"] >= 0.9, metrics
     assert metrics["class_names"] == ["negative", "positive"]
