@@ -15,7 +15,7 @@ from tfxfer.errors import UserError
 from tfxfer.methods import regularize, tasks
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import checkpoint, optim, stage
+from tfxfer.train import checkpoint, optim, prebuild, stage
 from tfxfer.train import loop as train
 
 SIZE = 32
@@ -54,7 +54,9 @@ def _one_fit_step(start_weights, phase) -> tuple[dict, dict]:
     specs = tasks.resolve((), ["a", "b"])
     stage.compile_for(tm.model, tm, phase, 1, Config(weights=None), specs)
     before = {v.path: np.array(v) for v in tm.model.trainable_weights}
-    tm.model.fit(*_batch(), batch_size=8, epochs=1, verbose=0, shuffle=False)
+    batches = tf.data.Dataset.from_tensor_slices(_batch()).batch(8)
+    prebuild.before_fit(tm.model, batches)  # as stage.fit_stage does: one trace of the step
+    tm.model.fit(batches, epochs=1, verbose=0)
     moves = {
         v.path: float(np.linalg.norm(np.array(v) - before[v.path]))
         for v in tm.model.trainable_weights
@@ -216,10 +218,11 @@ def test_l2sp_penalty_is_zero_at_the_start_and_grows_as_the_weights_move(start_w
         optimizer=keras.optimizers.SGD(1e-3),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
     )
-    x, y = _batch()
+    batches = tf.data.Dataset.from_tensor_slices(_batch()).batch(8)
+    prebuild.before_fit(tm.model, batches)
     penalties = []
     for _ in range(3):
-        tm.model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        tm.model.fit(batches, epochs=1, verbose=0)
         penalties.append(regularize.penalty(tm)["backbone"])
     assert 0 < penalties[0] < penalties[1] < penalties[2]
     # alpha/2 * ||w - w0||^2 over the trained backbone weights, against the saved start weights
