@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from weight_checks import OUTPUT_FILES, assert_expected_changes
+from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
 
+from tfxfer.models import backbones
 from tfxfer.recipes import RECIPES
 
 SIZE = 32
@@ -84,3 +85,42 @@ def test_saved_model_serves_uint8_and_reproduces_the_run_accuracy(image_folder, 
     )
     with pytest.raises((TypeError, ValueError)):
         served.serve_images(tf.constant(val.images.astype("float32")))
+
+
+DIGITS = [n for n in backbones.names() if backbones.get(n).from_scratch]
+
+
+@pytest.mark.parametrize("family", DIGITS)
+def test_a_digit_network_trains_from_scratch_through_a_recipe_and_serves_what_it_trained(
+    family, image_folder, tmp_path
+):
+    """small_different (head, then its partial phase) on a digit network: the frozen block(s)
+    stay bit-identical, the others move, and the SavedModel serves the Keras model's logits."""
+    from tfxfer.data import sources as data
+    from tfxfer.recipes import small_different
+
+    spec = backbones.get(family)
+    start = backbones.build(family, weights=None)
+    path = str(tmp_path / "start.weights.h5")
+    start.save_weights(path)
+    cfg = small_different.CONFIG.replace(
+        data=str(image_folder),
+        backbone=family,
+        image_size=None,  # the network's own size: 28 or 32 px
+        weights=path,
+        head_hidden=(100, 100),  # the DANN paper's label classifier, FC 100-100-classes
+        output=str(tmp_path / "out"),
+        batch_size=8,
+        feature_views=1,
+        train_per_class=None,
+        verbose=0,
+    ).with_epochs(1)
+    result = small_different.run(cfg)
+    tally = assert_expected_changes(layer_states(start), str(tmp_path / "out" / "model.keras"), cfg)
+    assert tally["identical"] > 0 and tally["changed"] > 0  # block 1.. frozen, the rest trained
+    val = data.load(str(image_folder), spec.default_size).val
+    served = tf.saved_model.load(result.paths["saved_model"])
+    logits = served.serve_images(tf.constant(val.images))["logits"].numpy()
+    want = result.model.plain_model(val.images.astype("float32"), training=False).numpy()
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+    assert result.metrics["num_val"] == 12

@@ -45,7 +45,7 @@ from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
 from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
-from tfxfer.models import freeze
+from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
 from tfxfer.train import distribute, optim, prebuild, rundir, validate
 from tfxfer.train.checkpoint import RunState
@@ -132,7 +132,10 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             got=len(data.train),
             fix=f"lower --batch-size (now {cfg.batch_size})",
         )
-    stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
+    n = backbones.num_blocks(cfg.backbone)
+    stages = [
+        st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks, n)
+    ]
     with strategy.scope():
         tm = model_lib.build(
             cfg.backbone,

@@ -78,6 +78,10 @@ class BackboneSpec:
         imagenet_stem_rescaling: Keras adds ``Rescaling(1/sqrt(std))`` after the stem's
             ``Normalization`` only when it loads ImageNet weights; tfxfer adds it for every
             ``weights`` value (see the module docstring).
+        from_scratch: A network of :mod:`tfxfer.models.digits` (``constructor`` names its
+            builder), with no ImageNet weights; its ``boundaries`` are fixed by its design (one
+            block per weighted stage, so fewer than five blocks) and its output is already a
+            flat feature vector.
     """
 
     name: str
@@ -85,12 +89,18 @@ class BackboneSpec:
     preprocess: str
     default_size: int
     feature_width: int
-    boundaries: tuple[int, int, int, int]
+    boundaries: tuple[int, ...]
     num_layers: int
     min_size: int = 32
     default_freeze: int = 3
     kwargs: dict[str, Any] = field(default_factory=dict)
     imagenet_stem_rescaling: bool = False
+    from_scratch: bool = False
+
+    @property
+    def num_blocks(self) -> int:
+        """Blocks of this network: five for every Keras Applications family."""
+        return len(self.boundaries) + 1
 
 
 def _spec(name, ctor, prep, size, width, bounds, n_layers, **extra) -> BackboneSpec:
@@ -169,6 +179,43 @@ _SPECS = [
     _spec("InceptionV3", "InceptionV3", "tf", 299, 2048, (10, 17, 93, 241), 311, min_size=75),
     _spec("NASNetMobile", "NASNetMobile", "tf", 224, 1056, (10, 67, 304, 541), 769),
     _spec("VGG16", "VGG16", "caffe", 224, 512, (3, 6, 10, 14), 19, default_freeze=4),
+    # digit networks from scratch (tfxfer.models.digits): blocks are their weighted stages
+    _spec(
+        "DannMnist",
+        "DannMnist",
+        "tf",
+        28,
+        768,
+        (3,),
+        6,
+        min_size=28,
+        default_freeze=1,
+        from_scratch=True,
+    ),
+    _spec(
+        "LeNet",
+        "LeNet",
+        "tf",
+        28,
+        500,
+        (4, 8),
+        11,
+        min_size=28,
+        default_freeze=2,
+        from_scratch=True,
+    ),
+    _spec(
+        "DTN",
+        "DTN",
+        "tf",
+        32,
+        512,
+        (5, 9, 13),
+        18,
+        min_size=28,
+        default_freeze=3,
+        from_scratch=True,
+    ),
 ]
 REGISTRY: dict[str, BackboneSpec] = {s.name: s for s in _SPECS}
 
@@ -203,7 +250,11 @@ def resolve_size(name: str, image_size: int | None) -> int:
             f"image_size must be >= {spec.min_size} for {name}",
             got=image_size,
             fix=f"pass --image-size {spec.min_size} or more "
-            f"(the ImageNet weights were trained at {spec.default_size})",
+            + (
+                f"(its papers use {spec.default_size})"
+                if spec.from_scratch
+                else f"(the ImageNet weights were trained at {spec.default_size})"
+            ),
         )
     return image_size
 
@@ -214,7 +265,8 @@ def build(
     """Builds the backbone without its classifier (``include_top=False``), named ``backbone``.
 
     The graph is the one Keras builds for ImageNet weights, whatever ``weights`` is, with its
-    ``Dropout`` layers made freezable (see the module docstring).
+    ``Dropout`` layers made freezable (see the module docstring). A digit network
+    (:mod:`tfxfer.models.digits`) has no ImageNet weights: ``weights`` is None or a file.
 
     Args:
         name: A registered name (see :func:`names`).
@@ -223,13 +275,17 @@ def build(
             None for random initialisation.
 
     Returns:
-        A functional ``keras.Model`` mapping preprocessed images to the last feature map.
+        A functional ``keras.Model`` mapping preprocessed images to the last feature map (a
+        flat feature vector for a digit network).
     """
     spec = get(name)
     size = resolve_size(name, image_size)
-    import keras  # here, not at import: the command line's --help lists names without Keras
-
-    ctor: Callable[..., keras.Model] = getattr(keras.applications, spec.constructor)
+    if spec.from_scratch and weights == "imagenet":
+        raise UserError(
+            f"{name} has no ImageNet weights: it is a digit network trained from scratch",
+            got="weights='imagenet'",
+            fix="pass --weights none, or --weights PATH to a weights file saved from it",
+        )
     path = None
     if weights is not None and weights != "imagenet":
         path = os.path.expanduser(weights)
@@ -240,6 +296,24 @@ def build(
                 fix="check the path, or pass --weights imagenet/none",
             )
         weights = None
+    if spec.from_scratch:
+        from tfxfer.models import digits
+
+        net = digits.build(spec.constructor, size)
+    else:
+        net = _keras_application(spec, size, weights)
+    net = _canonical(net, spec, add_stem_rescaling=weights != "imagenet")
+    if path is not None:
+        _load_weights_file(net, path, name)
+    net.name = "backbone"
+    return net
+
+
+def _keras_application(spec: BackboneSpec, size: int, weights: str | None) -> keras.Model:
+    import keras  # here, not at import: the command line's --help lists names without Keras
+
+    name = spec.name
+    ctor: Callable[..., keras.Model] = getattr(keras.applications, spec.constructor)
     try:
         net = ctor(include_top=False, weights=weights, input_shape=(size, size, 3), **spec.kwargs)
     except ValueError as exc:  # Keras' own checks on size/weights combinations
@@ -258,10 +332,6 @@ def build(
             fix="connect once to download them, pre-seed $KERAS_HOME, or pass "
             "--weights PATH to a weights file",
         ) from None
-    net = _canonical(net, spec, add_stem_rescaling=weights != "imagenet")
-    if path is not None:
-        _load_weights_file(net, path, name)
-    net.name = "backbone"
     return net
 
 
@@ -330,8 +400,13 @@ def _load_weights_file(net: keras.Model, path: str, name: str) -> None:
         ) from None
 
 
+def num_blocks(name: str) -> int:
+    """How many blocks the backbone ``name`` is cut into (five, or fewer for a digit network)."""
+    return get(name).num_blocks
+
+
 def block_boundaries(net: keras.Model, name: str) -> tuple[int, ...]:
-    """Indices into ``net.layers`` where blocks 2..5 start (block 1 starts at 0).
+    """Indices into ``net.layers`` where blocks 2.. start (block 1 starts at 0).
 
     Uses the registry's values when the layer count matches the one they were derived on, and
     re-derives them from the graph otherwise (once per family and layer count).
@@ -385,7 +460,7 @@ def derive_boundaries(net: keras.Model) -> tuple[int, ...]:
 
 
 def block_of_layers(net: keras.Model, name: str) -> list[int]:
-    """The block number (1..5) of every layer of ``net``, in ``net.layers`` order."""
+    """The block number (1..:func:`num_blocks`) of every layer of ``net``, in order."""
     bounds = block_boundaries(net, name)
     return [1 + sum(i >= b for b in bounds) for i in range(len(net.layers))]
 
@@ -393,13 +468,14 @@ def block_of_layers(net: keras.Model, name: str) -> list[int]:
 def markdown_table() -> str:
     """The table of supported backbones in docs/backbones.md, generated from the registry."""
     rows = [
-        "| backbone | input scaling | default size | min size | feature width | "
-        "default frozen blocks |",
-        "|---|---|---:|---:|---:|---:|",
+        "| backbone | weights | input scaling | default size | min size | feature width | "
+        "blocks | default frozen blocks |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for spec in REGISTRY.values():
         rows.append(
-            f"| {spec.name} | {spec.preprocess} | {spec.default_size} | {spec.min_size} "
-            f"| {spec.feature_width} | {spec.default_freeze} |"
+            f"| {spec.name} | {'from scratch' if spec.from_scratch else 'ImageNet'} "
+            f"| {spec.preprocess} | {spec.default_size} | {spec.min_size} "
+            f"| {spec.feature_width} | {spec.num_blocks} | {spec.default_freeze} |"
         )
     return "\n".join(rows)

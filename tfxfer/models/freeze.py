@@ -48,20 +48,21 @@ def unfreeze_all(backbone: keras.Model, train_bn: bool = False) -> None:
 
 
 def unfreeze_from(backbone: keras.Model, family: str, block: int, train_bn: bool = False) -> None:
-    """Freezes blocks ``1..block`` and trains blocks ``block+1..5`` (BatchNorm stays frozen).
+    """Freezes blocks ``1..block`` and trains the ones after (BatchNorm stays frozen).
 
     Args:
         backbone: The backbone built by :func:`tfxfer.models.backbones.build`.
         family: Its registry name (for the block boundaries).
-        block: Number of leading blocks to freeze, 0 (train all) to 5 (freeze all).
+        block: Number of leading blocks to freeze, 0 (train all) to the family's block count
+            (five, or fewer for a digit network: freeze all).
         train_bn: Also train BatchNorm layers in the unfrozen blocks.
     """
-    if not 0 <= block <= backbones.NUM_BLOCKS:
+    n = backbones.num_blocks(family)
+    if not 0 <= block <= n:
         raise UserError(
-            f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} "
-            f"({family} has {backbones.NUM_BLOCKS} blocks)",
+            f"freeze_blocks must be between 0 and {n} ({family} is split into {n} blocks)",
             got=block,
-            fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}",
+            fix=f"pass --freeze-blocks in 0..{n}",
         )
     backbone.trainable = True
     for layer, b in zip(backbone.layers, backbones.block_of_layers(backbone, family)):
@@ -149,12 +150,15 @@ class Stage:
     label: str
 
 
-def stages(phase, index: int, freeze_blocks: int | None = None) -> list[Stage]:
+def stages(
+    phase, index: int, freeze_blocks: int | None = None, num_blocks: int = backbones.NUM_BLOCKS
+) -> list[Stage]:
     """Splits a phase into stages; a ``gradual`` phase into one per unfreezing step.
 
-    A gradual phase trains block 5 for ``unfreeze_every`` epochs, then blocks 4-5, and so on,
-    top down, until only ``freeze_blocks`` blocks (default 0) are frozen; that last step runs
-    to the end of the phase. Steps that would start after the phase's last epoch are dropped.
+    A gradual phase trains the last block (of ``num_blocks``, the backbone's count) for
+    ``unfreeze_every`` epochs, then the last two, and so on, top down, until only
+    ``freeze_blocks`` blocks (default 0) are frozen; that last step runs to the end of the
+    phase. Steps that would start after the phase's last epoch are dropped.
 
     Example:
         >>> from tfxfer.config import Phase
@@ -168,12 +172,12 @@ def stages(phase, index: int, freeze_blocks: int | None = None) -> list[Stage]:
         ]
     floor = freeze_blocks or 0
     result = []
-    for step, frozen in enumerate(range(backbones.NUM_BLOCKS - 1, floor - 1, -1)):
+    for step, frozen in enumerate(range(num_blocks - 1, floor - 1, -1)):
         first = step * phase.unfreeze_every
         if first >= phase.epochs:
             break
         last = phase.epochs if frozen == floor else min(phase.epochs, first + phase.unfreeze_every)
-        top = backbones.NUM_BLOCKS
+        top = num_blocks
         blocks = f"block {top}" if frozen + 1 == top else f"blocks {frozen + 1}-{top}"
         result.append(
             Stage(

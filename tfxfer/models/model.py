@@ -31,6 +31,7 @@ import keras
 from keras import ops
 
 from tfxfer.data import augment as augment_lib
+from tfxfer.errors import UserError
 from tfxfer.models import backbones
 
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -123,6 +124,20 @@ class TransferModel:
         return keras.Model(inputs, self.apply_heads(x, training=False), name="serving")
 
 
+def _pool(pooling: str, backbone: keras.Model, family: str) -> keras.layers.Layer:
+    if len(backbone.output.shape) == 2:  # a digit network's features are flat already
+        if pooling != "avg":
+            raise UserError(
+                f"head_pooling applies to a feature map, and {family} ends in flat features",
+                got=pooling,
+                fix="leave head_pooling at its default (avg) for this backbone",
+            )
+        return keras.layers.Identity(name="pool")
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="pool")
+    return keras.layers.GlobalMaxPooling2D(name="pool")
+
+
 def _apply_heads(heads: dict, multi: bool, features, training=None):
     if not multi:
         return next(iter(heads.values()))(features, training=training)
@@ -151,7 +166,9 @@ def build(
         weights: ``"imagenet"``, a weights file, or None.
         augment: Augmentation preset (see :mod:`tfxfer.data.augment`).
         extra_augment: Extra Keras layers appended to the augmenter.
-        pooling: ``avg`` or ``max`` global pooling.
+        pooling: ``avg`` or ``max`` global pooling of the last feature map; a digit network
+            (:mod:`tfxfer.models.digits`) ends in flat features, which the head reads as they
+            are (``avg``, the default, stands for that; ``max`` is refused).
         dropout: Dropout before each Dense layer of the head.
         hidden: Widths of hidden ReLU layers in the head.
         seed: Run seed; augmentation and head dropout layers each get their own seed from it.
@@ -188,10 +205,7 @@ def build(
         if multi
         else {"head": make_head("head", num_classes, 0)}
     )
-    pool_cls = (
-        keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
-    )
-    pool = pool_cls(name="pool")
+    pool = _pool(pooling, backbone, family)
     preprocess = Preprocess(spec.preprocess, name="preprocess")
 
     inputs = keras.Input((size, size, 3), name="image")
@@ -203,7 +217,7 @@ def build(
     feature_model = keras.Model(
         feat_in, pool(backbone(preprocess(feat_in), training=False)), name="features"
     )
-    head_in = keras.Input((spec.feature_width,), name="features")
+    head_in = keras.Input((features.shape[-1],), name="features")
     head_model = keras.Model(head_in, _apply_heads(head_map, multi, head_in), name="head_only")
     plain_model = keras.Model(
         feat_in, _apply_heads(head_map, multi, feature_model.output), name="plain"

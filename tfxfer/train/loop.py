@@ -162,7 +162,10 @@ def _run_locked(
         )
         regularize.attach_settings(tm, cfg.regularization, state.dir)
     history, cache = [], None
-    stages = [st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks)]
+    n = backbones.num_blocks(cfg.backbone)
+    stages = [
+        st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks, n)
+    ]
     mixing = cfg.mixup > 0 or cfg.cutmix > 0  # image batches then drop the remainder
     batch = inputs.per_worker_batch(cfg.batch_size, shard)
     steps = len(data.train) // batch if mixing else math.ceil(len(data.train) / batch)

@@ -134,17 +134,20 @@ class PhaseAnneal(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def block_factor(decay: float, block: int) -> float:
-    """The rate multiplier of backbone ``block`` (1..5): ``decay ** (6 - block)``; head: 1."""
-    return decay ** (backbones.NUM_BLOCKS + 1 - block)
+def block_factor(decay: float, block: int, num_blocks: int = backbones.NUM_BLOCKS) -> float:
+    """The rate multiplier of backbone ``block`` (1..n of ``num_blocks``):
+    ``decay ** (n + 1 - block)``; the head's is 1."""
+    return decay ** (num_blocks + 1 - block)
 
 
 def block_multipliers(backbone: keras.Model, family: str, decay: float) -> dict[str, float]:
-    """``{variable path: decay ** (6 - block)}`` for every backbone variable (head: absent = 1)."""
+    """``{variable path: decay ** (n + 1 - block)}`` for every backbone variable, ``n`` the
+    family's block count (head: absent = 1)."""
     if decay == 1.0:
         return {}
+    n = backbones.num_blocks(family)
     return {
-        v.path: block_factor(decay, block)
+        v.path: block_factor(decay, block, n)
         for layer, block in zip(backbone.layers, backbones.block_of_layers(backbone, family))
         for v in layer.weights
     }

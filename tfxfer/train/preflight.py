@@ -40,12 +40,12 @@ def _check_image(cfg: Config) -> None:
     backbones.resolve_size(cfg.backbone, cfg.image_size)  # the name, and the family's minimum
     if cfg.freeze_blocks is None:
         return
-    if cfg.freeze_blocks > backbones.NUM_BLOCKS:
+    n = backbones.num_blocks(cfg.backbone)
+    if cfg.freeze_blocks > n:
         raise UserError(
-            f"freeze_blocks must be between 0 and {backbones.NUM_BLOCKS} (every "
-            f"backbone is split into {backbones.NUM_BLOCKS} blocks)",
+            f"freeze_blocks must be between 0 and {n} ({cfg.backbone} is split into {n} blocks)",
             got=cfg.freeze_blocks,
-            fix=f"pass --freeze-blocks in 0..{backbones.NUM_BLOCKS}",
+            fix=f"pass --freeze-blocks in 0..{n}",
         )
     partial = [p.name for p in cfg.phases if p.trainable in PARTIAL_SCOPES]
     if not partial:

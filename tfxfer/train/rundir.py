@@ -199,6 +199,7 @@ def clear(out: Path, keep_checkpoints: bool = False) -> None:
 
 
 def _check_resumable(cfg: Config, previous: dict, changed: list[str], ckpt: Path) -> None:
+    from tfxfer.models import backbones  # its registry needs no Keras
     from tfxfer.models.freeze import stages  # heavy (Keras): only when a resume changes something
 
     old_phases = previous.get("phases") or []
@@ -211,7 +212,8 @@ def _check_resumable(cfg: Config, previous: dict, changed: list[str], ckpt: Path
             diff = sorted(k for k in new if old.get(k) != new[k])
             if not diff:
                 continue
-            keys = [s.key for s in stages(cfg.phases[i], i, cfg.freeze_blocks)]
+            n = backbones.num_blocks(cfg.backbone)
+            keys = [s.key for s in stages(cfg.phases[i], i, cfg.freeze_blocks, n)]
             if all((ckpt / f"phase{k}.done.json").is_file() for k in keys):
                 problems += [f"phases.{i}.{k} (phase {i} is completed)" for k in diff]
             else:

@@ -80,16 +80,14 @@ def compile_for(
     )
 
 
-def _rates(phase: Phase) -> str:
+def _rates(phase: Phase, family: str) -> str:
     lr, decay = phase.rates()
     if decay == 1.0:
         return f"lr={lr:g}"
+    n = backbones.num_blocks(family)
     return (
         "lr="
-        + " ".join(
-            f"b{b}:{lr * optim.block_factor(decay, b):.2g}"
-            for b in range(1, backbones.NUM_BLOCKS + 1)
-        )
+        + " ".join(f"b{b}:{lr * optim.block_factor(decay, b, n):.2g}" for b in range(1, n + 1))
         + f" head:{lr:g}"
     )
 
@@ -183,7 +181,7 @@ def fit_stage(run: Training, stage: freeze.Stage, cache) -> dict | None:
         else f"images (augmentation in {'tf.data' if augment_in_data else 'the model'})",
         stage.epochs,
         phase.optimizer,
-        _rates(phase),
+        _rates(phase, tm.family),
         f" regularization={cfg.regularization.method}"
         if cfg.regularization.method != "none"
         else "",

@@ -69,7 +69,9 @@ def test_blocks_mean_output_stride_on_two_different_families():
 
 def test_unknown_name_lists_the_valid_names_and_suggests_the_spelling():
     with pytest.raises(
-        UserError, match=r"valid: MobileNet, .*VGG16; got 'mobilenetv2'.*did you mean MobileNetV2"
+        UserError,
+        match=r"valid: MobileNet, .*VGG16, DannMnist, LeNet, DTN; got 'mobilenetv2'"
+        r".*did you mean MobileNetV2",
     ):
         backbones.get("mobilenetv2")
 
@@ -135,8 +137,12 @@ def _keras_imagenet_graph(family, weights_file, monkeypatch, size=None):
     )
 
 
+PRETRAINED = [n for n in backbones.names() if not backbones.get(n).from_scratch]
+DIGITS = [n for n in backbones.names() if backbones.get(n).from_scratch]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family", backbones.names())
+@pytest.mark.parametrize("family", PRETRAINED)
 def test_each_family_builds_the_imagenet_graph_whichever_way_the_weights_arrive_in_weighted_blocks(
     family, tmp_path, monkeypatch
 ):
@@ -192,7 +198,58 @@ def test_each_family_builds_the_imagenet_graph_whichever_way_the_weights_arrive_
     keras.backend.clear_session()
 
 
-STOCHASTIC = [f for f in backbones.names() if f.startswith("EfficientNet")]
+STOCHASTIC = [f for f in PRETRAINED if f.startswith("EfficientNet")]
+
+# Parameters counted by hand from the papers' layer lists (RGB input, default size): conv
+# k*k*in*out + out, Dense in*out + out, BatchNorm 4 per channel.
+DIGIT_PARAMS = {
+    "DannMnist": (5 * 5 * 3 * 32 + 32) + (5 * 5 * 32 * 48 + 48),
+    "LeNet": (5 * 5 * 3 * 20 + 20) + (5 * 5 * 20 * 50 + 50) + (4 * 4 * 50 * 500 + 500),
+    "DTN": (5 * 5 * 3 * 64 + 64 + 4 * 64)
+    + (5 * 5 * 64 * 128 + 128 + 4 * 128)
+    + (5 * 5 * 128 * 256 + 256 + 4 * 256)
+    + (4 * 4 * 256 * 512 + 512 + 4 * 512),
+}
+
+
+@pytest.mark.parametrize("family", DIGITS)
+def test_each_digit_network_is_the_papers_with_a_weighted_stage_in_every_block(family, tmp_path):
+    from tfxfer.models import freeze
+    from tfxfer.models.stochastic import FreezableDropout
+
+    spec = backbones.get(family)
+    net = backbones.build(family, spec.default_size, weights=None)
+    assert net.count_params() == DIGIT_PARAMS[family]
+    assert len(net.layers) == spec.num_layers and net.output.shape == (None, spec.feature_width)
+    blocks = backbones.block_of_layers(net, family)
+    assert blocks[0] == 1 and blocks[-1] == spec.num_blocks == len(spec.boundaries) + 1
+    assert blocks == sorted(blocks) and spec.num_blocks < backbones.NUM_BLOCKS
+    # one weighted stage per block: each block starts at a convolution (or the flat FC stage)
+    for start in spec.boundaries:
+        assert isinstance(net.layers[start], (keras.layers.Conv2D, keras.layers.Flatten))
+    freeze.unfreeze_all(net, train_bn=True)
+    for b in range(1, spec.num_blocks + 1):
+        assert any(lw.trainable_weights for lw, lb in zip(net.layers, blocks) if lb == b), b
+    freeze.apply_scope(net, family, "partial")  # the default: trains some blocks, freezes some
+    assert freeze.summary(net, family)["trainable_blocks"] == list(
+        range(spec.default_freeze + 1, spec.num_blocks + 1)
+    )
+    with pytest.raises(UserError, match=f"between 0 and {spec.num_blocks}"):
+        freeze.apply_scope(net, family, "partial", freeze_blocks=spec.num_blocks + 1)
+    # dropout inside is freezable: a frozen network is deterministic under training=True
+    assert all(type(layer) is not keras.layers.Dropout for layer in net.layers)
+    has_dropout = any(isinstance(layer, FreezableDropout) for layer in net.layers)
+    assert has_dropout == (family != "DannMnist")
+    freeze.apply_scope(net, family, "head")
+    x = np.random.default_rng(0).uniform(-1, 1, (4, spec.default_size, spec.default_size, 3))
+    a, b = (np.asarray(net(x.astype("float32"), training=True)) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(UserError, match=f"{family} has no ImageNet weights.*--weights none"):
+        backbones.build(family, weights="imagenet")
+    path = str(tmp_path / "d.weights.h5")
+    net.save_weights(path)
+    again = backbones.build(family, spec.default_size, weights=path)
+    np.testing.assert_array_equal(np.asarray(again(x, training=False)), a)
 
 
 @pytest.mark.slow
