@@ -108,6 +108,14 @@ UP_FRONT = {
         ["small_different", "--set", "phases.fine.lr=1e-5"],
         ["must name an existing entry by index (from 0) or name", "1 or partial"],
     ),
+    "freeze blocks beyond a digit network's two": (
+        ["small_different", "--backbone", "DannMnist", "--weights", "none", "--freeze-blocks", "3"],
+        ["freeze_blocks must be between 0 and 2 (DannMnist is split into 2 blocks)"],
+    ),
+    "ImageNet weights for a network trained from scratch": (
+        ["domain_adapt", "--backbone", "LeNet", "--target", "somewhere"],
+        ["LeNet has no ImageNet weights", "--weights none"],
+    ),
 }
 
 

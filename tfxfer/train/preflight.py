@@ -38,6 +38,12 @@ def check(cfg: Config, image: bool = True) -> None:
 
 def _check_image(cfg: Config) -> None:
     backbones.resolve_size(cfg.backbone, cfg.image_size)  # the name, and the family's minimum
+    if backbones.get(cfg.backbone).from_scratch and cfg.weights == "imagenet":
+        raise UserError(
+            f"{cfg.backbone} has no ImageNet weights: it is a digit network trained from scratch",
+            got="weights='imagenet'",
+            fix="pass --weights none, or --weights PATH to a weights file saved from it",
+        )
     if cfg.freeze_blocks is None:
         return
     n = backbones.num_blocks(cfg.backbone)
