@@ -45,6 +45,7 @@ from tfxfer.train import stage
 from tfxfer.config import Config, Phase
 
 SIZE, BATCH = 32, 8
+keras.utils.set_random_seed(0)  # the same head initialisation on every run: a repeatable check
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (BATCH, SIZE, SIZE, 3)).astype("float32")
 y = np.eye(2, dtype="float32")[np.arange(BATCH) % 2]
