@@ -22,7 +22,9 @@ weightless max-pool, so its blocks are its five convolution stages (strides 1-16
 stem downsamples by 4 at once (four weighted levels), so its stem is block 1 and its four stages
 are blocks 2-5. The boundaries are stored as indices into ``backbone.layers`` (auto-generated
 names such as ``conv2d_3`` are not stable) and are re-derived from the graph when a Keras
-version lays a family out differently.
+version lays a family out differently. The digit networks trained from scratch
+(:mod:`tfxfer.models.digits`) are cut into their weighted stages instead, 2 to 4 blocks
+(:func:`num_blocks`), fixed by their design.
 
 Example:
     >>> from tfxfer.models import backbones
