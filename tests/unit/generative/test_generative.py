@@ -37,6 +37,9 @@ def tiny_data(seed: int = 0) -> ImageData:
     [(keras.layers.Dense(5), (None, 7)), (keras.layers.Conv2D(6, 3), (None, 8, 8, 4))],
 )
 def test_spectral_norm_finds_the_top_singular_value_and_divides_by_it(layer, shape):
+    # A seeded kernel: power iteration converges at the rate of the gap between the top two
+    # singular values, and some unseeded draws left the output 0.6% off after 60 iterations.
+    keras.utils.set_random_seed(0)
     sn = networks.SpectralNorm(layer)
     sn.build(shape)
     layer.bias.assign(np.linspace(-1, 1, layer.bias.shape[0]))
