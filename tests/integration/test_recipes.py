@@ -14,6 +14,20 @@ from tfxfer.recipes import RECIPES
 SIZE = 32
 
 
+def _one_epoch(config, data, weights, tmp_path, **extra):
+    """``config`` for one epoch per phase on ``data`` from a weights file, into tmp_path/out."""
+    return config.replace(
+        data=str(data),
+        weights=weights,
+        output=str(tmp_path / "out"),
+        batch_size=8,
+        feature_views=1,
+        train_per_class=None,
+        verbose=0,
+        **extra,
+    ).with_epochs(1)
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
     recipe, image_folder, tmp_path, start_weights, monkeypatch
@@ -30,16 +44,7 @@ def test_recipe_runs_writes_every_output_and_changes_exactly_its_weights(
 
     module = importlib.import_module(f"tfxfer.recipes.{recipe}")
     path, initial = start_weights
-    cfg = module.CONFIG.replace(
-        data=str(image_folder),
-        image_size=SIZE,
-        weights=path,
-        output=str(tmp_path / "out"),
-        batch_size=8,
-        feature_views=1,
-        train_per_class=None,
-        verbose=0,
-    ).with_epochs(1)
+    cfg = _one_epoch(module.CONFIG, image_folder, path, tmp_path, image_size=SIZE)
     result = module.run(cfg)
     out = Path(cfg.output)
     for name in OUTPUT_FILES:
@@ -103,18 +108,15 @@ def test_a_digit_network_trains_from_scratch_through_a_recipe_and_serves_what_it
     start = backbones.build(family, weights=None)
     path = str(tmp_path / "start.weights.h5")
     start.save_weights(path)
-    cfg = small_different.CONFIG.replace(
-        data=str(image_folder),
+    cfg = _one_epoch(
+        small_different.CONFIG,
+        image_folder,
+        path,
+        tmp_path,
         backbone=family,
         image_size=None,  # the network's own size: 28 or 32 px
-        weights=path,
         head_hidden=(100, 100),  # the DANN paper's label classifier, FC 100-100-classes
-        output=str(tmp_path / "out"),
-        batch_size=8,
-        feature_views=1,
-        train_per_class=None,
-        verbose=0,
-    ).with_epochs(1)
+    )
     result = small_different.run(cfg)
     tally = assert_expected_changes(layer_states(start), str(tmp_path / "out" / "model.keras"), cfg)
     assert tally["identical"] > 0 and tally["changed"] > 0  # block 1.. frozen, the rest trained
