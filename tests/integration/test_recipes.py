@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import START_FAMILY
 from weight_checks import OUTPUT_FILES, assert_expected_changes, layer_states
 
 from tfxfer.models import backbones
@@ -47,7 +48,10 @@ def _recipe_case(recipe, config, image_folder, start_weights, tmp_path):
 
     if not os.environ.get("TFXFER_DATA_DIR"):
         path, initial = start_weights
-        return _one_epoch(config, image_folder, path, tmp_path, image_size=SIZE), initial, False
+        cfg = _one_epoch(
+            config, image_folder, path, tmp_path, image_size=SIZE, backbone=START_FAMILY
+        )
+        return cfg, initial, False
     cfg = config.replace(
         output=str(tmp_path / "out"), verbose=0, batch_size=8, image_size=64, **ON_KIT[recipe]
     ).with_epochs(1)

@@ -10,7 +10,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import write_class_images
+from conftest import START_FAMILY, write_class_images
 from support import assert_one_line_error
 
 from tfxfer.auto import bn_distance
@@ -262,6 +262,7 @@ def _cfg(folder, out, weights, **auto_keys):
         data=str(folder),
         output=str(out),
         weights=weights,
+        backbone=START_FAMILY,
         image_size=32,
         verbose=0,
         auto=Auto(**{"epochs": 1, "probe_images": 12, **auto_keys}),
@@ -276,7 +277,7 @@ def test_dry_run_plans_from_measured_signals_and_trains_nothing(
     s = the_plan.signals
     assert (s.per_class, s.num_classes, s.probe_images, s.image_size) == (8, 2, 12, 32)
     assert s.distance is not None and s.distance >= 0 and np.isfinite(s.logme)
-    assert the_plan.recipe == auto.decide(s, Auto(), "MobileNetV2")[0]
+    assert the_plan.recipe == auto.decide(s, Auto(), START_FAMILY)[0]
     written = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert written["recipe"] == the_plan.recipe and written["config"]["recipe"] == the_plan.recipe
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plan.json"]
@@ -390,6 +391,8 @@ def test_lr_find_command_sweeps_one_phase_and_says_how_to_use_it(
         str(out),
         "--weights",
         start_weights[0],
+        "--backbone",
+        START_FAMILY,
         "--image-size",
         "32",
         "--set",
@@ -424,6 +427,7 @@ def test_find_only_stops_at_the_named_phase_after_an_earlier_auto_phase(
         data=str(two_class_folder),
         output=str(tmp_path / "out"),
         image_size=32,
+        backbone=START_FAMILY,
         weights=start_weights[0],
         verbose=0,
         lr_find_steps=12,

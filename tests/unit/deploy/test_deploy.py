@@ -144,9 +144,11 @@ def test_a_32_bit_bmp_is_read_as_rgb_not_as_a_transparent_image(tmp_path):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, start_weights):
-    """A small random MobileNetV2 (BN calibrated) with a 3-class head, exported with k=2."""
+    """A small random backbone (BN calibrated) with a 3-class head, exported with k=2."""
+    from conftest import START_FAMILY
+
     tm = model_lib.build(
-        "MobileNetV2", num_classes=3, image_size=32, weights=start_weights[0], seed=1
+        START_FAMILY, num_classes=3, image_size=32, weights=start_weights[0], seed=1
     )
     # spread the logits so that the classes' order is decided, not a tie
     kernel = tm.head.get_layer("logits").kernel
@@ -429,6 +431,7 @@ def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(
     tmp_path, image_folder, start_weights, capsys
 ):
     import keras
+    from conftest import START_FAMILY
 
     from tfxfer.cli import entry
     from tfxfer.config import Config, Phase
@@ -443,6 +446,7 @@ def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(
     cfg = Config(
         data=str(image_folder),
         image_size=32,
+        backbone=START_FAMILY,
         weights=start_weights[0],
         phases=phases,
         batch_size=8,
@@ -490,14 +494,16 @@ def test_a_pruned_run_with_tta_and_litert_measures_what_it_ships(
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(on_disk["litert"]) == {"int8"} and "tta" in on_disk
     # afterwards: `tfxfer export RUN_DIR --litert fp32` adds a measured fp32 file that computes
-    # what Keras computes, four times the int8 file's size
+    # what Keras computes, well over twice the int8 file's size (an fp16 file would be half): 2.8x
+    # on this 0.2M-weight network, whose 32-bit biases and per-channel scales weigh more than
+    # a large network's
     assert entry(["export", str(tmp_path / "run"), "--litert", "fp32"]) == 0
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(on_disk["litert"]) == {"fp32", "int8"}
     fp32 = litert.Runner(Path(on_disk["litert"]["fp32"]["file"]).read_bytes())
     keras_p = tf.nn.softmax(result.model.plain_model(x[:4])).numpy()
     np.testing.assert_allclose(np.stack([fp32(im) for im in val.images[:4]]), keras_p, atol=1e-4)
-    assert on_disk["litert"]["int8"]["bytes"] < 0.35 * on_disk["litert"]["fp32"]["bytes"]
+    assert on_disk["litert"]["int8"]["bytes"] < 0.4 * on_disk["litert"]["fp32"]["bytes"]
     assert "LiteRT fp32: val_accuracy=" in capsys.readouterr().out
 
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import START_FAMILY
 
 from tfxfer.config import Config, Phase, Task
 from tfxfer.deploy import export
@@ -31,7 +32,7 @@ def _batch(n=8, classes=2, seed=0):
 def _model(start_weights):
     keras.utils.set_random_seed(0)  # the same head initialisation every time
     tm = model_lib.build(
-        "MobileNetV2", 2, SIZE, weights=start_weights[0], augment="none", dropout=0.0, seed=0
+        START_FAMILY, 2, SIZE, weights=start_weights[0], augment="none", dropout=0.0, seed=0
     )
     freeze.apply_scope(tm.backbone, tm.family, "all")
     return tm
@@ -167,7 +168,7 @@ def test_gradual_stages_unfreeze_top_down_and_reach_the_floor():
 def _run_cfg(image_folder, tmp_path, start_weights, **kw) -> Config:
     base = dict(
         data=str(image_folder),
-        backbone="MobileNetV2",
+        backbone=START_FAMILY,
         weights=start_weights[0],
         image_size=SIZE,
         augment="none",
@@ -195,7 +196,7 @@ def test_gradual_phase_trains_one_more_block_per_epoch_with_bn_frozen(
     assert [h["phase"] for h in result.history] == ["g[block 5]", "g[blocks 4-5]", "g[blocks 3-5]"]
     initial = start_weights[1]
     bb = result.model.backbone
-    for layer, block in zip(bb.layers, backbones.block_of_layers(bb, "MobileNetV2")):
+    for layer, block in zip(bb.layers, backbones.block_of_layers(bb, START_FAMILY)):
         for before, var in zip(initial.get(layer.name, []), layer.weights):
             moved = not np.array_equal(before, np.asarray(var))
             is_bn = isinstance(layer, keras.layers.BatchNormalization)
@@ -208,8 +209,9 @@ def test_l2sp_penalty_is_zero_at_the_start_and_grows_as_the_weights_move(start_w
     tm = _model(start_weights)
     anchors = regularize.attach(tm, "l2sp", alpha=0.1, beta=0.01)
     # every backbone weight a phase could train is anchored, BatchNorm's gamma/beta included,
-    # even though the scope "all" has frozen BatchNorm
-    assert len(anchors) == 156
+    # even though the scope "all" has frozen BatchNorm: MobileNet's 27 convolution kernels (the
+    # stem, then 13 depthwise and pointwise pairs; no biases) and their 27 BatchNorms' 2 each
+    assert START_FAMILY == "MobileNet025" and len(anchors) == 27 + 27 * 2
     start = regularize.penalty(tm)
     assert start["backbone"] == 0.0
     head_kernel = tm.head.get_layer("logits").kernel
@@ -300,14 +302,14 @@ def test_resume_restores_the_l2sp_anchor_and_the_per_block_rates(
             if var.regularizer is not None:
                 np.testing.assert_array_equal(np.asarray(var.regularizer.anchor), before)
                 checked += 1
-    assert checked > 100
+    assert checked == 27 + 27 * 2  # every anchor (see the penalty test above)
     assert regularize.penalty(tm)["backbone"] > 0
 
 
 def test_a_saved_anchor_from_another_model_is_refused(tmp_path, start_weights):
     tm = _model(start_weights)
     regularize.attach(tm, "l2sp", 0.1, 0.01, tmp_path)
-    other = model_lib.build("MobileNet025", 2, SIZE, weights=None)
+    other = model_lib.build("MobileNetV2", 2, SIZE, weights=None)  # not START_FAMILY
     with pytest.raises(UserError, match="anchor must belong to this model"):
         regularize.attach(other, "l2sp", 0.1, 0.01, tmp_path)
 
@@ -351,7 +353,7 @@ def test_multi_task_run_trains_named_heads_and_exports_one_signature_with_named_
         result.history[0]["history"]
     )
     # the shared backbone follows the phase's scope: blocks 1-4 frozen, block 5 trained
-    info = freeze.summary(result.model.backbone, "MobileNetV2")
+    info = freeze.summary(result.model.backbone, START_FAMILY)
     assert info["trainable_blocks"] == [5]
     serve = tf.saved_model.load(paths["saved_model"]).signatures["serve_images"]
     shapes = {k: v.shape.as_list() for k, v in serve.structured_outputs.items()}
