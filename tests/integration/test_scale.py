@@ -184,6 +184,7 @@ def test_a_recipe_trains_through_the_data_service(data_service, image_folder, tm
 
     cfg = Config(
         data=str(image_folder),
+        backbone="MobileNet025",  # the smallest family: the data path is tested
         weights=None,
         image_size=32,
         batch_size=8,

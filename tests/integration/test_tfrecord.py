@@ -94,6 +94,7 @@ def test_a_run_trains_on_streamed_shards(shards, tmp_path):
     _, out, _ = shards
     cfg = Config(
         data=f"tfrecord:{out}",
+        backbone="MobileNet025",  # the smallest family: the data path is tested
         weights=None,
         image_size=32,
         batch_size=8,
