@@ -56,7 +56,7 @@ def adapt_terms(method: str) -> AdaptTerms:
     return AdaptTerms(adversary, "e" in terms, "mcc" in terms)
 
 
-ZERO_SHOT_METHODS = ("dap", "eszsl")
+ZERO_SHOT_METHODS = ("dap", "eszsl", "class_norm")
 
 
 @dataclass(frozen=True)
@@ -159,12 +159,20 @@ class ZeroShot:
         attributes: CSV file: a header ``class,attr1,attr2,...`` and one row per class, binary
             or continuous values. None: the built-in table of the data, if it has one.
         unseen: Classes whose images are never used in training, recognised by their row.
-        methods: Any of ``dap`` (Lampert et al.) and ``eszsl`` (Romera-Paredes & Torr 2015).
+        methods: Any of ``dap`` (Lampert et al.), ``eszsl`` (Romera-Paredes & Torr 2015) and
+            ``class_norm`` (an attribute MLP with class normalisation, after Skorokhodov &
+            Elhoseiny 2021: :mod:`tfxfer.zero_shot.class_norm`).
         eszsl_gamma: ESZSL's regulariser on the feature side (``gamma`` in the paper).
         eszsl_lambda: ESZSL's regulariser on the attribute side (``lambda`` in the paper).
         dap_c: Inverse L2 strength of DAP's per-attribute logistic regressions.
+        class_norm_hidden: Hidden units of ``class_norm``'s MLP.
+        class_norm_steps: Its full-batch Adam steps.
+        class_norm_weight_decay: Its L2 penalty on both kernels.
         calibration: Subtracted from seen classes' scores in generalised ZSL (Chao et al.
-            2016's calibrated stacking); 0: plain GZSL.
+            2016's calibrated stacking). ``"auto"``: chosen per method on held-out training
+            images of the seen classes, some of them playing unseen ones, never on an unseen
+            image (:mod:`tfxfer.zero_shot.calibrate`); a number: that constant; 0: plain GZSL.
+            Metrics report GZSL both without calibration and with it.
     """
 
     attributes: str | None = None
@@ -173,14 +181,27 @@ class ZeroShot:
     eszsl_gamma: float = 1.0
     eszsl_lambda: float = 1.0
     dap_c: float = 1.0
-    calibration: float = 0.0
+    class_norm_hidden: int = 256
+    class_norm_steps: int = 300
+    class_norm_weight_decay: float = 1e-4
+    calibration: float | str = "auto"
 
     def __post_init__(self):
+        if isinstance(self.calibration, str) and self.calibration != "auto":
+            raise UserError(
+                'zero_shot.calibration must be a number or "auto" (chosen on held-out seen '
+                "classes)",
+                got=self.calibration,
+                fix="write --set zero_shot.calibration=auto, or a number such as 2.5",
+            )
         for method in self.methods:
             check_choice("zero_shot.methods", method, ZERO_SHOT_METHODS)
         check_min("zero_shot.eszsl_gamma", self.eszsl_gamma, 0.0, strict=True)
         check_min("zero_shot.eszsl_lambda", self.eszsl_lambda, 0.0, strict=True)
         check_min("zero_shot.dap_c", self.dap_c, 0.0, strict=True)
+        check_min("zero_shot.class_norm_hidden", self.class_norm_hidden, 1)
+        check_min("zero_shot.class_norm_steps", self.class_norm_steps, 1)
+        check_min("zero_shot.class_norm_weight_decay", self.class_norm_weight_decay, 0.0)
 
 
 @dataclass(frozen=True)

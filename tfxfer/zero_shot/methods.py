@@ -36,19 +36,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfxfer.zero_shot.standardize import Standardizer
+
 PRIOR_CLIP = (0.05, 0.95)
-
-
-class Standardizer:
-    """Per-feature mean and standard deviation of the training features."""
-
-    def fit(self, x: np.ndarray) -> Standardizer:
-        self.mean = x.mean(axis=0)
-        self.std = np.maximum(x.std(axis=0), 1e-6)
-        return self
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.mean) / self.std
 
 
 class ESZSL:
@@ -188,7 +178,16 @@ def evaluate(
 
 # Name -> factory from the config's zero_shot section: the ``zero_shot.methods`` choices
 # (tfxfer.config.ZERO_SHOT_METHODS, checked against these by tests/unit/test_layout.py).
+def _class_norm(zs):
+    from tfxfer.zero_shot.class_norm import ClassNormMLP  # TensorFlow: imported when used
+
+    return ClassNormMLP(
+        zs.class_norm_hidden, zs.class_norm_steps, weight_decay=zs.class_norm_weight_decay
+    )
+
+
 METHODS = {
     "dap": lambda zs: DAP(zs.dap_c),
     "eszsl": lambda zs: ESZSL(zs.eszsl_gamma, zs.eszsl_lambda),
+    "class_norm": _class_norm,
 }

@@ -10,12 +10,15 @@
 3. extracts pooled features with the frozen backbone (ImageNet weights by default: the
    protocol of Xian et al. 2017, where every method shares fixed pretrained features);
 4. fits each of ``zero_shot.methods`` (:mod:`tfxfer.zero_shot.methods`) and evaluates it on
-   the validation split: ZSL over the unseen classes, generalised ZSL over all classes;
+   the validation split: ZSL over the unseen classes, generalised ZSL over all classes, both
+   plain and calibrated (``gamma`` subtracted from the seen classes' scores, chosen per method
+   from the seen classes' training features alone: :mod:`tfxfer.zero_shot.calibrate`);
 5. returns a :class:`~tfxfer.train.result.RunResult` whose model is a plain classifier over
    **all** classes: the backbone, then one Dense layer holding ESZSL's map composed with the
-   table (``features @ V @ S^T``; ESZSL is fitted for it even when ``methods`` leaves it out),
-   so the exported SavedModel, ``tfxfer predict`` and LiteRT serve unseen classes like any
-   other. Its ``val_accuracy`` is that model's accuracy over all classes (GZSL).
+   table, less its ``gamma`` on seen classes (``features @ V @ S^T - gamma``; ESZSL is fitted
+   for it even when ``methods`` leaves it out), so the exported SavedModel, ``tfxfer predict``
+   and LiteRT serve unseen classes like any other. Its ``val_accuracy`` is that model's
+   accuracy over all classes (calibrated GZSL).
 
 ``phases`` are not used: nothing is trained by gradient descent.
 
@@ -44,7 +47,7 @@ from tfxfer.models import model as model_lib
 from tfxfer.train import rundir, validate
 from tfxfer.train.loop import load_data, start
 from tfxfer.train.result import DeployData, RunResult
-from tfxfer.zero_shot import attributes
+from tfxfer.zero_shot import attributes, calibrate
 from tfxfer.zero_shot import methods as zsl
 
 log = logging.getLogger("tfxfer")
@@ -115,30 +118,41 @@ def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) ->
     fit_x = features(tm, seen_train, size, cfg.batch_size, role="fit")
     val_x = features(tm, data.val, size, cfg.batch_size, role="evaluate")
     signatures = table.signatures(names)
-    report, fitted = {}, {}
+    report, fitted, gammas = {}, {}, {}
     for name in cfg.zero_shot.methods:
         start = time.perf_counter()
         fitted[name] = make_method(name, cfg).fit(fit_x, seen_labels, signatures[seen])
         scores = fitted[name].scores(val_x, signatures)
+        gammas[name], chosen = gamma_for(name, cfg, fit_x, seen_labels, signatures[seen], unseen)
+        calibrated = zsl.evaluate(scores, data.val.labels, seen, unseen, gammas[name])
         report[name] = {
-            **zsl.evaluate(scores, data.val.labels, seen, unseen, cfg.zero_shot.calibration),
+            **zsl.evaluate(scores, data.val.labels, seen, unseen),
+            "calibrated": {
+                **{k: v for k, v in calibrated.items() if k.startswith("gzsl")},
+                **chosen,
+            },
             "seconds": round(time.perf_counter() - start, 2),
         }
         log.info(
-            "zero-shot %s: ZSL %.4f (chance %.4f); GZSL seen %.4f, unseen %.4f, H %.4f",
+            "zero-shot %s: ZSL %.4f (chance %.4f); GZSL seen %.4f, unseen %.4f, H %.4f; "
+            "calibrated (gamma %.4g): seen %.4f, unseen %.4f, H %.4f",
             name,
             report[name]["zsl_accuracy"],
             report[name]["zsl_chance"],
             report[name]["gzsl_seen"],
             report[name]["gzsl_unseen"],
             report[name]["gzsl_h"],
+            gammas[name],
+            calibrated["gzsl_seen"],
+            calibrated["gzsl_unseen"],
+            calibrated["gzsl_h"],
         )
-    # the exported classifier: features @ V @ S^T (- calibration on seen classes), from ESZSL
-    eszsl = fitted.get("eszsl") or make_method("eszsl", cfg).fit(
-        fit_x, seen_labels, signatures[seen]
-    )
-    kernel, bias = eszsl.linear(signatures)
-    bias[seen] -= cfg.zero_shot.calibration
+    # the exported classifier: features @ V @ S^T - gamma on seen classes, from ESZSL
+    if "eszsl" not in fitted:
+        fitted["eszsl"] = make_method("eszsl", cfg).fit(fit_x, seen_labels, signatures[seen])
+        gammas["eszsl"], _ = gamma_for("eszsl", cfg, fit_x, seen_labels, signatures[seen], unseen)
+    kernel, bias = fitted["eszsl"].linear(signatures)
+    bias[seen] -= gammas["eszsl"]
     tm.head.get_layer("logits").set_weights([kernel.astype("float32"), bias.astype("float32")])
     specs = tasks_lib.resolve((), names)
     metrics = validate.evaluate(tm, cfg, data, SimpleNamespace(val=val_x), specs, size)
@@ -149,6 +163,7 @@ def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) ->
         "table": table.source,
         "num_fit_images": int(len(seen_train)),
         "exported_method": "eszsl",
+        "exported_gamma": round(gammas["eszsl"], 6),
         **report,
     }
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
@@ -161,6 +176,18 @@ def _run_locked(cfg: Config, out, size: int, table, extra_augment, t0: float) ->
         str(out),
         data=data,
         deploy=deploy_data(data, seen_train, metrics),
+    )
+
+
+def gamma_for(name, cfg: Config, fit_x, seen_labels, seen_signatures, unseen) -> tuple:
+    """``(gamma, report)`` of method ``name``: ``zero_shot.calibration`` as given, or chosen
+    (``"auto"``) from the seen classes' training features alone (:mod:`calibrate`)."""
+    setting = cfg.zero_shot.calibration
+    if setting != "auto":
+        return float(setting), {"gamma": float(setting), "chosen_on": "zero_shot.calibration"}
+    share = len(unseen) / (len(unseen) + len(seen_signatures))
+    return calibrate.choose(
+        lambda: make_method(name, cfg), fit_x, seen_labels, seen_signatures, share, cfg.seed
     )
 
 
