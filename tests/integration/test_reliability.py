@@ -161,54 +161,56 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     assert json.loads((out / "config.json").read_text())["phases"][1]["lr"] == 0.001
 
 
+# Both augmentation placements: (augment_in, cache_features). "data" with cached features
+# compiles the head model; "model" compiles the whole training graph (as augment="none" does).
+PLACEMENTS = (("data", True), ("model", False))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "augment,augment_in,cache",
-    [
-        ("light", "data", True),  # compiled target: the head model
-        ("light", "model", False),  # compiled target: the whole training graph (as augment="none")
-    ],
-)
-def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(
-    folder, tmp_path, augment, augment_in, cache
-):
+def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_path):
+    """Both placements trained here, then loaded by one fresh process (one TensorFlow import)."""
     from tfxfer.recipes import small_similar
 
-    cfg = small_similar.CONFIG.replace(
-        data=str(folder),
-        image_size=32,
-        weights=None,
-        augment=augment,
-        augment_in=augment_in,
-        cache_features=cache,
-        backbone="EfficientNetB0",
-        output=str(tmp_path / "o"),
-        verbose=0,
-    ).with_epochs(1)
-    result = small_similar.run(cfg)
+    runs = []
+    for augment_in, cache in PLACEMENTS:
+        cfg = small_similar.CONFIG.replace(
+            data=str(folder),
+            image_size=32,
+            weights=None,
+            augment="light",
+            augment_in=augment_in,
+            cache_features=cache,
+            backbone="EfficientNetB0",
+            output=str(tmp_path / augment_in),
+            verbose=0,
+        ).with_epochs(1)
+        result = small_similar.run(cfg)
+        runs.append((result.paths["keras"], result.paths["saved_model"]))
     script = textwrap.dedent(f"""
         import sys, numpy as np, keras, tensorflow as tf
         import tfxfer  # registers every custom object; no training code
         assert "tfxfer.train.loop" not in sys.modules and "tfxfer.recipes" not in sys.modules
-        m = keras.saving.load_model({result.paths["keras"]!r}, safe_mode=True)
         x = np.zeros((2, 32, 32, 3), np.uint8)
-        served = tf.saved_model.load({result.paths["saved_model"]!r})
-        a = served.serve_images(tf.constant(x))["logits"].numpy()
-        b = m(x.astype("float32"), training=False).numpy()
-        assert np.allclose(a, b, atol=1e-5), (a, b)
-        for bad in (x.astype("float32"), np.zeros((2, 48, 48, 1), np.uint8)):
-            try:
-                served.serve_images(tf.constant(bad))
-            except (TypeError, ValueError) as exc:
-                assert "uint8" in str(exc) or "3)" in str(exc), str(exc)[:300]
-            else:
-                raise SystemExit("serve_images accepted a wrong input")
-        print("OK")
+        for keras_file, saved_model in {runs!r}:
+            m = keras.saving.load_model(keras_file, safe_mode=True)
+            served = tf.saved_model.load(saved_model)
+            a = served.serve_images(tf.constant(x))["logits"].numpy()
+            b = m(x.astype("float32"), training=False).numpy()
+            assert np.allclose(a, b, atol=1e-5), (keras_file, a, b)
+            for bad in (x.astype("float32"), np.zeros((2, 48, 48, 1), np.uint8)):
+                try:
+                    served.serve_images(tf.constant(bad))
+                except (TypeError, ValueError) as exc:
+                    assert "uint8" in str(exc) or "3)" in str(exc), str(exc)[:300]
+                else:
+                    raise SystemExit("serve_images accepted a wrong input")
+            print("OK", keras_file)
     """)
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=300
     )
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("OK ") == len(PLACEMENTS), proc.stdout
 
 
 @pytest.mark.slow
