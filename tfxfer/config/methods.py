@@ -9,7 +9,7 @@ Example:
     >>> Prune(sparsity=0.5).sparsity, Adapt(target="mnist_m").method
     (0.5, 'dann')
     >>> ZeroShot(unseen=("Bag",)).methods
-    ('dap', 'eszsl')
+    ('dap', 'eszsl', 'class_norm')
 """
 
 from __future__ import annotations
