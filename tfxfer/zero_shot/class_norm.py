@@ -105,10 +105,6 @@ class ClassNormMLP:
         x = tf.constant(self._images(features))
         return self._logits(x, tf.constant(self._attributes(signatures))).numpy().astype(float)
 
-    def prototypes(self, signatures: np.ndarray) -> np.ndarray:
-        """Each class's point in the (standardised) feature space, before normalisation."""
-        return self._prototypes(tf.constant(self._attributes(signatures))).numpy()
-
     def _images(self, features):
         return self.standardize(np.asarray(features, np.float64)).astype(np.float32)
 
