@@ -88,7 +88,8 @@ def domain_classifier(hidden, seed: int | None = None) -> keras.Sequential:
 class DomainAdversarial(keras.Model):
     """Trains a :class:`~tfxfer.models.model.TransferModel` adversarially against its domain.
 
-    Fit it on a dataset of ``((source_images, source_onehot), target_images)`` batches.
+    Fit it on a dataset of ``((source_images, source_onehot), target_images)`` batches; in a
+    self-training stage, ``target_images`` is ``(target_images, pseudo_onehot, weights)``.
 
     Args:
         tm: The transfer model (its ``feature_model`` and ``head_model`` are trained).
@@ -105,6 +106,8 @@ class DomainAdversarial(keras.Model):
         mcc_weight: Weight of the MCC loss.
         mcc_temperature: MCC's softmax temperature.
         seed: Seed of the randomized map's fixed matrices.
+        pseudo_weight: Weight of the pseudo-label cross-entropy, in the batches that carry
+            pseudo-labels (:mod:`tfxfer.adapt.self_train`); 0 when the run does not self-train.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class DomainAdversarial(keras.Model):
         mcc_weight: float = 1.0,
         mcc_temperature: float = 2.5,
         seed: int | None = 0,
+        pseudo_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(name="domain_adversarial", **kwargs)
@@ -128,6 +132,7 @@ class DomainAdversarial(keras.Model):
         self.total_steps, self.method = max(1, int(total_steps)), method
         self.adversary, self.entropy_weighted, self.mcc = adapt_terms(method)
         self.mcc_weight, self.mcc_temperature = float(mcc_weight), float(mcc_temperature)
+        self.pseudo_weight = float(pseudo_weight)
         width = int(tm.feature_model.output.shape[-1])
         classes = int(tm.head_model.output.shape[-1])
         self.randomized = None
@@ -156,6 +161,7 @@ class DomainAdversarial(keras.Model):
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "label_loss", "domain_loss", "lambda")
             + (("mcc_loss",) if self.mcc else ())
+            + (("pseudo_loss",) if self.pseudo_weight else ())
         }
         self.trackers["accuracy"] = keras.metrics.CategoricalAccuracy(name="accuracy")
         self.trackers["domain_accuracy"] = keras.metrics.BinaryAccuracy(
@@ -198,19 +204,29 @@ class DomainAdversarial(keras.Model):
 
     def train_step(self, data):
         (xs, ys), xt = data
+        # a self-training stage (tfxfer.adapt.self_train) pairs each target image with its
+        # pseudo-label and a weight: 1 if kept, 0 if not confident enough
+        pseudo = isinstance(xt, (tuple, list))
+        if pseudo:
+            xt, yt, wt = xt
         ns, nt = tf.shape(xs)[0], tf.shape(xt)[0]
         lam = self.reversal_weight()
         domains = tf.concat([tf.ones((ns, 1)), tf.zeros((nt, 1))], axis=0)
         with tf.GradientTape() as tape:
-            if self.method == "source_only":  # the target never reaches a trained part
+            if self.method == "source_only":  # no target term: only pseudo-labels train on it
                 feats = tf.stop_gradient(self.features(tf.concat([xs, xt], axis=0), training=False))
-                logits = self.head(self.features(xs, training=True), training=True)
+                if pseudo:
+                    trained = self.features(tf.concat([xs, xt], axis=0), training=True)
+                    every = tf.cast(self.head(trained, training=True), tf.float32)
+                    logits = every[:ns]
+                else:  # the target never reaches a trained part
+                    logits = self.head(self.features(xs, training=True), training=True)
                 domain_in = feats
             else:  # one batch through the backbone: trained BatchNorm sees both domains
                 feats = self.features(tf.concat([xs, xt], axis=0), training=True)
-                if self.adversary == "dann" and not self.mcc:
+                if self.adversary == "dann" and not self.mcc and not pseudo:
                     logits, probs = self.head(feats[:ns], training=True), None
-                else:  # CDAN and MCC read the target's predictions too
+                else:  # CDAN, MCC and pseudo-labels read the target's predictions too
                     every = tf.cast(self.head(feats, training=True), tf.float32)
                     logits, probs = every[:ns], tf.nn.softmax(every)
                 if self.adversary is None:  # MCC alone: the domain classifier only measures
@@ -231,6 +247,11 @@ class DomainAdversarial(keras.Model):
             if self.mcc:
                 mcc = losses.mcc_loss(every[ns:], self.mcc_temperature)
                 loss += self.mcc_weight * mcc
+            if pseudo:  # mean over the kept images of the batch (0 when none is kept)
+                per_target = keras.losses.categorical_crossentropy(yt, every[ns:], from_logits=True)
+                kept = tf.reduce_sum(wt)
+                pseudo_loss = tf.reduce_sum(wt * per_target) / tf.maximum(kept, 1.0)
+                loss += self.pseudo_weight * pseudo_loss
             if self.losses:  # L2-SP and other regularisers of the transfer model
                 loss += tf.add_n([tf.cast(layer, tf.float32) for layer in self.losses])
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -246,6 +267,12 @@ class DomainAdversarial(keras.Model):
             ("lambda", lam),
         ) + ((("mcc_loss", mcc),) if self.mcc else ()):
             self.trackers[name].update_state(value)
+        if pseudo:
+            self.trackers["pseudo_loss"].update_state(pseudo_loss)
         self.trackers["accuracy"].update_state(ys, logits)
         self.trackers["domain_accuracy"].update_state(domains, domain_logits)
-        return {name: t.result() for name, t in self.trackers.items()}
+        return {
+            name: t.result()
+            for name, t in self.trackers.items()
+            if pseudo or name != "pseudo_loss"  # logged in self-training stages only
+        }

@@ -72,3 +72,24 @@ def _spread(rows: np.ndarray, n: int) -> np.ndarray:
 def _accuracy(tm, features: np.ndarray, labels: np.ndarray) -> float:
     logits = tm.head_model(features, training=False)
     return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def target_metrics(cfg, history: list[dict], target) -> dict:
+    """``metrics["adapt"]``: the method, the target, and the last epoch's accuracies."""
+    last = history[-1]["history"]
+    m = {
+        "method": cfg.adapt.method,
+        "target": cfg.adapt.target,
+        "target_val": None if target.val is None else target.val.source,
+        "num_target_train": int(len(target.images)),
+        "train_domain_accuracy": last["domain_accuracy"][-1],
+        "lambda": last["lambda"][-1],
+    }
+    if "target_accuracy" in last:
+        m.update(
+            target_accuracy=last["target_accuracy"][-1],
+            num_target_val=int(len(target.val.val)),
+            val_domain_accuracy=last["val_domain_accuracy"][-1],
+            target_accuracy_per_epoch=[a for h in history for a in h["history"]["target_accuracy"]],
+        )
+    return m

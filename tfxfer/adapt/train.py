@@ -5,15 +5,18 @@ uses the same pieces (strategy, output directory, data loading, model builder, f
 per-block optimisers, evaluation, export) and trains with
 :class:`tfxfer.adapt.dann.DomainAdversarial`:
 
-1. reads the source (``data``) and the target (``adapt.target``; :mod:`tfxfer.adapt.domains`);
-2. builds the transfer model and a domain classifier in the strategy's scope;
-3. for each phase: sets its ``trainable`` scope, recompiles, and fits on pairs of equal-sized
+1. refuses what it cannot run (:mod:`tfxfer.adapt.rules`);
+2. reads the source (``data``) and the target (``adapt.target``; :mod:`tfxfer.adapt.domains`);
+3. builds the transfer model and a domain classifier in the strategy's scope;
+4. for each phase: sets its ``trainable`` scope, recompiles, and fits on pairs of equal-sized
    source and target batches (an epoch is one pass over the source; the target repeats). The
-   reversal weight's progress ``p`` runs from 0 to 1 over all phases' steps;
-4. after every epoch it reports the accuracy on the source's validation split, on the labelled
+   reversal weight's progress ``p`` runs from 0 to 1 over all phases' steps; then, with
+   ``adapt.self_train``, one self-training phase on target pseudo-labels chosen again before
+   each of its epochs (:mod:`tfxfer.adapt.self_train`);
+5. after every epoch it reports the accuracy on the source's validation split, on the labelled
    target data (when there is some), and the domain classifier's accuracy on held-out source
    and target images (0.5: the domains are indistinguishable), into the history and the log;
-5. evaluates the classifier on the source's validation split, adds the target's metrics under
+6. evaluates the classifier on the source's validation split, adds the target's metrics under
    ``metrics["adapt"]``, and returns a :class:`~tfxfer.train.result.RunResult` whose model is the
    plain classifier: the domain classifier is not part of what is saved or exported.
 
@@ -35,14 +38,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.adapt import dann, domains
-from tfxfer.adapt.report import EpochReport
-from tfxfer.config import Config, adapt_terms
+from tfxfer.adapt import dann, domains, self_train
+from tfxfer.adapt.report import EpochReport, target_metrics
+from tfxfer.adapt.rules import check
+from tfxfer.config import Config
 from tfxfer.data import augment as augment_lib
 from tfxfer.data import pipeline
 from tfxfer.data.splits import Split
 from tfxfer.errors import UserError
-from tfxfer.generative import synthetic
 from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
@@ -53,58 +56,6 @@ from tfxfer.train.loop import load_data, start
 from tfxfer.train.result import DeployData, RunResult
 
 log = logging.getLogger("tfxfer")
-
-
-def check(cfg: Config) -> None:
-    """Refuses configs that domain adaptation cannot run, with the rule and the fix."""
-    synthetic.refuse(cfg)
-    if not cfg.adapt.target:
-        raise UserError(
-            "domain adaptation needs a target domain",
-            got="adapt.target unset",
-            fix="pass --target DATA (a built-in name, a labelled folder, or a "
-            "folder of unlabelled images)",
-        )
-    if cfg.tasks or cfg.mixup or cfg.cutmix or cfg.class_weight != "none":
-        raise UserError(
-            "domain adaptation trains one label head, without MixUp, CutMix or class weights",
-            got=dict(
-                tasks=len(cfg.tasks),
-                mixup=cfg.mixup,
-                cutmix=cfg.cutmix,
-                class_weight=cfg.class_weight,
-            ),
-            fix="drop tasks, and set mixup=0, cutmix=0, class_weight=none",
-        )
-    auto = [i for i, p in enumerate(cfg.phases) if p.lr == "auto"]
-    if auto:
-        raise UserError(
-            "the learning-rate finder (lr=auto) runs in the scenario recipes, not in "
-            "domain adaptation",
-            got=[f"phases.{i}.lr=auto" for i in auto],
-            fix="give a number, e.g. --set phases.0.lr=0.01 (find one with tfxfer "
-            "lr-find on the source data)",
-        )
-    if cfg.prune.sparsity:
-        raise UserError(
-            "pruning is not available in domain adaptation",
-            got=cfg.prune.sparsity,
-            fix="set prune.sparsity=0 (prune the adapted model with another recipe)",
-        )
-    if any(p.early_stopping for p in cfg.phases):
-        raise UserError(
-            "early_stopping is not available in domain adaptation: the source's "
-            "validation loss does not tell when the target is best",
-            got=[p.early_stopping for p in cfg.phases],
-            fix="set phases.N.early_stopping=0 and choose the epochs",
-        )
-    adversary = adapt_terms(cfg.adapt.method).adversary
-    if adversary is not None and all(p.trainable == "head" for p in cfg.phases):
-        raise UserError(
-            f"{adversary.upper()} adapts the features, and every phase trains the head only",
-            got=[p.trainable for p in cfg.phases],
-            fix="set phases.0.trainable=all (or partial), or --method source_only",
-        )
 
 
 def run(cfg: Config, extra_augment=()) -> RunResult:
@@ -134,8 +85,27 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
         )
     n = backbones.num_blocks(cfg.backbone)
     stages = [
-        st for i, p in enumerate(cfg.phases) for st in freeze.stages(p, i, cfg.freeze_blocks, n)
+        (st, p)
+        for i, p in enumerate(cfg.phases)
+        for st in freeze.stages(p, i, cfg.freeze_blocks, n)
     ]
+    adapting = sum(st.epochs for st, _ in stages) * steps  # lambda's progress: 0 to 1 over these
+    if cfg.adapt.self_train:
+        last, phase = stages[-1][0], self_train.phase(cfg)
+        stages.append(
+            (
+                freeze.Stage(
+                    str(len(cfg.phases)),
+                    len(cfg.phases),
+                    last.scope,
+                    last.freeze_blocks,
+                    phase.epochs,
+                    0,
+                    phase.name,
+                ),
+                phase,
+            )
+        )
     with strategy.scope():
         tm = model_lib.build(
             cfg.backbone,
@@ -154,7 +124,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
         trainer = dann.DomainAdversarial(
             tm,
             domain,
-            sum(s.epochs for s in stages) * steps,
+            adapting,
             cfg.adapt.method,
             cfg.adapt.gamma,
             cfg.adapt.weight,
@@ -163,11 +133,12 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             cfg.adapt.mcc_weight,
             cfg.adapt.mcc_temperature,
             cfg.seed,
+            pseudo_weight=cfg.adapt.self_train_weight if cfg.adapt.self_train else 0.0,
         )
     adaptation = Adaptation(cfg, tm, trainer, data, target, strategy, steps, size)
-    history = [_fit_stage(adaptation, stage) for stage in stages]
+    history = [_fit_stage(adaptation, stage, phase) for stage, phase in stages]
     metrics = validate.evaluate(tm, cfg, data, None, specs, size)
-    metrics["adapt"] = _target_metrics(cfg, history, target)
+    metrics["adapt"] = target_metrics(cfg, history, target)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return RunResult(
         metrics,
@@ -237,11 +208,10 @@ class Adaptation:
     size: int
 
 
-def _fit_stage(adaptation: Adaptation, stage) -> dict:
+def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
     a = adaptation
     cfg, tm, trainer, data, target = a.cfg, a.tm, a.trainer, a.data, a.target
     strategy, steps, size = a.strategy, a.steps, a.size
-    phase = cfg.phases[stage.index]
     start = time.perf_counter()
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
@@ -262,7 +232,7 @@ def _fit_stage(adaptation: Adaptation, stage) -> dict:
         stage.index,
         stage.label,
         stage.index + 1,
-        len(cfg.phases),
+        len(cfg.phases) + (1 if cfg.adapt.self_train else 0),
         phase.trainable,
         f"{info['trainable_params']:,}",
         "trained" if info["bn_trainable"] else "frozen (inference mode)",
@@ -273,53 +243,72 @@ def _fit_stage(adaptation: Adaptation, stage) -> dict:
         phase.schedule,
     )
     seed = cfg.seed + stage.index + stage.first_epoch
-    source = pipeline.image_dataset(
-        data.train,
-        data.num_classes,
-        size,
-        cfg.batch_size,
-        shuffle=True,
-        seed=seed,
-        augmenter=tm.augmenter,
-        drop_remainder=True,
-    ).repeat()
+
+    def source(seed):
+        return pipeline.image_dataset(
+            data.train,
+            data.num_classes,
+            size,
+            cfg.batch_size,
+            shuffle=True,
+            seed=seed,
+            augmenter=tm.augmenter,
+            drop_remainder=True,
+        ).repeat()
+
     target_seed = augment_lib.layer_seeds(seed, 1, stream="target")[0]
-    pairs = tf.data.Dataset.zip(
-        (
-            source,
-            domains.target_batches(target.images, size, cfg.batch_size, target_seed, tm.augmenter),
-        )
-    )
-    pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
     report = EpochReport(tm, trainer, data, target, size, cfg.batch_size, stage.label)
     prebuild.before_fit(trainer)  # its train_step has no compiled loss: the optimizer
-    hist = trainer.fit(
-        pairs, epochs=stage.epochs, steps_per_epoch=steps, callbacks=[report], verbose=cfg.verbose
-    )
-    return {
+    entry = {
         "phase": stage.label,
         "trainable": phase.trainable,
         "cached_features": False,
-        "seconds": round(time.perf_counter() - start, 2),
-        "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
     }
-
-
-def _target_metrics(cfg: Config, history: list[dict], target) -> dict:
-    last = history[-1]["history"]
-    m = {
-        "method": cfg.adapt.method,
-        "target": cfg.adapt.target,
-        "target_val": None if target.val is None else target.val.source,
-        "num_target_train": int(len(target.images)),
-        "train_domain_accuracy": last["domain_accuracy"][-1],
-        "lambda": last["lambda"][-1],
-    }
-    if "target_accuracy" in last:
-        m.update(
-            target_accuracy=last["target_accuracy"][-1],
-            num_target_val=int(len(target.val.val)),
-            val_domain_accuracy=last["val_domain_accuracy"][-1],
-            target_accuracy_per_epoch=[a for h in history for a in h["history"]["target_accuracy"]],
+    if stage.index < len(cfg.phases):  # an adaptation phase
+        stream = domains.target_batches(
+            target.images, size, cfg.batch_size, target_seed, tm.augmenter
         )
-    return m
+        logs = _fit(a, source(seed), stream, report, stage.epochs, 0).history
+    else:  # self-training: one fit per epoch, the pseudo-labels chosen again before each
+        # (and a new source order each: every fit starts its own iterator)
+        logs, entry["pseudo_labels"] = {}, []
+        for epoch in range(stage.epochs):
+            probs = self_train.predict(tm, target.images, size)
+            labels, keep = self_train.class_balanced(probs, cfg.adapt.self_train_fraction)
+            entry["pseudo_labels"].append(self_train.summary(labels, keep, data.num_classes))
+            log.info(
+                "self-training epoch %d: %d of %d target images kept as pseudo-labels",
+                epoch + 1,
+                int(keep.sum()),
+                len(keep),
+            )
+            stream = self_train.labelled_batches(
+                target.images,
+                labels,
+                keep,
+                data.num_classes,
+                size,
+                cfg.batch_size,
+                target_seed + epoch,
+                tm.augmenter,
+            )
+            for k, v in _fit(
+                a, source(seed + epoch), stream, report, epoch + 1, epoch
+            ).history.items():
+                logs.setdefault(k, []).extend(v)
+    entry["seconds"] = round(time.perf_counter() - start, 2)
+    entry["history"] = {k: [float(v) for v in vals] for k, vals in logs.items()}
+    return entry
+
+
+def _fit(a: Adaptation, source, target_stream, report, epochs: int, initial_epoch: int):
+    pairs = tf.data.Dataset.zip((source, target_stream))
+    pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
+    return a.trainer.fit(
+        pairs,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=a.steps,
+        callbacks=[report],
+        verbose=a.cfg.verbose,
+    )

@@ -118,6 +118,13 @@ class Adapt:
             wider than 4096 (below, the exact map).
         mcc_weight: Weight of the MCC loss (methods with ``mcc``).
         mcc_temperature: MCC's softmax temperature (2.5 in the paper).
+        self_train: Epochs of self-training after the phases (0: none), with any method:
+            confident target pseudo-labels, class-balanced (:mod:`tfxfer.adapt.self_train`).
+        self_train_fraction: Per predicted class, the share of its most confident target
+            images kept as pseudo-labels, re-chosen every self-training epoch.
+        self_train_lr: The self-training phase's constant rate; None: a tenth of the last
+            phase's.
+        self_train_weight: Weight of the pseudo-label cross-entropy.
     """
 
     target: str | None = None
@@ -129,6 +136,10 @@ class Adapt:
     cdan_dim: int = 1024
     mcc_weight: float = 1.0
     mcc_temperature: float = 2.5
+    self_train: int = 0
+    self_train_fraction: float = 0.5
+    self_train_lr: float | None = None
+    self_train_weight: float = 1.0
 
     def __post_init__(self):
         terms = str(self.method).split("+")
@@ -149,6 +160,16 @@ class Adapt:
         check_min("adapt.weight", self.weight, 0.0)
         for width in self.domain_hidden:
             check_min("adapt.domain_hidden", width, 1)
+        check_min("adapt.self_train", self.self_train, 0)
+        if not 0.0 < self.self_train_fraction <= 1.0:
+            raise UserError(
+                "adapt.self_train_fraction must be in (0, 1]: the share of each predicted "
+                "class's target images kept as pseudo-labels",
+                got=self.self_train_fraction,
+                fix="pass e.g. --set adapt.self_train_fraction=0.5",
+            )
+        check_min("adapt.self_train_lr", self.self_train_lr, 0.0, strict=True)
+        check_min("adapt.self_train_weight", self.self_train_weight, 0.0, strict=True)
 
 
 @dataclass(frozen=True)

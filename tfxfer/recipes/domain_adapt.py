@@ -6,8 +6,10 @@ folder of unlabelled images. ``--target-val`` names labelled target data used fo
 (default: the target's own validation split, when it has labels). The backbone is trained
 against a domain classifier through a gradient-reversal layer (:mod:`tfxfer.adapt.dann`);
 ``--method source_only`` trains the same graph with the reversal weight held at 0, the
-baseline. The exported model is the plain classifier. The defaults are the DANN paper's
-MNIST -> MNIST-M pair, on ImageNet-pretrained MobileNet 0.25 at 32 px.
+baseline. ``--self-train N`` adds N epochs of self-training on confident target
+pseudo-labels (:mod:`tfxfer.adapt.self_train`). The exported model is the plain classifier.
+The defaults are the DANN paper's MNIST -> MNIST-M pair, on ImageNet-pretrained MobileNet 0.25
+at 32 px.
 
 Example:
     >>> from tfxfer.recipes import domain_adapt
@@ -55,6 +57,13 @@ FLAGS = (
         "adapt.method",
         "dann, cdan, cdan+e, mcc, an adversary +mcc (e.g. cdan+e+mcc), or source_only "
         "(the baseline)",
+    ),
+    runner.Flag(
+        "--self-train",
+        "adapt.self_train",
+        "epochs of self-training after the phases, on class-balanced confident target "
+        "pseudo-labels (0: none)",
+        type=int,
     ),
 )
 

@@ -14,7 +14,7 @@ from conftest import spy_litert, write_class_images
 from PIL import Image
 from support import TWO_CPUS, result_line, run_python
 
-from tfxfer.adapt import dann, losses
+from tfxfer.adapt import dann, losses, self_train
 from tfxfer.adapt import train as adapt
 from tfxfer.config import ADAPT_METHODS, Phase
 from tfxfer.models import model as model_lib
@@ -54,12 +54,14 @@ def test_the_reversal_weight_and_the_annealed_rate_follow_the_papers_formulas():
     np.testing.assert_allclose(float(opt.learning_rate), 0.01 / 6**0.75, rtol=1e-6)
 
 
-def _trainer(method: str, total_steps: int = 10, weight: float = 1.0):
+def _trainer(method: str, total_steps: int = 10, weight: float = 1.0, pseudo_weight=0.0):
     keras.utils.set_random_seed(0)
     tm = model_lib.build("MobileNet025", 3, SIZE, weights=None, augment="none", dropout=0.0, seed=0)
     tm.backbone.trainable = True
     domain = dann.domain_classifier((), seed=0)  # no hidden layer: no dropout, exact gradients
-    trainer = dann.DomainAdversarial(tm, domain, total_steps, method, weight=weight)
+    trainer = dann.DomainAdversarial(
+        tm, domain, total_steps, method, weight=weight, pseudo_weight=pseudo_weight
+    )
     trainer.compile(optimizer=keras.optimizers.SGD(0.1))
     return trainer
 
@@ -168,6 +170,68 @@ def test_source_only_trains_on_source_images_alone():
     assert sum(moved) > 20  # the sentinel can see a target's influence
 
 
+def test_class_balanced_pseudo_labels_keep_each_classes_most_confident_share():
+    """Against a brute-force per-class threshold: the confidence of class c's k-th most
+    confident image, k = ceil(fraction * n_c). A rare, unsure class keeps its share (a global
+    threshold would drop it)."""
+    import math
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 5)) + np.array([0.0, 0.3, 0.6, 1.0, 2.5])
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = probs.argmax(1)
+    counts = np.bincount(labels, minlength=5)
+    assert counts.min() >= 5 and counts.max() > 10 * counts.min()  # unbalanced on purpose
+    for fraction in (0.1, 0.5, 1.0):
+        got_labels, keep = self_train.class_balanced(probs, fraction)
+        np.testing.assert_array_equal(got_labels, labels)
+        for c in range(5):
+            confidence = probs.max(1)[labels == c]
+            k = math.ceil(fraction * len(confidence))
+            threshold = np.sort(confidence)[::-1][k - 1]
+            np.testing.assert_array_equal(keep[labels == c], confidence >= threshold)
+        assert keep.sum() == sum(math.ceil(fraction * n) for n in counts)
+        assert (np.bincount(labels[keep], minlength=5) > 0).all()
+    global_half = probs.max(1) >= np.median(probs.max(1))
+    assert global_half[labels == 0].sum() < np.ceil(0.5 * counts[0])  # what balancing prevents
+
+
+@pytest.mark.parametrize("method", ADAPT_METHODS)
+def test_a_self_training_step_adds_the_kept_pseudo_labels_cross_entropy(method):
+    """The pseudo-label term is the mean cross-entropy of the kept target images (weight 1)
+    against their pseudo-labels, on the step's own forward pass, times its weight; with no
+    image kept it is 0 and the step is the method's own (source_only aside: there the
+    target images now pass through the trained backbone, which is the point)."""
+    xs, ys, xt = _batch()
+    yt = np.eye(3, dtype="float32")[[2, 1, 0, 0, 1, 2]]
+    keep = np.array([1, 0, 1, 1, 0, 0], "float32")
+    trainer = _trainer(method, pseudo_weight=0.7)
+    start = [v.numpy().copy() for v in trainer.weights + trainer.optimizer.variables]
+    every = trainer.head(trainer.features(tf.concat([xs, xt], 0), training=True), training=True)
+    per_image = keras.losses.categorical_crossentropy(yt, every[6:], from_logits=True).numpy()
+    want = float((keep * per_image).sum() / keep.sum())
+
+    def step(target):  # one step from the same start: weights, optimizer and metrics
+        for v, value in zip(trainer.weights + trainer.optimizer.variables, start):
+            v.assign(value)
+        trainer.reset_metrics()
+        logs = trainer.train_step(((xs, ys), target))
+        return {k: float(v) for k, v in logs.items()}, [v.numpy() for v in trainer.weights]
+
+    kept, _ = step((xt, yt, keep))
+    assert abs(kept["pseudo_loss"] - want) <= 1e-5 * want, (kept, want)
+    plain, plain_weights = step(xt)
+    assert "pseudo_loss" not in plain  # logged in self-training stages only
+    none, none_weights = step((xt, yt, np.zeros(6, "float32")))
+    assert none["pseudo_loss"] == 0.0
+    if method == "source_only":
+        return
+    assert abs(kept["loss"] - (plain["loss"] + 0.7 * want)) <= 1e-5 * kept["loss"]
+    np.testing.assert_allclose(none["loss"], plain["loss"], rtol=1e-6)
+    for a, b in zip(none_weights, plain_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_a_dann_step_runs_under_mixed_precision():
     xs, ys, xt = _batch(2)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -226,7 +290,9 @@ ARGS = [
 @pytest.mark.integration
 def test_target_labels_never_reach_training(tmp_path, monkeypatch):
     """A labelled target whose every image is a sentinel (all pixels 7): no labelled batch that
-    trains holds one; the unlabelled target batches hold only them."""
+    trains holds one; the unlabelled target batches hold only them. Self-training's
+    pseudo-labels are the model's own predictions: on identical images, one class for all,
+    where the folder's labels split them in two."""
     source, _, _ = _folders(tmp_path)
     target = tmp_path / "labelled_target"
     for label in ("a", "b"):
@@ -248,8 +314,21 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
         calls["unlabelled"].append((sentinels(images), len(images)))
         return real_unlabelled(images, *args, **kwargs)
 
+    real_pseudo, real_predict = self_train.labelled_batches, self_train.predict
+    predicted = []
+
+    def pseudo(images, labels, keep, *args, **kwargs):
+        calls.setdefault("pseudo", []).append((sentinels(images), len(images), labels, keep))
+        return real_pseudo(images, labels, keep, *args, **kwargs)
+
+    def predict(*args, **kwargs):
+        predicted.append(real_predict(*args, **kwargs))
+        return predicted[-1]
+
     monkeypatch.setattr(adapt.pipeline, "image_dataset", labelled)
     monkeypatch.setattr(adapt.domains, "target_batches", unlabelled)
+    monkeypatch.setattr(self_train, "labelled_batches", pseudo)
+    monkeypatch.setattr(self_train, "predict", predict)
     traced = []  # the adversarial step is traced once (tfxfer.train.prebuild), not twice
     step = dann.DomainAdversarial.train_step
     monkeypatch.setattr(
@@ -265,14 +344,25 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
         batch_size=8,
         verbose=0,
         output=str(tmp_path / "o"),
-        adapt={"target": str(target), "domain_hidden": [8]},
+        adapt={"target": str(target), "domain_hidden": [8], "self_train": 2},
         phases=[{"name": "adapt", "trainable": "all", "epochs": 1, "optimizer": "sgd", "lr": 0.01}],
     )
     result = adapt.run(cfg)
-    assert calls["labelled"] == [(0, 26)]  # the source's training split only, no sentinel
+    # the source's training split only, no sentinel: once per adaptation epoch, then once per
+    # self-training epoch (each has its own source order)
+    assert calls["labelled"] == [(0, 26)] * 3
     assert calls["unlabelled"] == [(16, 16)]  # the target's training split, every one a sentinel
     assert result.metrics["adapt"]["num_target_val"] == 4  # its held-out 20%, evaluation only
-    assert len(traced) == 1
+    assert len(predicted) == len(calls["pseudo"]) == 2  # pseudo-labels chosen before each epoch
+    for (n_sentinels, n, labels, keep), probs in zip(calls["pseudo"], predicted):
+        assert n_sentinels == n == 16 and probs.shape == (16, 2)
+        np.testing.assert_array_equal(labels, probs.argmax(1))
+        assert len(set(labels.tolist())) == 1 and keep.sum() == 8  # half of the one class
+    entry = result.history[-1]
+    assert entry["phase"] == "self_train" and len(entry["history"]["pseudo_loss"]) == 2
+    assert [e["kept"] for e in entry["pseudo_labels"]] == [8, 8]
+    assert "pseudo_loss" not in result.history[0]["history"]
+    assert len(traced) == 2  # one trace per stage: the adaptation, and the self-training
 
 
 @pytest.mark.slow
@@ -335,6 +425,11 @@ def test_int8_calibration_and_measurement_use_the_target_in_training_and_in_tfxf
         (["--target", "{target}", "--target-val", "{other}"], "must have the source's classes"),
         (["--target", "{target}", "--set", "phases.0.trainable=head"], "DANN adapts the features"),
         (["--target", "{target}", "--batch-size", "64"], "at least one batch"),
+        (
+            ["--target", "{target}", "--set", "adapt.self_train_fraction=0"],
+            "adapt.self_train_fraction must be in (0, 1]",
+        ),
+        (["--target", "{target}", "--self-train", "two"], "invalid command line"),
         (["--target", "{mixed}"], "either images (unlabelled) or split folders"),
         (
             ["--target", "{target}", "--set", "prune.sparsity=0.5"],
