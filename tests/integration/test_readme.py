@@ -197,8 +197,11 @@ def test_target_recipe_command_lines_in_the_readme_resolve_to_their_intent():
         words = shlex.split(line)
         module = importlib.import_module(words[2])
         configs.append(cli.resolve_config(module.CONFIG, words[3:], flags=module.FLAGS))
-    dann, source_only, composed, folders, demo, custom = configs
+    dann, source_only, composed, folders, self_trained, demo, custom = configs
     assert (dann.data, dann.adapt.target, dann.adapt.method) == ("mnist", "mnist_m", "dann")
+    assert dann.backbone == "auto" and dann.adapt.self_train == 0  # chosen from the data
+    assert (self_trained.adapt.target, self_trained.adapt.method) == ("usps", "cdan+e+mcc")
+    assert self_trained.adapt.self_train == 1 and self_trained.phases[0].epochs == 10
     assert source_only.adapt.method == "source_only" and dann.train_per_class == 2000
     assert composed.adapt.method == "cdan+e+mcc" and composed.adapt.target == "mnist_m"
     assert (folders.adapt.target, folders.adapt.target_val) == (

@@ -5,7 +5,8 @@ uses the same pieces (strategy, output directory, data loading, model builder, f
 per-block optimisers, evaluation, export) and trains with
 :class:`tfxfer.adapt.dann.DomainAdversarial`:
 
-1. refuses what it cannot run (:mod:`tfxfer.adapt.rules`);
+1. chooses the network from the data when ``backbone`` is ``auto``
+   (:mod:`tfxfer.adapt.network`), and refuses what it cannot run (:mod:`tfxfer.adapt.rules`);
 2. reads the source (``data``) and the target (``adapt.target``; :mod:`tfxfer.adapt.domains`);
 3. builds the transfer model and a domain classifier in the strategy's scope;
 4. for each phase: sets its ``trainable`` scope, recompiles, and fits on pairs of equal-sized
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.adapt import dann, domains, self_train
+from tfxfer.adapt import dann, domains, network, self_train
 from tfxfer.adapt.report import EpochReport, target_metrics
 from tfxfer.adapt.rules import check
 from tfxfer.config import Config
@@ -59,7 +60,10 @@ log = logging.getLogger("tfxfer")
 
 
 def run(cfg: Config, extra_augment=()) -> RunResult:
-    """Adapts a transfer model from ``cfg.data`` (labelled) to ``cfg.adapt.target``."""
+    """Adapts a transfer model from ``cfg.data`` (labelled) to ``cfg.adapt.target``; a
+    ``backbone`` of ``auto`` is chosen from the data first (:mod:`tfxfer.adapt.network`; the
+    recipe's runner has already done so, and logged the plan)."""
+    cfg, _ = network.choose(cfg)
     check(cfg)
     t0 = time.perf_counter()
     size, strategy = start(cfg, batch="each step: as many source as target images,")

@@ -8,8 +8,10 @@ against a domain classifier through a gradient-reversal layer (:mod:`tfxfer.adap
 ``--method source_only`` trains the same graph with the reversal weight held at 0, the
 baseline. ``--self-train N`` adds N epochs of self-training on confident target
 pseudo-labels (:mod:`tfxfer.adapt.self_train`). The exported model is the plain classifier.
-The defaults are the DANN paper's MNIST -> MNIST-M pair, on ImageNet-pretrained MobileNet 0.25
-at 32 px.
+
+The defaults are the DANN paper's MNIST -> MNIST-M pair; the network is chosen from the data
+(``backbone="auto"``, :mod:`tfxfer.adapt.network`): digit-sized images train the papers' small
+networks from scratch, photos fine-tune ImageNet MobileNetV2. ``--backbone NAME`` overrides it.
 
 Example:
     >>> from tfxfer.recipes import domain_adapt
@@ -23,9 +25,7 @@ from tfxfer.config import Adapt, Config, Phase
 CONFIG = Config(
     recipe="domain_adapt",
     data="mnist",
-    backbone="MobileNet025",
-    weights="imagenet",
-    image_size=32,
+    backbone="auto",  # chosen from the data: tfxfer.adapt.network
     augment="none",
     train_bn=True,
     head_dropout=0.0,
@@ -71,6 +71,7 @@ run, main = runner.register(
     CONFIG,
     trainer="tfxfer.adapt.train",
     deploy_data="tfxfer.adapt.train:reload_deploy_data",
+    prepare="tfxfer.adapt.network:choose",
     flags=FLAGS,
     sections=("head", "image", "augment", "adapt"),
     resumable=False,

@@ -56,6 +56,9 @@ class Recipe:
         deploy_data: ``"module:function"`` that rebuilds a finished run's calibration and
             measurement data for ``tfxfer export`` (``function(cfg, size, metrics)``); None:
             the training core's.
+        prepare: ``"module:function"`` that settles, before the checks and the training, what
+            the recipe chooses from the data (``function(cfg) -> (cfg, plan line or None)``:
+            ``domain_adapt``'s network); the chosen config is the one trained and saved.
     """
 
     name: str
@@ -66,6 +69,7 @@ class Recipe:
     resumable: bool = True
     help: dict[str, Any] = field(default_factory=dict)
     deploy_data: str | None = None
+    prepare: str | None = None
 
 
 REGISTRY: dict[str, Recipe] = {}
@@ -87,6 +91,7 @@ def register(
     resumable: bool = True,
     variant: tuple[str, Callable] | None = None,
     deploy_data: str | None = None,
+    prepare: str | None = None,
     **help_parts,
 ):
     """Registers the recipe ``defaults.recipe`` and returns its ``(run, main)``.
@@ -112,6 +117,7 @@ def register(
         resumable,
         dict(help_parts),
         deploy_data,
+        prepare,
     )
     REGISTRY[recipe.name] = recipe
     return _run_and_main(recipe, variant)
@@ -199,6 +205,10 @@ def run(
     recipe = recipe or REGISTRY.get(cfg.recipe)
     if recipe is not None:
         refuse_foreign_sections(cfg, recipe)
+        if recipe.prepare is not None:
+            cfg, plan = _hook(recipe.prepare)(cfg)
+            if plan:
+                logging.getLogger("tfxfer").info("%s", plan)
     # what shows without data fails before any is read, and before TensorFlow is imported
     preflight.check(cfg, image=recipe is None or "image" in recipe.sections)
     import tfxfer
@@ -227,10 +237,13 @@ def export_run(run_dir, formats: tuple[str, ...]) -> dict:
     name = Config.load(saved).recipe if saved.is_file() else None
     every = _catalogue[0]() if _catalogue else REGISTRY
     hook = every[name].deploy_data if name in every else None
-    if hook is not None:
-        module, function = hook.split(":")
-        hook = getattr(importlib.import_module(module), function)
-    return export.export_run(run_dir, formats, deploy_data=hook)
+    return export.export_run(run_dir, formats, deploy_data=hook and _hook(hook))
+
+
+def _hook(path: str) -> Callable:
+    """The function a ``"module:function"`` string names."""
+    module, function = path.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _quiet_tensorflow() -> None:
