@@ -101,7 +101,7 @@ def labelled_batches(
 ) -> tf.data.Dataset:
     """Endless shuffled ``(images, one-hot pseudo-labels, weights)`` batches of every target
     image: weight 1 for the kept ones, 0 for the rest."""
-    onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    labels = np.asarray(labels, np.int32)  # one-hot in the map: N x classes never held whole
     weights = keep.astype(np.float32)
     dtype = tf.as_dtype(images.dtype)
     ds = pipeline.index_batches(
@@ -112,7 +112,7 @@ def labelled_batches(
         x = pipeline.to_model_input(pipeline.gather_rows(images, idx, dtype), image_size)
         if augmenter is not None:
             x = tf.cast(augmenter(x, training=True), tf.float32)
-        return x, tf.gather(onehot, idx), tf.gather(weights, idx)
+        return x, tf.one_hot(tf.gather(labels, idx), num_classes), tf.gather(weights, idx)
 
     return ds.map(rows, num_parallel_calls=pipeline.AUTOTUNE)
 
