@@ -115,3 +115,31 @@ class ThreadCluster:
             t.join(timeout=120)
         assert not errors, errors
         return results
+
+
+def board_events(run_dir) -> dict[str, dict[str, list]]:
+    """A run's TensorBoard logs (``RUN/logs``) read with TensorBoard's own reader:
+    ``{sub-directory: {tag: [(step, value)]}}``, a scalar's value a float, an image's the
+    decoded array."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = Path(run_dir) / "logs"
+    found = {}
+    for folder in sorted({p.parent for p in logs.rglob("events.out.tfevents.*")}):
+        acc = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+        acc.Reload()
+        tags = {}
+        for tag in acc.Tags()["tensors"]:
+            plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
+            values = []
+            for event in acc.Tensors(tag):
+                array = tf.make_ndarray(event.tensor_proto)
+                if plugin == "images":  # [width, height, png...] as strings
+                    array = tf.io.decode_png(array[2]).numpy()
+                else:
+                    array = float(array)
+                values.append((event.step, array))
+            tags[tag] = values
+        found[folder.relative_to(logs).as_posix()] = tags
+    return found

@@ -122,6 +122,27 @@ def test_recipe_runs_writes_every_output_changes_exactly_its_weights_and_serves_
         assert accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-4)
     with pytest.raises((TypeError, ValueError)):
         served.serve_images(tf.constant(images.astype("float32")))
+    # TensorBoard, read with its own reader: every phase's epochs, numbered across the run, with
+    # the history's loss, the validation accuracy and the rate at the epoch's end; then the
+    # final numbers and the confusion matrix, the very image of confusion_matrix.png
+    from PIL import Image
+    from support import board_events
+
+    events = board_events(out)
+    for epoch, h in enumerate(history):
+        train, val = events[f"{h['phase']}/train"], events[f"{h['phase']}/validation"]
+        assert [step for step, _ in train["epoch_loss"]] == [epoch]
+        np.testing.assert_allclose(train["epoch_loss"][0][1], h["history"]["loss"][0], rtol=1e-6)
+        np.testing.assert_allclose(
+            val["epoch_accuracy"][0][1], h["history"]["val_accuracy"][0], rtol=1e-6
+        )
+        peak = next(p for p in cfg.phases if p.name == h["phase"]).rates()[0]
+        assert 0 <= train["epoch_learning_rate"][0][1] <= peak * (1 + 1e-6)  # cosine ends at 0
+    evaluation = events["evaluation"]
+    assert evaluation["val_accuracy"] == [(len(history), pytest.approx(metrics["val_accuracy"]))]
+    ((_, image),) = evaluation["confusion_matrix"]
+    png = np.asarray(Image.open(out / "confusion_matrix.png").convert("RGB"))
+    np.testing.assert_array_equal(image, png)
 
 
 DIGITS = [n for n in backbones.names() if backbones.get(n).from_scratch]

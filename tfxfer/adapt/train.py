@@ -51,7 +51,7 @@ from tfxfer.methods import regularize
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
-from tfxfer.train import distribute, optim, prebuild, rundir, validate
+from tfxfer.train import board, distribute, optim, prebuild, rundir, validate
 from tfxfer.train.checkpoint import RunState
 from tfxfer.train.loop import load_data, start
 from tfxfer.train.result import DeployData, RunResult
@@ -139,7 +139,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             cfg.seed,
             pseudo_weight=cfg.adapt.self_train_weight if cfg.adapt.self_train else 0.0,
         )
-    adaptation = Adaptation(cfg, tm, trainer, data, target, strategy, steps, size)
+    adaptation = Adaptation(cfg, tm, trainer, data, target, strategy, steps, size, out)
     history = [_fit_stage(adaptation, stage, phase) for stage, phase in stages]
     metrics = validate.evaluate(tm, cfg, data, None, specs, size)
     metrics["adapt"] = target_metrics(cfg, history, target)
@@ -200,6 +200,7 @@ class Adaptation:
         strategy: The ``tf.distribute`` strategy.
         steps: Steps per epoch (source batches).
         size: The input size in pixels.
+        out: The output directory (None on a worker that is not the chief).
     """
 
     cfg: Config
@@ -210,6 +211,7 @@ class Adaptation:
     strategy: Any
     steps: int
     size: int
+    out: Any = None
 
 
 def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
@@ -262,6 +264,8 @@ def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
 
     target_seed = augment_lib.layer_seeds(seed, 1, stream="target")[0]
     report = EpochReport(tm, trainer, data, target, size, cfg.batch_size, stage.label)
+    before = sum(p.epochs for p in cfg.phases[: stage.index]) + stage.first_epoch
+    callbacks = [c for c in (report, board.callback(a.out, stage.label, before)) if c is not None]
     prebuild.before_fit(trainer)  # its train_step has no compiled loss: the optimizer
     entry = {
         "phase": stage.label,
@@ -272,7 +276,7 @@ def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
         stream = domains.target_batches(
             target.images, size, cfg.batch_size, target_seed, tm.augmenter
         )
-        logs = _fit(a, source(seed), stream, report, stage.epochs, 0).history
+        logs = _fit(a, source(seed), stream, callbacks, stage.epochs, 0).history
     else:  # self-training: one fit per epoch, the pseudo-labels chosen again before each
         # (and a new source order each: every fit starts its own iterator)
         logs, entry["pseudo_labels"] = {}, []
@@ -297,7 +301,7 @@ def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
                 tm.augmenter,
             )
             for k, v in _fit(
-                a, source(seed + epoch), stream, report, epoch + 1, epoch
+                a, source(seed + epoch), stream, callbacks, epoch + 1, epoch
             ).history.items():
                 logs.setdefault(k, []).extend(v)
     entry["seconds"] = round(time.perf_counter() - start, 2)
@@ -305,7 +309,7 @@ def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
     return entry
 
 
-def _fit(a: Adaptation, source, target_stream, report, epochs: int, initial_epoch: int):
+def _fit(a: Adaptation, source, target_stream, callbacks, epochs: int, initial_epoch: int):
     pairs = tf.data.Dataset.zip((source, target_stream))
     pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
     return a.trainer.fit(
@@ -313,6 +317,6 @@ def _fit(a: Adaptation, source, target_stream, report, epochs: int, initial_epoc
         epochs=epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=a.steps,
-        callbacks=[report],
+        callbacks=callbacks,  # the report first: TensorBoard writes what it adds
         verbose=a.cfg.verbose,
     )

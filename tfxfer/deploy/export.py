@@ -36,7 +36,7 @@ import numpy as np
 from tfxfer.atomic import write_json, write_with
 from tfxfer.config import Config
 from tfxfer.deploy import litert, plots, serving
-from tfxfer.train import rundir
+from tfxfer.train import board, rundir
 from tfxfer.train.result import DeployData
 
 
@@ -223,6 +223,12 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
         if kept:
             result.metrics["litert"] = kept
     write_json(paths["metrics"], result.metrics)
+    board.write_evaluation(
+        out,
+        result.metrics,
+        _epochs(result.history),
+        {k: v for k, v in paths.items() if k.startswith("confusion_matrix")},
+    )
     if cfg.export:  # last: everything above is on disk even if a conversion fails
         deploy = result.deploy or default_deploy_data(cfg, result.data, result.metrics)
         result.metrics["litert"] = {
@@ -239,6 +245,12 @@ def _save_all(result, cfg: Config) -> dict[str, str]:
     )
     result.paths = {k: str(v) for k, v in paths.items()}
     return result.paths
+
+
+def _epochs(history) -> int:
+    """Epochs the run trained: the step of its final numbers in the TensorBoard logs."""
+    entries = history if isinstance(history, list) else []
+    return sum(len(h.get("history", {}).get("loss", [])) for h in entries if isinstance(h, dict))
 
 
 def export_run(run_dir: str | Path, formats: tuple[str, ...], deploy_data=None) -> dict:

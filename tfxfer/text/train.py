@@ -39,7 +39,7 @@ from tfxfer.text import data as text_data
 from tfxfer.text import encoder, lora
 from tfxfer.text import scope as scope_lib
 from tfxfer.text.wordpiece import pad_rows
-from tfxfer.train import distribute, inputs, optim, prebuild, rundir
+from tfxfer.train import board, distribute, inputs, optim, prebuild, rundir
 from tfxfer.train.checkpoint import RunState, history_from_epochs
 from tfxfer.train.result import RunResult
 from tfxfer.train.stage import EpochGuard, TrainingDiverged
@@ -272,7 +272,8 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
             scope_lib.head_rate(phase),
             " layer-wise decay" if multipliers else "",
         )
-        hist = _fit(tm, target, phase, index, state, train_ds, val_ds, cfg.verbose)
+        before = sum(p.epochs for p in cfg.phases[:index])  # TensorBoard's epoch axis
+        hist = _fit(tm, target, phase, index, state, train_ds, val_ds, cfg.verbose, before)
         if not use_cache:
             cache = None
         record = {
@@ -301,7 +302,9 @@ def _run_locked(cfg: Config, data, out, strategy, t0: float) -> RunResult:
     )
 
 
-def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds, verbose: int) -> dict:
+def _fit(
+    tm, target, phase, index: int, state: RunState, train_ds, val_ds, verbose: int, before: int
+) -> dict:
     guard = EpochGuard(tm, index, state)
     callbacks = [c for c in (guard, state.backup(index)) if c is not None]
     if tm.lora_layers:  # after the backup's restore, which zeroes the adapters
@@ -312,6 +315,8 @@ def _fit(tm, target, phase, index: int, state: RunState, train_ds, val_ds, verbo
                 monitor="val_loss", patience=phase.early_stopping, restore_best_weights=True
             )
         )
+    out = None if state.dir is None else state.dir.parent
+    callbacks += [c for c in (board.callback(out, phase.name, before),) if c is not None]  # last
     done_before = state.resume_epoch(index)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", phase.name, done_before)

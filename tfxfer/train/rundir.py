@@ -95,8 +95,9 @@ ARTEFACTS = (
     "generator.json",
     "samples.png",
     "training_images.npy",
+    "logs",
 )
-KEPT_ON_RESUME = ("checkpoints", "generator")  # expensive to redo, and resumable
+KEPT_ON_RESUME = ("checkpoints", "generator", "logs")  # expensive to redo, or resumable
 UNTRAINED_CHECKPOINTS = ("l2sp_anchor.npz",)  # written before the first step: nothing trained
 
 _held: dict[str, int] = {}  # lock path -> open file descriptor, for this process

@@ -22,7 +22,7 @@ from tfxfer.errors import UserError
 from tfxfer.methods import prune as prune_lib
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
-from tfxfer.train import inputs, lr_find, optim, prebuild
+from tfxfer.train import board, inputs, lr_find, optim, prebuild
 from tfxfer.train.checkpoint import RunState, all_finite, history_from_epochs
 
 log = logging.getLogger("tfxfer")
@@ -199,6 +199,9 @@ def fit_stage(run: Training, stage: freeze.Stage, cache) -> dict | None:
     if cfg.prune.sparsity and stage.key in run.pruning:  # after EarlyStopping: its restore of
         # earlier, denser weights is followed by the masks at the end of training
         callbacks.append(prune_lib.callback(tm.model, cfg.prune, run.pruning, stage.key))
+    out = None if state.dir is None else state.dir.parent
+    before = sum(p.epochs for p in cfg.phases[: stage.index]) + stage.first_epoch
+    callbacks += [c for c in (board.callback(out, stage.label, before),) if c is not None]  # last
     done_before = state.resume_epoch(stage.key)
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from conftest import spy_litert, write_class_images
 from PIL import Image
-from support import TWO_CPUS, result_line, run_python
+from support import TWO_CPUS, board_events, result_line, run_python
 
 from tfxfer.adapt import dann, losses, self_train
 from tfxfer.adapt import train as adapt
@@ -363,6 +363,11 @@ def test_target_labels_never_reach_training(tmp_path, monkeypatch):
     assert [e["kept"] for e in entry["pseudo_labels"]] == [8, 8]
     assert "pseudo_loss" not in result.history[0]["history"]
     assert len(traced) == 2  # one trace per stage: the adaptation, and the self-training
+    events = board_events(tmp_path / "o")  # TensorBoard: the phases one after the other
+    assert [s for s, _ in events["adapt/train"]["epoch_target_accuracy"]] == [0]
+    assert [s for s, _ in events["self_train/train"]["epoch_pseudo_loss"]] == [1, 2]
+    got = [v for _, v in events["self_train/train"]["epoch_target_accuracy"]]
+    np.testing.assert_allclose(got, entry["history"]["target_accuracy"], rtol=1e-6)
 
 
 @pytest.mark.slow
