@@ -168,6 +168,14 @@ class Config(MethodSections, ImagePart, HeadPart, RunPart):
                 fix="add a phase with trainable partial/all/gradual (e.g. the "
                 "large_similar or small_different recipe), or drop prune",
             )
+        averaged = [p.name for p in self.phases if p.ema and p.trainable != "head"]
+        if self.prune.sparsity and averaged:
+            raise UserError(
+                "ema cannot average a phase that prunes: the average keeps the pruned weights "
+                "alive, so the model served would not have the sparsity asked for",
+                got=dict(sparsity=self.prune.sparsity, ema_phases=averaged),
+                fix=f"drop one: --set phases.{averaged[0]}.ema=0, or --set prune.sparsity=0",
+            )
         if self.tasks and (self.mixup or self.cutmix or self.class_weight != "none"):
             raise UserError(
                 "MixUp, CutMix and class_weight work with a single task only",

@@ -52,6 +52,10 @@ class Phase:
             of the DANN paper, Ganin & Lempitsky 2015).
         early_stopping: Patience in epochs on validation loss; 0 turns it off. The best weights
             are restored when it triggers.
+        ema: Exponential moving average of the trained weights (Keras's optimizer option
+            ``use_ema``): its momentum, e.g. 0.999; 0 turns it off. The phase ends with the
+            averaged weights in the model, which is what the next phase starts from and what is
+            saved and exported. The average restarts with each phase.
     """
 
     name: str = "head"
@@ -66,6 +70,7 @@ class Phase:
     momentum: float = 0.9
     schedule: str = "constant"
     early_stopping: int = 0
+    ema: float = 0.0
 
     def __post_init__(self):
         check_choice("phase.trainable", self.trainable, TRAINABLE_SCOPES)
@@ -84,6 +89,22 @@ class Phase:
             check_min(f"lr (phase {self.name!r})", self.lr, 0.0)
         check_min("weight_decay", self.weight_decay, 0.0)
         check_min("early_stopping", self.early_stopping, 0)
+        if not 0.0 <= self.ema < 1.0:
+            raise UserError(
+                f"ema (phase {self.name!r}) must be in [0, 1): the momentum of the weights' "
+                "moving average, 0 for none",
+                got=self.ema,
+                fix=f"pass e.g. --set phases.{self.name}.ema=0.999",
+            )
+        if self.ema and self.early_stopping:
+            raise UserError(
+                f"ema and early_stopping cannot share a phase ({self.name!r}): early stopping "
+                "restores its best raw weights over the averaged ones, so the model served "
+                "would be neither",
+                got=dict(ema=self.ema, early_stopping=self.early_stopping),
+                fix=f"drop one: --set phases.{self.name}.early_stopping=0, or "
+                f"--set phases.{self.name}.ema=0",
+            )
         check_min("unfreeze_every", self.unfreeze_every, 1)
         if not 0.0 < self.lr_decay <= 1.0:
             raise UserError(

@@ -175,7 +175,10 @@ def make_optimizer(
         schedule = SCHEDULES[phase.schedule]
         if schedule is not None:
             lr = schedule(lr, max(1, phase.epochs * steps_per_epoch), offset_steps)
-    return OPTIMIZERS[phase.optimizer](lr, phase, {"lr_multipliers": multipliers})
+    kw = {"lr_multipliers": multipliers}
+    if phase.ema:  # Keras keeps the average and swaps it into the model when fit ends
+        kw.update(use_ema=True, ema_momentum=phase.ema)
+    return OPTIMIZERS[phase.optimizer](lr, phase, kw)
 
 
 # Name -> factory: the config's ``phases.N.schedule`` and ``phases.N.optimizer`` choices
