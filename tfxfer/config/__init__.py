@@ -69,6 +69,7 @@ from tfxfer.config.run import (
     TRAINABLE_SCOPES,
     Phase,
     RunPart,
+    wise_ft_probe,
 )
 from tfxfer.config.schema import assign, build, coerce, merge, parse_value, shorthand
 from tfxfer.config.text import SCOPE_PHASES, TEXT_POOLINGS, TEXT_SCOPES, Lora, Text
@@ -77,6 +78,7 @@ from tfxfer.errors import UserError
 __all__ = [
     "ADAPT_METHODS",
     "adapt_terms",
+    "wise_ft_probe",
     "AUGMENT_PLACES",
     "AUGMENT_PRESETS",
     "CLASS_WEIGHTS",
@@ -167,6 +169,15 @@ class Config(MethodSections, ImagePart, HeadPart, RunPart):
                 got=self.prune.sparsity,
                 fix="add a phase with trainable partial/all/gradual (e.g. the "
                 "large_similar or small_different recipe), or drop prune",
+            )
+        if self.wise_ft is not None and wise_ft_probe(self.phases) is None:
+            raise UserError(
+                "wise_ft interpolates between the model after a head-only phase (the probe) "
+                "and after a later phase that trains the backbone, and this config has no "
+                "such pair",
+                got=[f"{p.name}:{p.trainable}" for p in self.phases],
+                fix="use a recipe with a head phase before fine-tuning (small_different, "
+                "large_similar), or drop wise_ft",
             )
         averaged = [p.name for p in self.phases if p.ema and p.trainable != "head"]
         if self.prune.sparsity and averaged:

@@ -123,6 +123,11 @@ class ImagePart:
             empty (the default) produces them in this process.
         tta: Test-time augmentation reported next to the plain validation accuracy: ``none``,
             ``flip`` or ``crops`` (:mod:`tfxfer.methods.tta`).
+        wise_ft: WiSE-FT's alpha (Wortsman et al. 2022): the model shipped is
+            ``(1 - alpha) * probe + alpha * fine-tuned``, every weight and BatchNorm statistic,
+            ``probe`` being the model after the head-only phase that precedes the first phase
+            training the backbone (:mod:`tfxfer.methods.wise_ft`). None: off (the fine-tuned
+            model, as alpha = 1).
         export: Extra files written and measured after training: any of ``litert-fp32``,
             ``litert-fp16``, ``litert-dynamic``, ``litert-int8`` (:mod:`tfxfer.deploy.litert`).
     """
@@ -143,6 +148,7 @@ class ImagePart:
     data_service: str = ""
     tta: str = "none"
     export: tuple[str, ...] = ()
+    wise_ft: float | None = None
 
     def _check_image(self) -> None:
         if self.weights is not None and self.weights.lower() == "none":
@@ -160,6 +166,13 @@ class ImagePart:
         check_choice("tta", self.tta, TTA_MODES)
         for fmt in self.export:
             check_choice("export", fmt, EXPORT_FORMATS)
+        if self.wise_ft is not None and not 0.0 <= self.wise_ft <= 1.0:
+            raise UserError(
+                "wise_ft must be in [0, 1]: the weight of the fine-tuned model against the "
+                "head-only probe (1: the fine-tuned model)",
+                got=self.wise_ft,
+                fix="pass e.g. --set wise_ft=0.5, or leave it unset",
+            )
         check_min("feature_views", self.feature_views, 1)
         check_min("freeze_blocks", self.freeze_blocks, 0)
         check_min("mixup", self.mixup, 0.0)

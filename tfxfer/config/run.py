@@ -212,3 +212,19 @@ class RunPart:
                 got=self.phases,
                 fix="use a recipe's defaults or give a [[phases]] table",
             )
+
+
+def wise_ft_probe(phases) -> int | None:
+    """Index of WiSE-FT's probe phase: the last head-only phase before the first phase that
+    trains the backbone; None when there is no such pair.
+
+    Example:
+        >>> wise_ft_probe([Phase(name="head"), Phase(name="ft", trainable="partial")])
+        0
+        >>> wise_ft_probe([Phase(name="all", trainable="all")]) is None
+        True
+    """
+    first = next((i for i, p in enumerate(phases) if p.trainable != "head"), None)
+    if first is None or first == 0:
+        return None
+    return first - 1

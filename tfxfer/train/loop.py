@@ -36,13 +36,13 @@ from collections.abc import Sequence
 
 import keras
 
-from tfxfer.config import Config
+from tfxfer.config import Config, wise_ft_probe
 from tfxfer.data import features
 from tfxfer.data import sources as data_lib
 from tfxfer.data.shard import Shard
 from tfxfer.generative import synthetic
 from tfxfer.methods import prune as prune_lib
-from tfxfer.methods import regularize
+from tfxfer.methods import regularize, wise_ft
 from tfxfer.methods import tasks as tasks_lib
 from tfxfer.models import backbones, freeze
 from tfxfer.models import model as model_lib
@@ -52,6 +52,31 @@ from tfxfer.train.result import RunResult
 from tfxfer.train.stage import Training, fit_stage
 
 log = logging.getLogger("tfxfer")
+
+
+def _interpolate(tm, cfg: Config, data, specs, size: int, probe) -> dict:
+    """Sets the model to WiSE-FT's interpolation (:mod:`tfxfer.methods.wise_ft`) and returns
+    what it reports: alpha, the probe phase, and the validation accuracy of both ends."""
+    fine_tuned = wise_ft.snapshot(tm.model)
+    accuracy = {}
+    for end, weights in (("probe", probe), ("fine_tuned", fine_tuned)):
+        wise_ft.apply(tm.model, weights, 0.0)  # all of `weights`
+        accuracy[end] = validate.evaluate(tm, cfg, data, None, specs, size)["val_accuracy"]
+    wise_ft.apply(tm.model, probe, cfg.wise_ft)  # from the fine-tuned end, set back just above
+    log.info(
+        "WiSE-FT alpha %g between phase %r (validation accuracy %.4f) and the fine-tuned "
+        "model (%.4f)",
+        cfg.wise_ft,
+        cfg.phases[wise_ft_probe(cfg.phases)].name,
+        accuracy["probe"],
+        accuracy["fine_tuned"],
+    )
+    return {
+        "alpha": cfg.wise_ft,
+        "probe_phase": cfg.phases[wise_ft_probe(cfg.phases)].name,
+        "val_accuracy_probe": accuracy["probe"],
+        "val_accuracy_fine_tuned": accuracy["fine_tuned"],
+    }
 
 
 def load_data(cfg: Config, size: int, shard: Shard = Shard()):
@@ -172,6 +197,8 @@ def _run_locked(
     pruning = prune_lib.plan(stages, max(1, steps))
     found = lr_find.load(state.dir)  # sweeps of lr="auto" phases, kept across a resume
     training = Training(cfg, tm, data, strategy, state, specs, shard, pruning, found, find_only)
+    probe_at = None if cfg.wise_ft is None else wise_ft_probe(cfg.phases)
+    probe = None  # WiSE-FT's probe end: every variable after that phase
     for stage in stages:
         phase = cfg.phases[stage.index]
         start = time.perf_counter()
@@ -181,6 +208,8 @@ def _run_locked(
             log.info("phase %r was completed by an earlier run: weights restored", stage.label)
             history.append(done)
             cache = None
+            if stage.index == probe_at:
+                probe = wise_ft.snapshot(tm.model)
             continue
         use_cache = stage.scope == "head" and cfg.cache_features
         if use_cache and cache is None:
@@ -209,7 +238,14 @@ def _run_locked(
             record["lr_found"] = found[stage.index]["lr"]
         state.mark_completed(tm.model, stage.key, record)
         history.append(record)
+        if stage.index == probe_at:
+            probe = wise_ft.snapshot(tm.model)
+    ends = None
+    if probe is not None:
+        ends, cache = _interpolate(tm, cfg, data, specs, size, probe), None
     metrics = validate.evaluate(tm, cfg, data, cache, specs, size)
+    if ends is not None:
+        metrics["wise_ft"] = ends
     if cfg.prune.sparsity:
         metrics["prune"] = {"target": cfg.prune.sparsity, **prune_lib.report(tm.model)}
     metrics["seconds"] = round(time.perf_counter() - t0, 2)

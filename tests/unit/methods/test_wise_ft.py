@@ -1,0 +1,100 @@
+"""WiSE-FT (tfxfer.methods.wise_ft): alpha = 0 and alpha = 1 give back the probe and the
+fine-tuned model bit for bit, BatchNorm statistics included; in between, every floating
+variable is the numpy interpolation; a run reports both ends; bad settings are refused."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import START_FAMILY
+
+from tfxfer.errors import UserError
+from tfxfer.methods import wise_ft
+from tfxfer.recipes import small_different, small_similar
+
+
+def _bn_model(seed: int):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(4), keras.layers.BatchNormalization()]
+    )
+    model(np.random.default_rng(seed).normal(size=(8, 6)).astype("float32"), training=True)
+    return model
+
+
+def test_the_ends_come_back_bit_for_bit_and_the_middle_is_the_numpy_interpolation():
+    probe_model, tuned_model = _bn_model(0), _bn_model(1)
+    probe, tuned = wise_ft.snapshot(probe_model), wise_ft.snapshot(tuned_model)
+    names = [v.path for v in tuned_model.weights]
+    assert any("moving_mean" in n for n in names) and any("moving_variance" in n for n in names)
+    for alpha, want in ((0.0, probe), (1.0, tuned)):
+        model = _bn_model(1)  # the fine-tuned end, as the training core holds it
+        wise_ft.apply(model, probe, alpha)
+        for variable, expected in zip(model.weights, want):
+            np.testing.assert_array_equal(variable.numpy(), expected, err_msg=variable.path)
+    model = _bn_model(1)
+    wise_ft.apply(model, probe, 0.3)
+    for variable, a, b in zip(model.weights, probe, tuned):
+        np.testing.assert_allclose(variable.numpy(), 0.7 * a + 0.3 * b, rtol=1e-6, atol=1e-7)
+
+
+def _cfg(folder, tmp_path, start_weights, alpha, name):
+    return small_different.CONFIG.replace(
+        data=str(folder),
+        weights=start_weights[0],
+        backbone=START_FAMILY,
+        image_size=32,
+        batch_size=8,
+        train_per_class=None,
+        feature_views=1,
+        train_bn=True,  # the statistics differ between the ends: their interpolation is tested
+        verbose=0,
+        output=str(tmp_path / name),
+        wise_ft=alpha,
+    ).with_epochs(1)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_a_run_ships_the_probe_or_the_fine_tuned_model_at_the_ends(
+    alpha, image_folder, tmp_path, start_weights
+):
+    """The shipped model.keras against the phase checkpoints the run wrote: the head-only
+    phase's (alpha 0) or the fine-tuning phase's (alpha 1), every variable, BatchNorm's moving
+    statistics included; the accuracy reported for that end is the run's."""
+    cfg = _cfg(image_folder, tmp_path, start_weights, alpha, "run")
+    result = small_different.run(cfg)
+    end = (
+        tmp_path
+        / "run"
+        / "checkpoints"
+        / ("phase0.weights.h5" if alpha == 0 else "phase1.weights.h5")
+    )
+    reference = keras.saving.load_model(str(tmp_path / "run" / "model.keras"), safe_mode=True)
+    shipped = [v.numpy() for v in reference.weights]
+    reference.load_weights(str(end))
+    statistics = 0
+    for got, variable in zip(shipped, reference.weights):
+        np.testing.assert_array_equal(got, variable.numpy(), err_msg=variable.path)
+        statistics += "moving_" in variable.path
+    assert statistics > 20
+    report = result.metrics["wise_ft"]
+    assert report["alpha"] == alpha and report["probe_phase"] == "head"
+    key = "val_accuracy_probe" if alpha == 0 else "val_accuracy_fine_tuned"
+    assert report[key] == result.metrics["val_accuracy"]
+
+
+@pytest.mark.parametrize(
+    "recipe, changes, words",
+    [
+        (small_different, ["wise_ft=1.5"], "wise_ft must be in [0, 1]"),
+        (small_similar, ["wise_ft=0.5"], "wise_ft interpolates between"),  # head phases only
+        (small_different, ["wise_ft=0.5", "phases.0.trainable=all"], "wise_ft interpolates"),
+    ],
+)
+def test_wise_ft_without_its_two_ends_is_refused_in_one_line(recipe, changes, words):
+    import re
+
+    with pytest.raises(UserError, match="^" + re.escape(words)):
+        recipe.CONFIG.override(changes)
