@@ -235,6 +235,12 @@ def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
         help="test-time augmentation: none, flip (2 views), crops (6 views)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="images per call (default 32)")
+    p.add_argument(
+        "--shift",
+        action="store_true",
+        help="instead of predictions: accuracy on labelled images (class/image.jpg) clean and "
+        "under 5 corruptions at 3 severities (tfxfer.data.shift), as JSON",
+    )
     args = p.parse_args(argv)
     model = model_dir(args.model)
     if model is None:
@@ -262,6 +268,24 @@ def main(argv: list[str] | None = None, prog: str = "tfxfer predict") -> int:
     fmt = args.format or ("json" if (args.output or "").endswith(".json") else "csv")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     predictor = Predictor(model, args.tta)
+    if args.shift:
+        try:
+            from tfxfer.deploy.shift_check import shift_table
+
+            table = shift_table(predictor, files, max(1, args.batch_size))
+        except UserError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
+        text = json.dumps(table, indent=1) + "\n"
+        if args.output:
+            write_with(args.output, lambda path: Path(path).write_text(text))
+        else:
+            print(text, end="")
+        print(
+            f"{prog}: {len(files)} images: clean {table['clean']}, shifted {table['mean']}",
+            file=sys.stderr,
+        )
+        return 0
     rows = predict_files(predictor, files, max(1, args.batch_size), _Progress(len(files)))
     write(rows, args.output, fmt)
     bad = [r for r in rows if r["error"]]

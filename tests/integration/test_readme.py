@@ -1,6 +1,7 @@
 """The README, the docs/ pages and the example config files stay true to the code."""
 
 import importlib
+import json
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,8 @@ def test_readme_code_blocks_marked_run_run_as_written(tmp_path):
     assert (tmp_path / "runs" / "mine" / "saved_model" / "saved_model.pb").exists()
     assert (tmp_path / "runs" / "mine" / "model_int8.tflite").exists()  # docs/serving.md's export
     assert (tmp_path / "predictions.csv").exists()
+    shift = json.loads((tmp_path / "shift.json").read_text())  # docs/serving.md's --shift
+    assert shift["images"] == 16 and 0 <= shift["mean"] <= 1 and len(shift) == 18
 
 
 def test_multitask_example_config_resolves_to_the_documented_coarse_grouping():

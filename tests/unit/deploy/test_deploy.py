@@ -529,3 +529,42 @@ def test_prune_needs_a_phase_that_trains_the_backbone():
 
     with pytest.raises(UserError, match="trains the head only"):
         small_similar.CONFIG.override(["prune.sparsity=0.5"])
+
+
+@pytest.mark.integration
+def test_predict_shift_measures_the_model_clean_and_under_each_corruption(
+    exported, tmp_path, capsys
+):
+    """``tfxfer predict MODEL FOLDER --shift`` on class folders: the clean accuracy is the one
+    of the served predictions against the folder names, and a corrupted set's is the one
+    recomputed from the model's own decode, the contrast formula in numpy, and serve_images.
+    A folder whose names are not the model's classes is refused in one line."""
+    from tfxfer import predict
+
+    _, path = exported
+    folder = tmp_path / "labelled"
+    for c, name in enumerate(("ant", "bee", "wasp")):
+        (folder / name).mkdir(parents=True)
+        for i in range(4):
+            (folder / name / f"{i}.jpg").write_bytes(_jpeg(_photo(40 + 9 * i, 50, seed=10 * c + i)))
+    out = tmp_path / "shift.json"
+    assert predict.main([path, str(folder), "--shift", "--output", str(out)]) == 0
+    table = json.loads(out.read_text())
+    files = predict.find_images([str(folder)])
+    labels = np.array([("ant", "bee", "wasp").index(Path(f).parent.name) for f in files])
+    served = tf.saved_model.load(path)
+    blobs = tf.constant([Path(f).read_bytes() for f in files])
+    clean = served.serve_bytes(blobs)["probabilities"].numpy().argmax(1)
+    assert table["images"] == 12 and table["clean"] == round(float((clean == labels).mean()), 4)
+    pixels = np.round(np.clip(served.decode(blobs)["images"].numpy(), 0, 255)) / 255
+    mean = pixels.mean(axis=(1, 2, 3), keepdims=True)
+    low = np.round(np.clip((pixels - mean) * 0.3 + mean, 0, 1) * 255).astype(np.uint8)
+    shifted = served.serve_images(tf.constant(low))["probabilities"].numpy().argmax(1)
+    assert table["contrast/2"] == round(float((shifted == labels).mean()), 4)
+    assert len(table) == 1 + 1 + 15 + 1  # images, clean, 5 corruptions x 3 severities, mean
+    (folder / "hornet").mkdir()
+    (folder / "hornet" / "x.jpg").write_bytes(_jpeg(_photo(40, 40)))
+    capsys.readouterr()
+    assert predict.main([path, str(folder), "--shift"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--shift needs labelled images" in err and "hornet" in err
