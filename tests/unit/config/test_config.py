@@ -173,6 +173,7 @@ def test_python_310_support_is_true_as_declared(tmp_path):
     (tmp_path / "c.toml").write_text('backbone = "ResNet50"\n[[phases]]\nepochs = 2\n')
     code = (
         "import sys; sys.modules['tomllib'] = None\n"  # import tomllib now fails, as on 3.10
+        "sys.argv = ['tfxfer']\n"  # as on tfxfer's command line: no TensorFlow import needed
         "from tfxfer.config import Config\n"
         f"cfg = Config.load({str(tmp_path / 'c.toml')!r})\n"
         "assert sys.modules['tomli'] and cfg.backbone == 'ResNet50', cfg\n"
