@@ -29,6 +29,7 @@ def test_every_command_is_registered_and_listed_by_help():
         "zero_shot",
         "text_classify",
         "generative",
+        "distill",
     }
     code = (
         "import sys; sys.argv = ['tfxfer']; from tfxfer.cli import entry; "

@@ -3,8 +3,7 @@ labelled evaluation data, and the endless target batches each training step pair
 batch (:func:`target_batches`).
 
 ``--target`` takes anything ``--data`` takes (:func:`tfxfer.data.sources.load`), and also a
-folder of **unlabelled** images: a folder that holds image files at its top level is read as
-one pool of images, recursively, whatever its sub-folders are called. A labelled target gives its
+folder of **unlabelled** images (:mod:`tfxfer.data.unlabelled`). A labelled target gives its
 training split's images; its labels are dropped here, before anything trains, and its validation
 split becomes the evaluation data unless ``--target-val`` names other labelled data.
 
@@ -23,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfxfer.data import pipeline, sources
-from tfxfer.data.images import IMAGE_EXTENSIONS
+from tfxfer.data import pipeline, sources, unlabelled
 from tfxfer.errors import UserError
 
 
@@ -54,51 +52,6 @@ class Target:
         if self.skipped:
             text += f"; skipped as unreadable: {len(self.skipped)}"
         return text
-
-
-def is_unlabelled_folder(path: str) -> bool:
-    """True for a directory holding image files at its top level (see the module docstring).
-
-    Raises:
-        UserError: The folder also holds split folders (``train``, ``val``, ...): read as one
-            pool, their validation images would train.
-    """
-    root = Path(path)
-    if not (
-        root.is_dir()
-        and any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir())
-    ):
-        return False
-    splits = sorted(
-        p.name
-        for p in root.iterdir()
-        if p.is_dir() and p.name.lower() in sources.TRAIN_DIRS + sources.VAL_DIRS
-    )
-    if splits:
-        raise UserError(
-            "a target folder holds either images (unlabelled) or split folders, not both",
-            got=f"{path}: images beside {splits}",
-            fix="move the loose images into a folder of their own, or out",
-        )
-    return True
-
-
-def load_unlabelled(path: str, image_size: int) -> tuple[np.ndarray, list[dict]]:
-    """Every readable image under ``path`` (recursively), decoded at ``image_size``."""
-    files = sorted(
-        str(p)
-        for p in Path(path).rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
-    skipped: list[dict] = []
-    split = sources.decode_files(files, np.zeros(len(files), np.int32), image_size, skipped)
-    if not len(split):
-        raise UserError(
-            "the target folder must hold at least one readable image",
-            got=path,
-            fix="check the files are images (see the skipped list)",
-        )
-    return split.images, skipped
 
 
 def _labelled(data: str, image_size: int, seed: int, val_split: float) -> sources.ImageData:
@@ -133,8 +86,8 @@ def load_target(
             the source's ``class_names``.
     """
     skipped: list[dict] = []
-    if is_unlabelled_folder(target):
-        images, skipped = load_unlabelled(target, image_size)
+    if unlabelled.is_folder(target):
+        images, skipped = unlabelled.load_folder(target, image_size)
         val = None
     else:
         data = _labelled(target, image_size, seed, val_split)

@@ -7,7 +7,7 @@ A :class:`Config` is a frozen dataclass made of parts, each in its own module:
 - the image model (:class:`ImagePart`): backbone, augmentation, MixUp, tasks, TTA, export;
 - the text model (:class:`Text`, :class:`Lora`);
 - one section per method (:class:`Prune`, :class:`Adapt`, :class:`ZeroShot`, :class:`Auto`,
-  :class:`Generative`).
+  :class:`Generative`, :class:`Distill`).
 
 Every recipe reads the run; it declares the other parts it reads (:data:`PARTS`), and the runner
 refuses any other set away from the recipe's defaults (:func:`tfxfer.runner.register`).
@@ -40,6 +40,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
+from tfxfer.config.distill import Distill
 from tfxfer.config.head import CLASS_WEIGHTS, REGULARIZATIONS, HeadPart, Regularization
 from tfxfer.config.image import (
     AUGMENT_PLACES,
@@ -102,6 +103,7 @@ __all__ = [
     "Augment",
     "Auto",
     "Config",
+    "Distill",
     "Generative",
     "HeadPart",
     "ImagePart",
@@ -135,6 +137,8 @@ class MethodSections:
         text: The pretrained text encoder and its training scope (:class:`Text`); the
             ``text_classify`` recipe.
         lora: Low-rank adapters for ``text.scope=lora`` (:class:`Lora`).
+        distill: Distillation of a finished run into a smaller student (:class:`Distill`); the
+            ``distill`` recipe.
     """
 
     prune: Prune = field(default_factory=Prune)
@@ -144,6 +148,7 @@ class MethodSections:
     generative: Generative = field(default_factory=Generative)
     text: Text = field(default_factory=Text)
     lora: Lora = field(default_factory=Lora)
+    distill: Distill = field(default_factory=Distill)
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,7 @@ SECTIONS = {
     "generative": Generative,
     "text": Text,
     "lora": Lora,
+    "distill": Distill,
 }  # the tables a Python caller may give as dicts
 SHORTHANDS = {name: cls.SHORTHAND for name, cls in SECTIONS.items() if hasattr(cls, "SHORTHAND")}
 
