@@ -15,8 +15,9 @@ Arms (the same data subset and initial weights within a seed):
 - ``shipped``: the recipe's config, only the size, data subset, seed and output changed;
 - ``ema``: + ``phases.N.ema=0.999`` on every phase (``ema=0.99`` where a phase has fewer than
   200 steps, so that the average spans its last ~100 of them);
-- ``wise_ft``: + ``wise_ft=0.5`` (the paper's middle, set before any measurement: choosing
-  alpha from data is not built); head-only recipes have nothing to interpolate and skip it;
+- ``wise_ft``: + ``wise_ft=auto``: alpha chosen from 0, 0.1, ..., 1 on 10% of each class's
+  training images, held out before training (they train nothing; the validation images choose
+  nothing); head-only recipes have nothing to interpolate and skip it;
 - ``both``: ``ema`` and ``wise_ft``.
 
 Each arm reports its validation accuracy (the run's ``metrics.json``) and the shift suite's
@@ -53,7 +54,7 @@ SETS = {  # set: (recipe, train per class, val per class, training images)
 }
 ARMS = ("shipped", "ema", "wise_ft", "both")
 EMA, EMA_SHORT, SHORT_PHASE_STEPS = 0.999, 0.99, 200
-WISE_ALPHA = 0.5
+WISE_ALPHA = "auto"
 BATCH = 32
 
 

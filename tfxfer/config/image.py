@@ -127,7 +127,11 @@ class ImagePart:
             ``(1 - alpha) * probe + alpha * fine-tuned``, every weight and BatchNorm statistic,
             ``probe`` being the model after the head-only phase that precedes the first phase
             training the backbone (:mod:`tfxfer.methods.wise_ft`). None: off (the fine-tuned
-            model, as alpha = 1).
+            model, as alpha = 1). ``"auto"``: alpha chosen from 0, 0.1, ..., 1 by accuracy on
+            a held-out slice of the training split (``wise_ft_holdout``), which trains nothing;
+            the validation split is never used to choose it.
+        wise_ft_holdout: With ``wise_ft="auto"``, the share of each class's training images
+            held out to choose alpha (at least one image per class).
         export: Extra files written and measured after training: any of ``litert-fp32``,
             ``litert-fp16``, ``litert-dynamic``, ``litert-int8`` (:mod:`tfxfer.deploy.litert`).
     """
@@ -148,7 +152,8 @@ class ImagePart:
     data_service: str = ""
     tta: str = "none"
     export: tuple[str, ...] = ()
-    wise_ft: float | None = None
+    wise_ft: float | str | None = None
+    wise_ft_holdout: float = 0.1
 
     def _check_image(self) -> None:
         if self.weights is not None and self.weights.lower() == "none":
@@ -166,12 +171,33 @@ class ImagePart:
         check_choice("tta", self.tta, TTA_MODES)
         for fmt in self.export:
             check_choice("export", fmt, EXPORT_FORMATS)
-        if self.wise_ft is not None and not 0.0 <= self.wise_ft <= 1.0:
+        if isinstance(self.wise_ft, str) and self.wise_ft != "auto":
+            raise UserError(
+                'wise_ft must be a number in [0, 1] or "auto" (chosen on a held-out slice of '
+                "the training split)",
+                got=self.wise_ft,
+                fix="pass e.g. --set wise_ft=0.5 or --set wise_ft=auto",
+            )
+        if isinstance(self.wise_ft, float) and not 0.0 <= self.wise_ft <= 1.0:
             raise UserError(
                 "wise_ft must be in [0, 1]: the weight of the fine-tuned model against the "
                 "head-only probe (1: the fine-tuned model)",
                 got=self.wise_ft,
                 fix="pass e.g. --set wise_ft=0.5, or leave it unset",
+            )
+        if self.wise_ft == "auto" and self.tasks:
+            raise UserError(
+                "wise_ft=auto chooses alpha by one head's accuracy, and this config has "
+                "several tasks",
+                got=[t.name for t in self.tasks],
+                fix="set alpha yourself (e.g. --set wise_ft=0.5), or drop the tasks",
+            )
+        if not 0.0 < self.wise_ft_holdout <= 0.5:
+            raise UserError(
+                "wise_ft_holdout must be in (0, 0.5]: the share of each class's training "
+                "images held out to choose wise_ft's alpha",
+                got=self.wise_ft_holdout,
+                fix="pass e.g. --set wise_ft_holdout=0.1",
             )
         check_min("feature_views", self.feature_views, 1)
         check_min("freeze_blocks", self.freeze_blocks, 0)

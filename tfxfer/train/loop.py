@@ -37,9 +37,10 @@ from collections.abc import Sequence
 import keras
 
 from tfxfer.config import Config, wise_ft_probe
-from tfxfer.data import features
+from tfxfer.data import features, pipeline
 from tfxfer.data import sources as data_lib
 from tfxfer.data.shard import Shard
+from tfxfer.errors import UserError
 from tfxfer.generative import synthetic
 from tfxfer.methods import prune as prune_lib
 from tfxfer.methods import regularize, wise_ft
@@ -54,28 +55,41 @@ from tfxfer.train.stage import Training, fit_stage
 log = logging.getLogger("tfxfer")
 
 
-def _interpolate(tm, cfg: Config, data, specs, size: int, probe) -> dict:
-    """Sets the model to WiSE-FT's interpolation (:mod:`tfxfer.methods.wise_ft`) and returns
-    what it reports: alpha, the probe phase, and the validation accuracy of both ends."""
+def _interpolate(tm, cfg: Config, data, specs, size: int, probe, held) -> dict:
+    """Sets the model to WiSE-FT's interpolation (:mod:`tfxfer.methods.wise_ft`), alpha set or
+    chosen on the ``held`` training images, and returns what it reports: alpha, the probe
+    phase, the validation accuracy of both ends, and the held-out scores of every alpha tried."""
     fine_tuned = wise_ft.snapshot(tm.model)
+    report = {}
+    alpha = cfg.wise_ft
+    if alpha == "auto":
+        ds = pipeline.image_dataset(held, data.num_classes, size, cfg.batch_size)
+        images = ds.map(lambda x, y: x)
+        alpha, report["holdout"] = wise_ft.choose_on(
+            tm.model, probe, fine_tuned, held.labels, lambda m: m.predict(images, verbose=0)
+        )
+        report["chosen_on"] = f"{len(held)} training images held out (they trained nothing)"
     accuracy = {}
     for end, weights in (("probe", probe), ("fine_tuned", fine_tuned)):
         wise_ft.apply(tm.model, weights, 0.0)  # all of `weights`
         accuracy[end] = validate.evaluate(tm, cfg, data, None, specs, size)["val_accuracy"]
-    wise_ft.apply(tm.model, probe, cfg.wise_ft)  # from the fine-tuned end, set back just above
+    wise_ft.apply(tm.model, probe, alpha)  # from the fine-tuned end, set back just above
+    probe_phase = cfg.phases[wise_ft_probe(cfg.phases)].name
     log.info(
-        "WiSE-FT alpha %g between phase %r (validation accuracy %.4f) and the fine-tuned "
+        "WiSE-FT alpha %g%s between phase %r (validation accuracy %.4f) and the fine-tuned "
         "model (%.4f)",
-        cfg.wise_ft,
-        cfg.phases[wise_ft_probe(cfg.phases)].name,
+        alpha,
+        " (chosen on held-out training images)" if cfg.wise_ft == "auto" else "",
+        probe_phase,
         accuracy["probe"],
         accuracy["fine_tuned"],
     )
     return {
-        "alpha": cfg.wise_ft,
-        "probe_phase": cfg.phases[wise_ft_probe(cfg.phases)].name,
+        "alpha": alpha,
+        "probe_phase": probe_phase,
         "val_accuracy_probe": accuracy["probe"],
         "val_accuracy_fine_tuned": accuracy["fine_tuned"],
+        **report,
     }
 
 
@@ -165,6 +179,17 @@ def _run_locked(
         data = load_data(cfg, size, shard)
     elif not shard.whole and data.workers[1] == 1:  # read whole by the caller (auto): keep a share
         data = data_lib.take_shard(data, shard)
+    held = None  # wise_ft=auto: training images that choose alpha and train nothing
+    if cfg.wise_ft == "auto":
+        if distribute.num_workers(strategy) > 1:
+            raise UserError(
+                "wise_ft=auto chooses alpha on one worker's held-out images, and this run "
+                "has several workers",
+                got=distribute.num_workers(strategy),
+                fix="set alpha yourself (e.g. --set wise_ft=0.5)",
+            )
+        data, held = wise_ft.split_data(data, cfg.wise_ft_holdout, cfg.seed)
+        log.info("wise_ft=auto: %d training images held out to choose alpha", len(held))
     if cfg.augment.synthetic_ratio:  # the GAN sees data.train only; data.val stays as read
         data = synthetic.extend(cfg, data, out, size)
         keras.utils.set_random_seed(cfg.seed)  # the classifier starts as it would without it
@@ -242,7 +267,7 @@ def _run_locked(
             probe = wise_ft.snapshot(tm.model)
     ends = None
     if probe is not None:
-        ends, cache = _interpolate(tm, cfg, data, specs, size, probe), None
+        ends, cache = _interpolate(tm, cfg, data, specs, size, probe, held), None
     metrics = validate.evaluate(tm, cfg, data, cache, specs, size)
     if ends is not None:
         metrics["wise_ft"] = ends

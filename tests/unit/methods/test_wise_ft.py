@@ -91,6 +91,13 @@ def test_a_run_ships_the_probe_or_the_fine_tuned_model_at_the_ends(
         (small_different, ["wise_ft=1.5"], "wise_ft must be in [0, 1]"),
         (small_similar, ["wise_ft=0.5"], "wise_ft interpolates between"),  # head phases only
         (small_different, ["wise_ft=0.5", "phases.0.trainable=all"], "wise_ft interpolates"),
+        (small_different, ["wise_ft=best"], 'wise_ft must be a number in [0, 1] or "auto"'),
+        (small_different, ["wise_ft=auto", "wise_ft_holdout=0.9"], "wise_ft_holdout must be"),
+        (
+            small_different,
+            ["wise_ft=auto", 'tasks=[{"name": "t", "groups": {"x": ["a"]}}]'],
+            "wise_ft=auto chooses alpha by one head",
+        ),
     ],
 )
 def test_wise_ft_without_its_two_ends_is_refused_in_one_line(recipe, changes, words):
@@ -98,3 +105,58 @@ def test_wise_ft_without_its_two_ends_is_refused_in_one_line(recipe, changes, wo
 
     with pytest.raises(UserError, match="^" + re.escape(words)):
         recipe.CONFIG.override(changes)
+
+
+def test_the_held_out_rows_are_a_per_class_share_disjoint_from_training_and_seeded():
+    labels = np.repeat([0, 1, 2], [20, 7, 2])
+    kept, held = wise_ft.hold_out(labels, 0.1, seed=4)
+    assert np.intersect1d(kept, held).size == 0
+    np.testing.assert_array_equal(np.union1d(kept, held), np.arange(len(labels)))
+    assert np.bincount(labels[held]).tolist() == [2, 1, 1]  # round(0.1 n), at least 1
+    np.testing.assert_array_equal(wise_ft.hold_out(labels, 0.1, seed=4)[1], held)
+    assert not np.array_equal(wise_ft.hold_out(labels, 0.1, seed=5)[1], held)
+    with pytest.raises(UserError, match="^wise_ft=auto holds out training images of every"):
+        wise_ft.hold_out(np.array([0, 0, 1]), 0.1, seed=0)
+
+
+def _swap_validation_labels(folder, to):
+    import shutil
+
+    shutil.copytree(folder, to)
+    (to / "val" / "a").rename(to / "val" / "tmp")
+    (to / "val" / "b").rename(to / "val" / "a")
+    (to / "val" / "tmp").rename(to / "val" / "b")
+    return to
+
+
+@pytest.mark.integration
+def test_auto_chooses_alpha_on_held_out_training_images_never_on_the_validation_split(
+    image_folder, tmp_path, start_weights
+):
+    """The chosen alpha is the best of the grid on the held-out training images, which train
+    nothing; the shipped weights are the numpy interpolation of the two phase checkpoints at
+    that alpha; and with the validation split's labels swapped, the same alpha is chosen from
+    the same held-out scores (the validation split chooses nothing)."""
+    result = small_different.run(_cfg(image_folder, tmp_path, start_weights, "auto", "run"))
+    report = result.metrics["wise_ft"]
+    scores = {float(a): s for a, s in report["holdout"].items()}
+    assert sorted(scores) == list(wise_ft.GRID)
+    assert report["alpha"] == wise_ft.choose({a: tuple(s) for a, s in scores.items()})
+    assert scores[report["alpha"]][0] == max(s[0] for s in scores.values())
+    assert len(result.data.train) == 22 and "2 training images" in report["chosen_on"]
+    reference = keras.saving.load_model(str(tmp_path / "run" / "model.keras"), safe_mode=True)
+    shipped = [v.numpy() for v in reference.weights]
+    ends = []
+    for phase in ("phase0", "phase1"):
+        reference.load_weights(str(tmp_path / "run" / "checkpoints" / f"{phase}.weights.h5"))
+        ends.append([v.numpy() for v in reference.weights])
+    a = report["alpha"]
+    for got, p, f, v in zip(shipped, *ends, reference.weights):
+        if np.issubdtype(got.dtype, np.floating):
+            np.testing.assert_allclose(
+                got, (1 - a) * p + a * f, rtol=1e-5, atol=1e-6, err_msg=v.path
+            )
+    swapped = _swap_validation_labels(image_folder, tmp_path / "swapped")
+    again = small_different.run(_cfg(swapped, tmp_path, start_weights, "auto", "swapped_run"))
+    assert again.metrics["wise_ft"]["holdout"] == report["holdout"]
+    assert again.metrics["wise_ft"]["alpha"] == report["alpha"]
