@@ -347,3 +347,35 @@ def test_auto_dry_run_line_in_the_docs_resolves_to_a_plan_only_run():
     cfg = cli.resolve_config(auto.CONFIG, words[3:], flags=auto.FLAGS)
     assert (cfg.recipe, cfg.data, cfg.output) == ("auto", "hymenoptera", "runs/auto")
     assert cfg.auto.dry_run and not cfg.auto.compare and not cfg.auto.lr_find
+
+
+def test_robust_and_distill_command_lines_in_the_docs_resolve_to_their_intent():
+    """docs/robust.md's runs take minutes; each line must parse to what the page says."""
+    import shlex
+
+    from tfxfer import cli
+
+    lines = [
+        line
+        for page, _, _, c in doc_blocks()
+        if page == "docs/robust.md"
+        for line in c.strip().splitlines()
+    ]
+    configs = []
+    for line in lines:
+        words = shlex.split(line)
+        module = importlib.import_module(words[2])
+        configs.append(
+            cli.resolve_config(module.CONFIG, words[3:], flags=getattr(module, "FLAGS", ()))
+        )
+    ema, wise, teacher, student, labels_only = configs
+    assert ema.phases[1].ema == 0.999 and ema.recipe == "large_similar"
+    assert wise.wise_ft == "auto" and wise.data == "cats_and_dogs_filtered"
+    assert (teacher.recipe, teacher.output) == ("small_similar", "runs/teacher")
+    assert (student.recipe, student.distill.teacher, student.backbone) == (
+        "distill",
+        "runs/teacher",
+        "MobileNet025",
+    )
+    assert student.export == ("litert-int8",) and student.distill.alpha == 0.1
+    assert labels_only.distill.alpha == 1.0 and labels_only.output == "runs/labels_only"
