@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfxfer.config import Config
+from tfxfer.distill.rules import check
 from tfxfer.errors import UserError
 
 FILES = ("config.json", "metrics.json", "model.keras")  # what a finished image run holds
@@ -100,9 +101,10 @@ def prepare(cfg: Config) -> tuple[Config, str]:
     """``cfg`` with the teacher's data and split (:data:`SPLIT_KEYS`), and the plan line.
 
     Raises:
-        UserError: See :func:`read`; or a split key the user set that differs from the
-            teacher's.
+        UserError: See :func:`read` and :func:`tfxfer.distill.rules.check`; or a split key the
+            user set that differs from the teacher's.
     """
+    check(cfg)
     teacher = read(cfg.distill.teacher)
     defaults = Config()
     changes, clash = {}, {}

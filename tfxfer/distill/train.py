@@ -177,14 +177,8 @@ class Distillation:
 
 
 def _fit_stage(run: Distillation, stage, phase) -> dict:
-    cfg, tm, trainer, data, strategy, steps = (
-        run.cfg,
-        run.tm,
-        run.trainer,
-        run.data,
-        run.strategy,
-        run.steps,
-    )
+    cfg, tm, trainer, data = run.cfg, run.tm, run.trainer, run.data
+    strategy, steps = run.strategy, run.steps
     start = time.perf_counter()
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)

@@ -191,6 +191,9 @@ def test_unlabelled_images_of_a_labelled_source_are_its_training_split_without_l
         (["--teacher", "{text}"], "the teacher must be an image classifier"),
         (["--teacher", "{relabelled}"], "the data's classes must be the teacher's"),
         (["--teacher", "{teacher}", "--unlabelled", "{mixed}"], "either images (unlabelled)"),
+        (["--teacher", "{teacher}", "--set", "mixup=0.2"], "distillation trains one head"),
+        (["--teacher", "{teacher}", "--set", "wise_ft=0.5"], "without tasks, MixUp"),
+        (["--teacher", "{teacher}", "--set", "phases.all.lr=auto"], "no lr=auto"),
         (
             ["--teacher", "{teacher}", "--set", "adapt.target=mnist_m"],
             "adapt.* settings belong to the domain_adapt recipe; the distill recipe would ignore",
