@@ -2,7 +2,8 @@
 (Hinton, Vinyals & Dean 2015), as a Keras 3 ``train_step``.
 
 For a batch of images ``x`` (already augmented, in the data pipeline: the teacher sees exactly
-the view the student sees) with one-hot labels ``y`` (all-zero rows for images without labels):
+the view the student sees, each at its own input size, resized from the batch's) with one-hot
+labels ``y`` (all-zero rows for images without labels):
 
 - ``soft = T**2 * mean over the batch of KL(softmax(t / T) || softmax(s / T))``, ``t`` the
   teacher's logits in inference mode and ``s`` the student's, every image counting;
@@ -32,6 +33,14 @@ def soft_loss(teacher_logits, student_logits, temperature: float):
     p = tf.nn.softmax(t)
     kl = tf.reduce_sum(p * (tf.nn.log_softmax(t) - tf.nn.log_softmax(s)), axis=-1)
     return temperature**2 * tf.reduce_mean(kl)
+
+
+def _resized(images, size: int):
+    """``images`` at ``size`` x ``size``: as they are when they have it, else resized (area-like
+    when shrinking: antialiased bilinear)."""
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    return tf.image.resize(images, (size, size), antialias=True)
 
 
 class Distiller(keras.Model):
@@ -70,9 +79,8 @@ class Distiller(keras.Model):
         return self.student(images, training=training)
 
     def teacher_logits(self, images):
-        """The teacher's logits for the student's batch, resized to its input when it differs."""
-        if self.teacher_size != self.student_size:
-            images = tf.image.resize(images, (self.teacher_size, self.teacher_size))
+        """The teacher's logits for a training batch, resized to its input when it differs."""
+        images = _resized(images, self.teacher_size)
         return tf.stop_gradient(tf.cast(self.teacher(images, training=False), tf.float32))
 
     def _hard(self, y, logits):
@@ -84,6 +92,7 @@ class Distiller(keras.Model):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         y = tf.cast(y, tf.float32)
         t = self.teacher_logits(x) if self.teacher is not None else None
+        x = _resized(x, self.student_size)  # batches may come at the teacher's larger size
         with tf.GradientTape() as tape:
             s = tf.cast(self.student(x, training=True), tf.float32)
             hard, w = self._hard(y, s)

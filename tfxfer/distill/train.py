@@ -66,9 +66,19 @@ def run(cfg: Config, extra_augment=()) -> RunResult:
         return _run_locked(cfg, teacher, out, strategy, size, extra_augment, t0)
 
 
+def pool_size(cfg: Config, teacher, size: int) -> int:
+    """The size the training images are decoded at: the larger of the student's ``size`` and
+    the teacher's input (the student's alone when the teacher is not run, ``alpha`` 1)."""
+    if cfg.distill.alpha >= 1:
+        return size
+    c = teacher.config
+    return max(size, backbones.resolve_size(c["backbone"], c.get("image_size")))
+
+
 def training_pool(cfg: Config, data, size: int) -> tuple[Split, int]:
-    """The training images with their labels, then ``distill.unlabelled``'s with label -1 (an
-    all-zero one-hot row); and how many of the latter there are."""
+    """The training images with their labels (``data``'s, decoded at ``size``), then
+    ``distill.unlabelled``'s with label -1 (an all-zero one-hot row); and how many of the
+    latter there are."""
     if cfg.distill.unlabelled is None:
         return data.train, 0
     extra, skipped = unlabelled.images(
@@ -96,7 +106,16 @@ def _run_locked(cfg: Config, teacher, out, strategy, size: int, extra_augment, t
             got=f"data {list(data.class_names)} vs teacher {teacher.class_names}",
             fix=f"distil from the data the teacher trained on ({teacher.config.get('data')})",
         )
-    pool, extra = training_pool(cfg, data, size)
+    big = pool_size(cfg, teacher, size)
+    if big != size:  # the teacher's resolution: each model sees the same view at its own size
+        larger = load_data(cfg, big)
+        assert list(larger.train.labels) == list(data.train.labels)  # the same files, in order
+        log.info(
+            "training images decoded at %d px: the teacher's input; the student's %d", big, size
+        )
+    else:
+        larger = data
+    pool, extra = training_pool(cfg, larger, big)
     specs = tasks_lib.resolve((), data.class_names)
     d = cfg.distill
     with strategy.scope():
@@ -122,7 +141,7 @@ def _run_locked(cfg: Config, teacher, out, strategy, size: int, extra_augment, t
         for i, p in enumerate(cfg.phases)
         for st in freeze.stages(p, i, cfg.freeze_blocks, n)
     ]
-    run = Distillation(cfg, tm, trainer, pool, data, strategy, steps, size, out)
+    run = Distillation(cfg, tm, trainer, pool, data, strategy, steps, size, out, big)
     history = [_fit_stage(run, stage, phase) for stage, phase in stages]
     metrics = validate.evaluate(tm, cfg, data, None, specs, size)
     metrics["distill"] = {
@@ -163,6 +182,7 @@ class Distillation:
         steps: Steps per epoch.
         size: The student's input size in pixels.
         out: The output directory (None on a worker that is not the chief).
+        pool_size: The size the training images are decoded at (:func:`pool_size`).
     """
 
     cfg: Config
@@ -174,6 +194,7 @@ class Distillation:
     steps: int
     size: int
     out: Any = None
+    pool_size: int = 0
 
 
 def _fit_stage(run: Distillation, stage, phase) -> dict:
@@ -212,7 +233,7 @@ def _fit_stage(run: Distillation, stage, phase) -> dict:
     train = pipeline.image_dataset(
         run.pool,
         k,
-        run.size,
+        run.pool_size or run.size,
         cfg.batch_size,
         shuffle=True,
         seed=cfg.seed + stage.index + stage.first_epoch,

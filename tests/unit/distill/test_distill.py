@@ -41,16 +41,20 @@ def test_the_soft_loss_is_t_squared_times_the_mean_kl_divergence(temperature):
     assert float(step.soft_loss(t, t, temperature)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_a_step_mixes_the_labels_and_the_teachers_soft_targets_and_leaves_the_teacher_as_it_was():
+@pytest.mark.parametrize("batch_size", [28, 32])
+def test_a_step_mixes_the_labels_and_the_teachers_soft_targets_and_leaves_the_teacher_as_it_was(
+    batch_size,
+):
     """One step's reported losses and its update against a separate computation: the teacher
     (DTN: BatchNorm and dropout) at its own 32 px in inference mode, the student (DannMnist at
-    28 px, no dropout: deterministic in training mode); the last two images have no label."""
+    28 px, no dropout: deterministic in training mode), the batch at either's size (each model
+    gets it resized to its own); the last two images have no label."""
     keras.utils.set_random_seed(0)
     student = model_lib.build("DannMnist", 3, 28, None, "none", dropout=0.0, seed=0)
     teacher = model_lib.build("DTN", 3, 32, None, "none", dropout=0.5, seed=1).model
     teacher.trainable = False
     rng = np.random.default_rng(1)
-    x = rng.uniform(0, 255, (8, 28, 28, 3)).astype("float32")
+    x = rng.uniform(0, 255, (8, batch_size, batch_size, 3)).astype("float32")
     y = np.zeros((8, 3), "float32")
     y[np.arange(6), rng.integers(0, 3, 6)] = 1.0  # rows 6 and 7: no label
     temperature, alpha, lr = 3.0, 0.3, 0.1
@@ -59,9 +63,11 @@ def test_a_step_mixes_the_labels_and_the_teachers_soft_targets_and_leaves_the_te
     teacher_before = [v.numpy().copy() for v in teacher.weights]
     kernel = student.head.get_layer("logits").kernel
     w0 = kernel.numpy().copy()
-    t = teacher(tf.image.resize(x, (32, 32)), training=False).numpy()
+    xt = x if batch_size == 32 else tf.image.resize(x, (32, 32))
+    xs = x if batch_size == 28 else tf.image.resize(x, (28, 28), antialias=True)
+    t = teacher(xt, training=False).numpy()
     with tf.GradientTape() as tape:  # the same loss, written apart from the step
-        s = student.plain_model(x, training=True)
+        s = student.plain_model(xs, training=True)
         lp_s = tf.nn.log_softmax(s)
         hard = -tf.reduce_sum(y[:6] * lp_s[:6]) / 6.0
         p_t = tf.nn.softmax(t / temperature)
@@ -83,7 +89,8 @@ def test_a_step_mixes_the_labels_and_the_teachers_soft_targets_and_leaves_the_te
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory, start_weights):
-    """A small_similar run on a folder without a split (split by seed 3, val_split 0.3)."""
+    """A small_similar run at 40 px on a folder without a split (split by seed 3, val_split
+    0.3); its students run at 32 px."""
     root = tmp_path_factory.mktemp("distill")
     data = write_class_images(root / "flat", {"a": 10, "b": 10, "c": 10}, size=24)
     write_class_images(root / "extra" / "pool", {"x": 7}, size=24, seed=5)
@@ -91,7 +98,7 @@ def teacher_run(tmp_path_factory, start_weights):
         data=str(data),
         weights=start_weights[0],
         backbone=START_FAMILY,
-        image_size=32,
+        image_size=40,
         batch_size=8,
         feature_views=1,
         seed=3,
