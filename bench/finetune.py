@@ -13,8 +13,10 @@ at ``--size`` px (default 112, to fit 2 CPU cores):
 Arms (the same data subset and initial weights within a seed):
 
 - ``shipped``: the recipe's config, only the size, data subset, seed and output changed;
-- ``ema``: + ``phases.N.ema=0.999`` on every phase (``ema=0.99`` where a phase has fewer than
-  200 steps, so that the average spans its last ~100 of them);
+- ``ema``: + ``phases.N.ema`` on every phase, ``min(0.999, 1 - 10 / steps)`` for a phase of
+  ``steps`` steps (cached feature views counted): Keras's average starts from the weights after
+  the first step, with no warm-up, so that start keeps a weight of ``ema ** steps`` in the
+  final average; this keeps it below ``exp(-10)`` (0.999 over 465 steps would leave it 0.63);
 - ``wise_ft``: + ``wise_ft=auto``: alpha chosen from 0, 0.1, ..., 1 on 10% of each class's
   training images, held out before training (they train nothing; the validation images choose
   nothing); head-only recipes have nothing to interpolate and skip it;
@@ -53,7 +55,7 @@ SETS = {  # set: (recipe, train per class, val per class, training images)
     "fashion_mnist": ("small_different", 100, 100, 1000),
 }
 ARMS = ("shipped", "ema", "wise_ft", "both")
-EMA, EMA_SHORT, SHORT_PHASE_STEPS = 0.999, 0.99, 200
+EMA_MAX, EMA_SPAN = 0.999, 10.0  # ema = min(EMA_MAX, 1 - EMA_SPAN / steps of the phase)
 WISE_ALPHA = "auto"
 BATCH = 32
 
@@ -80,17 +82,23 @@ def arm_config(dataset: str, arm: str, seed: int, size: int, out: str):
             return None
         cfg = cfg.replace(wise_ft=WISE_ALPHA)
     if arm in ("ema", "both"):
-        steps = max(1, train_images // BATCH)
+        if cfg.wise_ft == "auto":  # the held-out images train nothing
+            train_images -= round(train_images * cfg.wise_ft_holdout)
         cfg = cfg.replace(
             phases=[
-                {
-                    **dataclasses.asdict(p),
-                    "ema": EMA if p.epochs * steps >= SHORT_PHASE_STEPS else EMA_SHORT,
-                }
+                {**dataclasses.asdict(p), "ema": ema_momentum(cfg, p, train_images)}
                 for p in cfg.phases
             ]
         )
     return cfg
+
+
+def ema_momentum(cfg, phase, train_images: int) -> float:
+    """``min(EMA_MAX, 1 - EMA_SPAN / steps)`` for ``phase`` (see the module docstring)."""
+    cached = phase.trainable == "head" and cfg.cache_features
+    examples = train_images * (cfg.feature_views if cached else 1)
+    steps = phase.epochs * max(1, -(-examples // BATCH))
+    return round(min(EMA_MAX, 1.0 - EMA_SPAN / steps), 4)
 
 
 def run_arm(dataset: str, arm: str, seed: int, size: int) -> dict | None:
