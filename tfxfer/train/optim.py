@@ -26,11 +26,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 import keras
 from keras import ops
 
 from tfxfer.config import Phase
 from tfxfer.models import backbones
+
+log = logging.getLogger("tfxfer")
 
 
 class _PerVariableLR:
@@ -178,7 +182,35 @@ def make_optimizer(
     kw = {"lr_multipliers": multipliers}
     if phase.ema:  # Keras keeps the average and swaps it into the model when fit ends
         kw.update(use_ema=True, ema_momentum=phase.ema)
+        if learning_rate is None and not offset_steps:
+            warn_short_average(phase, phase.epochs * steps_per_epoch)
     return OPTIMIZERS[phase.optimizer](lr, phase, kw)
+
+
+def warn_short_average(phase: Phase, steps: int) -> float:
+    """Warns when the phase is too short for its EMA momentum, and returns the weight the
+    first step's weights keep in the final average, ``ema ** steps``: Keras's average starts
+    from them, with no warm-up, so over too few steps it stays close to the starting model.
+
+    Example:
+        >>> round(warn_short_average(Phase(ema=0.999), 465), 2)
+        0.63
+    """
+    share = phase.ema**steps
+    if share > 0.01:
+        log.warning(
+            "phase %r: EMA momentum %g over its %d steps keeps %.0f%% of the first step's "
+            "weights in the final average (Keras's average has no warm-up); %g or lower keeps "
+            "it under 0.01%%: --set phases.%s.ema=%g",
+            phase.name,
+            phase.ema,
+            steps,
+            100 * share,
+            1 - 10 / steps,
+            phase.name,
+            round(1 - 10 / steps, 4),
+        )
+    return share
 
 
 # Name -> factory: the config's ``phases.N.schedule`` and ``phases.N.optimizer`` choices

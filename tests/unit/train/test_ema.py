@@ -151,3 +151,17 @@ def test_what_ema_cannot_serve_is_refused_in_one_line(changes, words):
     with pytest.raises(UserError, match="^" + re.escape(words)):
         large_similar.CONFIG.override(changes)
     assert small_similar.CONFIG.override(["phases.0.ema=0.99"]).phases[0].ema == 0.99
+
+
+def test_a_phase_too_short_for_its_momentum_is_warned_with_the_momentum_that_fits(caplog):
+    """Keras's average starts from the first step's weights: over N steps they keep ema**N of
+    it. Warned above 1%, with 1 - 10/N, which keeps them under 0.01%."""
+    with caplog.at_level("WARNING", logger="tfxfer"):
+        share = optim.warn_short_average(Phase(name="ft", ema=0.999), 465)
+    assert share == pytest.approx(0.999**465) and share > 0.6
+    assert "keeps 63% of the first step's weights" in caplog.text
+    assert "--set phases.ft.ema=0.9785" in caplog.text and 0.9785**465 < 1e-4
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tfxfer"):
+        optim.warn_short_average(Phase(name="ft", ema=0.99), 5000)  # 0.99**5000: 1.5e-22
+    assert not caplog.text
