@@ -40,6 +40,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
+from tfxfer.config.adapt import ADAPT_METHODS, Adapt, adapt_terms
 from tfxfer.config.distill import Distill
 from tfxfer.config.head import CLASS_WEIGHTS, REGULARIZATIONS, HeadPart, Regularization
 from tfxfer.config.image import (
@@ -53,16 +54,7 @@ from tfxfer.config.image import (
     ImagePart,
     Task,
 )
-from tfxfer.config.methods import (
-    ADAPT_METHODS,
-    ZERO_SHOT_METHODS,
-    Adapt,
-    Auto,
-    Generative,
-    Prune,
-    ZeroShot,
-    adapt_terms,
-)
+from tfxfer.config.methods import ZERO_SHOT_METHODS, Auto, Generative, Prune, ZeroShot
 from tfxfer.config.run import (
     OPTIMIZERS,
     SCHEDULES,
