@@ -10,6 +10,8 @@
 ``auto`` measures the data (images per class, LogME, a BatchNorm-statistics distance to
 ImageNet) and runs the recipe that the table above picks, saying why.
 
+For the phone: ``distill`` trains a small student from a finished run (the teacher).
+
 When the target's labels are missing: ``domain_adapt`` (labelled source, unlabelled target:
 DANN) and ``zero_shot`` (classes never seen in training, recognised by their attributes).
 
@@ -49,7 +51,7 @@ def parts_table() -> str:
 
     Example:
         >>> print(parts_table().splitlines()[2])
-        | small_similar | yes | yes | yes | yes | · | · | · | yes | · | · |
+        | small_similar | yes | yes | yes | yes | · | · | · | yes | · | · | · |
     """
     from tfxfer.config import PARTS
 
