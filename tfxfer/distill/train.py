@@ -109,9 +109,10 @@ def _run_locked(cfg: Config, teacher, out, strategy, size: int, extra_augment, t
     big = pool_size(cfg, teacher, size)
     if big != size:  # the teacher's resolution: each model sees the same view at its own size
         larger = load_data(cfg, big)
-        assert list(larger.train.labels) == list(data.train.labels)  # the same files, in order
+        if not np.array_equal(larger.train.labels, data.train.labels):  # a bug, not the user's
+            raise RuntimeError("the training split differs between its two decoded sizes")
         log.info(
-            "training images decoded at %d px: the teacher's input; the student's %d", big, size
+            "training images decoded at %d px, the teacher's input (the student's: %d)", big, size
         )
     else:
         larger = data

@@ -126,11 +126,15 @@ def _digest(path) -> str:
 
 
 @pytest.mark.integration
-def test_a_distilled_student_keeps_the_teachers_split_and_ships_itself(teacher_run, start_weights):
+def test_a_distilled_student_keeps_the_teachers_split_and_ships_itself(
+    teacher_run, start_weights, caplog
+):
     root, teacher_cfg = teacher_run
     before = _digest(root / "teacher" / "model.keras")
     cfg = _student(root, start_weights, "student", unlabelled=str(root / "extra" / "pool" / "x"))
-    result = distill.run(cfg)
+    with caplog.at_level("INFO", logger="tfxfer"):
+        result = distill.run(cfg)
+    assert "training images decoded at 40 px, the teacher's input" in caplog.text
     saved = json.loads((root / "student" / "config.json").read_text())
     for key in teacher_lib.SPLIT_KEYS:  # split as the teacher split it
         assert saved[key] == getattr(teacher_cfg, key), key
