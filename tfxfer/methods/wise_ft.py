@@ -23,7 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+from tfxfer.data.splits import Split
+from tfxfer.errors import UserError
 
 
 def interpolate(probe, fine_tuned, alpha: float):
@@ -66,8 +71,6 @@ def hold_out(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
         >>> len(kept), len(held), np.bincount(np.array([0] * 10 + [1] * 5)[held]).tolist()
         (12, 3, [2, 1])
     """
-    from tfxfer.errors import UserError
-
     rng = np.random.default_rng(seed)
     held = []
     for c in np.unique(labels):
@@ -122,11 +125,6 @@ def split_data(data, fraction: float, seed: int):
     Raises:
         UserError: The training split is streamed from shards (its rows are not held here).
     """
-    import dataclasses
-
-    from tfxfer.data.splits import Split
-    from tfxfer.errors import UserError
-
     if not isinstance(data.train, Split):
         raise UserError(
             "wise_ft=auto holds training images out to choose alpha, and this training split "
