@@ -110,9 +110,8 @@ def prepare(cfg: Config) -> tuple[Config, str]:
     changes, clash = {}, {}
     for key in SPLIT_KEYS:
         mine, theirs = getattr(cfg, key), teacher.config.get(key, getattr(defaults, key))
-        if key == "data" and mine == TEACHER_DATA:
-            mine = getattr(defaults, key)  # not set: the teacher's
-        if mine not in (getattr(defaults, key), theirs):
+        unset = mine == (TEACHER_DATA if key == "data" else getattr(defaults, key))
+        if not unset and mine != theirs:
             clash[key] = (mine, theirs)
         changes[key] = theirs
     if clash:

@@ -199,6 +199,7 @@ def test_unlabelled_images_of_a_labelled_source_are_its_training_split_without_l
         (["--teacher", "{teacher}", "--temperature", "0"], "distill.temperature must be above 0"),
         (["--teacher", "{teacher}", "--seed", "5"], "seed: yours 5, the teacher's 3"),
         (["--teacher", "{teacher}", "--data", "{other}"], "split as the teacher split it"),
+        (["--teacher", "{teacher}", "--data", "hymenoptera"], "data: yours 'hymenoptera'"),
         (["--teacher", "{text}"], "the teacher must be an image classifier"),
         (["--teacher", "{relabelled}"], "the data's classes must be the teacher's"),
         (["--teacher", "{teacher}", "--unlabelled", "{mixed}"], "either images (unlabelled)"),
