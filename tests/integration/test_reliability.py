@@ -268,3 +268,88 @@ def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never
     text, _ = third.communicate(timeout=300)
     assert third.returncode == 0, text[-3000:]
     assert json.loads((out / "config.json").read_text())["phases"][1]["epochs"] == 1
+
+
+# A run whose every decode takes argv[2] seconds more, and which writes a marker (argv[1]) after
+# its first training step: how many training rows were decoded then, and how many files there are.
+SLOW_STREAM = textwrap.dedent(
+    """
+    import json, sys, time
+    import keras
+    from tfxfer.data import filling
+    from tfxfer.recipes import large_similar
+
+    marker, pause, real = sys.argv[1], float(sys.argv[2]), filling.decode
+
+    def slow(path, size):
+        time.sleep(pause)
+        return real(path, size)
+
+    filling.decode = slow
+    splits = []
+    made = filling.FillingSplit.__init__
+
+    def remember(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        splits.append(self)
+
+    filling.FillingSplit.__init__ = remember
+
+    class Marker(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                train = splits[0]
+                mark = {"ready": int(train.ready.sum()), "files": len(train.paths)}
+                with open(marker, "w") as f:
+                    json.dump(mark, f)
+
+    fit = keras.Model.fit
+    keras.Model.fit = lambda self, *a, callbacks=None, **k: fit(
+        self, *a, callbacks=[*(callbacks or []), Marker()], **k
+    )
+    sys.argv = [sys.argv[0]] + sys.argv[3:]
+    raise SystemExit(large_similar.main())
+    """
+)
+
+
+@pytest.mark.slow
+def test_killed_in_its_streamed_first_epoch_a_run_decodes_again_and_completes(folder, tmp_path):
+    out, mark = tmp_path / "streamed", tmp_path / "first_step.json"
+    args = _args(folder, out, 1) + ["--set", "cache_features=false"]
+    env = {**ENV, "TFXFER_STREAM_MIN_FILES": "0"}
+
+    def start(marker, pause):
+        return subprocess.Popen(
+            [sys.executable, "-c", SLOW_STREAM, str(marker), str(pause), *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    proc = start(mark, 1.0)  # 16 s to decode the training files on 3 threads
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not mark.is_file():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stdout.read()
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = json.loads(mark.read_text())
+    assert first["ready"] < first["files"], first  # it trained while the cache was filling
+    _no_half_written_files(out)
+    assert not (out / "checkpoints" / "phase0.epochs.json").exists()  # no epoch was completed
+
+    resumed = start(tmp_path / "again.json", 0.0)
+    text, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, text[-3000:]
+    assert text.count("the first epoch streams") == 1  # the cache was rebuilt, once
+    history = json.loads((out / "history.json").read_text())
+    assert [len(h["history"]["loss"]) for h in history] == [1, 1]
+    assert json.loads((out / "data_report.json").read_text())["counts"]["train"] == {
+        "a": 24,
+        "b": 24,
+    }
+    _no_half_written_files(out)

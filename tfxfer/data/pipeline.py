@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer import storage
+from tfxfer.data.filling import FillingSplit
 from tfxfer.data.tfrecord import Stream
 from tfxfer.errors import UserError
 
@@ -209,6 +210,13 @@ def image_dataset(
     elif isinstance(split, Stream):  # shards read every epoch, decoded in the graph
         ds = split.records(shuffle, seed).batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(encode, num_parallel_calls=AUTOTUNE)
+    elif isinstance(split, FillingSplit) and shuffle:  # streamed while decoding, or not: its
+        # order depends on the seed alone
+        ds = split.batches(batch_size, seed, drop_remainder).map(
+            encode, num_parallel_calls=AUTOTUNE
+        )
+    elif isinstance(split, FillingSplit) and not split.complete and not drop_remainder:
+        ds = split.in_order(batch_size).map(encode, num_parallel_calls=AUTOTUNE)  # evaluation
     else:
         images, labels = split.images, np.asarray(split.labels, np.int32)
         img_dtype = tf.as_dtype(images.dtype)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfxfer.data import arrays
+from tfxfer.data import arrays, filling
 from tfxfer.data.decoding import decode_files, decode_shard  # noqa: F401 - re-exported
 from tfxfer.data.folders import TRAIN_DIRS, VAL_DIRS, list_directory  # noqa: F401 - re-exported
 from tfxfer.data.shard import Shard
@@ -199,6 +199,9 @@ def load_directory(
         val_per_class=val_per_class,
     )
     skipped: list[dict] = []
+    if shard.whole and len(splits[0][0]) >= max(1, filling.stream_min_files()):
+        train, val = filling.stream_splits(splits[0], splits[1], image_size, seed, skipped, names)
+        return _finish(names, train, val, str(Path(path)), skipped, ignored)
     decoded, all_train = [], None
     for paths, labels in splits:
         split, readable = decode_shard(paths, labels, image_size, skipped, shard, train=not decoded)
@@ -247,11 +250,12 @@ def _take_shard(split: Split, shard: Shard) -> Split:
 
 def take_shard(data: ImageData, shard: Shard) -> ImageData:
     """``data`` read whole, reduced to this worker's training rows (validation stays whole)."""
-    if isinstance(data.train, Split):
+    train = data.train.finish() if isinstance(data.train, filling.FillingSplit) else data.train
+    if isinstance(train, Split):
         return dataclasses.replace(
             data,
-            train=_take_shard(data.train, shard),
-            all_train_labels=data.train_labels,
+            train=_take_shard(train, shard),
+            all_train_labels=train.labels,
             workers=(shard.index, shard.count),
         )
     raise UserError(
@@ -285,7 +289,7 @@ def _finish(
         train,
         val,
         source,
-        skipped or [],
+        [] if skipped is None else skipped,  # the same list: a streamed split adds to it
         ignored or [],
         all_train_labels=all_train_labels,
         workers=(shard.index, shard.count),

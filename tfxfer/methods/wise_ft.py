@@ -27,6 +27,7 @@ import dataclasses
 
 import numpy as np
 
+from tfxfer.data.filling import FillingSplit
 from tfxfer.data.splits import Split
 from tfxfer.errors import UserError
 
@@ -125,6 +126,8 @@ def split_data(data, fraction: float, seed: int):
     Raises:
         UserError: The training split is streamed from shards (its rows are not held here).
     """
+    if isinstance(data.train, FillingSplit):  # its rows are needed now: wait for the decoding
+        data = dataclasses.replace(data, train=data.train.finish())
     if not isinstance(data.train, Split):
         raise UserError(
             "wise_ft=auto holds training images out to choose alpha, and this training split "

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from tfxfer.config import Config, Phase
+from tfxfer.data import filling
 from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
 from tfxfer.methods import prune as prune_lib
@@ -206,13 +208,17 @@ def fit_stage(run: Training, stage: freeze.Stage, cache) -> dict | None:
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
     prebuild.before_fit(target, batches.train)
-    hist = target.fit(
-        batches.train,
-        validation_data=batches.val,
-        epochs=stage.epochs,
-        callbacks=callbacks,
-        verbose=cfg.verbose,
-    )
+    try:
+        hist = target.fit(
+            batches.train,
+            validation_data=batches.val,
+            epochs=stage.epochs,
+            callbacks=callbacks,
+            verbose=cfg.verbose,
+        )
+    except tf.errors.OpError:
+        filling.check(run.data)  # a streamed split's error, as one line
+        raise
     if guard.diverged_at is not None:
         raise TrainingDiverged(
             f"the loss became NaN or infinite in phase {stage.label!r} "
