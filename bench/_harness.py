@@ -74,3 +74,15 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def median_ms(fn, calls: int = 50) -> float:
+    """The median wall time of ``calls`` calls of ``fn``, in ms, after one warm-up call (graph
+    tracing, delegate set-up)."""
+    fn()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(sorted(times)[len(times) // 2], 2)

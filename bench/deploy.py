@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, machine, run_arm, save, table
+from _harness import emit, machine, median_ms, run_arm, save, table
 
 DATASETS = ("hymenoptera", "cats_and_dogs_filtered")
 SPARSITIES = (0.0, 0.5, 0.75, 0.9)
@@ -34,16 +33,6 @@ LATENCY_CALLS = 50
 
 def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def _median_ms(fn, calls: int = LATENCY_CALLS) -> float:
-    fn()  # warm-up (graph tracing, delegate set-up)
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(sorted(times)[len(times) // 2], 2)
 
 
 def _val_files(data_name: str, class_names: list[str]) -> list[tuple[str, int]]:
@@ -96,7 +85,7 @@ def arm_formats(data_name: str, out: Path) -> dict:
             "val_accuracy": round(float_acc, 4),
             "delta": 0.0,
             "mb": round(_dir_bytes(Path(result.paths["saved_model"])) / 1e6, 2),
-            "latency_ms": _median_ms(lambda: served.serve_bytes(one)),
+            "latency_ms": median_ms(lambda: served.serve_bytes(one), LATENCY_CALLS),
             "interpreter": "TensorFlow",
         }
     )
@@ -110,7 +99,7 @@ def arm_formats(data_name: str, out: Path) -> dict:
                 "delta": round(e["val_accuracy"] - float_acc, 4),
                 "mb": round(e["bytes"] / 1e6, 2),
                 "gzip_mb": round(e["gzip_bytes"] / 1e6, 2),
-                "latency_ms": _median_ms(lambda r=run: r(image)),
+                "latency_ms": median_ms(lambda r=run: r(image), LATENCY_CALLS),
                 "interpreter": e["interpreter"],
             }
         )

@@ -33,12 +33,11 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import machine, table
+from _harness import machine, median_ms, table
 
 HERE = Path(__file__).resolve().parent
 ARMS_DIR = HERE / "arms" / "distill"
@@ -54,16 +53,6 @@ ARMS = (
     "distilled_144",
 )
 LATENCY_CALLS = 50
-
-
-def _median_ms(fn, calls: int = LATENCY_CALLS) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(sorted(times)[len(times) // 2], 2)
 
 
 def run_arm(arm: str, seed: int) -> dict:
@@ -108,7 +97,7 @@ def run_arm(arm: str, seed: int) -> dict:
         "int8_val_accuracy": int8["val_accuracy"],
         "int8_mb": round(int8["bytes"] / 1e6, 3),
         "int8_gzip_mb": round(int8["gzip_bytes"] / 1e6, 3),
-        "int8_latency_ms": _median_ms(lambda: runner(image)),
+        "int8_latency_ms": median_ms(lambda: runner(image), LATENCY_CALLS),
         "interpreter": int8["interpreter"],
         "distill": m.get("distill"),
         "seconds": m["seconds"],
@@ -137,7 +126,7 @@ def remeasure_latency(seed: int, rounds: int = 5) -> None:
     found = {arm: [] for arm in arms}
     for _ in range(rounds):
         for arm, runner in runners.items():
-            found[arm].append(_median_ms(lambda r=runner, x=images[arm]: r(x)))
+            found[arm].append(median_ms(lambda r=runner, x=images[arm]: r(x), LATENCY_CALLS))
     for arm, record in arms.items():
         record["int8_latency_ms"] = sorted(found[arm])[rounds // 2]
         record["int8_latency_rounds"] = found[arm]

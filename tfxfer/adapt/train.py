@@ -111,18 +111,7 @@ def _run_locked(cfg: Config, out, strategy, size: int, extra_augment, t0: float)
             )
         )
     with strategy.scope():
-        tm = model_lib.build(
-            cfg.backbone,
-            data.num_classes,
-            size,
-            cfg.weights,
-            cfg.augment.preset,
-            extra_augment,
-            cfg.head_pooling,
-            cfg.head_dropout,
-            cfg.head_hidden,
-            cfg.seed,
-        )
+        tm = model_lib.build_for(cfg, data.num_classes, size, extra_augment)
         regularize.attach_settings(tm, cfg.regularization, RunState(out).dir)
         domain = dann.domain_classifier(cfg.adapt.domain_hidden, cfg.seed)
         trainer = dann.DomainAdversarial(
@@ -222,15 +211,9 @@ def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
         freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
-        _, decay = phase.rates()
-        trainer.compile(
-            optimizer=optim.make_optimizer(
-                phase,
-                steps,
-                optim.block_multipliers(tm.backbone, tm.family, decay),
-                stage.first_epoch * steps,
-            )
-        )  # always recompile after a trainable change
+        trainer.compile(  # always recompile after a trainable change
+            optimizer=optim.for_phase(tm, phase, steps, stage.first_epoch)
+        )
     info = freeze.summary(tm.backbone, tm.family)
     log.info(
         "phases.%d %r (%d of %d): trainable=%s, backbone params trainable=%s, BN %s, "

@@ -120,18 +120,7 @@ def _run_locked(cfg: Config, teacher, out, strategy, size: int, extra_augment, t
     specs = tasks_lib.resolve((), data.class_names)
     d = cfg.distill
     with strategy.scope():
-        tm = model_lib.build(
-            cfg.backbone,
-            data.num_classes,
-            size,
-            cfg.weights,
-            cfg.augment.preset,
-            extra_augment,
-            cfg.head_pooling,
-            cfg.head_dropout,
-            cfg.head_hidden,
-            cfg.seed,
-        )
+        tm = model_lib.build_for(cfg, data.num_classes, size, extra_augment)
         regularize.attach_settings(tm, cfg.regularization, RunState(out).dir)
         model = teacher.load_model() if d.alpha < 1 else None  # alpha 1: labels alone
         trainer = Distiller(tm, model, d.temperature, d.alpha, cfg.label_smoothing)
@@ -205,15 +194,9 @@ def _fit_stage(run: Distillation, stage, phase) -> dict:
     with strategy.scope():
         freeze.apply_scope(tm.backbone, tm.family, stage.scope, stage.freeze_blocks, cfg.train_bn)
         freeze.fit_bn_momentum(tm.backbone, stage.epochs * steps)
-        _, decay = phase.rates()
-        trainer.compile(
-            optimizer=optim.make_optimizer(
-                phase,
-                steps,
-                optim.block_multipliers(tm.backbone, tm.family, decay),
-                stage.first_epoch * steps,
-            )
-        )  # always recompile after a trainable change
+        trainer.compile(  # always recompile after a trainable change
+            optimizer=optim.for_phase(tm, phase, steps, stage.first_epoch)
+        )
     info = freeze.summary(tm.backbone, tm.family)
     log.info(
         "phases.%d %r (%d of %d): trainable=%s, backbone params trainable=%s, BN %s, "

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import keras
 from keras import ops
 
+from tfxfer.config import Config
 from tfxfer.data import augment as augment_lib
 from tfxfer.errors import UserError
 from tfxfer.models import backbones
@@ -234,4 +235,34 @@ def build(
         size,
         head_map,
         multi,
+    )
+
+
+def build_for(
+    cfg: Config,
+    num_classes: int,
+    image_size: int,
+    extra_augment: Sequence[keras.layers.Layer] = (),
+    heads: dict[str, int] | None = None,
+) -> TransferModel:
+    """:func:`build` with a run's settings: its backbone, weights, augmentation preset, head
+    (pooling, dropout, hidden widths) and seed, at ``image_size``.
+
+    Example:
+        >>> tm = build_for(Config(backbone="MobileNet025", weights=None), 3, 32)
+        >>> tm.model.output.shape
+        (None, 3)
+    """
+    return build(
+        cfg.backbone,
+        num_classes,
+        image_size,
+        cfg.weights,
+        cfg.augment.preset,
+        extra_augment,
+        cfg.head_pooling,
+        cfg.head_dropout,
+        cfg.head_hidden,
+        cfg.seed,
+        heads,
     )

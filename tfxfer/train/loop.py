@@ -197,19 +197,8 @@ def _run_locked(
     preflight.warn_batch(cfg.batch_size, len(data.train))
     specs = tasks_lib.resolve(cfg.tasks, data.class_names)
     with strategy.scope():
-        tm = model_lib.build(
-            cfg.backbone,
-            data.num_classes,
-            size,
-            cfg.weights,
-            cfg.augment.preset,
-            extra_augment,
-            cfg.head_pooling,
-            cfg.head_dropout,
-            cfg.head_hidden,
-            cfg.seed,
-            {s.name: s.num_classes for s in specs} if cfg.tasks else None,
-        )
+        heads = {s.name: s.num_classes for s in specs} if cfg.tasks else None
+        tm = model_lib.build_for(cfg, data.num_classes, size, extra_augment, heads)
         regularize.attach_settings(tm, cfg.regularization, state.dir)
     history, cache = [], None
     n = backbones.num_blocks(cfg.backbone)

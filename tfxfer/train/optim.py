@@ -226,3 +226,16 @@ OPTIMIZERS = {
         lr, momentum=phase.momentum if phase.momentum < 1 else 0.0, **kw
     ),
 }
+
+
+def for_phase(tm, phase: Phase, steps_per_epoch: int, first_epoch: int = 0):
+    """The optimiser of ``phase`` for the transfer model ``tm``: :func:`make_optimizer` with
+    the backbone's per-block rates (:func:`block_multipliers`, the phase's decay), its schedule
+    starting ``first_epoch`` epochs in (a stage that resumes mid-phase)."""
+    _, decay = phase.rates()
+    return make_optimizer(
+        phase,
+        steps_per_epoch,
+        block_multipliers(tm.backbone, tm.family, decay),
+        first_epoch * steps_per_epoch,
+    )

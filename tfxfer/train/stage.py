@@ -70,14 +70,8 @@ def compile_for(
     first_epoch: int = 0,
 ) -> None:
     """Compiles ``target`` for a phase: optimiser with per-block rates, per-task losses."""
-    _, decay = phase.rates()
     target.compile(
-        optimizer=optim.make_optimizer(
-            phase,
-            steps_per_epoch,
-            optim.block_multipliers(tm.backbone, tm.family, decay),
-            first_epoch * steps_per_epoch,
-        ),
+        optimizer=optim.for_phase(tm, phase, steps_per_epoch, first_epoch),
         **tasks_lib.compile_args(specs, tm.multi, cfg),
     )
 
