@@ -270,14 +270,14 @@ def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never
     assert json.loads((out / "config.json").read_text())["phases"][1]["epochs"] == 1
 
 
-# A run whose every decode takes argv[2] seconds more, and which writes a marker (argv[1]) after
+# large_different (one phase, on images), whose every decode takes argv[2] seconds more, and which writes a marker (argv[1]) after
 # its first training step: how many training rows were decoded then, and how many files there are.
 SLOW_STREAM = textwrap.dedent(
     """
     import json, sys, time
     import keras
     from tfxfer.data import filling
-    from tfxfer.recipes import large_similar
+    from tfxfer.recipes import large_different
 
     marker, pause, real = sys.argv[1], float(sys.argv[2]), filling.decode
 
@@ -308,7 +308,7 @@ SLOW_STREAM = textwrap.dedent(
         self, *a, callbacks=[*(callbacks or []), Marker()], **k
     )
     sys.argv = [sys.argv[0]] + sys.argv[3:]
-    raise SystemExit(large_similar.main())
+    raise SystemExit(large_different.main())
     """
 )
 
@@ -316,7 +316,7 @@ SLOW_STREAM = textwrap.dedent(
 @pytest.mark.slow
 def test_killed_in_its_streamed_first_epoch_a_run_decodes_again_and_completes(folder, tmp_path):
     out, mark = tmp_path / "streamed", tmp_path / "first_step.json"
-    args = _args(folder, out, 1) + ["--set", "cache_features=false"]
+    args = _args(folder, out, 1)[:-8] + ["--set", "phases.0.epochs=1", "--set", "verbose=2"]
     env = {**ENV, "TFXFER_STREAM_MIN_FILES": "0"}
 
     def start(marker, pause):
@@ -347,7 +347,7 @@ def test_killed_in_its_streamed_first_epoch_a_run_decodes_again_and_completes(fo
     assert resumed.returncode == 0, text[-3000:]
     assert text.count("the first epoch streams") == 1  # the cache was rebuilt, once
     history = json.loads((out / "history.json").read_text())
-    assert [len(h["history"]["loss"]) for h in history] == [1, 1]
+    assert [len(h["history"]["loss"]) for h in history] == [1]
     assert json.loads((out / "data_report.json").read_text())["counts"]["train"] == {
         "a": 24,
         "b": 24,

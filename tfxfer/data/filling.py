@@ -76,7 +76,9 @@ class FillingSplit:
     ``labels`` count every file (the readable ones are known at the end) and ``images`` waits.
     """
 
-    def __init__(self, paths, labels, size: int, skipped: list[dict], name: str, classes=()):
+    def __init__(
+        self, paths, labels, size: int, skipped: list[dict], name: str, classes=(), order=None
+    ):
         self.paths, self.name, self.skipped = list(paths), name, skipped
         self.classes = list(classes)  # class names, for the error of a class left empty
         self._labels = np.asarray(labels, np.int32)
@@ -84,9 +86,13 @@ class FillingSplit:
         self.array = storage.allocate((n, size, size, 3), "uint8")
         self.ready = np.zeros(n, bool)
         self.ok = np.zeros(n, bool)
-        self.order = np.arange(n)  # the decode order; the training split's is its first epoch
+        # the decode order (the training split's is its first epoch) and each row's place in it
+        self.order = np.arange(n) if order is None else np.asarray(order)
+        self._place = np.empty(n, np.int64)
+        self._place[self.order] = np.arange(n)
         self._left = n
         self._cond = threading.Condition()
+        self._wanted: set[int] = set()  # rows a reader waits for: only they wake it
         self._final: Split | None = None
         self._pages = storage.Releaser(self.array)
 
@@ -126,15 +132,28 @@ class FillingSplit:
         with self._cond:
             self.ready[i] = True
             self._left -= 1
-            self._cond.notify_all()
+            if self._left == 0 or i in self._wanted:
+                self._wanted.discard(i)
+                self._cond.notify_all()
 
     def wait(self, idx=None) -> None:
-        """Blocks until rows ``idx`` (default: all) are decoded."""
+        """Blocks until rows ``idx`` (default: all) are decoded.
+
+        A reader is woken by the row it waits for that comes last in the decode order, not by
+        every row decoded (a wake-up per row per reader would cost a third of the decoding's
+        throughput in Python and its lock); it then checks the others and waits again if need
+        be. The one-second timeout is a safety net, not the mechanism.
+        """
         with self._cond:
             if idx is None:
                 self._cond.wait_for(lambda: self._left == 0)
-            else:
-                self._cond.wait_for(lambda: bool(self.ready[idx].all()))
+                return
+            while True:
+                missing = idx[~self.ready[idx]]
+                if not len(missing):
+                    return
+                self._wanted.add(int(missing[np.argmax(self._place[missing])]))
+                self._cond.wait(timeout=1.0)
 
     def finish(self) -> Split:
         """The complete split, unreadable files left out (waits for the decoding).
@@ -242,13 +261,14 @@ class Filler:
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                if not self._queue:
+            try:
+                split, i = self._queue.popleft()  # atomic: no lock needed
+            except IndexError:
+                with self._lock:
                     self._running -= 1
                     if self._running == 0:
                         self._bar.done()
-                    return
-                split, i = self._queue.popleft()
+                return
             split.fill(i)
             self._bar.add(1)
 
@@ -257,9 +277,9 @@ def stream_splits(train, val, size: int, seed: int, skipped: list[dict], classes
     """``(train, val)`` :class:`FillingSplit` objects for two ``(paths, labels)`` lists, being
     decoded at ``size`` px in background threads: the training files first, in a permutation
     drawn from ``seed`` (the first epoch's order), then the validation files."""
-    train_split = FillingSplit(*train, size, skipped, "training", classes)
+    first_epoch = np.random.default_rng([seed, 0]).permutation(len(train[0]))
+    train_split = FillingSplit(*train, size, skipped, "training", classes, first_epoch)
     val_split = FillingSplit(*val, size, skipped, "validation", classes)
-    train_split.order = np.random.default_rng([seed, 0]).permutation(len(train_split.paths))
     log.info(
         "the first epoch streams: %d training files are decoded while it trains (from %d files "
         "on; TFXFER_STREAM_MIN_FILES)",

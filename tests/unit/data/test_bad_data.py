@@ -405,3 +405,29 @@ def test_a_builtin_dataset_without_network_or_mirror_is_a_one_line_error(
     ) as exc:
         data_lib.load(name, 32)
     assert "\n" not in str(exc.value)
+
+
+def test_folder_listing_keeps_the_order_and_rules_of_a_sorted_rglob(tmp_path):
+    """``files_under`` (os.scandir) lists what ``sorted(Path.rglob("*"))`` listed, in its
+    order: names that sort between a folder and its files, hidden files and folders, nested
+    folders; a symlinked folder is not followed (as rglob did not)."""
+    from tfxfer.data.folders import files_under
+
+    root = tmp_path / "c"
+    for name in (
+        "b.jpg",
+        "b-c.jpg",
+        "b/x.jpg",
+        "b/y/z.png",
+        "a.jpg",
+        ".hidden.jpg",
+        ".dir/in.jpg",
+        "B.jpg",
+        "b0.jpg",
+        "b/.DS_Store",
+    ):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    (root / "link").symlink_to(root / "b", target_is_directory=True)
+    rglob = [str(f) for f in sorted(root.rglob("*")) if not f.is_dir()]
+    assert files_under(str(root)) == rglob and len(rglob) == 10
