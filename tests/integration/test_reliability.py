@@ -270,8 +270,9 @@ def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never
     assert json.loads((out / "config.json").read_text())["phases"][1]["epochs"] == 1
 
 
-# large_different (one phase, on images), whose every decode takes argv[2] seconds more, and which writes a marker (argv[1]) after
-# its first training step: how many training rows were decoded then, and how many files there are.
+# large_different (one phase, on images) with every decode argv[2] seconds slower, writing a
+# marker (argv[1]) after its first training step: the training rows decoded by then, and the
+# number of files.
 SLOW_STREAM = textwrap.dedent(
     """
     import json, sys, time
