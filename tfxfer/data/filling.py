@@ -53,6 +53,9 @@ from tfxfer.errors import UserError
 log = logging.getLogger(__name__)
 
 STREAM_MIN_FILES = 4096
+# Both splits of a folder add to one skipped list from their decoding threads; appends and the
+# sort at each split's end go under this lock (a sort fails if the list changes under it).
+_SKIPPED = threading.Lock()
 
 
 def stream_min_files() -> int:
@@ -120,14 +123,17 @@ class FillingSplit:
     # ---- filling -----------------------------------------------------------------------------
     def fill(self, i: int) -> None:
         """Decodes row ``i`` into the cache, then marks it ready (a decoding thread's work)."""
+        reason = None
         try:
             self.array[i] = decode(self.paths[i], self.array.shape[1])
             self.ok[i] = True
         except UnreadableImage as exc:
-            self.skipped.append({"path": self.paths[i], "reason": str(exc)})
+            reason = str(exc)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".strip()
-            self.skipped.append({"path": self.paths[i], "reason": reason})
+        if reason is not None:
+            with _SKIPPED:
+                self.skipped.append({"path": self.paths[i], "reason": reason})
         self._pages.add(self.array[0].nbytes)
         with self._cond:
             self.ready[i] = True
@@ -170,7 +176,8 @@ class FillingSplit:
         return self._final
 
     def _complete(self) -> Split:
-        self.skipped.sort(key=lambda s: s["path"])
+        with _SKIPPED:
+            self.skipped.sort(key=lambda s: s["path"])
         keep = np.flatnonzero(self.ok)
         missing = sorted(set(self._labels.tolist()) - set(self._labels[keep].tolist()))
         if missing:
@@ -188,8 +195,12 @@ class FillingSplit:
             len(self.ok) - len(keep),
         )
         images = storage.allocate((len(keep),) + self.array.shape[1:], "uint8")
+        written = storage.Releaser(images)
         for start in range(0, len(keep), 1024):  # a copy: readers of the cache stay valid
-            images[start : start + 1024] = self.array[keep[start : start + 1024]]
+            chunk = self.array[keep[start : start + 1024]]
+            images[start : start + len(chunk)] = chunk
+            written.add(chunk.nbytes)
+            self._pages.add(chunk.nbytes)
         return Split(images, self._labels[keep])
 
     # ---- reading -----------------------------------------------------------------------------
