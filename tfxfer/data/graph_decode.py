@@ -153,29 +153,52 @@ def decode_image(data: tf.Tensor, size: int) -> tf.Tensor:
 _PRECISION_BITS = 22  # Pillow's fixed-point precision for 8-bit images (Resample.c)
 
 
-def _pillow_weights(in_size: tf.Tensor, out_size: int) -> tf.Tensor:
-    """Pillow's fixed-point bilinear coefficients, ``(out_size, in_size)`` integer-valued.
+def _pillow_weights(in_size: tf.Tensor, out_size: int) -> tf.SparseTensor:
+    """Pillow's fixed-point bilinear coefficients: an ``(out_size, in_size)`` sparse matrix.
 
     Row ``i`` holds the triangle filter centred on output pixel ``i``, widened by the downscale
-    factor, normalised to sum 1 and rounded to ``2**22`` steps, as Pillow's
-    ``precompute_coeffs`` and ``normalize_coeffs_8bpc`` compute them.
+    factor, over the window of input pixels Pillow's ``precompute_coeffs`` gives it
+    (``ceil(support) * 2 + 1`` taps at most), normalised to sum 1 in the order Pillow sums them
+    and rounded to ``2**22`` steps (``normalize_coeffs_8bpc``). Only those taps are stored, so
+    a pass costs what Pillow's does, not ``out_size * in_size`` products per row.
     """
     n = tf.cast(in_size, tf.float64)
     scale = n / out_size
-    inverse = 1.0 / tf.maximum(scale, tf.constant(1.0, tf.float64))
+    support = tf.maximum(scale, tf.constant(1.0, tf.float64))  # bilinear support 1, widened
     center = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale
-    j = tf.range(n, dtype=tf.float64)
+    first = tf.maximum(tf.floor(center - support + 0.5), 0.0)
+    taps = tf.cast(tf.math.ceil(support), tf.int32) * 2 + 1
+    j = first[:, None] + tf.range(taps, dtype=tf.float64)[None, :]
     w = tf.maximum(
-        tf.constant(0.0, tf.float64), 1.0 - tf.abs((j[None, :] - center[:, None] + 0.5) * inverse)
+        tf.constant(0.0, tf.float64), 1.0 - tf.abs((j - center[:, None] + 0.5) / support)
     )
-    w = w / tf.reduce_sum(w, axis=1, keepdims=True)
-    return tf.floor(0.5 + w * 2.0**_PRECISION_BITS)
+    w = tf.where(j < n, w, 0.0)
+    w = w / tf.math.cumsum(w, axis=1)[:, -1:]  # summed left to right, as Pillow does
+    w = tf.floor(0.5 + w * 2.0**_PRECISION_BITS)
+    keep = tf.where(w > 0)  # (row, tap) pairs in row-major order: the sparse canonical order
+    columns = tf.cast(tf.gather_nd(j, keep), tf.int64)
+    return tf.SparseTensor(
+        tf.stack([keep[:, 0], columns], axis=1),
+        tf.gather_nd(w, keep),
+        tf.stack([tf.constant(out_size, tf.int64), tf.cast(in_size, tf.int64)]),
+    )
 
 
 def _clip8(acc: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(
         tf.floor((acc + 2.0 ** (_PRECISION_BITS - 1)) / 2.0**_PRECISION_BITS), 0.0, 255.0
     )
+
+
+def _pass(x: tf.Tensor, axis: int, size: int) -> tf.Tensor:
+    """One pass of the resize along ``axis`` of an ``(N, H, W, C)`` float64 tensor."""
+    order = [axis] + [a for a in range(4) if a != axis]
+    moved = tf.transpose(x, order)
+    shape = tf.shape(moved)
+    flat = tf.reshape(moved, [shape[0], -1])
+    out = tf.sparse.sparse_dense_matmul(_pillow_weights(shape[0], size), flat)
+    out = tf.reshape(out, tf.concat([[size], shape[1:]], 0))
+    return _clip8(tf.transpose(out, [order.index(a) for a in range(4)]))
 
 
 def resize(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -192,13 +215,12 @@ def resize(image: tf.Tensor, size: int) -> tf.Tensor:
         x = x[None]
     shape = tf.shape(x)
     height, width = shape[1], shape[2]
-    wx, wy = _pillow_weights(width, size), _pillow_weights(height, size)
 
     def across(v):
-        return _clip8(tf.einsum("nhwc,ow->nhoc", v, wx))
+        return _pass(v, 2, size)
 
     def down(v):
-        return _clip8(tf.einsum("nhwc,oh->nowc", v, wy))
+        return _pass(v, 1, size)
 
     # Pillow 13 runs the vertical pass first for a tall image shrunk vertically (measured on
     # 200 random shapes and sizes: this rule reproduced every one exactly); the order matters
@@ -206,4 +228,5 @@ def resize(image: tf.Tensor, size: int) -> tf.Tensor:
     vertical_first = (2 * width < height + size) & (height > size)
     x = tf.cond(vertical_first, lambda: across(down(x)), lambda: down(across(x)))
     x = tf.cast(x, tf.float32)
+    x = tf.ensure_shape(x, [None, size, size, image.shape[-1]])
     return x if batched else x[0]
