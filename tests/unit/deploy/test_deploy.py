@@ -81,6 +81,18 @@ def test_resize_is_pillows_bilinear_bit_for_bit_on_any_shape(seed):
         np.testing.assert_array_equal(got, expected.astype(np.float32), err_msg=f"{h}x{w}->{size}")
 
 
+@pytest.mark.parametrize(
+    "h,w,size", [(1, 900, 32), (900, 1, 32), (2400, 1800, 32), (5, 7, 224), (224, 224, 224)]
+)
+def test_resize_is_pillows_at_the_extremes_of_its_window(h, w, size):
+    """A one-pixel row or column, a 75x downscale (151 taps a pixel), a 45x upscale and the
+    identity: the taps-only weights are Pillow's wherever the window is clipped or widest."""
+    image = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    got = decode.resize(tf.constant(image), size).numpy()
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
+
+
 def _encoded(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, mode).save(buf, fmt)
