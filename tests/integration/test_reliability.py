@@ -277,16 +277,16 @@ SLOW_STREAM = textwrap.dedent(
     """
     import json, sys, time
     import keras
-    from tfxfer.data import filling
+    from tfxfer.data import filling, images
     from tfxfer.recipes import large_different
 
-    marker, pause, real = sys.argv[1], float(sys.argv[2]), filling.decode
+    marker, pause, real = sys.argv[1], float(sys.argv[2]), images.decode
 
     def slow(path, size):
         time.sleep(pause)
         return real(path, size)
 
-    filling.decode = slow
+    images.decode = slow
     splits = []
     made = filling.FillingSplit.__init__
 

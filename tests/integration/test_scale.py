@@ -26,7 +26,7 @@ from support import ThreadCluster
 
 from tfxfer import progress
 from tfxfer.config import Config
-from tfxfer.data import decoding, pipeline, sources
+from tfxfer.data import decoding, images, pipeline, sources
 from tfxfer.data import shard as shard_lib
 from tfxfer.data.shard import Shard
 from tfxfer.errors import UserError
@@ -59,13 +59,13 @@ def test_each_worker_decodes_only_its_files_and_the_cluster_sees_the_one_process
     whole = sources.load(str(root), 16)
 
     cluster = ThreadCluster(3)
-    real_decode = decoding.decode
+    real_decode = images.decode
 
     def counting(path, size):
         cluster.decoded[threading.current_thread().name] += 1
         return real_decode(path, size)
 
-    monkeypatch.setattr(decoding, "decode", counting)
+    monkeypatch.setattr(images, "decode", counting)
     monkeypatch.setattr(decoding, "ThreadPoolExecutor", _InlinePool)  # decode on the worker
     parts = cluster.run(lambda shard: sources.load(str(root), 16, shard=shard))
 

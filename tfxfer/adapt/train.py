@@ -44,7 +44,7 @@ from tfxfer.adapt.report import EpochReport, target_metrics
 from tfxfer.adapt.rules import check
 from tfxfer.config import Config
 from tfxfer.data import augment as augment_lib
-from tfxfer.data import pipeline
+from tfxfer.data import filling, pipeline
 from tfxfer.data.splits import Split
 from tfxfer.errors import UserError
 from tfxfer.methods import regularize
@@ -295,11 +295,12 @@ def _fit_stage(adaptation: Adaptation, stage, phase) -> dict:
 def _fit(a: Adaptation, source, target_stream, callbacks, epochs: int, initial_epoch: int):
     pairs = tf.data.Dataset.zip((source, target_stream))
     pairs = pairs.prefetch(pipeline.AUTOTUNE).with_options(pipeline.dataset_options())
-    return a.trainer.fit(
-        pairs,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=a.steps,
-        callbacks=callbacks,  # the report first: TensorBoard writes what it adds
-        verbose=a.cfg.verbose,
-    )
+    with filling.surfaced(a.data):  # a streamed split's error, as one line
+        return a.trainer.fit(
+            pairs,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=a.steps,
+            callbacks=callbacks,  # the report first: TensorBoard writes what it adds
+            verbose=a.cfg.verbose,
+        )

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tfxfer import progress, storage
-from tfxfer.data.images import UnreadableImage, decode
+from tfxfer.data.images import try_decode
 from tfxfer.data.shard import Shard
 from tfxfer.data.splits import Split
 from tfxfer.errors import UserError
@@ -47,13 +47,12 @@ def decode_rows(
     pages = storage.Releaser(images)
 
     def work(i: int) -> None:
-        try:
-            images[i] = decode(paths[i], size)
+        pixels, reason = try_decode(paths[i], size)
+        if reason is None:
+            images[i] = pixels
             ok[i] = True
-        except UnreadableImage as exc:
-            skipped.append({"path": paths[i], "reason": str(exc)})
-        except Exception as exc:
-            skipped.append({"path": paths[i], "reason": f"{type(exc).__name__}: {exc}".strip()})
+        else:
+            skipped.append({"path": paths[i], "reason": reason})
         bar.add(1)
         pages.add(images[0].nbytes)
 

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -46,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfxfer import progress, storage
-from tfxfer.data.images import UnreadableImage, decode
+from tfxfer.data.images import try_decode
 from tfxfer.data.splits import Split
 from tfxfer.errors import UserError
 
@@ -123,15 +124,11 @@ class FillingSplit:
     # ---- filling -----------------------------------------------------------------------------
     def fill(self, i: int) -> None:
         """Decodes row ``i`` into the cache, then marks it ready (a decoding thread's work)."""
-        reason = None
-        try:
-            self.array[i] = decode(self.paths[i], self.array.shape[1])
+        pixels, reason = try_decode(self.paths[i], self.array.shape[1])
+        if reason is None:
+            self.array[i] = pixels
             self.ok[i] = True
-        except UnreadableImage as exc:
-            reason = str(exc)
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".strip()
-        if reason is not None:
+        else:
             with _SKIPPED:
                 self.skipped.append({"path": self.paths[i], "reason": reason})
         self._pages.add(self.array[0].nbytes)
@@ -310,3 +307,14 @@ def check(data) -> None:
     for split in (data.train, data.val):
         if isinstance(split, FillingSplit) and split.complete:
             split.finish()
+
+
+@contextlib.contextmanager
+def surfaced(data):
+    """Around a ``fit`` on ``data``: a TensorFlow error that a streamed split's own error caused
+    is raised as that error (:func:`check`), one line; any other error as it is."""
+    try:
+        yield
+    except tf.errors.OpError:
+        check(data)
+        raise

@@ -20,6 +20,8 @@ Example:
     >>> Image.fromarray(np.zeros((10, 20), np.uint8)).save(path)
     >>> decode(path, 8).shape
     (8, 8, 3)
+    >>> try_decode(path + ".missing", 8)[1].startswith("[Errno 2] No such file")
+    True
 """
 
 from __future__ import annotations
@@ -78,3 +80,18 @@ def decode(path: str, size: int) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
         reason = str(exc).strip() or type(exc).__name__
         raise UnreadableImage(reason) from None
+
+
+def try_decode(path: str, size: int) -> tuple[np.ndarray | None, str | None]:
+    """:func:`decode` with the reason in place of an exception: ``(pixels, None)`` or
+    ``(None, reason)``, the reason the loader lists for a skipped file.
+
+    Any exception counts, not only :class:`UnreadableImage`: a Pillow plugin's own error on a
+    strange file (``struct.error``, ``IndexError``) skips that file and never stops a load.
+    """
+    try:
+        return decode(path, size), None
+    except UnreadableImage as exc:
+        return None, str(exc)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}".strip()

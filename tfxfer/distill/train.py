@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from tfxfer.config import Config
-from tfxfer.data import pipeline, unlabelled
+from tfxfer.data import filling, pipeline, unlabelled
 from tfxfer.data.splits import Split
 from tfxfer.distill import teacher as teacher_lib
 from tfxfer.distill.step import Distiller
@@ -227,9 +227,14 @@ def _fit_stage(run: Distillation, stage, phase) -> dict:
     before = sum(p.epochs for p in cfg.phases[: stage.index]) + stage.first_epoch
     callbacks = [c for c in (board.callback(run.out, stage.label, before),) if c is not None]
     prebuild.before_fit(trainer)  # its train_step has no compiled loss: the optimizer
-    hist = trainer.fit(
-        train, validation_data=val, epochs=stage.epochs, callbacks=callbacks, verbose=cfg.verbose
-    )
+    with filling.surfaced(data):  # a streamed split's error, as one line
+        hist = trainer.fit(
+            train,
+            validation_data=val,
+            epochs=stage.epochs,
+            callbacks=callbacks,
+            verbose=cfg.verbose,
+        )
     return {
         "phase": stage.label,
         "trainable": phase.trainable,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from tfxfer.config import Config, Phase
 from tfxfer.data import filling
@@ -202,7 +201,7 @@ def fit_stage(run: Training, stage: freeze.Stage, cache) -> dict | None:
     if done_before:
         log.info("resuming phase %r after its completed epoch %d", stage.label, done_before)
     prebuild.before_fit(target, batches.train)
-    try:
+    with filling.surfaced(run.data):  # a streamed split's error, as one line
         hist = target.fit(
             batches.train,
             validation_data=batches.val,
@@ -210,9 +209,6 @@ def fit_stage(run: Training, stage: freeze.Stage, cache) -> dict | None:
             callbacks=callbacks,
             verbose=cfg.verbose,
         )
-    except tf.errors.OpError:
-        filling.check(run.data)  # a streamed split's error, as one line
-        raise
     if guard.diverged_at is not None:
         raise TrainingDiverged(
             f"the loss became NaN or infinite in phase {stage.label!r} "

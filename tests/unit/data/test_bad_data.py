@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfxfer.data import decoding
+from tfxfer.data import images
 from tfxfer.data import sources as data_lib
 from tfxfer.data.images import UnreadableImage, decode
 from tfxfer.data.sources import load_directory
@@ -281,7 +281,7 @@ def test_empty_class_folder_raises_user_error(tmp_path, monkeypatch):
     root = tmp_path / "data"
     _good_images(root / "ants", RED, 4)
     (root / "bees").mkdir()
-    monkeypatch.setattr(decoding, "decode", _no_decode)
+    monkeypatch.setattr(images, "decode", _no_decode)
     message = _load_error(root)
     assert "every class folder must hold at least one image" in message
     assert "['bees']" in message and "Fix: add images to those folders" in message
@@ -291,7 +291,7 @@ def test_single_class_raises_user_error(tmp_path, monkeypatch):
     root = tmp_path / "data"
     _good_images(root / "ants", RED, 4)
     _write_bytes(root / "notes.txt", b"only ants so far\n")  # a stray file is not a class
-    monkeypatch.setattr(decoding, "decode", _no_decode)
+    monkeypatch.setattr(images, "decode", _no_decode)
     message = _load_error(root)
     assert "at least 2 classes" in message and "['ants']" in message
     assert "Fix: put each class's images in its own folder" in message
@@ -300,7 +300,7 @@ def test_single_class_raises_user_error(tmp_path, monkeypatch):
 def test_validation_split_missing_a_class_raises_user_error(tmp_path, monkeypatch):
     root = tmp_path / "data"
     _split_layout(root, train={"ants": 3, "bees": 3}, val={"ants": 2})
-    monkeypatch.setattr(decoding, "decode", _no_decode)
+    monkeypatch.setattr(images, "decode", _no_decode)
     message = _load_error(root)
     assert "validation split must hold every class" in message and "['bees']" in message
     assert "Fix: add validation images for those classes" in message
@@ -367,14 +367,14 @@ def test_an_unexpected_decoder_exception_skips_that_file_only(image_folder, monk
     import struct
 
     bad = sorted((image_folder / "train" / "a").iterdir())[3]
-    real = decoding.decode
+    real = images.decode
 
     def flaky(path, size):
         if path == str(bad):
             raise struct.error("unpack requires a buffer of 4 bytes")
         return real(path, size)
 
-    monkeypatch.setattr(decoding, "decode", flaky)
+    monkeypatch.setattr(images, "decode", flaky)
     data = load_directory(str(image_folder), 24)
     assert len(data.train) == 23 and len(data.val) == 12
     assert data.skipped == [

@@ -18,10 +18,12 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import write_class_images
 
 from tfxfer import storage
 from tfxfer.data import filling, pipeline, sources
+from tfxfer.data import images as image_files
 from tfxfer.data.filling import FillingSplit
 from tfxfer.errors import UserError
 
@@ -68,14 +70,14 @@ def test_a_streamed_folder_ends_as_the_same_data_as_one_decoded_up_front(folder,
 def test_the_first_batch_comes_before_the_rest_is_decoded(folder, monkeypatch):
     paths = [str(p) for p in sorted((folder / "train").rglob("*.jpg"))]
     first = {paths[i] for i in np.random.default_rng([0, 0]).permutation(len(paths))[:4]}
-    gate, real = threading.Event(), filling.decode
+    gate, real = threading.Event(), image_files.decode
 
     def gated(path, size):  # every file but the first batch's waits for the gate
         if path not in first:
             gate.wait(60)
         return real(path, size)
 
-    monkeypatch.setattr(filling, "decode", gated)
+    monkeypatch.setattr(image_files, "decode", gated)
     train, _ = filling.stream_splits((paths, np.zeros(len(paths))), ([], []), SIZE, 0, [])
     batches = iter(train.batches(4, seed=0))
     x, _ = next(batches)  # with the whole folder decoded first, this would wait for the gate
@@ -88,7 +90,7 @@ def test_the_first_batch_comes_before_the_rest_is_decoded(folder, monkeypatch):
 
 def test_no_row_is_read_before_it_is_written(folder, monkeypatch):
     eager = sources.load(str(folder), SIZE)
-    real, allocate = filling.decode, storage.allocate
+    real, allocate = image_files.decode, storage.allocate
 
     val_gate = threading.Event()
 
@@ -103,7 +105,7 @@ def test_no_row_is_read_before_it_is_written(folder, monkeypatch):
         array[...] = 77  # what a read of a row not yet written would return
         return array
 
-    monkeypatch.setattr(filling, "decode", slow)
+    monkeypatch.setattr(image_files, "decode", slow)
     monkeypatch.setattr(filling.storage, "allocate", sentinel)
     data = _streamed(folder, monkeypatch)
     readable = [p for p in data.train.paths if "broken" not in p]  # the up-front decode's rows
@@ -156,6 +158,15 @@ def test_a_class_without_readable_images_is_a_one_line_error(tmp_path, monkeypat
     data = type("Data", (), {"train": train, "val": val})()
     with pytest.raises(UserError, match="missing: \\[1\\]"):  # no class names given: indices
         filling.check(data)  # what fit's error handler calls: the same line
+    # the image trainers (loop, adapt, distill) fit inside filling.surfaced: the line again
+    op_error = tf.errors.InvalidArgumentError(None, None, "pyfunc failed")
+    with pytest.raises(UserError, match="missing: \\[1\\]"):
+        with filling.surfaced(data):
+            raise op_error
+    whole = type("Data", (), {"train": val, "val": val})()  # no streamed error: as it was
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        with filling.surfaced(whole):
+            raise op_error
 
 
 def test_a_bad_threshold_is_a_one_line_error(monkeypatch):
