@@ -48,7 +48,8 @@ import tensorflow as tf
 
 from tfxfer import progress, storage
 from tfxfer.data.images import try_decode
-from tfxfer.data.splits import Split
+from tfxfer.data.passes import per_epoch
+from tfxfer.data.splits import Split, require_every_class
 from tfxfer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -176,14 +177,8 @@ class FillingSplit:
         with _SKIPPED:
             self.skipped.sort(key=lambda s: s["path"])
         keep = np.flatnonzero(self.ok)
-        missing = sorted(set(self._labels.tolist()) - set(self._labels[keep].tolist()))
-        if missing:
-            names = [self.classes[c] if c < len(self.classes) else c for c in missing]
-            raise UserError(
-                f"the {self.name} split must hold readable images of every class",
-                got=f"missing: {names} (see the skipped list)",
-                fix="add readable images for those classes",
-            )
+        wanted = np.unique(self._labels)  # every class among the split's files
+        require_every_class(self.name, self._labels[keep], wanted, self.classes)
         if len(keep) == len(self.ok):
             return Split(self.array, self._labels)
         log.warning(
@@ -232,17 +227,15 @@ class FillingSplit:
         ``drop_remainder``, a first-epoch batch left short by an unreadable file is dropped
         too, so that every batch is full."""
         base = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="filling_epoch")
 
-        def one_pass(_):
-            e = epoch.assign_add(1) - 1
-            order = tf.numpy_function(lambda k: self.epoch_order(int(k), base), [e], tf.int64)
+        def one_pass(epoch):
+            order = tf.numpy_function(lambda k: self.epoch_order(int(k), base), [epoch], tf.int64)
             order.set_shape([None])
             ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
             ds = ds.map(self._gather, num_parallel_calls=tf.data.AUTOTUNE)
             return ds.filter(lambda x, y: tf.shape(y)[0] == batch_size) if drop_remainder else ds
 
-        return tf.data.Dataset.range(1).flat_map(one_pass)
+        return per_epoch(one_pass)  # a pass's length is known at its end (unreadable files)
 
     def in_order(self, batch_size: int) -> tf.data.Dataset:
         """The readable rows in file order, each batch waiting for its own rows: what the

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -25,6 +24,7 @@ import tensorflow as tf
 
 from tfxfer import storage
 from tfxfer.data.filling import FillingSplit
+from tfxfer.data.passes import per_epoch
 from tfxfer.data.tfrecord import Stream
 from tfxfer.errors import UserError
 
@@ -104,28 +104,6 @@ def via_service(rows: tf.data.Dataset, address: str) -> tf.data.Dataset:
             processing_mode="distributed_epoch", service=address
         )
     )
-
-
-def per_epoch(make: Callable[[tf.Tensor], tf.data.Dataset], n: int) -> tf.data.Dataset:
-    """A dataset whose every pass is ``make(epoch)``: 0 on the first pass, then 1, 2, ...
-
-    A dataset sent to the ``tf.data`` service is serialised with its seeds, and each pass is a
-    new service job that rebuilds it from them: a shuffle inside it would give every epoch the
-    same order. Here each pass builds (and registers) the service's dataset anew, with the
-    epoch's number inside it, so each epoch's order is its own and still follows the seed. A
-    counter on this side (a variable read in the graph) numbers the passes. Registering anew
-    each epoch costs the dispatcher one more copy of the dataset's graph per epoch: small for
-    shard files, the decoded array itself for :func:`graph_rows`.
-    """
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
-
-    def one_pass(_):
-        return make(epoch.assign_add(1) - 1)
-
-    with warnings.catch_warnings():  # distribute() reads the options of a traced dataset
-        warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data")
-        ds = tf.data.Dataset.range(1).flat_map(one_pass)
-    return ds.apply(tf.data.experimental.assert_cardinality(n))
 
 
 def _service_rows(split, shuffle: bool, seed: int | None, address: str) -> tf.data.Dataset:

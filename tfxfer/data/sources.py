@@ -36,7 +36,7 @@ from tfxfer.data import arrays, filling
 from tfxfer.data.decoding import decode_files, decode_shard  # noqa: F401 - re-exported
 from tfxfer.data.folders import TRAIN_DIRS, VAL_DIRS, list_directory  # noqa: F401 - re-exported
 from tfxfer.data.shard import Shard
-from tfxfer.data.splits import ImageData, Split
+from tfxfer.data.splits import ImageData, Split, require_every_class
 from tfxfer.errors import UserError
 
 FASHION_MNIST_CLASSES = (
@@ -294,13 +294,7 @@ def _finish(
         all_train_labels=all_train_labels,
         workers=(shard.index, shard.count),
     )
-    for split_name, labels in (("training", result.train_labels), ("validation", val.labels)):
-        present = set(np.unique(labels).tolist())
-        missing = [n for i, n in enumerate(result.class_names) if i not in present]
-        if missing:
-            raise UserError(
-                f"the {split_name} split must hold readable images of every class",
-                got=f"missing: {missing}",
-                fix="add readable images for those classes (see the skipped list)",
-            )
+    every = range(len(result.class_names))
+    require_every_class("training", result.train_labels, every, result.class_names)
+    require_every_class("validation", val.labels, every, result.class_names)
     return result

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tfxfer.errors import UserError
+
 IMBALANCE_WARN_RATIO = 3.0
 
 
@@ -110,3 +112,17 @@ class ImageData:
                 "consider --set class_weight=balanced"
             )
         return "\n".join(lines)
+
+
+def require_every_class(split: str, labels, wanted, class_names=()) -> None:
+    """Raises the one-line error of a split that holds no readable image of a class in
+    ``wanted`` (class indices); ``class_names`` names them where it is given."""
+    present = set(np.unique(np.asarray(labels)).tolist())
+    missing = [int(c) for c in wanted if int(c) not in present]
+    if missing:
+        names = [class_names[c] if c < len(class_names) else c for c in missing]
+        raise UserError(
+            f"the {split} split must hold readable images of every class",
+            got=f"missing: {names}",
+            fix="add readable images for those classes (see the skipped list)",
+        )

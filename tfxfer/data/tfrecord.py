@@ -128,7 +128,7 @@ class Stream:
         whose client then repeats and takes.
 
         ``epoch`` (a tensor): the order is drawn from ``(seed, epoch)`` instead of reshuffled
-        on each pass; for a dataset rebuilt every epoch (:func:`tfxfer.data.pipeline.per_epoch`).
+        on each pass; for a dataset rebuilt every epoch (:func:`tfxfer.data.passes.per_epoch`).
         """
         size = self.size
         return self._raw(shuffle, seed, exact, epoch).map(
