@@ -56,11 +56,11 @@ class FeatureCache:
 
 
 def _predict(fn, ds: tf.data.Dataset, out: np.ndarray, bar: progress.Progress) -> None:
-    start = 0
+    start, size = 0, fn.input_signature[0].shape[0]
     for batch in ds:
         n = int(batch.shape[0])
-        if n < EXTRACT_BATCH:  # pad: a new batch shape costs a new set of oneDNN kernels
-            batch = tf.pad(batch, [[0, EXTRACT_BATCH - n], [0, 0], [0, 0], [0, 0]])
+        if n < size:  # pad: a new batch shape costs a new set of oneDNN kernels
+            batch = tf.pad(batch, [[0, size - n], [0, 0], [0, 0], [0, 0]])
         out[start : start + n] = np.asarray(fn(batch))[:n]
         start += n
         bar.add(n)
@@ -83,9 +83,13 @@ def extract(tm, data, views: int, image_size: int, shard: Shard = Shard()) -> Fe
     t0 = time.perf_counter()
     views = views if tm.augmenter is not None else 1
     width = tm.head_model.input.shape[-1]
+    # a split smaller than a batch is one batch of its own size: padding a dozen images to 64
+    # would run the backbone on five times as many rows (seconds at 224 px on a CPU)
+    val_rows = shard.size(len(data.val))
+    batch = max(1, min(EXTRACT_BATCH, max(len(data.train), val_rows)))
     # One trace and one batch shape (a retrace of a whole backbone costs seconds on a CPU).
     # jit_compile was measured slower on CPU (bench/README.md), so it is off.
-    spec = tf.TensorSpec((EXTRACT_BATCH, image_size, image_size, 3), tf.float32)
+    spec = tf.TensorSpec((batch, image_size, image_size, 3), tf.float32)
     infer = tf.function(lambda x: tm.feature_model(x, training=False), input_signature=[spec])
 
     def images_only(split, view):
@@ -93,7 +97,7 @@ def extract(tm, data, views: int, image_size: int, shard: Shard = Shard()) -> Fe
             split,
             data.num_classes,
             image_size,
-            EXTRACT_BATCH,
+            batch,
             augmenter=tm.augmenter if view > 0 else None,
         )
         return ds.map(lambda x, y: x, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
@@ -111,7 +115,7 @@ def extract(tm, data, views: int, image_size: int, shard: Shard = Shard()) -> Fe
     train = storage.allocate((views, len(data.train), width), "float16")
     for v in range(views):
         _predict(infer, images_only(data.train, v), train[v], bar)
-    val = storage.allocate((shard.size(len(data.val)), width), "float32")
+    val = storage.allocate((val_rows, width), "float32")
     _predict(infer, images_only(val_mine, 0), val, bar)
     bar.done()
     val = shard.assemble(val, len(data.val))
