@@ -2,7 +2,7 @@
 
 For each kit dataset below, in separate processes:
 
-- the signals of :func:`tfxfer.auto.train.measure` with ImageNet weights (the plan, timed) and
+- the signals of :func:`tfxfer.auto.plan.measure` with ImageNet weights (the plan, timed) and
   LogME with random-init weights (``weights=None``, same backbone and probe);
 - each of the four scenario recipes at a fixed, equal budget of ``E`` epochs over the training
   data: a one-phase recipe trains ``E`` epochs, a two-phase recipe 1 warm-up epoch of the head
@@ -68,7 +68,7 @@ def budget(cfg, epochs: int):
 
 
 def arm_signals(name: str, weights: str, size: int | None) -> dict:
-    from tfxfer.auto import train as auto
+    from tfxfer.auto import plan as auto
     from tfxfer.config import Config
     from tfxfer.models import backbones
     from tfxfer.train import loop
@@ -118,7 +118,7 @@ def random_backbone(cfg, data, size: int):
 def arm_recipe(name: str, recipe: str, lr_auto: bool, seed: int = 0) -> dict:
     import importlib
 
-    from tfxfer.auto import train as auto
+    from tfxfer.auto import plan as auto
     from tfxfer.config import Config
 
     keys, epochs = DATASETS[name]
@@ -210,8 +210,8 @@ def load() -> dict:
 
 
 def choose(sig: dict, large: float, similar: float) -> str:
-    """The recipe the shipped rule (:func:`tfxfer.auto.train.decide`) picks at these thresholds."""
-    from tfxfer.auto import train as auto
+    """The recipe the shipped rule (:func:`tfxfer.auto.plan.decide`) picks at these thresholds."""
+    from tfxfer.auto import plan as auto
     from tfxfer.config import Auto
 
     signals = auto.Signals(**{f.name: sig[f.name] for f in dataclasses.fields(auto.Signals)})

@@ -27,7 +27,7 @@ from tfxfer.config import Config
 from tfxfer.recipes import large_different, large_similar, small_different, small_similar
 
 if TYPE_CHECKING:
-    from tfxfer.auto import train as core
+    from tfxfer.auto.plan import Plan
 
 CONFIG = Config(recipe="auto", data="hymenoptera", output="runs/auto")
 CANDIDATES = {
@@ -58,7 +58,7 @@ run, main = runner.register(
 )
 
 
-def plan(data: str | Config = CONFIG.data, **overrides) -> core.Plan:
+def plan(data: str | Config = CONFIG.data, **overrides) -> Plan:
     """The plan for ``data`` (a ``--data`` value, or a whole config), without training."""
     cfg = data if isinstance(data, Config) else CONFIG.replace(data=data)
     cfg = cfg.replace(**overrides) if overrides else cfg

@@ -14,6 +14,7 @@ from conftest import START_FAMILY, write_class_images
 from support import assert_one_line_error
 
 from tfxfer.auto import bn_distance
+from tfxfer.auto import plan as planning
 from tfxfer.auto import train as auto
 from tfxfer.config import Augment, Auto, Config, Phase
 from tfxfer.errors import UserError
@@ -75,7 +76,7 @@ def test_a_backbone_without_batchnorm_has_no_distance():
 
 
 def _signals(per_class, distance, logme=0.0):
-    return auto.Signals(
+    return planning.Signals(
         per_class=per_class,
         min_per_class=int(per_class),
         max_per_class=int(per_class),
@@ -100,7 +101,7 @@ def _signals(per_class, distance, logme=0.0):
 )
 def test_decide_follows_the_documented_table(per_class, distance, recipe):
     rules = Auto(large_per_class=500, similar_distance=0.5)
-    chosen, reasons = auto.decide(_signals(per_class, distance), rules, "MobileNetV2")
+    chosen, reasons = planning.decide(_signals(per_class, distance), rules, "MobileNetV2")
     assert chosen == recipe
     assert f" {per_class:g} training images" in reasons[0] and reasons[0].endswith(
         f" 500 -> {'small' if per_class < 500 else 'large'}"
@@ -110,18 +111,19 @@ def test_decide_follows_the_documented_table(per_class, distance, recipe):
 
 def test_without_batchnorm_similarity_comes_from_logme():
     rules = Auto(large_per_class=500, similar_logme=-0.2)
-    assert auto.decide(_signals(100, None, logme=-0.1), rules, "ConvNeXtTiny")[0] == "small_similar"
-    chosen, reasons = auto.decide(_signals(100, None, logme=-0.3), rules, "ConvNeXtTiny")
+    similar = planning.decide(_signals(100, None, logme=-0.1), rules, "ConvNeXtTiny")[0]
+    assert similar == "small_similar"
+    chosen, reasons = planning.decide(_signals(100, None, logme=-0.3), rules, "ConvNeXtTiny")
     assert chosen == "small_different" and "no BatchNorm" in reasons[1]
 
 
 def test_probe_indices_are_stratified_capped_and_seeded():
     labels = np.array([0] * 50 + [1] * 5 + [2] * 30)
-    idx = auto.probe_indices(labels, 30, seed=3)
+    idx = planning.probe_indices(labels, 30, seed=3)
     assert np.bincount(labels[idx]).tolist() == [10, 5, 10]  # class 1 holds only 5
     assert len(set(idx)) == len(idx)
-    assert np.array_equal(idx, auto.probe_indices(labels, 30, seed=3))
-    assert not np.array_equal(idx, auto.probe_indices(labels, 30, seed=4))
+    assert np.array_equal(idx, planning.probe_indices(labels, 30, seed=3))
+    assert not np.array_equal(idx, planning.probe_indices(labels, 30, seed=4))
 
 
 def test_chosen_config_is_the_recipes_own_with_the_users_data_and_changes():
@@ -134,13 +136,13 @@ def test_chosen_config_is_the_recipes_own_with_the_users_data_and_changes():
         train_per_class=None,
         auto=Auto(epochs=2, lr_find=True),
     )
-    ratio_only = auto.chosen_config(
+    ratio_only = planning.chosen_config(
         Config(recipe="auto", augment={"synthetic_ratio": 1}),
         auto_recipe.CANDIDATES["small_different"].replace(augment="none"),
     )
     assert ratio_only.augment == Augment("none", 1.0)  # the recipe's preset, the user's ratio
     base = auto_recipe.CANDIDATES["small_different"]  # its own default is 100 per class
-    chosen = auto.chosen_config(user, base)
+    chosen = planning.chosen_config(user, base)
     assert (chosen.recipe, chosen.data, chosen.output, chosen.image_size) == (
         "small_different",
         "/d",
@@ -165,7 +167,7 @@ def test_chosen_config_is_the_recipes_own_with_the_users_data_and_changes():
 def test_auto_refuses_what_it_cannot_plan(change, words):
     cfg = Config.from_dict(change, base=auto_recipe.CONFIG)
     with pytest.raises(UserError, match=words):
-        auto.check(cfg)
+        planning.check(cfg)
 
 
 def test_lr_pick_is_a_tenth_of_the_lag_free_minimum_and_ignores_a_diverged_tail():
@@ -277,7 +279,7 @@ def test_dry_run_plans_from_measured_signals_and_trains_nothing(
     s = the_plan.signals
     assert (s.per_class, s.num_classes, s.probe_images, s.image_size) == (8, 2, 12, 32)
     assert s.distance is not None and s.distance >= 0 and np.isfinite(s.logme)
-    assert the_plan.recipe == auto.decide(s, Auto(), START_FAMILY)[0]
+    assert the_plan.recipe == planning.decide(s, Auto(), START_FAMILY)[0]
     written = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert written["recipe"] == the_plan.recipe and written["config"]["recipe"] == the_plan.recipe
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plan.json"]
@@ -355,7 +357,7 @@ def test_compare_runs_every_candidate_and_keeps_the_best(two_class_folder, tmp_p
         "small_similar": base,
     }  # a rate of 0 leaves the head at its random init
     data = loop.load_data(cfg, 32)
-    first = auto.plan(cfg, data, 32, {**candidates, **auto_recipe.CANDIDATES})
+    first = planning.plan(cfg, data, 32, {**candidates, **auto_recipe.CANDIDATES})
     chosen = auto.compare(first, cfg, data, candidates)
     assert sorted(chosen.compare) == ["dead", "small_similar"]
     assert chosen.compare[chosen.recipe] == max(chosen.compare.values())
