@@ -5,6 +5,7 @@
 - :mod:`tfxfer.text.encoder`: a preset's encoder with a new head;
 - :mod:`tfxfer.text.scope`: what trains in a phase (frozen parts without dropout), and at what rate;
 - :mod:`tfxfer.text.lora`: Keras's LoRA on the encoder, and training on after a reload;
+- :mod:`tfxfer.text.batches`: token ids once, then batches of similar length, padded per batch;
 - :mod:`tfxfer.text.train`: the trainer (the image core's phases, checkpoints and outputs);
 - :mod:`tfxfer.text.serving`: the SavedModel that takes raw strings.
 
