@@ -2,6 +2,7 @@
 
 - :mod:`~tfxfer.generative.networks`: the generator (DCGAN) and the spectrally normalised
   projection discriminator, DiffAugment, and why this GAN;
+- :mod:`~tfxfer.generative.gan`: both networks, their optimisers and averaged generator, one step;
 - :mod:`~tfxfer.generative.train`: the resumable training loop, writing ``generator.keras``;
 - :mod:`~tfxfer.generative.sample`: labelled ``uint8`` samples shaped like the data, the
   per-class grid;

@@ -162,7 +162,7 @@ def test_a_killed_gan_run_resumes_to_the_uninterrupted_weights(tmp_path, monkeyp
         for k in names:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
     # a finished folder with the same settings is returned without training
-    monkeypatch.setattr(gan_train, "_Gan", None)
+    monkeypatch.setattr(gan_train, "Gan", None)
     assert (
         gan_train.fit(data.train, data.class_names, TINY, tmp_path / "full", verbose=0)["settings"]
         == full["settings"]
