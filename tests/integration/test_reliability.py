@@ -270,20 +270,29 @@ def test_a_second_run_into_a_running_directory_is_refused_and_a_killed_run_never
     assert json.loads((out / "config.json").read_text())["phases"][1]["epochs"] == 1
 
 
-# large_different (one phase, on images) with every decode argv[2] seconds slower, writing a
-# marker (argv[1]) after its first training step: the training rows decoded by then, and the
-# number of files.
+# large_different (one phase, on images), writing a marker (argv[1]) after its first training
+# step: the training rows decoded by then, and the number of files. With argv[2] = "hold", every
+# decode but those of the first two batches' rows waits until that marker is written, so
+# the first step comes while the rest of the cache is still empty, however slow the machine; then
+# each takes 0.3 s more.
 SLOW_STREAM = textwrap.dedent(
     """
-    import json, sys, time
+    import json, os, sys, time
     import keras
     from tfxfer.data import filling, images
     from tfxfer.recipes import large_different
 
-    marker, pause, real = sys.argv[1], float(sys.argv[2]), images.decode
+    marker, hold, real = sys.argv[1], sys.argv[2] == "hold", images.decode
 
     def slow(path, size):
-        time.sleep(pause)
+        train = splits[0]  # made before its decoding starts
+        # --batch-size 4; Keras's train function takes the next batch before its step returns
+        first_two = {train.paths[i] for i in train.order[:8]}
+        if hold and path not in first_two:
+            deadline = time.time() + 240
+            while not os.path.exists(marker) and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
         return real(path, size)
 
     images.decode = slow
@@ -330,7 +339,7 @@ def test_killed_in_its_streamed_first_epoch_a_run_decodes_again_and_completes(fo
             text=True,
         )
 
-    proc = start(mark, 1.0)  # 16 s to decode the training files on 3 threads
+    proc = start(mark, "hold")  # two batches are decoded, the rest waits for the first step
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not mark.is_file():
         time.sleep(0.05)
@@ -340,10 +349,11 @@ def test_killed_in_its_streamed_first_epoch_a_run_decodes_again_and_completes(fo
     proc.wait()
     first = json.loads(mark.read_text())
     assert first["ready"] < first["files"], first  # it trained while the cache was filling
+    assert first["ready"] >= 8, first  # on the first batches' rows, decoded
     _no_half_written_files(out)
     assert not (out / "checkpoints" / "phase0.epochs.json").exists()  # no epoch was completed
 
-    resumed = start(tmp_path / "again.json", 0.0)
+    resumed = start(tmp_path / "again.json", "go")
     text, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, text[-3000:]
     assert text.count("the first epoch streams") == 1  # the cache was rebuilt, once

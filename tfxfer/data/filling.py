@@ -214,6 +214,10 @@ class FillingSplit:
         return readable[np.random.default_rng([seed, epoch]).permutation(len(readable))]
 
     def _gather(self, idx: tf.Tensor):
+        # A read waiting for rows not yet decoded holds a thread of tf.data's pool. Reads run
+        # one at a time (a copy of decoded rows is quick), so that waits for later rows never
+        # take the threads the rest of the pipeline (augmentation) needs to finish a batch
+        # whose rows are there: with parallel reads, the first step waited for many batches.
         x, y = tf.numpy_function(self.take, [idx], (tf.uint8, tf.int32), stateful=False)
         x.set_shape((None,) + self.array.shape[1:])
         y.set_shape([None])
@@ -232,7 +236,7 @@ class FillingSplit:
             order = tf.numpy_function(lambda k: self.epoch_order(int(k), base), [epoch], tf.int64)
             order.set_shape([None])
             ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
-            ds = ds.map(self._gather, num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.map(self._gather)  # one read at a time: see _gather
             return ds.filter(lambda x, y: tf.shape(y)[0] == batch_size) if drop_remainder else ds
 
         return per_epoch(one_pass)  # a pass's length is known at its end (unreadable files)
@@ -242,7 +246,7 @@ class FillingSplit:
         complete split gives, without waiting for it when the dataset is made. A batch with
         an unreadable file in it is one row short."""
         ds = tf.data.Dataset.range(len(self.paths)).batch(batch_size)
-        return ds.map(self._gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(self._gather)  # one read at a time: see _gather
 
 
 class Filler:
