@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import keras
@@ -84,6 +85,32 @@ def predictions(logits, class_names, k: int) -> dict:
 IMAGE_BYTES = tf.TensorSpec([None], tf.string, name="image_bytes")
 
 
+PIXELS = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+
+
+# The decoding and the resize depend on the size alone and read no variable, so one traced graph
+# is valid in every SavedModel: tracing them is about a third of an export's time, paid once per
+# process and size instead of once per export (a notebook, `auto --compare`, the tests).
+@functools.cache
+def _decoder(size: int):
+    """``image_bytes`` -> ``float32[N, size, size, 3]``, as training decoded the files."""
+
+    def decode_all(image_bytes):
+        return tf.map_fn(
+            lambda b: decode.decode_image(b, size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32),
+        )
+
+    return savedmodel.endpoint(decode_all, IMAGE_BYTES)
+
+
+@functools.cache
+def _resizer(size: int):
+    """``uint8[N, H, W, 3]`` of any one size -> ``float32[N, size, size, 3]``."""
+    return savedmodel.endpoint(lambda images: decode.resize(images, size), PIXELS)
+
+
 class _Server:
     def __init__(self, graph: keras.Model, class_names: dict[str, list[str]], top_k: int):
         self.size = graph.input.shape[1]
@@ -94,7 +121,8 @@ class _Server:
         # every endpoint that needs it (two endpoints each, which would otherwise trace twice).
         images = tf.TensorSpec([None, self.size, self.size, 3], graph.input.dtype)
         self.logits = savedmodel.endpoint(lambda x: graph(x, training=False), images)
-        self.decode = savedmodel.endpoint(self._decode, IMAGE_BYTES)
+        self.decode = _decoder(self.size)
+        self.resize = _resizer(self.size)
 
     def _outputs(self, images):
         logits = self.logits(images)
@@ -106,18 +134,11 @@ class _Server:
             for key, value in predictions(logits[task], self.names[task], self.k[task]).items()
         }
 
-    def _decode(self, image_bytes):
-        return tf.map_fn(
-            lambda b: decode.decode_image(b, self.size),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec((self.size, self.size, 3), tf.float32),
-        )
-
     def serve_bytes(self, image_bytes):
         return self._outputs(self.decode(image_bytes))
 
     def serve_images(self, images):
-        return self._outputs(decode.resize(images, self.size))
+        return self._outputs(self.resize(images))
 
     def decoded(self, image_bytes):
         return {"images": tf.cast(self.decode(image_bytes), tf.uint8)}
@@ -154,9 +175,7 @@ def export(
     server = _Server(graph, class_names, top_k)
     endpoints = {  # the first is also `serving_default` (what TF Serving's REST API calls)
         "serve_bytes": savedmodel.endpoint(server.serve_bytes, IMAGE_BYTES),
-        "serve_images": savedmodel.endpoint(
-            server.serve_images, tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
-        ),
+        "serve_images": savedmodel.endpoint(server.serve_images, PIXELS),
         "decode": savedmodel.endpoint(server.decoded, IMAGE_BYTES),
         "metadata": savedmodel.endpoint(server.metadata),
     }

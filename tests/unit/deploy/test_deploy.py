@@ -4,6 +4,7 @@ pruning and LiteRT, each checked against an independent computation."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -215,9 +216,11 @@ def test_the_savedmodel_stores_each_weight_once(exported):
 
 def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_path, monkeypatch):
     """Tracing is most of an export's time: the in-graph decoding (used by serve_bytes and
-    decode) is traced once, and each prediction endpoint once (keras's ExportArchive traced
-    every endpoint twice, outside and inside the save)."""
-    calls = {"decode_image": 0, "predictions": 0}
+    decode) is traced once per size and process, and each prediction endpoint once per export
+    (keras's ExportArchive traced every endpoint twice, outside and inside the save)."""
+    for cached in ("_decoder", "_resizer"):  # as in a fresh process
+        monkeypatch.setattr(serving, cached, functools.cache(getattr(serving, cached).__wrapped__))
+    calls = {"decode_image": 0, "resize": 0, "predictions": 0}
 
     def counted(module, name):
         real = getattr(module, name)
@@ -229,10 +232,11 @@ def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_pa
         monkeypatch.setattr(module, name, wrapper)
 
     counted(decode, "decode_image")
+    counted(decode, "resize")
     counted(serving, "predictions")
     tm = model_lib.build("MobileNet025", num_classes=2, image_size=32, weights=None)
     serving.export(tm.model, {"head": ["a", "b"]}, tmp_path / "sm")
-    assert calls == {"decode_image": 1, "predictions": 2}, calls
+    assert calls == {"decode_image": 1, "resize": 2, "predictions": 2}, calls
     served = tf.saved_model.load(str(tmp_path / "sm"))
     assert sorted(served.signatures) == [
         "decode",
@@ -241,6 +245,18 @@ def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_pa
         "serve_images",
         "serving_default",
     ]
+    # A second model of the same size reuses the decoding's trace, and serves its own weights
+    other = model_lib.build("MobileNet025", num_classes=3, image_size=32, weights=None)
+    serving.export(other.model, {"head": ["x", "y", "z"]}, tmp_path / "other")
+    assert calls == {"decode_image": 1, "resize": 2, "predictions": 4}, calls
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    encoded = tf.io.encode_png(image)
+    for net, path in ((tm, "sm"), (other, "other")):
+        served = tf.saved_model.load(str(tmp_path / path))
+        pixels = served.decode(tf.stack([encoded]))["images"]
+        want = net.plain_model(tf.cast(pixels, tf.float32), training=False).numpy()
+        for got in (served.serve_bytes(tf.stack([encoded])), served.serve_images(pixels)):
+            np.testing.assert_allclose(got["logits"].numpy(), want, rtol=1e-4, atol=1e-4)
 
 
 def test_serve_images_takes_any_one_size_and_equals_the_model_at_its_own_size(exported):
