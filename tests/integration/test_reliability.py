@@ -161,9 +161,11 @@ def test_diverging_learning_rate_stops_with_phase_and_epoch_and_keeps_last_good_
     assert json.loads((out / "config.json").read_text())["phases"][1]["lr"] == 0.001
 
 
-# Both augmentation placements: (augment_in, cache_features). "data" with cached features
-# compiles the head model; "model" compiles the whole training graph (as augment="none" does).
-PLACEMENTS = (("data", True), ("model", False))
+# Both augmentation placements: (augment_in, cache_features, backbone). "data" with cached
+# features compiles the head model, here behind EfficientNet's custom layers (freezable dropout,
+# the stem rescaling); "model" compiles the whole training graph, augmentation layers included
+# (as augment="none" does), around the cheapest backbone.
+PLACEMENTS = (("data", True, "EfficientNetB0"), ("model", False, "MobileNet025"))
 
 
 @pytest.mark.slow
@@ -172,7 +174,7 @@ def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_pa
     from tfxfer.recipes import small_similar
 
     runs = []
-    for augment_in, cache in PLACEMENTS:
+    for augment_in, cache, backbone in PLACEMENTS:
         cfg = small_similar.CONFIG.replace(
             data=str(folder),
             image_size=32,
@@ -180,7 +182,7 @@ def test_keras_file_and_savedmodel_load_safely_in_a_fresh_process(folder, tmp_pa
             augment="light",
             augment_in=augment_in,
             cache_features=cache,
-            backbone="EfficientNetB0",
+            backbone=backbone,
             output=str(tmp_path / augment_in),
             verbose=0,
         ).with_epochs(1)
