@@ -65,7 +65,7 @@ def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
     native = None not in shape and max(shape[:2]) <= image_size
     stored = shape if native else (image_size, image_size, 3)
 
-    def to_stored(image, label):
+    def to_stored(image, label):  # one example, or a batch of one fixed size
         if native:
             return image, label
         x = tf.cast(image, tf.float32)
@@ -78,7 +78,10 @@ def load_tfds(name: str, image_size: int, manual_dir: str | None = None):
         images = storage.allocate((n,) + stored, "uint8")
         labels = np.empty(n, np.int32)
         ds = builder.as_dataset(split=split, as_supervised=True)
-        ds = ds.map(to_stored, num_parallel_calls=tf.data.AUTOTUNE).batch(READ_BATCH)
+        if None in shape:  # sizes vary: each image is resized before it can be batched
+            ds = ds.map(to_stored, num_parallel_calls=tf.data.AUTOTUNE).batch(READ_BATCH)
+        else:  # one op per batch (Fashion-MNIST's 70,000 images to 16 px: 2.6 s, not 10.3 s)
+            ds = ds.batch(READ_BATCH).map(to_stored, num_parallel_calls=tf.data.AUTOTUNE)
         start, pages = 0, storage.Releaser(images)
         bar = progress.Progress(f"reading {name}:{split}", n, "images")
         for x, y in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
