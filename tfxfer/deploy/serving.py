@@ -89,7 +89,7 @@ PIXELS = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 
 
 # The decoding and the resize depend on the size alone and read no variable, so one traced graph
-# is valid in every SavedModel: tracing them is about a third of an export's time, paid once per
+# is valid in every SavedModel: tracing them is about a quarter of an export's time, paid once per
 # process and size instead of once per export (a notebook, `auto --compare`, the tests).
 @functools.cache
 def _decoder(size: int):
