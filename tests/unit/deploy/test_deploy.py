@@ -214,7 +214,9 @@ def test_the_savedmodel_stores_each_weight_once(exported):
     assert sum(int(np.prod(v.shape)) for v in listed) == stored
 
 
-def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_path, monkeypatch):
+def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(
+    tmp_path, monkeypatch, start_weights
+):
     """Tracing is most of an export's time: the in-graph decoding (used by serve_bytes and
     decode) is traced once per size and process, and each prediction endpoint once per export
     (keras's ExportArchive traced every endpoint twice, outside and inside the save)."""
@@ -234,7 +236,8 @@ def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_pa
     counted(decode, "decode_image")
     counted(decode, "resize")
     counted(serving, "predictions")
-    tm = model_lib.build("MobileNet025", num_classes=2, image_size=32, weights=None)
+    # the recalibrated start weights: a random init's logits are all about 1e-17
+    tm = model_lib.build("MobileNet025", num_classes=2, image_size=32, weights=start_weights[0])
     serving.export(tm.model, {"head": ["a", "b"]}, tmp_path / "sm")
     assert calls == {"decode_image": 1, "resize": 2, "predictions": 2}, calls
     served = tf.saved_model.load(str(tmp_path / "sm"))
@@ -246,7 +249,7 @@ def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_pa
         "serving_default",
     ]
     # A second model of the same size reuses the decoding's trace, and serves its own weights
-    other = model_lib.build("MobileNet025", num_classes=3, image_size=32, weights=None)
+    other = model_lib.build("MobileNet025", num_classes=3, image_size=32, weights=start_weights[0])
     serving.export(other.model, {"head": ["x", "y", "z"]}, tmp_path / "other")
     assert calls == {"decode_image": 1, "resize": 2, "predictions": 4}, calls
     image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
@@ -255,6 +258,7 @@ def test_each_endpoint_and_the_shared_decoding_are_traced_once_per_export(tmp_pa
         served = tf.saved_model.load(str(tmp_path / path))
         pixels = served.decode(tf.stack([encoded]))["images"]
         want = net.plain_model(tf.cast(pixels, tf.float32), training=False).numpy()
+        assert np.abs(want).max() > 1e-2, want
         for got in (served.serve_bytes(tf.stack([encoded])), served.serve_images(pixels)):
             np.testing.assert_allclose(got["logits"].numpy(), want, rtol=1e-4, atol=1e-4)
 
