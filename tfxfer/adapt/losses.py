@@ -32,7 +32,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-MULTILINEAR_MAX = 4096  # widest f ⊗ g the domain classifier takes; wider: the randomized map
+# The widest f ⊗ g the domain classifier takes; wider, the randomized map. The exact map is the
+# method's definition (and TLlib's default); the digit networks' maps (LeNet 500 x 10 = 5,000,
+# the DANN paper's 768 x 10 = 7,680) stay exact. MNIST -> USPS, LeNet, seed 0: CDAN+E 0.937
+# with the exact map against 0.904 with the randomized one of width 1,024 (bench/README.md).
+MULTILINEAR_MAX = 8192
 
 
 def multilinear(features, probs):

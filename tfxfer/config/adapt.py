@@ -73,7 +73,7 @@ class Adapt:
         weight: Final reversal weight (multiplies ``lambda_p``).
         domain_hidden: Widths of the domain classifier's hidden ReLU layers.
         cdan_dim: Width of CDAN's randomized multilinear map, used when features x classes is
-            wider than 4096 (below, the exact map).
+            wider than 8192 (below, the exact map).
         mcc_weight: Weight of the MCC loss (methods with ``mcc``).
         mcc_temperature: MCC's softmax temperature (2.5 in the paper).
         self_train: Epochs of self-training after the phases (0: none), with any method:
